@@ -1,0 +1,249 @@
+/* alloc.c: the exported malloc API. Small requests (0..512 bytes, alignment <= 16) are popped
+ * from the calling thread's pools; everything else goes to glibc's allocator. free routes by
+ * address: inside our reserved range is ours, anything else is glibc's. Exports malloc, free,
+ * calloc, realloc, reallocarray, memalign, aligned_alloc, posix_memalign, valloc, pvalloc,
+ * malloc_usable_size, cfree, free_sized, free_aligned_sized. */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+static _Atomic uint64_t large_unowned; /* system-malloc requests from threads without a heap */
+
+/* ---- system malloc ------------------------------------------------------------------------ */
+static void count_large(size_t n) {
+    heap_t *h = tls_heap;
+    if (h->kind == HEAP_REAL) {
+        h->stats.nlarge++;
+        h->stats.nlarge_bytes += n;
+    } else {
+        atomic_fetch_add_explicit(&large_unowned, 1, memory_order_relaxed);
+    }
+}
+
+uint64_t alloc_large_unowned(void) {
+    return atomic_load_explicit(&large_unowned, memory_order_relaxed);
+}
+
+static noinline void *large_malloc(size_t n) {
+    count_large(n);
+    return __libc_malloc(n);
+}
+
+/* ---- small requests ------------------------------------------------------------------------
+ * The fast path: class by shift, pop the head pool's free list. About 10 instructions and one
+ * branch that leaves it; no lock, no atomic, no "initialised?" test (a thread without a heap
+ * has the static empty heap, whose pools have no free block). */
+static noinline cold void *small_slow(size_t n);
+
+static inline __attribute__((always_inline)) void *small_alloc(size_t n) {
+    unsigned c = n ? (unsigned)((n - 1) >> ALIGNMENT_SHIFT) : 0;
+    heap_t *h = tls_heap;
+    pool_t *p = h->cur[c];
+    block_t *b = p->free;
+    if (unlikely(b == NULL))
+        return small_slow(n);
+    p->free = b->next;
+    p->used++;
+    h->stats.nmalloc[c]++;
+    h->stats.nreq[c] += n;
+    return b;
+}
+
+static noinline cold void *small_slow(size_t n) {
+    unsigned c = n ? (unsigned)((n - 1) >> ALIGNMENT_SHIFT) : 0;
+    heap_t *h = tls_heap;
+    if (h->kind != HEAP_REAL) {
+        /* First allocation of this thread, or one after its key destructor ran (glibc keeps
+         * going after it): the dead thread's small requests go to glibc, which is correct
+         * because free routes by address. */
+        if (h->kind == HEAP_DEAD || (h = heap_thread_init()) == NULL)
+            return large_malloc(n);
+    }
+    if (h->in_slow)
+        return large_malloc(n); /* a signal handler interrupted our slow path: don't re-enter */
+    heap_lock_slow(h);
+    void *b = heap_refill(h, c);
+    heap_unlock_slow(h);
+    if (unlikely(b == NULL))
+        return large_malloc(n); /* address range exhausted or commit refused */
+    h->stats.nmalloc[c]++;
+    h->stats.nreq[c] += n;
+    return b;
+}
+
+TALLY_EXPORT void *malloc(size_t n) {
+    if (likely(n - 1 < SMALL_MAX)) /* 1..512; n == 0 wraps and takes the other branch */
+        return small_alloc(n);
+    if (n == 0)
+        return small_alloc(0); /* a unique 16-byte block, as glibc gives */
+    return large_malloc(n);
+}
+
+/* ---- free ---------------------------------------------------------------------------------- */
+static noinline void free_remote(heap_t *h, pool_t *p, block_t *q) {
+    int saved = errno;
+    if (config_debug) {
+        uintptr_t off = (uintptr_t)q - (uintptr_t)p - POOL_HEADER;
+        if ((uintptr_t)q < (uintptr_t)p + POOL_HEADER || off % p->bsize != 0 ||
+            off / p->bsize >= p->carved) {
+            tally_message("free(): invalid pointer", NULL, NULL);
+            __builtin_trap();
+        }
+    }
+    bool may_claim = h->kind != HEAP_DEAD && !h->in_slow;
+    if (h->kind == HEAP_REAL)
+        h->stats.nremote_free++;
+    uintptr_t old = pool_push_remote(p, q, may_claim);
+    if (old & TF_FULL)
+        heap_notify(p);
+    else if (may_claim && (old & TF_UNOWNED)) {
+        /* The pool had no owner (it was full, or its thread exited): now it is ours. */
+        if (h->kind == HEAP_EMPTY)
+            h = heap_thread_init();
+        if (h && h->kind == HEAP_REAL)
+            heap_adopt(h, p);
+        else
+            pool_abandon(p);
+    }
+    errno = saved;
+}
+
+static inline __attribute__((always_inline)) void free_inline(void *ptr) {
+    if (likely(ptr_is_ours(ptr))) {
+        pool_t *p = pool_of(ptr);
+        heap_t *h = tls_heap;
+        block_t *b = ptr;
+        if (likely(atomic_load_explicit(&p->owner, memory_order_relaxed) == h)) {
+            b->next = p->free;
+            p->free = b;
+            /* Rare cases in one test each: the pool was exhausted (maybe parked as full), or
+             * this was its last live block. */
+            if (unlikely(b->next == NULL) | unlikely(--p->used == 0))
+                heap_free_local_slow(h, p);
+            return;
+        }
+        free_remote(h, p, b);
+        return;
+    }
+    if (ptr)
+        __libc_free(ptr); /* glibc's block, or one from before us: glibc checks it as usual */
+}
+
+TALLY_EXPORT void free(void *ptr) {
+    free_inline(ptr);
+}
+
+TALLY_EXPORT void cfree(void *ptr) {
+    free_inline(ptr);
+}
+
+TALLY_EXPORT void free_sized(void *ptr, size_t size) {
+    (void)size;
+    free_inline(ptr);
+}
+
+TALLY_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) {
+    (void)alignment;
+    (void)size;
+    free_inline(ptr);
+}
+
+/* ---- the rest of the API -------------------------------------------------------------------- */
+TALLY_EXPORT void *calloc(size_t n, size_t size) {
+    size_t total;
+    if (unlikely(__builtin_mul_overflow(n, size, &total))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (total <= SMALL_MAX) {
+        /* Reused blocks hold old data, so always clear; at most 512 bytes. */
+        void *p = small_alloc(total);
+        if (p)
+            memset(p, 0, total);
+        return p;
+    }
+    count_large(total);
+    return __libc_calloc(n, size);
+}
+
+TALLY_EXPORT void *realloc(void *ptr, size_t n) {
+    if (ptr == NULL)
+        return malloc(n);
+    if (n == 0) {
+        free_inline(ptr); /* glibc's REALLOC_ZERO_BYTES_FREES */
+        return NULL;
+    }
+    if (!ptr_is_ours(ptr)) {
+        /* Never move a glibc block into the pools: we could not know how much of it is valid
+         * (pymalloc's rule). */
+        count_large(n);
+        return __libc_realloc(ptr, n);
+    }
+    pool_t *p = pool_of(ptr);
+    size_t have = p->bsize;
+    if (n <= have) {
+        /* Stay in place within the class, or when shrinking by less than a quarter. */
+        if ((n - 1) >> ALIGNMENT_SHIFT == p->szidx || 4 * n > 3 * have)
+            return ptr;
+    }
+    void *r = malloc(n);
+    if (r == NULL)
+        return NULL; /* errno is ENOMEM; the old block is untouched */
+    memcpy(r, ptr, n < have ? n : have);
+    free_inline(ptr);
+    return r;
+}
+
+TALLY_EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(ptr, total);
+}
+
+/* glibc 2.36 semantics: aligned_alloc is memalign (any alignment, rounded up to a power of two;
+ * size need not be a multiple). Alignments up to 16 are what every pool block has already. */
+TALLY_EXPORT void *memalign(size_t alignment, size_t n) {
+    if (alignment <= ALIGNMENT)
+        return malloc(n);
+    count_large(n);
+    return __libc_memalign(alignment, n);
+}
+
+TALLY_EXPORT void *aligned_alloc(size_t alignment, size_t n) {
+    return memalign(alignment, n);
+}
+
+TALLY_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
+    if (alignment % sizeof(void *) != 0 || alignment == 0 ||
+        (alignment & (alignment - 1)) != 0)
+        return EINVAL;
+    int saved = errno; /* posix_memalign reports through its result, never errno */
+    void *p = memalign(alignment, n);
+    errno = saved;
+    if (p == NULL)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+TALLY_EXPORT void *valloc(size_t n) {
+    count_large(n);
+    return __libc_valloc(n);
+}
+
+TALLY_EXPORT void *pvalloc(size_t n) {
+    count_large(n);
+    return __libc_pvalloc(n);
+}
+
+TALLY_EXPORT size_t malloc_usable_size(void *ptr) {
+    if (ptr == NULL)
+        return 0;
+    if (ptr_is_ours(ptr))
+        return pool_of(ptr)->bsize;
+    return raw_usable_size_of(ptr);
+}

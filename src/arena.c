@@ -1,0 +1,127 @@
+/* arena.c: the reserved address range, the arenas carved from it, and the two global pool lists
+ * (the empty stack, any class; the abandoned partial pools, per class). Everything here is behind
+ * one mutex that only slow paths take. Arenas are never returned to the operating system. */
+#include "internal.h"
+
+global_t g = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+void arena_lock(void) {
+    pthread_mutex_lock(&g.lock);
+}
+
+void arena_unlock(void) {
+    pthread_mutex_unlock(&g.lock);
+}
+
+bool arena_init(void) {
+    size_t size = opt.reserve;
+    if (size < RESERVE_MIN)
+        size = RESERVE_MIN;
+    size &= ~(ARENA_SIZE - 1);
+    void *base = os_reserve(&size);
+    if (!base) {
+        if (opt.verbose)
+            tally_message("cannot reserve address space for arenas; ",
+                          "every request goes to the system malloc", NULL);
+        return false;
+    }
+    g.next_pool = g.committed = (uintptr_t)base;
+    g.base = (uintptr_t)base;
+    /* Publish the range last: the free fast path reads base and reserve without a lock. */
+    __atomic_store_n(&g.reserve, size, __ATOMIC_RELEASE);
+    return true;
+}
+
+pool_t *arena_pool_fresh_or_empty(void) {
+    pool_t *p = NULL;
+    arena_lock();
+    if (g.empty) {
+        p = g.empty;
+        g.empty = p->gnext;
+        g.nempty--;
+    } else {
+        if (g.next_pool == g.committed) {
+            if (g.committed - g.base + ARENA_SIZE <= g.reserve &&
+                os_commit((void *)g.committed, ARENA_SIZE))
+                g.committed += ARENA_SIZE;
+        }
+        if (g.next_pool < g.committed) {
+            p = (pool_t *)g.next_pool;
+            g.next_pool += POOL_SIZE;
+        }
+    }
+    arena_unlock();
+    if (p)
+        p->gnext = NULL;
+    return p;
+}
+
+void arena_pool_push_empty(pool_t *p) {
+    p->state = POOL_EMPTY;
+    atomic_store_explicit(&p->owner, NULL, memory_order_relaxed);
+    arena_lock();
+    p->gnext = g.empty;
+    g.empty = p;
+    g.nempty++;
+    arena_unlock();
+}
+
+/* The abandoned lists are doubly linked (gnext/gprev) so that a free which claims a listed pool
+ * unlinks it in O(1): a program that churns threads can leave many partial pools behind. */
+void arena_abandoned_link(pool_t *p) {
+    arena_lock();
+    if (!p->on_abandoned) {
+        pool_t **head = &g.abandoned[p->szidx];
+        p->on_abandoned = 1;
+        p->gprev = NULL;
+        p->gnext = *head;
+        if (*head)
+            (*head)->gprev = p;
+        *head = p;
+        atomic_fetch_add_explicit(&g.nabandoned[p->szidx], 1, memory_order_relaxed);
+    }
+    arena_unlock();
+}
+
+static void abandoned_remove_locked(pool_t *p) {
+    if (p->gprev)
+        p->gprev->gnext = p->gnext;
+    else
+        g.abandoned[p->szidx] = p->gnext;
+    if (p->gnext)
+        p->gnext->gprev = p->gprev;
+    p->gnext = p->gprev = NULL;
+    p->on_abandoned = 0;
+    atomic_fetch_sub_explicit(&g.nabandoned[p->szidx], 1, memory_order_relaxed);
+}
+
+void arena_abandoned_unlink(pool_t *p) {
+    arena_lock();
+    if (p->on_abandoned)
+        abandoned_remove_locked(p);
+    arena_unlock();
+}
+
+pool_t *arena_abandoned_claim(unsigned c) {
+    if (atomic_load_explicit(&g.nabandoned[c], memory_order_relaxed) == 0)
+        return NULL;
+    pool_t *found = NULL;
+    arena_lock();
+    for (pool_t *p = g.abandoned[c]; p; p = p->gnext) {
+        /* A listed pool may still be owned for a moment (its thread links it before letting go)
+         * or already claimed by a free that is about to unlink it: skip those. */
+        if (pool_claim_unowned(p)) {
+            found = p;
+            abandoned_remove_locked(p);
+            break;
+        }
+    }
+    arena_unlock();
+    return found;
+}
+
+void arena_fork_child(void) {
+    pthread_mutex_init(&g.lock, NULL);
+}

@@ -1,0 +1,161 @@
+/* fmt.c: text formatting into a caller's buffer, flushed with write(2). The library prints from
+ * inside malloc, at exit after stdio may be gone, and in forked children, so nothing here
+ * allocates or uses stdio. Exports the fmt_* builders and tally_message. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+
+void fmt_init(fmt_t *f, char *buf, size_t cap, int fd) {
+    f->buf = buf;
+    f->cap = cap;
+    f->len = 0;
+    f->fd = fd;
+}
+
+void fmt_flush(fmt_t *f) {
+    if (f->fd >= 0 && f->len > 0)
+        os_write_all(f->fd, f->buf, f->len);
+    f->len = 0;
+}
+
+void fmt_strn(fmt_t *f, const char *s, size_t n) {
+    while (n > 0) {
+        if (f->len == f->cap) {
+            if (f->fd < 0)
+                return; /* truncating buffer: drop the rest */
+            fmt_flush(f);
+        }
+        size_t k = f->cap - f->len < n ? f->cap - f->len : n;
+        memcpy(f->buf + f->len, s, k);
+        f->len += k;
+        s += k;
+        n -= k;
+    }
+}
+
+void fmt_str(fmt_t *f, const char *s) {
+    fmt_strn(f, s, strlen(s));
+}
+
+void fmt_char(fmt_t *f, char c) {
+    fmt_strn(f, &c, 1);
+}
+
+static int u64_digits(uint64_t v, char out[24]) {
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+void fmt_u64(fmt_t *f, uint64_t v) {
+    char d[24];
+    fmt_strn(f, d, (size_t)u64_digits(v, d));
+}
+
+void fmt_u64w(fmt_t *f, uint64_t v, int width) {
+    char d[24];
+    int n = u64_digits(v, d);
+    for (int i = n; i < width; i++)
+        fmt_char(f, ' ');
+    fmt_strn(f, d, (size_t)n);
+}
+
+void fmt_strw(fmt_t *f, const char *s, int width) {
+    int n = (int)strlen(s);
+    fmt_str(f, s);
+    for (int i = n; i < width; i++)
+        fmt_char(f, ' ');
+}
+
+void fmt_fixed(fmt_t *f, double v, int decimals) {
+    if (v != v) { /* NaN: cannot happen in our figures, but never print garbage */
+        fmt_str(f, "0");
+        return;
+    }
+    if (v < 0) {
+        fmt_char(f, '-');
+        v = -v;
+    }
+    uint64_t scale = 1;
+    for (int i = 0; i < decimals; i++)
+        scale *= 10;
+    uint64_t x = (uint64_t)(v * (double)scale + 0.5);
+    fmt_u64(f, x / scale);
+    if (decimals > 0) {
+        char d[24];
+        uint64_t frac = x % scale;
+        fmt_char(f, '.');
+        int n = u64_digits(frac, d);
+        for (int i = n; i < decimals; i++)
+            fmt_char(f, '0');
+        fmt_strn(f, d, (size_t)n);
+    }
+}
+
+void fmt_bytes(fmt_t *f, uint64_t v) {
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double x = (double)v;
+    int u = 0;
+    while (x >= 1024.0 && u < 4) {
+        x /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        fmt_u64(f, v);
+    else
+        fmt_fixed(f, x, 1);
+    fmt_char(f, ' ');
+    fmt_str(f, unit[u]);
+}
+
+void fmt_json_str(fmt_t *f, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    fmt_char(f, '"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            fmt_char(f, '\\');
+            fmt_char(f, (char)c);
+        } else if (c < 0x20) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            fmt_strn(f, e, 6);
+        } else {
+            fmt_char(f, (char)c);
+        }
+    }
+    fmt_char(f, '"');
+}
+
+/* At most this many messages per process: a program that, say, frees garbage in a loop must not
+ * turn stderr into a firehose. */
+#define MESSAGE_LIMIT 32
+
+void tally_message(const char *a, const char *b, const char *c) {
+    static _Atomic unsigned count;
+    if (atomic_fetch_add_explicit(&count, 1, memory_order_relaxed) >= MESSAGE_LIMIT)
+        return;
+    int saved = errno;
+    char buf[512];
+    fmt_t f;
+    fmt_init(&f, buf, sizeof buf, -1);
+    fmt_str(&f, "tally: ");
+    if (a)
+        fmt_str(&f, a);
+    if (b)
+        fmt_str(&f, b);
+    if (c)
+        fmt_str(&f, c);
+    if (f.len == f.cap)
+        f.len--;
+    fmt_char(&f, '\n');
+    os_write_all(2, f.buf, f.len);
+    errno = saved;
+}

@@ -1,0 +1,356 @@
+/* heap.c: thread heaps. A heap owns pools (a list per class, whose head is where malloc pops);
+ * this file moves pools in and out of it: refill when the head runs dry, adoption when a free
+ * claims an unowned pool, hand-over at thread exit and in the child after fork. Every change to
+ * a heap's lists happens under the heap's own mutex (uncontended but for fork), so that fork's
+ * prepare handler can wait for a consistent picture; the fast paths never take it. */
+#include "internal.h"
+
+#include <sched.h>
+#include <string.h>
+
+pool_t pool_sentinel; /* free == NULL, so a fast path that meets it falls to the slow path */
+
+#define SENTINELS {[0 ... NCLASSES - 1] = &pool_sentinel}
+heap_t heap_empty = {.cur = SENTINELS, .kind = HEAP_EMPTY, .lock = PTHREAD_MUTEX_INITIALIZER};
+heap_t heap_dead = {.cur = SENTINELS, .kind = HEAP_DEAD, .lock = PTHREAD_MUTEX_INITIALIZER};
+
+__thread heap_t *tls_heap TLS_IE = &heap_empty;
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static heap_t *reg_head;
+static pthread_key_t heap_key;
+static bool heap_key_ok;
+
+/* ---- class lists (owner, under h->lock) --------------------------------------------------- */
+static void list_push_front(heap_t *h, pool_t *p) {
+    pool_t *head = h->cur[p->szidx];
+    p->prev = NULL;
+    p->next = head == &pool_sentinel ? NULL : head;
+    if (p->next)
+        head->prev = p;
+    h->cur[p->szidx] = p;
+}
+
+/* Behind the head: the head keeps serving, and a re-adopted pool gathers more frees before it
+ * is drained again, so a pool hovering at full does not bounce between owned and unowned on
+ * every free (which, at the front as pymalloc does, measured one adoption per two operations). */
+static void list_push_second(heap_t *h, pool_t *p) {
+    pool_t *head = h->cur[p->szidx];
+    if (head == &pool_sentinel) {
+        list_push_front(h, p);
+        return;
+    }
+    p->prev = head;
+    p->next = head->next;
+    if (head->next)
+        head->next->prev = p;
+    head->next = p;
+}
+
+static void list_remove(heap_t *h, pool_t *p) {
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        h->cur[p->szidx] = p->next ? p->next : &pool_sentinel;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->next = p->prev = NULL;
+}
+
+static void full_push(heap_t *h, pool_t *p) {
+    p->state = POOL_FULL;
+    p->prev = NULL;
+    p->next = h->full;
+    if (h->full)
+        h->full->prev = p;
+    h->full = p;
+}
+
+static void full_remove(heap_t *h, pool_t *p) {
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        h->full = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->next = p->prev = NULL;
+    p->state = POOL_OWNED;
+}
+
+/* Full pools that remote frees woke up go back to their class lists. */
+static void heap_drain_delayed(heap_t *h) {
+    pool_t *p = atomic_exchange_explicit(&h->delayed, NULL, memory_order_acquire);
+    while (p) {
+        pool_t *next = p->dnext;
+        if (p->in_delayed) {
+            p->in_delayed = 0;
+            h->nexpect--;
+        }
+        if (p->state == POOL_FULL) {
+            full_remove(h, p);
+            list_push_second(h, p);
+        }
+        p = next;
+    }
+}
+
+void heap_notify(pool_t *p) {
+    /* We cleared TF_FULL, so the owner cannot change before it has seen this pool: its exit
+     * waits for every notification it knows is in flight (see heap_abandon_all). */
+    heap_t *o = atomic_load_explicit(&p->owner, memory_order_acquire);
+    pool_t *old = atomic_load_explicit(&o->delayed, memory_order_relaxed);
+    do {
+        p->dnext = old;
+    } while (!atomic_compare_exchange_weak_explicit(&o->delayed, &old, p, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+static void heap_cache_empty(heap_t *h, pool_t *p) {
+    if (h->nempty < HEAP_EMPTY_CACHE) {
+        p->state = POOL_EMPTY;
+        atomic_store_explicit(&p->owner, NULL, memory_order_relaxed);
+        h->empty[h->nempty++] = p;
+    } else {
+        arena_pool_push_empty(p);
+    }
+}
+
+void heap_lock_slow(heap_t *h) {
+    pthread_mutex_lock(&h->lock);
+    h->in_slow = 1;
+}
+
+void heap_unlock_slow(heap_t *h) {
+    h->in_slow = 0;
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* ---- creation, registry, thread exit ------------------------------------------------------ */
+/* Hands every pool of h to nobody. With `wait`, first makes sure no notification is still in
+ * flight towards h (a remote free that cleared TF_FULL but has not pushed yet): h may be reused
+ * by the next thread, which must not receive pools it does not own. After fork, the notifiers
+ * are gone with their threads, so the child does not wait. */
+static void heap_abandon_all(heap_t *h, bool wait) {
+    heap_drain_delayed(h);
+    for (pool_t *p = h->full; p; p = p->next) {
+        if (!p->in_delayed && !pool_clear_full(p)) {
+            p->in_delayed = 1;
+            h->nexpect++;
+        }
+    }
+    while (wait && h->nexpect > 0) {
+        sched_yield();
+        heap_drain_delayed(h);
+    }
+    for (pool_t *p = h->full; p; p = p->next)
+        p->in_delayed = 0;
+    h->nexpect = 0;
+    while (h->full) {
+        pool_t *p = h->full;
+        full_remove(h, p);
+        pool_abandon(p);
+    }
+    for (unsigned c = 0; c < NCLASSES; c++) {
+        while (h->cur[c] != &pool_sentinel) {
+            pool_t *p = h->cur[c];
+            list_remove(h, p);
+            p->in_delayed = 0;
+            pool_abandon(p);
+        }
+    }
+    while (h->nempty > 0)
+        arena_pool_push_empty(h->empty[--h->nempty]);
+}
+
+static void heap_thread_done(void *arg) {
+    heap_t *h = arg;
+    heap_lock_slow(h);
+    heap_abandon_all(h, true);
+    heap_unlock_slow(h);
+    /* From here on this thread's mallocs go to glibc and its frees take the remote path: glibc
+     * still frees on this thread after the key destructors (__libc_thread_freeres). */
+    tls_heap = &heap_dead;
+    pthread_mutex_lock(&reg_lock);
+    h->in_use = 0;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static heap_t *heap_alloc_locked(void) {
+    static char *chunk;
+    static size_t left;
+    const size_t sz = (sizeof(heap_t) + 63) & ~(size_t)63;
+    if (left < sz) {
+        chunk = os_map(64 * 1024);
+        if (!chunk)
+            return NULL;
+        left = 64 * 1024;
+    }
+    heap_t *h = (heap_t *)chunk;
+    chunk += sz;
+    left -= sz;
+    for (unsigned c = 0; c < NCLASSES; c++)
+        h->cur[c] = &pool_sentinel;
+    pthread_mutex_init(&h->lock, NULL);
+    h->kind = HEAP_REAL;
+    h->reg_next = reg_head;
+    reg_head = h;
+    return h;
+}
+
+heap_t *heap_thread_init(void) {
+    if (!tally_init_global())
+        return NULL;
+    pthread_mutex_lock(&reg_lock);
+    heap_t *h = reg_head;
+    while (h && h->in_use)
+        h = h->reg_next;
+    if (!h)
+        h = heap_alloc_locked();
+    if (h)
+        h->in_use = 1;
+    pthread_mutex_unlock(&reg_lock);
+    if (!h)
+        return NULL;
+    tls_heap = h;
+    /* Our key was made in the first malloc, so it is one of the first 32 and setting it never
+     * allocates (keys >= 32 make glibc calloc a second-level block). */
+    if (heap_key_ok)
+        pthread_setspecific(heap_key, h);
+    return h;
+}
+
+void heap_global_init(void) {
+    heap_key_ok = pthread_key_create(&heap_key, heap_thread_done) == 0;
+    pthread_atfork(heap_fork_prepare, heap_fork_parent, heap_fork_child);
+}
+
+/* ---- slow paths ---------------------------------------------------------------------------- */
+static pool_t *heap_pool_new(heap_t *h, unsigned c) {
+    pool_t *p;
+    if (h->nempty > 0) {
+        p = h->empty[--h->nempty];
+        pool_init(p, c, h);
+        return p;
+    }
+    if ((p = arena_abandoned_claim(c)) != NULL) {
+        p->state = POOL_OWNED;
+        atomic_store_explicit(&p->owner, h, memory_order_relaxed);
+        pool_collect(p);
+        h->stats.nadopt++;
+        return p;
+    }
+    if ((p = arena_pool_fresh_or_empty()) != NULL)
+        pool_init(p, c, h);
+    return p;
+}
+
+void *heap_refill(heap_t *h, unsigned c) {
+    pool_t *p;
+    if (atomic_load_explicit(&h->delayed, memory_order_relaxed))
+        heap_drain_delayed(h);
+    for (;;) {
+        p = h->cur[c];
+        if (p == &pool_sentinel) {
+            if (!(p = heap_pool_new(h, c)))
+                return NULL;
+            list_push_front(h, p);
+            continue;
+        }
+        if (p->free)
+            break;
+        if (p->carved < p->capacity) {
+            pool_carve(p);
+            break;
+        }
+        if (pool_collect(p))
+            break;
+        /* Exhausted: park it in the full list, still ours. A pool already promised to our
+         * delayed stack must not be promised twice, so it gets no TF_FULL. */
+        list_remove(h, p);
+        if (p->in_delayed || pool_set_full(p))
+            full_push(h, p);
+        else
+            list_push_front(h, p); /* a remote free raced in; the next turn collects it */
+    }
+    block_t *b = p->free;
+    p->free = b->next;
+    p->used++;
+    return b;
+}
+
+void heap_adopt(heap_t *h, pool_t *p) {
+    heap_lock_slow(h);
+    if (p->on_abandoned)
+        arena_abandoned_unlink(p);
+    p->state = POOL_OWNED;
+    atomic_store_explicit(&p->owner, h, memory_order_relaxed);
+    pool_collect(p);
+    h->stats.nadopt++;
+    if (p->used == 0)
+        heap_cache_empty(h, p);
+    else
+        list_push_second(h, p);
+    heap_unlock_slow(h);
+}
+
+void heap_free_local_slow(heap_t *h, pool_t *p) {
+    if (h->in_slow)
+        return; /* a signal handler interrupted our slow path: leave the lists alone */
+    heap_lock_slow(h);
+    if (p->state == POOL_FULL) {
+        /* Our own free into a full pool: back to its class list. If a remote free already
+         * cleared TF_FULL, its notification is on the way and will find the pool relinked. */
+        full_remove(h, p);
+        list_push_second(h, p);
+        if (!p->in_delayed && !pool_clear_full(p)) {
+            p->in_delayed = 1;
+            h->nexpect++;
+        }
+    }
+    /* An empty pool goes to the cache, except the only pool of its class: a loop that mallocs
+     * and frees one block must not move a pool back and forth. */
+    if (p->used == 0 && !p->in_delayed && !(h->cur[p->szidx] == p && p->next == NULL)) {
+        list_remove(h, p);
+        heap_cache_empty(h, p);
+    }
+    heap_unlock_slow(h);
+}
+
+/* ---- fork ----------------------------------------------------------------------------------
+ * Lock order everywhere: registry, then heaps (registry order), then the global arena lock. */
+void heap_fork_prepare(void) {
+    pthread_mutex_lock(&reg_lock);
+    for (heap_t *h = reg_head; h; h = h->reg_next)
+        pthread_mutex_lock(&h->lock);
+    arena_lock();
+}
+
+void heap_fork_parent(void) {
+    arena_unlock();
+    for (heap_t *h = reg_head; h; h = h->reg_next)
+        pthread_mutex_unlock(&h->lock);
+    pthread_mutex_unlock(&reg_lock);
+}
+
+void heap_fork_child(void) {
+    /* Only the forking thread exists now. The other threads' heaps are consistent (we held
+     * their locks), so hand their pools over as if those threads had exited: the child can then
+     * free their blocks and reuse the memory. */
+    arena_fork_child();
+    pthread_mutex_init(&reg_lock, NULL);
+    for (heap_t *h = reg_head; h; h = h->reg_next) {
+        pthread_mutex_init(&h->lock, NULL);
+        h->in_slow = 0;
+        if (h->in_use && h != tls_heap) {
+            heap_abandon_all(h, false);
+            h->in_use = 0;
+        }
+    }
+}
+
+void heap_foreach(void (*fn)(heap_t *, void *), void *arg) {
+    pthread_mutex_lock(&reg_lock);
+    for (heap_t *h = reg_head; h; h = h->reg_next)
+        fn(h, arg);
+    pthread_mutex_unlock(&reg_lock);
+}

@@ -1,0 +1,99 @@
+/* init.c: start-up and the hooks into the dynamic linker. The allocator initialises itself
+ * lazily on the first call from any context (ld.so and libstdc++ allocate before constructors
+ * run); the constructor then reads what needs a running libc. Exports tally_version and the
+ * dlopen wrapper that keeps RTLD_DEEPBIND libraries from binding to glibc's malloc. */
+#include "internal.h"
+#include "tally.h"
+
+#include <dlfcn.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+extern char **__environ;
+
+static _Atomic int init_state; /* 0 not yet, 1 running, 2 done, 3 failed (all to glibc) */
+
+bool tally_init_global(void) {
+    int s = atomic_load_explicit(&init_state, memory_order_acquire);
+    if (likely(s >= 2))
+        return s == 2;
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&init_state, &expected, 1)) {
+        /* Nothing here allocates: getenv-free option parsing, mmap, a pthread key (one of the
+         * first 32, static storage) and pthread_atfork (static storage for 48 handlers).
+         * Registering atfork this early makes our prepare handler run last and our child
+         * handler first. */
+        options_init(__environ);
+        bool ok = arena_init();
+        heap_global_init();
+        atomic_store_explicit(&init_state, ok ? 2 : 3, memory_order_release);
+        return ok;
+    }
+    while ((s = atomic_load_explicit(&init_state, memory_order_acquire)) == 1)
+        sched_yield();
+    return s == 2;
+}
+
+/* ---- glibc functions we reach through dlsym ------------------------------------------------ */
+static size_t (*_Atomic raw_usable)(void *);
+static void *(*_Atomic real_dlopen)(const char *, int);
+
+static void resolve_next(void) {
+    /* dlsym(RTLD_NEXT) finds glibc's definitions behind ours; on glibc 2.36 it makes no
+     * allocator call, so it is safe even from inside malloc_usable_size. */
+    if (!atomic_load(&raw_usable))
+        atomic_store(&raw_usable, (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size"));
+    if (!atomic_load(&real_dlopen))
+        atomic_store(&real_dlopen,
+                     (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen"));
+}
+
+size_t raw_usable_size_of(void *p) {
+    size_t (*f)(void *) = atomic_load_explicit(&raw_usable, memory_order_relaxed);
+    if (unlikely(!f)) {
+        resolve_next();
+        f = atomic_load(&raw_usable);
+        if (!f)
+            return 0;
+    }
+    return f(p);
+}
+
+/* A library opened with RTLD_DEEPBIND binds malloc and free to glibc's before ours, then frees
+ * our blocks with glibc's free and crashes. heaptrack strips the flag for the same reason; so
+ * do we (TALLY_DEEPBIND=1 keeps it). The call to the real dlopen is a tail call, so glibc still
+ * sees the program's return address and uses the caller's RUNPATH and $ORIGIN. */
+TALLY_EXPORT void *dlopen(const char *file, int flags) {
+    if ((flags & RTLD_DEEPBIND) && !opt.deepbind) {
+        flags &= ~RTLD_DEEPBIND;
+        if (opt.verbose)
+            tally_message("dlopen: ignoring RTLD_DEEPBIND for ", file ? file : "(main)",
+                          " (it would bypass this malloc)");
+    }
+    void *(*f)(const char *, int) = atomic_load_explicit(&real_dlopen, memory_order_relaxed);
+    if (unlikely(!f)) {
+        resolve_next();
+        f = atomic_load(&real_dlopen);
+    }
+    return f(file, flags);
+}
+
+TALLY_EXPORT const char *tally_version(void) {
+    return TALLY_VERSION_STRING;
+}
+
+__attribute__((constructor)) static void tally_constructor(void) {
+    options_init(__environ); /* no-op if the first malloc already read them */
+    tally_init_global();
+    resolve_next();
+    if (opt.verbose) {
+        options_print();
+        if (g.reserve)
+            tally_message("arenas reserved; pools serve requests up to 512 bytes", NULL, NULL);
+    }
+    /* atexit from a preloaded library's constructor runs after every other exit handler and
+     * ELF destructor, so the statistics see the program's final state. */
+    if (opt.stats != STATS_OFF)
+        atexit(stats_print_at_exit);
+}

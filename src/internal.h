@@ -1,0 +1,144 @@
+/* internal.h: the contracts between the library's files, grouped by the file that provides them.
+ * Dependencies run one way: os <- arena <- pool/heap <- alloc; stats and init read everything.
+ * Bool results mean true = success. */
+#ifndef TALLY_INTERNAL_H
+#define TALLY_INTERNAL_H
+
+#include "config.h"
+#include "types.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define noinline __attribute__((noinline))
+#define cold __attribute__((cold))
+#define TALLY_EXPORT __attribute__((visibility("default")))
+#define TLS_IE __attribute__((tls_model("initial-exec")))
+
+static const bool config_debug = TALLY_DEBUG;
+
+/* glibc's own allocator, exported at GLIBC_2.2.5. We call these, never define them. */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+extern void *__libc_memalign(size_t, size_t);
+extern void *__libc_valloc(size_t);
+extern void *__libc_pvalloc(size_t);
+
+/* ---- os.c: the only file that makes memory system calls ----------------------------------- */
+void *os_reserve(size_t *size);           /* PROT_NONE range aligned to ARENA_SIZE; shrinks *size */
+bool os_commit(void *addr, size_t size);  /* make part of the range readable and writable */
+void *os_map(size_t size);                /* fresh zeroed RW memory for our own metadata */
+void os_write_all(int fd, const char *buf, size_t len);
+
+/* ---- fmt.c: formatting without allocating; messages to stderr ----------------------------- */
+typedef struct fmt_s {
+    char *buf;
+    size_t cap, len;
+    int fd; /* flushed here when full; -1 to truncate instead */
+} fmt_t;
+void fmt_init(fmt_t *f, char *buf, size_t cap, int fd);
+void fmt_str(fmt_t *f, const char *s);
+void fmt_strn(fmt_t *f, const char *s, size_t n);
+void fmt_char(fmt_t *f, char c);
+void fmt_u64(fmt_t *f, uint64_t v);
+void fmt_u64w(fmt_t *f, uint64_t v, int width); /* right-aligned in width columns */
+void fmt_strw(fmt_t *f, const char *s, int width); /* left-aligned, padded */
+void fmt_fixed(fmt_t *f, double v, int decimals);
+void fmt_bytes(fmt_t *f, uint64_t v); /* 1.5 MiB */
+void fmt_json_str(fmt_t *f, const char *s);
+void fmt_flush(fmt_t *f);
+/* One line "tally: a b c\n" to stderr; rate-limited so a broken program cannot flood it. */
+void tally_message(const char *a, const char *b, const char *c);
+
+/* ---- options.c ---------------------------------------------------------------------------- */
+enum stats_mode { STATS_OFF = 0, STATS_TEXT, STATS_JSON };
+typedef struct options_s {
+    int stats;              /* enum stats_mode: TALLY_STATS */
+    const char *stats_file; /* TALLY_STATS_FILE: path with %p (pid) and %e (program) */
+    size_t reserve;         /* TALLY_RESERVE: address space to reserve for arenas */
+    bool verbose;           /* TALLY_VERBOSE */
+    bool deepbind;          /* TALLY_DEEPBIND: keep RTLD_DEEPBIND instead of stripping it */
+} options_t;
+extern options_t opt;
+void options_init(char **env); /* reads TALLY_* once; warns on unknown or malformed values */
+void options_print(void);
+
+/* ---- arena.c: the reserved range, arenas, and the global pool lists ----------------------- */
+typedef struct global_s {
+    /* Read by every free; alone on their cache line so slow-path writes never evict them. */
+    _Alignas(64) uintptr_t base; /* start of the reserved range (0 before init: nothing is ours) */
+    size_t reserve;              /* its size */
+    _Alignas(64) uintptr_t next_pool;    /* next never-used pool (global lock) */
+    uintptr_t committed;    /* end of the RW part of the range (global lock) */
+    pool_t *empty;          /* stack of empty pools, any class (global lock) */
+    size_t nempty;
+    pool_t *abandoned[NCLASSES];          /* partial pools of exited threads (global lock) */
+    _Atomic unsigned nabandoned[NCLASSES]; /* read without the lock to skip it */
+    pthread_mutex_t lock;
+} global_t;
+extern global_t g;
+
+static inline bool ptr_is_ours(const void *p) {
+    return (uintptr_t)p - g.base < g.reserve;
+}
+static inline pool_t *pool_of(const void *p) {
+    return (pool_t *)((uintptr_t)p & ~(uintptr_t)(POOL_SIZE - 1));
+}
+bool arena_init(void);               /* reserve the range; false leaves everything to glibc */
+pool_t *arena_pool_fresh_or_empty(void); /* NULL when the range is exhausted */
+void arena_pool_push_empty(pool_t *p);
+void arena_abandoned_link(pool_t *p);    /* before the pool is unowned, see pool_abandon */
+void arena_abandoned_unlink(pool_t *p);  /* after a freer claimed a listed pool */
+pool_t *arena_abandoned_claim(unsigned c); /* a partial pool of class c, now owned by the caller */
+void arena_lock(void);
+void arena_unlock(void);
+void arena_fork_child(void);
+
+/* ---- pool.c: operations on one pool, by its owner unless said otherwise ------------------- */
+void pool_init(pool_t *p, unsigned c, struct heap_s *h);
+void pool_carve(pool_t *p);        /* carve the next CARVE_BYTES of virgin blocks onto `free` */
+unsigned pool_collect(pool_t *p);  /* take the remote frees; returns how many */
+bool pool_set_full(pool_t *p);     /* owner: set TF_FULL; false if a remote free arrived */
+bool pool_clear_full(pool_t *p);   /* owner: clear TF_FULL; false if a notifier cleared it first */
+bool pool_claim_unowned(pool_t *p); /* any thread: become the owner of an unowned pool */
+void pool_abandon(pool_t *p);      /* hand a pool we own to nobody: empty stack or abandoned list */
+/* Any thread: push q onto p's remote list and return the word it replaced. If that word had
+ * TF_UNOWNED and may_claim is set, the caller now owns the pool; if it had TF_FULL, the caller
+ * must notify the owner (heap_notify). */
+uintptr_t pool_push_remote(pool_t *p, block_t *q, bool may_claim);
+
+/* ---- heap.c: thread heaps ----------------------------------------------------------------- */
+extern pool_t pool_sentinel;       /* free == NULL: an empty class list, never written */
+extern heap_t heap_empty;          /* the heap of a thread that has not allocated yet */
+extern heap_t heap_dead;           /* the heap of a thread whose key destructor has run */
+extern __thread heap_t *tls_heap TLS_IE;
+heap_t *heap_thread_init(void);    /* the calling thread's real heap, made on first use; NULL on failure */
+void *heap_refill(heap_t *h, unsigned c); /* slow path of malloc: a block of class c, or NULL */
+void heap_adopt(heap_t *h, pool_t *p);     /* a pool just claimed by a free from this thread */
+void heap_free_local_slow(heap_t *h, pool_t *p); /* owner freed into an exhausted pool */
+void heap_notify(pool_t *p);                     /* a remote free woke a full pool */
+void heap_lock_slow(heap_t *h);
+void heap_unlock_slow(heap_t *h);
+void heap_fork_prepare(void);
+void heap_fork_parent(void);
+void heap_fork_child(void);
+/* Calls fn on every heap ever made, under the registry lock (stats). */
+void heap_foreach(void (*fn)(heap_t *, void *), void *arg);
+void heap_global_init(void);        /* the thread-exit key and the fork handlers */
+
+/* ---- init.c ------------------------------------------------------------------------------- */
+bool tally_init_global(void);      /* once per process; false if the range can't be reserved */
+size_t raw_usable_size_of(void *p);   /* glibc's malloc_usable_size, found with dlsym */
+
+/* ---- alloc.c ---------------------------------------------------------------------------- */
+uint64_t alloc_large_unowned(void);
+
+/* ---- stats.c ------------------------------------------------------------------------------ */
+void stats_print_at_exit(void);
+
+#endif /* TALLY_INTERNAL_H */

@@ -1,0 +1,167 @@
+/* options.c: the runtime options, one table, read once from TALLY_<NAME> environment variables.
+ * Parsing never allocates (it may run inside the first malloc, before libc is initialised). A
+ * bad value or an unknown TALLY_ name prints one warning and keeps the default. Exports
+ * options_init, options_print and the `opt` values. */
+#include "internal.h"
+
+#include <string.h>
+
+options_t opt = {
+    .stats = STATS_OFF,
+    .stats_file = NULL,
+    .reserve = RESERVE_DEFAULT,
+    .verbose = false,
+    .deepbind = false,
+};
+
+enum opt_type { OPT_BOOL, OPT_SIZE, OPT_STATS, OPT_STRING };
+
+typedef struct option_desc_s {
+    const char *name; /* without the TALLY_ prefix */
+    enum opt_type type;
+    void *value;
+    const char *help;
+} option_desc_t;
+
+static const option_desc_t options[] = {
+    {"STATS", OPT_STATS, &opt.stats, "print allocator statistics at exit: 0, 1 (text) or json"},
+    {"STATS_FILE", OPT_STRING, &opt.stats_file, "write them to this file (%p pid, %e program)"},
+    {"RESERVE", OPT_SIZE, &opt.reserve, "address space reserved for arenas (e.g. 64G)"},
+    {"VERBOSE", OPT_BOOL, &opt.verbose, "print the options in effect and notable events"},
+    {"DEEPBIND", OPT_BOOL, &opt.deepbind, "keep RTLD_DEEPBIND in dlopen (unsafe, see README)"},
+};
+#define NOPTIONS (sizeof options / sizeof options[0])
+
+static bool word_is(const char *s, const char *const *words) {
+    for (; *words; words++)
+        if (strcasecmp(s, *words) == 0)
+            return true;
+    return false;
+}
+
+static bool parse_bool(const char *s, bool *out) {
+    static const char *const yes[] = {"1", "true", "on", "yes", NULL};
+    static const char *const no[] = {"0", "false", "off", "no", "", NULL};
+    if (word_is(s, yes))
+        *out = true;
+    else if (word_is(s, no))
+        *out = false;
+    else
+        return false;
+    return true;
+}
+
+/* "123", "64G", "512k", "1MiB": K/M/G/T are powers of 1024. */
+static bool parse_size(const char *s, size_t *out) {
+    if (*s < '0' || *s > '9')
+        return false;
+    unsigned long long v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (~0ULL - 9) / 10)
+            return false;
+        v = v * 10 + (unsigned)(*s - '0');
+    }
+    unsigned shift = 0;
+    switch (*s | 0x20) {
+    case 'k': shift = 10; s++; break;
+    case 'm': shift = 20; s++; break;
+    case 'g': shift = 30; s++; break;
+    case 't': shift = 40; s++; break;
+    default: break;
+    }
+    if (shift && (strcasecmp(s, "ib") == 0 || strcasecmp(s, "b") == 0))
+        s += strlen(s);
+    if (*s != '\0' || (shift && v > (~0ULL >> shift)))
+        return false;
+    *out = (size_t)(v << shift);
+    return true;
+}
+
+static bool parse_stats(const char *s, int *out) {
+    bool b;
+    if (strcasecmp(s, "json") == 0)
+        *out = STATS_JSON;
+    else if (strcasecmp(s, "text") == 0)
+        *out = STATS_TEXT;
+    else if (parse_bool(s, &b))
+        *out = b ? STATS_TEXT : STATS_OFF;
+    else
+        return false;
+    return true;
+}
+
+static void option_set(const option_desc_t *d, const char *val) {
+    bool ok;
+    switch (d->type) {
+    case OPT_BOOL: ok = parse_bool(val, (bool *)d->value); break;
+    case OPT_SIZE: ok = parse_size(val, (size_t *)d->value); break;
+    case OPT_STATS: ok = parse_stats(val, (int *)d->value); break;
+    case OPT_STRING:
+        *(const char **)d->value = *val ? val : NULL;
+        ok = true;
+        break;
+    default: ok = false; break;
+    }
+    if (!ok)
+        tally_message("ignoring malformed TALLY_", d->name, val[0] ? "; keeping the default" :
+                      " (empty); keeping the default");
+}
+
+void options_init(char **env) {
+    static bool done;
+    if (done || env == NULL)
+        return;
+    done = true;
+    for (char **e = env; *e; e++) {
+        if (strncmp(*e, "TALLY_", 6) != 0)
+            continue;
+        const char *name = *e + 6;
+        const char *eq = strchr(name, '=');
+        if (!eq)
+            continue;
+        size_t len = (size_t)(eq - name);
+        const option_desc_t *d = NULL;
+        for (size_t i = 0; i < NOPTIONS; i++)
+            if (strlen(options[i].name) == len && strncmp(options[i].name, name, len) == 0)
+                d = &options[i];
+        if (d) {
+            option_set(d, eq + 1);
+        } else {
+            char nm[64];
+            size_t n = len < sizeof nm - 1 ? len : sizeof nm - 1;
+            memcpy(nm, name, n);
+            nm[n] = '\0';
+            tally_message("ignoring unknown option TALLY_", nm, " (see TALLY_VERBOSE=1)");
+        }
+    }
+}
+
+void options_print(void) {
+    char buf[1024];
+    fmt_t f;
+    fmt_init(&f, buf, sizeof buf, 2);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const option_desc_t *d = &options[i];
+        fmt_str(&f, "tally: TALLY_");
+        fmt_strw(&f, d->name, 11);
+        fmt_str(&f, "= ");
+        switch (d->type) {
+        case OPT_BOOL: fmt_str(&f, *(bool *)d->value ? "1" : "0"); break;
+        case OPT_SIZE: fmt_bytes(&f, *(size_t *)d->value); break;
+        case OPT_STATS: {
+            static const char *const m[] = {"0", "1", "json"};
+            fmt_str(&f, m[*(int *)d->value]);
+            break;
+        }
+        case OPT_STRING: {
+            const char *s = *(const char **)d->value;
+            fmt_str(&f, s ? s : "(unset)");
+            break;
+        }
+        }
+        fmt_str(&f, "  # ");
+        fmt_str(&f, d->help);
+        fmt_char(&f, '\n');
+    }
+    fmt_flush(&f);
+}

@@ -1,0 +1,156 @@
+/* types.h: the design of tallymalloc's small-object allocator, as data.
+ *
+ * Every struct and tunable lives here, with the reasoning next to it. Other files include this
+ * through internal.h; nothing outside src/ sees it.
+ *
+ * THE PICTURE
+ *
+ *   reserved range [base, base + reserve)    PROT_NONE + MAP_NORESERVE, 1 MiB aligned, 64 GiB
+ *   |- arena 0 (1 MiB, made RW on demand) -|- arena 1 -|- ... never returned to the OS
+ *   |pool|pool|pool| ... 64 pools of 16 KiB
+ *   pool = | header 128 B | block | block | ... |   blocks of one size class (16..512 B)
+ *
+ *   Ownership test: p - base < reserve. One subtraction and one compare; it reads no memory, so
+ *   pointers from glibc, from before we were loaded, or from memalign are safe to test. Arenas
+ *   are bump-allocated inside the range, so "inside the range" and "ours" are the same thing.
+ *
+ * SIZE CLASSES
+ *   class c serves requests of (c*16, (c+1)*16] bytes: 16, 32, ..., 512 (pymalloc's 64-bit
+ *   geometry). malloc(0) is class 0, so it returns a unique pointer. Index = (n - 1) >> 4.
+ *
+ * POOL STATES, and what moves a pool between them
+ *   FRESH    never used; part of an arena beyond the carve mark. -> OWNED when a heap needs a pool.
+ *   OWNED    in exactly one thread heap's list for its class; only that thread touches `free`,
+ *            `used`, `next`/`prev`. Other threads free into it by a CAS push on `thread_free`.
+ *            -> FULL when it has no free block left; -> EMPTY when its last block is freed.
+ *            -> UNOWNED when its thread exits (abandoned).
+ *   FULL     still owned, but in the heap's full list, not its class list (pymalloc: full pools
+ *            are in no used list). The owner's own free into it is a fast-path free that then
+ *            moves it back. TF_FULL is set in `thread_free`: the first remote free clears it in
+ *            its push CAS and so wins the duty to tell the owner, by pushing the pool on the
+ *            owner heap's lock-free `delayed` stack (mimalloc v2's delayed free). The owner
+ *            drains that stack in its slow path and moves those pools back to the class list.
+ *   UNOWNED  in no heap; the TF_UNOWNED bit is set in `thread_free`. Whoever frees into it first
+ *            clears the bit in the same CAS that pushes the block, and so becomes its owner
+ *            (mimalloc v3's "ownership bit in the thread-free word"). Abandoned pools with free
+ *            blocks are also on a global per-class list, from which a heap that needs a pool
+ *            claims them the same way.
+ *   EMPTY    no live block. Kept in the heap's small cache, else on the global empty stack, and
+ *            reused by any class. Never unmapped (arenas are never returned to the OS).
+ *
+ * THREAD MODEL
+ *   Each thread has a heap (initial-exec TLS pointer; a static empty heap until first use, so the
+ *   fast path never asks "initialised?"). Owner malloc and free use no atomic instruction and no
+ *   lock. A free from another thread is one CAS. Global state (the arena bump pointer, the empty
+ *   stack, the abandoned lists) sits behind one mutex that only slow paths take, at most once per
+ *   pool's worth of allocations.
+ */
+#ifndef TALLY_TYPES_H
+#define TALLY_TYPES_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Geometry (pymalloc's 64-bit constants, CPython >= 3.10) ------------------------------ */
+#define ALIGNMENT_SHIFT 4
+#define ALIGNMENT ((size_t)1 << ALIGNMENT_SHIFT) /* 16: x86-64 max_align_t */
+#define SMALL_MAX ((size_t)512)                  /* largest request served by pools */
+#define NCLASSES ((unsigned)(SMALL_MAX >> ALIGNMENT_SHIFT)) /* 32 */
+#define POOL_SHIFT 14
+#define POOL_SIZE ((size_t)1 << POOL_SHIFT) /* 16 KiB */
+#define ARENA_SHIFT 20
+#define ARENA_SIZE ((size_t)1 << ARENA_SHIFT) /* 1 MiB */
+#define POOLS_PER_ARENA (ARENA_SIZE / POOL_SIZE) /* 64: arenas are aligned, none is lost */
+#define POOL_HEADER ((size_t)128)               /* two cache lines, see pool_t */
+#define RESERVE_DEFAULT ((size_t)64 << 30)      /* 64 GiB of address space, not memory */
+#define RESERVE_MIN ((size_t)16 << 20)          /* below this we give up and use glibc only */
+
+/* Blocks are carved from a fresh pool lazily, this many bytes' worth at a time, so a pool with
+ * few live blocks never touches its whole 16 KiB (pymalloc: "never touch a piece of memory
+ * until it's actually needed"). */
+#define CARVE_BYTES ((size_t)2048)
+#define HEAP_EMPTY_CACHE 4 /* empty pools a heap keeps before giving them to the global stack */
+
+#define CLASS_SIZE(c) (((size_t)(c) + 1) << ALIGNMENT_SHIFT)
+#define POOL_CAPACITY(c) ((unsigned)((POOL_SIZE - POOL_HEADER) / CLASS_SIZE(c)))
+
+_Static_assert(SMALL_MAX % ALIGNMENT == 0, "classes must tile the small range");
+_Static_assert(NCLASSES == 32, "pymalloc's 64-bit geometry has 32 classes");
+_Static_assert(ARENA_SIZE % POOL_SIZE == 0, "arenas hold whole pools");
+_Static_assert(POOL_HEADER % ALIGNMENT == 0, "first block must be 16-byte aligned");
+_Static_assert((POOL_SIZE - POOL_HEADER) / SMALL_MAX == 31, "31 blocks of 512 B per pool");
+_Static_assert((POOL_SIZE - POOL_HEADER) / ALIGNMENT == 1016, "1016 blocks of 16 B per pool");
+
+/* ---- Blocks and pools --------------------------------------------------------------------- */
+typedef struct block_s {
+    struct block_s *next; /* intrusive free list: the first word of a free block */
+} block_t;
+
+struct heap_s;
+
+enum pool_state { POOL_FRESH = 0, POOL_OWNED, POOL_FULL, POOL_UNOWNED, POOL_EMPTY };
+
+/* Low bits of thread_free (blocks are 16-aligned, so 4 bits are free). At most one is set. */
+#define TF_UNOWNED ((uintptr_t)1) /* no owner: the next free claims the pool */
+#define TF_FULL ((uintptr_t)2)    /* owned and full: the next remote free notifies the owner */
+#define TF_FLAGS ((uintptr_t)15)
+
+typedef struct pool_s {
+    /* Line 0: the owner's. Read and written without atomics by the owning thread only. */
+    block_t *free;        /* LIFO free list; NULL when exhausted */
+    uint32_t used;        /* blocks handed out and not yet collected back */
+    uint32_t carved;      /* blocks carved so far; the rest of the pool is untouched */
+    uint32_t capacity;    /* POOL_CAPACITY(szidx) */
+    uint32_t bsize;       /* CLASS_SIZE(szidx) */
+    uint8_t szidx;        /* size class */
+    uint8_t state;        /* enum pool_state; for stats and debug checks */
+    uint8_t on_abandoned; /* on a global abandoned list (guarded by the global lock) */
+    uint8_t in_delayed;   /* owner knows a notifier has it (or will put it) on the delayed stack */
+    uint8_t pad0[4];
+    struct heap_s *_Atomic owner; /* heap that owns it, NULL when unowned or empty */
+    struct pool_s *next;          /* heap's class list, or its full list (owner) */
+    struct pool_s *prev;
+    /* Line 1: shared. Frees from other threads push here; the owner collects. The cold fields
+     * after it are touched only under the global lock or by the profiler. */
+    _Alignas(64) _Atomic uintptr_t thread_free; /* block* | TF_UNOWNED */
+    struct pool_s *gnext; /* global empty stack, or abandoned list (global lock) */
+    struct pool_s *gprev; /* abandoned list only */
+    void *prof;           /* reserved for the profiler's per-block side table */
+    struct pool_s *dnext; /* owner heap's delayed stack (written by the notifier) */
+    uint8_t pad1[24];
+} pool_t;
+
+_Static_assert(sizeof(pool_t) == POOL_HEADER, "pool header is two cache lines");
+_Static_assert(offsetof(pool_t, thread_free) == 64, "remote frees must not share the owner's line");
+
+/* ---- Thread heaps ------------------------------------------------------------------------- */
+typedef struct heap_stats_s {
+    uint64_t nmalloc[NCLASSES]; /* small requests served, per class */
+    uint64_t nreq[NCLASSES];    /* bytes requested by them */
+    uint64_t nlarge;            /* requests sent to the system malloc */
+    uint64_t nlarge_bytes;
+    uint64_t nremote_free;      /* frees of blocks owned by another heap (or none) */
+    uint64_t nadopt;            /* unowned pools this heap took over */
+} heap_stats_t;
+
+enum heap_kind { HEAP_REAL = 0, HEAP_EMPTY, HEAP_DEAD };
+
+typedef struct heap_s {
+    pool_t *cur[NCLASSES]; /* head of each class list; &pool_sentinel when the list is empty */
+    pool_t *full;          /* full pools, still owned (doubly linked through next/prev) */
+    uint32_t nexpect;      /* pools with in_delayed set: deliveries still to come */
+    heap_stats_t stats;
+    pthread_mutex_t lock;  /* held across this heap's slow paths, so fork sees it consistent */
+    uint8_t kind;          /* enum heap_kind */
+    uint8_t in_slow;       /* re-entered from a signal handler while in a slow path */
+    uint8_t in_use;        /* registry: a live thread has it */
+    uint8_t nempty;
+    pool_t *empty[HEAP_EMPTY_CACHE];
+    struct heap_s *reg_next; /* registry of every heap ever made (never freed, reused) */
+    /* Written by other threads: full pools that got a remote free. Its own cache line. */
+    _Alignas(64) pool_t *_Atomic delayed;
+} heap_t;
+
+#endif /* TALLY_TYPES_H */
