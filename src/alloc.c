@@ -91,21 +91,11 @@ static noinline void free_remote(heap_t *h, pool_t *p, block_t *q) {
             __builtin_trap();
         }
     }
-    bool may_claim = h->kind != HEAP_DEAD && !h->in_slow;
     if (h->kind == HEAP_REAL)
         h->stats.nremote_free++;
-    uintptr_t old = pool_push_remote(p, q, may_claim);
-    if (old & TF_FULL)
+    /* Lock-free, so also safe from a signal handler or a thread past its key destructor. */
+    if (pool_push_remote(p, q) & TF_FULL)
         heap_notify(p);
-    else if (may_claim && (old & TF_UNOWNED)) {
-        /* The pool had no owner (it was full, or its thread exited): now it is ours. */
-        if (h->kind == HEAP_EMPTY)
-            h = heap_thread_init();
-        if (h && h->kind == HEAP_REAL)
-            heap_adopt(h, p);
-        else
-            pool_abandon(p);
-    }
     errno = saved;
 }
 

@@ -278,21 +278,6 @@ void *heap_refill(heap_t *h, unsigned c) {
     return b;
 }
 
-void heap_adopt(heap_t *h, pool_t *p) {
-    heap_lock_slow(h);
-    if (p->on_abandoned)
-        arena_abandoned_unlink(p);
-    p->state = POOL_OWNED;
-    atomic_store_explicit(&p->owner, h, memory_order_relaxed);
-    pool_collect(p);
-    h->stats.nadopt++;
-    if (p->used == 0)
-        heap_cache_empty(h, p);
-    else
-        list_push_second(h, p);
-    heap_unlock_slow(h);
-}
-
 void heap_free_local_slow(heap_t *h, pool_t *p) {
     if (h->in_slow)
         return; /* a signal handler interrupted our slow path: leave the lists alone */

@@ -105,12 +105,11 @@ void pool_carve(pool_t *p);        /* carve the next CARVE_BYTES of virgin block
 unsigned pool_collect(pool_t *p);  /* take the remote frees; returns how many */
 bool pool_set_full(pool_t *p);     /* owner: set TF_FULL; false if a remote free arrived */
 bool pool_clear_full(pool_t *p);   /* owner: clear TF_FULL; false if a notifier cleared it first */
-bool pool_claim_unowned(pool_t *p); /* any thread: become the owner of an unowned pool */
+bool pool_claim_unowned(pool_t *p); /* any thread: become the owner of an abandoned pool */
 void pool_abandon(pool_t *p);      /* hand a pool we own to nobody: empty stack or abandoned list */
 /* Any thread: push q onto p's remote list and return the word it replaced. If that word had
- * TF_UNOWNED and may_claim is set, the caller now owns the pool; if it had TF_FULL, the caller
- * must notify the owner (heap_notify). */
-uintptr_t pool_push_remote(pool_t *p, block_t *q, bool may_claim);
+ * TF_FULL, the caller must notify the owner (heap_notify). An unowned pool stays unowned. */
+uintptr_t pool_push_remote(pool_t *p, block_t *q);
 
 /* ---- heap.c: thread heaps ----------------------------------------------------------------- */
 extern pool_t pool_sentinel;       /* free == NULL: an empty class list, never written */
@@ -119,7 +118,6 @@ extern heap_t heap_dead;           /* the heap of a thread whose key destructor 
 extern __thread heap_t *tls_heap TLS_IE;
 heap_t *heap_thread_init(void);    /* the calling thread's real heap, made on first use; NULL on failure */
 void *heap_refill(heap_t *h, unsigned c); /* slow path of malloc: a block of class c, or NULL */
-void heap_adopt(heap_t *h, pool_t *p);     /* a pool just claimed by a free from this thread */
 void heap_free_local_slow(heap_t *h, pool_t *p); /* owner freed into an exhausted pool */
 void heap_notify(pool_t *p);                     /* a remote free woke a full pool */
 void heap_lock_slow(heap_t *h);

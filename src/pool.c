@@ -88,13 +88,14 @@ bool pool_claim_unowned(pool_t *p) {
     return false;
 }
 
-uintptr_t pool_push_remote(pool_t *p, block_t *q, bool may_claim) {
+uintptr_t pool_push_remote(pool_t *p, block_t *q) {
     uintptr_t old = atomic_load_explicit(&p->thread_free, memory_order_relaxed);
     uintptr_t next;
     do {
-        /* TF_FULL is always cleared: whoever clears it notifies the owner, exactly once. */
+        /* TF_FULL is always cleared: whoever clears it notifies the owner, exactly once.
+         * TF_UNOWNED stays: the pool waits on the abandoned list for a thread that allocates. */
         q->next = (block_t *)(old & ~TF_FLAGS);
-        next = (uintptr_t)q | (may_claim ? 0 : (old & TF_UNOWNED));
+        next = (uintptr_t)q | (old & TF_UNOWNED);
     } while (!atomic_compare_exchange_weak_explicit(&p->thread_free, &old, next,
                                                     memory_order_acq_rel, memory_order_relaxed));
     return old;
@@ -109,11 +110,10 @@ void pool_abandon(pool_t *p) {
             arena_pool_push_empty(p);
             return;
         }
-        /* A pool with free blocks goes on the abandoned list, so a heap that needs a pool of
-         * this class takes it; a full one needs no list: the next free into it claims it.
-         * Link before letting go, so whoever claims it next sees it listed and unlinks it. */
-        if (p->free || p->carved < p->capacity)
-            arena_abandoned_link(p);
+        /* It goes on its class's abandoned list, where the next heap that needs a pool of this
+         * class claims it. Frees into it only push (they never adopt it: a thread that frees
+         * but seldom allocates would hoard pools). Link before letting go. */
+        arena_abandoned_link(p);
         p->state = POOL_UNOWNED;
         atomic_store_explicit(&p->owner, NULL, memory_order_relaxed);
         uintptr_t expected = 0;

@@ -25,6 +25,21 @@ static void sum_heap(heap_t *h, void *arg) {
     s->threads++;
 }
 
+/* Blocks freed by other threads and not yet collected still count in `used`. Count them by
+ * walking the remote list, bounded and only ever reading inside the pool: the owner may be
+ * collecting concurrently, which makes the figure approximate but never unsafe. */
+static uint64_t pending_remote(const pool_t *p) {
+    uintptr_t lo = (uintptr_t)p + POOL_HEADER, hi = (uintptr_t)p + POOL_SIZE;
+    const block_t *b = (const block_t *)(atomic_load_explicit(
+        &((pool_t *)p)->thread_free, memory_order_acquire) & ~TF_FLAGS);
+    uint64_t n = 0;
+    while (b && (uintptr_t)b >= lo && (uintptr_t)b < hi && n < p->capacity) {
+        n++;
+        b = __atomic_load_n(&b->next, __ATOMIC_RELAXED);
+    }
+    return n;
+}
+
 static void stats_collect(struct tally_stats *s) {
     memset(s, 0, sizeof *s);
     s->struct_size = sizeof *s;
@@ -44,6 +59,8 @@ static void stats_collect(struct tally_stats *s) {
         }
         unsigned c = p->szidx < NCLASSES ? p->szidx : 0;
         uint64_t used = p->used <= p->capacity ? p->used : p->capacity;
+        uint64_t pending = pending_remote(p);
+        used = pending < used ? used - pending : 0;
         uint64_t bsize = CLASS_SIZE(c), cap = POOL_CAPACITY(c);
         s->classes[c].pools++;
         s->classes[c].blocks_in_use += used;

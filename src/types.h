@@ -30,11 +30,12 @@
  *            its push CAS and so wins the duty to tell the owner, by pushing the pool on the
  *            owner heap's lock-free `delayed` stack (mimalloc v2's delayed free). The owner
  *            drains that stack in its slow path and moves those pools back to the class list.
- *   UNOWNED  in no heap; the TF_UNOWNED bit is set in `thread_free`. Whoever frees into it first
- *            clears the bit in the same CAS that pushes the block, and so becomes its owner
- *            (mimalloc v3's "ownership bit in the thread-free word"). Abandoned pools with free
- *            blocks are also on a global per-class list, from which a heap that needs a pool
- *            claims them the same way.
+ *   UNOWNED  abandoned by an exited thread: on its class's global abandoned list, with the
+ *            TF_UNOWNED bit set in `thread_free` (the "ownership bit in the thread-free word" of
+ *            mimalloc v3). Frees into it are plain remote pushes. A heap that needs a pool of the
+ *            class claims it by clearing the bit with a CAS, collects the pushed blocks and owns
+ *            it (-> OWNED). Frees never adopt a pool: a thread that frees much and allocates
+ *            little (a consumer, or main joining workers) would hoard pools.
  *   EMPTY    no live block. Kept in the heap's small cache, else on the global empty stack, and
  *            reused by any class. Never unmapped (arenas are never returned to the OS).
  *

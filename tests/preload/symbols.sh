@@ -1,0 +1,27 @@
+#!/bin/bash
+# The library shares the program's symbol namespace: it must export the malloc API, its own
+# tally_* functions and the dlopen wrapper, and nothing else.
+set -u
+so=${TALLYMALLOC_SO:?}
+allowed="aligned_alloc calloc cfree dlopen free free_aligned_sized free_sized malloc
+malloc_usable_size memalign posix_memalign pvalloc realloc reallocarray tally_stats_get
+tally_stats_print tally_version valloc"
+got=$(nm -D --defined-only "$so" | awk '{print $3}' | sed 's/@.*//' | sort -u)
+want=$(echo $allowed | tr ' ' '\n' | sort -u)
+if [ "$got" != "$want" ]; then
+    echo "exported symbols differ from the allowed set:"
+    diff <(echo "$want") <(echo "$got")
+    exit 1
+fi
+# No dependency on libunwind or anything else that could take over the program's symbols.
+deps=$(readelf -d "$so" | awk '/NEEDED/ {print $5}' | tr -d '[]' | sort | tr '\n' ' ')
+case "$deps" in
+    "libc.so.6 "|"libc.so.6 ld-linux-x86-64.so.2 ") ;;
+    *) echo "unexpected DT_NEEDED: $deps"; exit 1 ;;
+esac
+# All thread-local storage is initial-exec: no __tls_get_addr, which can call malloc.
+if nm -D "$so" | grep -q __tls_get_addr; then
+    echo "the library uses dynamic TLS (__tls_get_addr)"
+    exit 1
+fi
+echo "exports and dependencies ok: $deps"
