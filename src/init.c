@@ -40,13 +40,18 @@ static size_t (*_Atomic raw_usable)(void *);
 static void *(*_Atomic real_dlopen)(const char *, int);
 
 static void resolve_next(void) {
-    /* dlsym(RTLD_NEXT) finds glibc's definitions behind ours; on glibc 2.36 it makes no
-     * allocator call, so it is safe even from inside malloc_usable_size. */
-    if (!atomic_load(&raw_usable))
-        atomic_store(&raw_usable, (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size"));
+    /* dlopen: the next definition after ours is glibc's (dlsym(RTLD_NEXT) makes no allocator
+     * call on glibc 2.36). malloc_usable_size must be glibc's own, not merely the next one: a
+     * program linked with jemalloc (Debian's redis) has jemalloc's next in line, and it would
+     * read glibc's blocks as its own. So ask libc.so.6 itself. */
     if (!atomic_load(&real_dlopen))
         atomic_store(&real_dlopen,
                      (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen"));
+    if (!atomic_load(&raw_usable) && atomic_load(&real_dlopen)) {
+        void *libc = atomic_load(&real_dlopen)("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+        if (libc)
+            atomic_store(&raw_usable, (size_t(*)(void *))dlsym(libc, "malloc_usable_size"));
+    }
 }
 
 size_t raw_usable_size_of(void *p) {

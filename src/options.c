@@ -96,10 +96,18 @@ static void option_set(const option_desc_t *d, const char *val) {
     case OPT_BOOL: ok = parse_bool(val, (bool *)d->value); break;
     case OPT_SIZE: ok = parse_size(val, (size_t *)d->value); break;
     case OPT_STATS: ok = parse_stats(val, (int *)d->value); break;
-    case OPT_STRING:
-        *(const char **)d->value = *val ? val : NULL;
-        ok = true;
+    case OPT_STRING: {
+        /* Copied: programs rewrite their environment (setproctitle in redis, for one). */
+        static char store[4][4096];
+        static unsigned used;
+        size_t n = strlen(val);
+        ok = n < sizeof store[0] && used < 4;
+        if (ok) {
+            memcpy(store[used], val, n + 1);
+            *(const char **)d->value = n ? store[used++] : NULL;
+        }
         break;
+    }
     default: ok = false; break;
     }
     if (!ok)
