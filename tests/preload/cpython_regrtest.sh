@@ -1,0 +1,55 @@
+#!/bin/bash
+# cpython_regrtest.sh - a handful of CPython's own regression tests (Debian's
+# libpython3.11-testsuite) with every object allocated by malloc
+# (PYTHONMALLOC=malloc), run serially with and without libtallymalloc.so.
+# Both runs must end with "Tests result: SUCCESS" and the same summary.
+#
+# The tests were picked because they pass here without the library, take
+# about 20 s together, and stress the allocator: dict/list/set/str resizing,
+# json and pickle, re's caches, gc and weakref callbacks, and threads
+# (test_threading also starts child interpreters, which inherit the
+# library).  Left out: test_str, which does not exist in 3.11 (its tests
+# are in test_unicode); anything slower than a few seconds.
+
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+. "$(dirname "$0")/common.sh"
+
+need /usr/bin/python3 python3
+if [ ! -f /usr/lib/python3.11/test/regrtest.py ] ||
+    [ ! -f /usr/lib/python3.11/test/test_dict.py ]; then
+    hard_error "CPython's test suite is not installed; it comes with the Debian" \
+        "package 'libpython3.11-testsuite' (apt-get install libpython3.11-testsuite)"
+fi
+
+tests=(test_dict test_list test_set test_unicode test_json test_re test_collections
+       test_threading test_pickle test_weakref test_gc)
+
+# -s: no user site-packages; not -E/-I, which would drop PYTHONMALLOC.
+py=(env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP
+    PYTHONMALLOC=malloc PYTHONDONTWRITEBYTECODE=1 TMPDIR="$tmp" LC_ALL=C.UTF-8
+    /usr/bin/python3 -s -m test --timeout=90 "${tests[@]}")
+
+cd "$tmp" || hard_error "cannot cd to $tmp"
+run_plain "${py[@]}"
+run_tally "${py[@]}"
+
+# The summary lines only: the rest holds timings and load averages.
+summary() {
+    grep -E '^(Tests result: |All [0-9]+ tests OK|[0-9]+ tests? (OK|failed|skipped|omitted))' \
+        "$tmp/out/$1.out" >"$tmp/out/$1_summary.out"
+    run_status "$1" >"$tmp/out/$1_summary.rc"
+}
+summary plain
+summary tally
+
+for kind in plain tally; do
+    if ! grep -qx 'Tests result: SUCCESS' "$tmp/out/${kind}_summary.out"; then
+        fail "the $kind run did not end with 'Tests result: SUCCESS':"
+        tail -n 30 "$tmp/out/$kind.out" >&2
+        show_stderr "$kind"
+    fi
+done
+check_status plain 0
+check_same plain_summary tally_summary
+small_served
+finish
