@@ -52,25 +52,7 @@ static _Noreturn void die_usage(const char *msg)
     exit(2);
 }
 
-static uint64_t parse_u64(const char *s, const char *what)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || s[0] == '-')
-        die_usage(what);
-    return v;
-}
-
-static uint64_t rng_next(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return x;
-}
+#include "bench.h"
 
 // Bias of the modulo is below 2^-40 for the ranges used here; not worth a rejection loop.
 static uint64_t rng_below(uint64_t *state, uint64_t n)

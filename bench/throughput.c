@@ -55,20 +55,12 @@ static _Noreturn void die_usage(const char *msg)
     exit(2);
 }
 
+#include "bench.h"
+
 static _Noreturn void die_oom(size_t size)
 {
     fprintf(stderr, "throughput: malloc(%zu) returned NULL\n", size);
     exit(1);
-}
-
-static uint64_t parse_u64(const char *s, const char *what)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || s[0] == '-')
-        die_usage(what);
-    return v;
 }
 
 static double now_ns(void)
@@ -76,17 +68,6 @@ static double now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-// xorshift64: a handful of cycles per draw, so the PRNG does not dominate a ~10 ns malloc+free.
-static inline uint64_t rng_next(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return x;
 }
 
 // Uniform in [0, n) by multiply-shift of the high 32 bits: a divide would cost as much as the
