@@ -68,8 +68,8 @@ void arena_pool_push_empty(pool_t *p) {
     arena_unlock();
 }
 
-/* The abandoned lists are doubly linked (gnext/gprev) so that a free which claims a listed pool
- * unlinks it in O(1): a program that churns threads can leave many partial pools behind. */
+/* The abandoned lists are doubly linked (gnext/gprev) so that pool_abandon can unlink a pool it
+ * listed and then found empty in O(1): a program that churns threads can leave many behind. */
 void arena_abandoned_link(pool_t *p) {
     arena_lock();
     if (!p->on_abandoned) {
@@ -110,8 +110,8 @@ pool_t *arena_abandoned_claim(unsigned c) {
     pool_t *found = NULL;
     arena_lock();
     for (pool_t *p = g.abandoned[c]; p; p = p->gnext) {
-        /* A listed pool may still be owned for a moment (its thread links it before letting go)
-         * or already claimed by a free that is about to unlink it: skip those. */
+        /* A listed pool may still be owned for a moment (its thread links it before letting
+         * go): skip it. */
         if (pool_claim_unowned(p)) {
             found = p;
             abandoned_remove_locked(p);

@@ -1,6 +1,6 @@
 /* heap.c: thread heaps. A heap owns pools (a list per class, whose head is where malloc pops);
- * this file moves pools in and out of it: refill when the head runs dry, adoption when a free
- * claims an unowned pool, hand-over at thread exit and in the child after fork. Every change to
+ * this file moves pools in and out of it: refill when the head runs dry, full pools parked and
+ * woken again, hand-over at thread exit and in the child after fork. Every change to
  * a heap's lists happens under the heap's own mutex (uncontended but for fork), so that fork's
  * prepare handler can wait for a consistent picture; the fast paths never take it. */
 #include "internal.h"
@@ -31,9 +31,9 @@ static void list_push_front(heap_t *h, pool_t *p) {
     h->cur[p->szidx] = p;
 }
 
-/* Behind the head: the head keeps serving, and a re-adopted pool gathers more frees before it
- * is drained again, so a pool hovering at full does not bounce between owned and unowned on
- * every free (which, at the front as pymalloc does, measured one adoption per two operations). */
+/* Behind the head: the head keeps serving, and a pool coming back from the full list gathers
+ * more frees before malloc drains it again, so a pool hovering at full does not move between the
+ * two lists on every free, as it would at the front (pymalloc's place for it). */
 static void list_push_second(heap_t *h, pool_t *p) {
     pool_t *head = h->cur[p->szidx];
     if (head == &pool_sentinel) {

@@ -93,7 +93,7 @@ bool arena_init(void);               /* reserve the range; false leaves everythi
 pool_t *arena_pool_fresh_or_empty(void); /* NULL when the range is exhausted */
 void arena_pool_push_empty(pool_t *p);
 void arena_abandoned_link(pool_t *p);    /* before the pool is unowned, see pool_abandon */
-void arena_abandoned_unlink(pool_t *p);  /* after a freer claimed a listed pool */
+void arena_abandoned_unlink(pool_t *p);  /* take a listed pool off again (it turned out empty) */
 pool_t *arena_abandoned_claim(unsigned c); /* a partial pool of class c, now owned by the caller */
 void arena_lock(void);
 void arena_unlock(void);

@@ -94,7 +94,7 @@ struct heap_s;
 enum pool_state { POOL_FRESH = 0, POOL_OWNED, POOL_FULL, POOL_UNOWNED, POOL_EMPTY };
 
 /* Low bits of thread_free (blocks are 16-aligned, so 4 bits are free). At most one is set. */
-#define TF_UNOWNED ((uintptr_t)1) /* no owner: the next free claims the pool */
+#define TF_UNOWNED ((uintptr_t)1) /* abandoned: a heap claims it from the abandoned list */
 #define TF_FULL ((uintptr_t)2)    /* owned and full: the next remote free notifies the owner */
 #define TF_FLAGS ((uintptr_t)15)
 
