@@ -28,7 +28,8 @@ struct tally_class_stats {
     uint64_t size;            /* block size of the class in bytes */
     uint64_t pools;           /* pools of this class now */
     uint64_t blocks_in_use;   /* blocks handed out and not freed */
-    uint64_t free_blocks;     /* blocks free (or never carved) in those pools */
+    uint64_t free_blocks;     /* blocks free (or never carved) in those pools, cached included */
+    uint64_t blocks_cached;   /* free blocks held in the threads' bins (part of free_blocks) */
     uint64_t mallocs;         /* cumulative requests served */
     uint64_t bytes_requested; /* cumulative bytes asked for by those requests */
     uint64_t bytes_granted;   /* cumulative bytes handed out (mallocs * size) */
@@ -56,7 +57,7 @@ struct tally_stats {
     uint64_t small_mallocs;       /* cumulative requests served by the pools */
     uint64_t large_mallocs;       /* cumulative requests sent to the system malloc */
     uint64_t large_bytes_requested;
-    uint64_t remote_frees;        /* frees of blocks owned by another thread */
+    uint64_t remote_frees;        /* blocks a thread's bin gave back to another thread's pool */
     uint64_t pools_adopted;       /* pools taken over from other threads */
     uint64_t system_heap_bytes;   /* glibc's heap (mallinfo2: arena + mmapped) */
     uint64_t threads;             /* thread heaps made so far (reused after thread exit) */

@@ -31,23 +31,21 @@ static noinline void *large_malloc(size_t n) {
 }
 
 /* ---- small requests ------------------------------------------------------------------------
- * The fast path: class by shift, pop the head pool's free list. About 10 instructions and one
- * branch that leaves it; no lock, no atomic, no "initialised?" test (a thread without a heap
- * has the static empty heap, whose pools have no free block). */
+ * The fast path: class by shift, pop the thread's bin of that class. No lock, no atomic, no
+ * "initialised?" test (a thread without a heap has the static empty heap, whose bins have no
+ * slots), and no write outside the bin's own cache line. */
 static noinline cold void *small_slow(size_t n);
 
 static inline __attribute__((always_inline)) void *small_alloc(size_t n) {
     unsigned c = n ? (unsigned)((n - 1) >> ALIGNMENT_SHIFT) : 0;
-    heap_t *h = tls_heap;
-    pool_t *p = h->cur[c];
-    block_t *b = p->free;
-    if (unlikely(b == NULL))
+    bin_t *bn = &tls_heap->bin[c];
+    void **t = bn->top;
+    if (unlikely(t == bn->low))
         return small_slow(n);
-    p->free = b->next;
-    p->used++;
-    h->stats.nmalloc[c]++;
-    h->stats.nreq[c] += n;
-    return b;
+    bn->top = --t;
+    bn->nmalloc++;
+    bn->nreq += n;
+    return *t;
 }
 
 static noinline cold void *small_slow(size_t n) {
@@ -67,8 +65,8 @@ static noinline cold void *small_slow(size_t n) {
     heap_unlock_slow(h);
     if (unlikely(b == NULL))
         return large_malloc(n); /* address range exhausted or commit refused */
-    h->stats.nmalloc[c]++;
-    h->stats.nreq[c] += n;
+    h->bin[c].nmalloc++;
+    h->bin[c].nreq += n;
     return b;
 }
 
@@ -80,40 +78,36 @@ TALLY_EXPORT void *malloc(size_t n) {
     return large_malloc(n);
 }
 
-/* ---- free ---------------------------------------------------------------------------------- */
-static noinline void free_remote(heap_t *h, pool_t *p, block_t *q) {
-    int saved = errno;
-    if (config_debug) {
-        uintptr_t off = (uintptr_t)q - (uintptr_t)p - POOL_HEADER;
-        if ((uintptr_t)q < (uintptr_t)p + POOL_HEADER || off % p->bsize != 0 ||
-            off / p->bsize >= p->carved) {
-            tally_message("free(): invalid pointer", NULL, NULL);
-            __builtin_trap();
-        }
-    }
-    if (h->kind == HEAP_REAL)
-        h->stats.nremote_free++;
-    /* Lock-free, so also safe from a signal handler or a thread past its key destructor. */
-    if (pool_push_remote(p, q) & TF_FULL)
-        heap_notify(p);
-    errno = saved;
+/* ---- free ----------------------------------------------------------------------------------
+ * Push on the thread's bin of the block's class, whoever owns the pool (jemalloc's tcache does
+ * the same): the block goes back to its pool, or to its owner's remote list, only when the bin
+ * overflows, in a batch. The pool header's first line is read (for the class), never written. */
+static noinline cold void free_invalid(void) {
+    tally_message("free(): invalid pointer", NULL, NULL);
+    __builtin_trap();
 }
 
 static inline __attribute__((always_inline)) void free_inline(void *ptr) {
     if (likely(ptr_is_ours(ptr))) {
         pool_t *p = pool_of(ptr);
+        if (config_debug) {
+            uintptr_t off = (uintptr_t)ptr - (uintptr_t)p - POOL_HEADER;
+            if ((uintptr_t)ptr < (uintptr_t)p + POOL_HEADER || off % p->bsize != 0 ||
+                off / p->bsize >= p->carved || p->state == POOL_EMPTY)
+                free_invalid();
+        }
         heap_t *h = tls_heap;
-        block_t *b = ptr;
-        if (likely(atomic_load_explicit(&p->owner, memory_order_relaxed) == h)) {
-            b->next = p->free;
-            p->free = b;
-            /* Rare cases in one test each: the pool was exhausted (maybe parked as full), or
-             * this was its last live block. */
-            if (unlikely(b->next == NULL) | unlikely(--p->used == 0))
-                heap_free_local_slow(h, p);
+        /* szidx < NCLASSES always: pool_init writes nothing else, fresh arena memory is 0. */
+        bin_t *bn = &h->bin[p->szidx];
+        void **t = bn->top;
+        if (unlikely(t == bn->high)) {
+            int saved = errno;
+            heap_free_slow(h, p, ptr);
+            errno = saved;
             return;
         }
-        free_remote(h, p, b);
+        *t = ptr;
+        bn->top = t + 1;
         return;
     }
     if (ptr)

@@ -105,6 +105,24 @@ void heap_notify(pool_t *p) {
                                                     memory_order_relaxed));
 }
 
+static void bin_flush(heap_t *h, unsigned c, unsigned n);
+
+/* While a slow path rewrites a bin, the bin looks empty and full at once, so that a signal
+ * handler's malloc or free on this thread takes its slow path, which sees in_slow and stays away
+ * from the bin (glibc for malloc, a remote push for free). Returns the real top. */
+static void **bin_close(bin_t *bn) {
+    void **top = bn->top;
+    bn->top = bn->high = bn->low;
+    atomic_signal_fence(memory_order_seq_cst);
+    return top;
+}
+
+static void bin_open(bin_t *bn, void **top) {
+    atomic_signal_fence(memory_order_seq_cst);
+    bn->high = bn->low + bn->cap;
+    bn->top = top;
+}
+
 static void heap_cache_empty(heap_t *h, pool_t *p) {
     if (h->nempty < HEAP_EMPTY_CACHE) {
         p->state = POOL_EMPTY;
@@ -131,6 +149,8 @@ void heap_unlock_slow(heap_t *h) {
  * by the next thread, which must not receive pools it does not own. After fork, the notifiers
  * are gone with their threads, so the child does not wait. */
 static void heap_abandon_all(heap_t *h, bool wait) {
+    for (unsigned c = 0; c < NCLASSES; c++)
+        bin_flush(h, c, (unsigned)(h->bin[c].top - h->bin[c].low));
     heap_drain_delayed(h);
     for (pool_t *p = h->full; p; p = p->next) {
         if (!p->in_delayed && !pool_clear_full(p)) {
@@ -175,21 +195,29 @@ static void heap_thread_done(void *arg) {
     pthread_mutex_unlock(&reg_lock);
 }
 
-static heap_t *heap_alloc_locked(void) {
-    static char *chunk;
-    static size_t left;
-    const size_t sz = (sizeof(heap_t) + 63) & ~(size_t)63;
-    if (left < sz) {
-        chunk = os_map(64 * 1024);
-        if (!chunk)
-            return NULL;
-        left = 64 * 1024;
-    }
-    heap_t *h = (heap_t *)chunk;
-    chunk += sz;
-    left -= sz;
+static unsigned heap_slots(void) {
+    unsigned n = 0;
     for (unsigned c = 0; c < NCLASSES; c++)
+        n += BIN_CAP(c);
+    return n;
+}
+
+static heap_t *heap_alloc_locked(void) {
+    /* The heap and its bins' slots in one mapping of their own: a few pages per thread, made
+     * once and reused after the thread exits. */
+    size_t sz = sizeof(heap_t) + heap_slots() * sizeof(void *);
+    heap_t *h = os_map((sz + 4095) & ~(size_t)4095);
+    if (!h)
+        return NULL;
+    void **slot = (void **)(h + 1);
+    for (unsigned c = 0; c < NCLASSES; c++) {
+        bin_t *bn = &h->bin[c];
+        bn->cap = BIN_CAP(c);
+        bn->low = bn->top = slot;
+        bn->high = slot + bn->cap;
+        slot += bn->cap;
         h->cur[c] = &pool_sentinel;
+    }
     pthread_mutex_init(&h->lock, NULL);
     h->kind = HEAP_REAL;
     h->reg_next = reg_head;
@@ -245,25 +273,24 @@ static pool_t *heap_pool_new(heap_t *h, unsigned c) {
 }
 
 void *heap_refill(heap_t *h, unsigned c) {
-    pool_t *p;
+    bin_t *bn = &h->bin[c];
+    unsigned want = bn->cap / 2, got = 0;
+    void **dst = bn->low;
+    bin_close(bn); /* it is empty: top == low */
     if (atomic_load_explicit(&h->delayed, memory_order_relaxed))
         heap_drain_delayed(h);
-    for (;;) {
-        p = h->cur[c];
+    while (got < want) {
+        pool_t *p = h->cur[c];
         if (p == &pool_sentinel) {
             if (!(p = heap_pool_new(h, c)))
-                return NULL;
+                break; /* address range exhausted or commit refused: serve what we have */
             list_push_front(h, p);
-            continue;
         }
-        if (p->free)
+        got += pool_take(p, dst + got, want - got);
+        if (got == want)
             break;
-        if (p->carved < p->capacity) {
-            pool_carve(p);
-            break;
-        }
         if (pool_collect(p))
-            break;
+            continue;
         /* Exhausted: park it in the full list, still ours. A pool already promised to our
          * delayed stack must not be promised twice, so it gets no TF_FULL. */
         list_remove(h, p);
@@ -272,19 +299,31 @@ void *heap_refill(heap_t *h, unsigned c) {
         else
             list_push_front(h, p); /* a remote free raced in; the next turn collects it */
     }
-    block_t *b = p->free;
-    p->free = b->next;
-    p->used++;
-    return b;
+    if (got == 0) {
+        bin_open(bn, bn->low);
+        return NULL;
+    }
+    /* pool_take gave address order; malloc pops from the top, so reverse to hand them out
+     * ascending. The caller gets the first one. */
+    for (unsigned i = 0, j = got - 1; i < j; i++, j--) {
+        void *t = dst[i];
+        dst[i] = dst[j];
+        dst[j] = t;
+    }
+    bin_open(bn, dst + got - 1);
+    return dst[got - 1];
 }
 
-void heap_free_local_slow(heap_t *h, pool_t *p) {
-    if (h->in_slow)
-        return; /* a signal handler interrupted our slow path: leave the lists alone */
-    heap_lock_slow(h);
+/* A block back into a pool we own, under h->lock. */
+static void pool_free_local(heap_t *h, pool_t *p, block_t *b) {
+    b->next = p->free;
+    p->free = b;
+    p->used--;
+    if (likely(b->next != NULL) && likely(p->used != 0))
+        return;
     if (p->state == POOL_FULL) {
-        /* Our own free into a full pool: back to its class list. If a remote free already
-         * cleared TF_FULL, its notification is on the way and will find the pool relinked. */
+        /* Back to its class list. If a remote free already cleared TF_FULL, its notification
+         * is on the way and will find the pool relinked. */
         full_remove(h, p);
         list_push_second(h, p);
         if (!p->in_delayed && !pool_clear_full(p)) {
@@ -298,6 +337,61 @@ void heap_free_local_slow(heap_t *h, pool_t *p) {
         list_remove(h, p);
         heap_cache_empty(h, p);
     }
+}
+
+/* Gives another heap's (or nobody's) pool its blocks back: one CAS per run of blocks of the
+ * same pool. */
+static void push_remote_run(pool_t *p, block_t *head, block_t *tail) {
+    if (pool_push_remote_list(p, head, tail) & TF_FULL)
+        heap_notify(p);
+}
+
+/* Returns the n oldest blocks of bin c to their pools, under h->lock. */
+static void bin_flush(heap_t *h, unsigned c, unsigned n) {
+    bin_t *bn = &h->bin[c];
+    void **top = bin_close(bn);
+    pool_t *rp = NULL; /* the pool of the pending run of remote blocks */
+    block_t *rhead = NULL, *rtail = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        block_t *b = bn->low[i];
+        pool_t *p = pool_of(b);
+        if (atomic_load_explicit(&p->owner, memory_order_relaxed) == h) {
+            pool_free_local(h, p, b);
+            continue;
+        }
+        h->stats.nremote_free++;
+        if (p == rp) {
+            rtail->next = b;
+            rtail = b;
+            continue;
+        }
+        if (rp)
+            push_remote_run(rp, rhead, rtail);
+        rp = p;
+        rhead = rtail = b;
+    }
+    if (rp)
+        push_remote_run(rp, rhead, rtail);
+    size_t left = (size_t)(top - bn->low) - n;
+    memmove(bn->low, bn->low + n, left * sizeof(void *));
+    bin_open(bn, bn->low + left);
+}
+
+void heap_free_slow(heap_t *h, pool_t *p, void *ptr) {
+    if (h->kind != HEAP_REAL || h->in_slow) {
+        /* A thread without bins (it never allocated, or its key destructor ran), or a signal
+         * handler that interrupted our slow path: hand the block straight back to its pool.
+         * Lock-free, and right even when the pool is our own (we then notify ourselves). */
+        if (h->kind == HEAP_REAL)
+            h->stats.nremote_free++;
+        push_remote_run(p, ptr, ptr);
+        return;
+    }
+    heap_lock_slow(h);
+    bin_t *bn = &h->bin[p->szidx];
+    bin_flush(h, p->szidx, bn->cap / 2);
+    *bn->top = ptr; /* open again, with room for it */
+    bn->top++;
     heap_unlock_slow(h);
 }
 

@@ -101,7 +101,9 @@ void arena_fork_child(void);
 
 /* ---- pool.c: operations on one pool, by its owner unless said otherwise ------------------- */
 void pool_init(pool_t *p, unsigned c, struct heap_s *h);
-void pool_carve(pool_t *p);        /* carve the next CARVE_BYTES of virgin blocks onto `free` */
+/* Owner: moves up to max free blocks to dst (the free list first, then virgin blocks carved in
+ * address order); returns how many. They count as used. */
+unsigned pool_take(pool_t *p, void **dst, unsigned max);
 unsigned pool_collect(pool_t *p);  /* take the remote frees; returns how many */
 bool pool_set_full(pool_t *p);     /* owner: set TF_FULL; false if a remote free arrived */
 bool pool_clear_full(pool_t *p);   /* owner: clear TF_FULL; false if a notifier cleared it first */
@@ -110,6 +112,7 @@ void pool_abandon(pool_t *p);      /* hand a pool we own to nobody: empty stack 
 /* Any thread: push q onto p's remote list and return the word it replaced. If that word had
  * TF_FULL, the caller must notify the owner (heap_notify). An unowned pool stays unowned. */
 uintptr_t pool_push_remote(pool_t *p, block_t *q);
+uintptr_t pool_push_remote_list(pool_t *p, block_t *head, block_t *tail); /* head..tail linked */
 
 /* ---- heap.c: thread heaps ----------------------------------------------------------------- */
 extern pool_t pool_sentinel;       /* free == NULL: an empty class list, never written */
@@ -117,8 +120,10 @@ extern heap_t heap_empty;          /* the heap of a thread that has not allocate
 extern heap_t heap_dead;           /* the heap of a thread whose key destructor has run */
 extern __thread heap_t *tls_heap TLS_IE;
 heap_t *heap_thread_init(void);    /* the calling thread's real heap, made on first use; NULL on failure */
-void *heap_refill(heap_t *h, unsigned c); /* slow path of malloc: a block of class c, or NULL */
-void heap_free_local_slow(heap_t *h, pool_t *p); /* owner freed into an exhausted pool */
+void *heap_refill(heap_t *h, unsigned c); /* malloc's slow path, under h->lock: refill bin c from
+                                             the pools and return one block, or NULL */
+/* Slow path of free: the bin is full (or the thread has none); p is pool_of(ptr). */
+void heap_free_slow(heap_t *h, pool_t *p, void *ptr);
 void heap_notify(pool_t *p);                     /* a remote free woke a full pool */
 void heap_lock_slow(heap_t *h);
 void heap_unlock_slow(heap_t *h);

