@@ -22,11 +22,11 @@
  *   FRESH    never used; part of an arena beyond the carve mark. -> OWNED when a heap needs a pool.
  *   OWNED    in exactly one thread heap's list for its class; only that thread touches `free`,
  *            `used`, `next`/`prev`. Other threads free into it by a CAS push on `thread_free`.
- *            -> FULL when it has no free block left; -> EMPTY when its last block is freed.
+ *            -> FULL when it has no free block left; -> EMPTY when its last block comes back.
  *            -> UNOWNED when its thread exits (abandoned).
  *   FULL     still owned, but in the heap's full list, not its class list (pymalloc: full pools
- *            are in no used list). The owner's own free into it is a fast-path free that then
- *            moves it back. TF_FULL is set in `thread_free`: the first remote free clears it in
+ *            are in no used list). A flush of the owner's bin that returns a block to it moves
+ *            it back. TF_FULL is set in `thread_free`: the first remote free clears it in
  *            its push CAS and so wins the duty to tell the owner, by pushing the pool on the
  *            owner heap's lock-free `delayed` stack (mimalloc v2's delayed free). The owner
  *            drains that stack in its slow path and moves those pools back to the class list.
@@ -41,8 +41,11 @@
  *
  * THREAD MODEL
  *   Each thread has a heap (initial-exec TLS pointer; a static empty heap until first use, so the
- *   fast path never asks "initialised?"). Owner malloc and free use no atomic instruction and no
- *   lock. A free from another thread is one CAS. Global state (the arena bump pointer, the empty
+ *   fast path never asks "initialised?"). In front of its pools, a heap has a bin per class (see
+ *   bin_t): malloc pops a block pointer, free pushes one, whichever thread owns the block's pool,
+ *   with no atomic instruction and no lock. Pools are visited only in batches: a refill takes
+ *   half a bin from the heap's own pools; a flush gives the older half back, to pools the heap
+ *   owns directly and to other pools by a CAS on their remote list (one per run of blocks). Global state (the arena bump pointer, the empty
  *   stack, the abandoned lists) sits behind one mutex that only slow paths take, at most once per
  *   pool's worth of allocations.
  */
