@@ -74,6 +74,12 @@ int tally_stats_get(struct tally_stats *out, size_t size);
  * output as TALLY_STATS=1 / TALLY_STATS=json at exit. Returns 0, or -1 on bad arguments. */
 int tally_stats_print(int fd, int json);
 
+/* Writes a profile dump now (docs/FORMAT.md) to `path`, or, if path is NULL, to TALLY_OUT or
+ * else tally.<program>.<pid>.tly in the working directory; %p and %e expand to the pid and the
+ * program name. Returns 0, or -1 if profiling is off (TALLY_PROFILE=off) or the file cannot be
+ * written (one line on stderr says why). */
+int tally_dump(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

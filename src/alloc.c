@@ -5,50 +5,67 @@
  * malloc_usable_size, cfree, free_sized, free_aligned_sized. */
 #include "internal.h"
 
+#include "prof.h"
+
 #include <errno.h>
 #include <string.h>
 
-static _Atomic uint64_t large_unowned; /* system-malloc requests from threads without a heap */
+#define CALLER() __builtin_return_address(0)
 
-/* ---- system malloc ------------------------------------------------------------------------ */
-static void count_large(size_t n) {
-    heap_t *h = tls_heap;
-    if (h->kind == HEAP_REAL) {
-        h->stats.nlarge++;
-        h->stats.nlarge_bytes += n;
-    } else {
-        atomic_fetch_add_explicit(&large_unowned, 1, memory_order_relaxed);
-    }
-}
+static _Atomic uint64_t large_unowned; /* system-malloc requests from threads without a heap */
 
 uint64_t alloc_large_unowned(void) {
     return atomic_load_explicit(&large_unowned, memory_order_relaxed);
 }
 
-static noinline void *large_malloc(size_t n) {
-    count_large(n);
-    return __libc_malloc(n);
+/* ---- system malloc ------------------------------------------------------------------------
+ * Every block glibc gives us passes here: counted, and offered to the profiler by the same byte
+ * counter as pool blocks. A thread's first request may be a large one: it gets its heap here,
+ * so that `all` mode sees it. */
+static noinline void *large_done(void *p, size_t n, void *caller) {
+    if (p == NULL)
+        return NULL;
+    heap_t *h = tls_heap;
+    if (h->kind == HEAP_EMPTY)
+        h = heap_thread_init();
+    if (h == NULL || h->kind != HEAP_REAL) {
+        atomic_fetch_add_explicit(&large_unowned, 1, memory_order_relaxed);
+        return p;
+    }
+    h->stats.nlarge++;
+    h->stats.nlarge_bytes += n;
+    if ((h->sample_left -= (int64_t)n) <= 0)
+        return prof_alloc(h, p, n, caller);
+    return p;
+}
+
+static noinline void *large_malloc(size_t n, void *caller) {
+    return large_done(__libc_malloc(n), n, caller);
 }
 
 /* ---- small requests ------------------------------------------------------------------------
  * The fast path: class by shift, pop the thread's bin of that class. No lock, no atomic, no
  * "initialised?" test (a thread without a heap has the static empty heap, whose bins have no
  * slots), and no write outside the bin's own cache line. */
-static noinline cold void *small_slow(size_t n);
+static noinline cold void *small_slow(size_t n, void *caller);
 
-static inline __attribute__((always_inline)) void *small_alloc(size_t n) {
+static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *caller) {
     unsigned c = n ? (unsigned)((n - 1) >> ALIGNMENT_SHIFT) : 0;
-    bin_t *bn = &tls_heap->bin[c];
+    heap_t *h = tls_heap;
+    bin_t *bn = &h->bin[c];
     void **t = bn->top;
     if (unlikely(t == bn->low))
-        return small_slow(n);
+        return small_slow(n, caller);
     bn->top = --t;
     bn->nmalloc++;
     bn->nreq += n;
+    /* The profiler's whole cost here: one counter and one compare. */
+    if (unlikely((h->sample_left -= (int64_t)n) <= 0))
+        return prof_alloc(h, *t, n, caller);
     return *t;
 }
 
-static noinline cold void *small_slow(size_t n) {
+static noinline cold void *small_slow(size_t n, void *caller) {
     unsigned c = n ? (unsigned)((n - 1) >> ALIGNMENT_SHIFT) : 0;
     heap_t *h = tls_heap;
     if (h->kind != HEAP_REAL) {
@@ -56,26 +73,32 @@ static noinline cold void *small_slow(size_t n) {
          * going after it): the dead thread's small requests go to glibc, which is correct
          * because free routes by address. */
         if (h->kind == HEAP_DEAD || (h = heap_thread_init()) == NULL)
-            return large_malloc(n);
+            return large_malloc(n, caller);
     }
     if (h->in_slow)
-        return large_malloc(n); /* a signal handler interrupted our slow path: don't re-enter */
+        return large_malloc(n, caller); /* a signal handler interrupted our slow path */
     heap_lock_slow(h);
     void *b = heap_refill(h, c);
     heap_unlock_slow(h);
     if (unlikely(b == NULL))
-        return large_malloc(n); /* address range exhausted or commit refused */
+        return large_malloc(n, caller); /* address range exhausted or commit refused */
     h->bin[c].nmalloc++;
     h->bin[c].nreq += n;
+    if ((h->sample_left -= (int64_t)n) <= 0)
+        return prof_alloc(h, b, n, caller);
     return b;
 }
 
-TALLY_EXPORT void *malloc(size_t n) {
+static inline __attribute__((always_inline)) void *do_malloc(size_t n, void *caller) {
     if (likely(n - 1 < SMALL_MAX)) /* 1..512; n == 0 wraps and takes the other branch */
-        return small_alloc(n);
+        return small_alloc(n, caller);
     if (n == 0)
-        return small_alloc(0); /* a unique 16-byte block, as glibc gives */
-    return large_malloc(n);
+        return small_alloc(0, caller); /* a unique 16-byte block, as glibc gives */
+    return large_malloc(n, caller);
+}
+
+TALLY_EXPORT void *malloc(size_t n) {
+    return do_malloc(n, CALLER());
 }
 
 /* ---- free ----------------------------------------------------------------------------------
@@ -96,6 +119,8 @@ static inline __attribute__((always_inline)) void free_inline(void *ptr) {
                 off / p->bsize >= p->carved || p->state == POOL_EMPTY)
                 free_invalid();
         }
+        if (unlikely(atomic_load_explicit(&p->prof, memory_order_relaxed) != NULL))
+            prof_free_small(p, ptr); /* the pool holds a tracked block: is it this one? */
         heap_t *h = tls_heap;
         /* szidx < NCLASSES always: pool_init writes nothing else, fresh arena memory is 0. */
         bin_t *bn = &h->bin[p->szidx];
@@ -110,8 +135,11 @@ static inline __attribute__((always_inline)) void free_inline(void *ptr) {
         bn->top = t + 1;
         return;
     }
-    if (ptr)
+    if (ptr) {
+        if (unlikely(atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0))
+            prof_free_large(ptr);
         __libc_free(ptr); /* glibc's block, or one from before us: glibc checks it as usual */
+    }
 }
 
 TALLY_EXPORT void free(void *ptr) {
@@ -142,18 +170,36 @@ TALLY_EXPORT void *calloc(size_t n, size_t size) {
     }
     if (total <= SMALL_MAX) {
         /* Reused blocks hold old data, so always clear; at most 512 bytes. */
-        void *p = small_alloc(total);
+        void *p = small_alloc(total, CALLER());
         if (p)
             memset(p, 0, total);
         return p;
     }
-    count_large(total);
-    return __libc_calloc(n, size);
+    return large_done(__libc_calloc(n, size), total, CALLER());
+}
+
+/* realloc of a glibc block: its record (if tracked) is taken out before glibc can free the
+ * address and another thread reuse it, and put back if glibc fails. */
+static noinline void *realloc_large(void *ptr, size_t n, void *caller) {
+    bool tracked = atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0;
+    lent_t old;
+    if (tracked)
+        tracked = prof_large_take(ptr, &old);
+    void *r = __libc_realloc(ptr, n);
+    if (r == NULL) {
+        if (tracked)
+            prof_large_put_back(&old);
+        return NULL;
+    }
+    if (tracked)
+        prof_large_freed(&old);
+    return large_done(r, n, caller);
 }
 
 TALLY_EXPORT void *realloc(void *ptr, size_t n) {
+    void *caller = CALLER();
     if (ptr == NULL)
-        return malloc(n);
+        return do_malloc(n, caller);
     if (n == 0) {
         free_inline(ptr); /* glibc's REALLOC_ZERO_BYTES_FREES */
         return NULL;
@@ -161,17 +207,23 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
     if (!ptr_is_ours(ptr)) {
         /* Never move a glibc block into the pools: we could not know how much of it is valid
          * (pymalloc's rule). */
-        count_large(n);
-        return __libc_realloc(ptr, n);
+        return realloc_large(ptr, n, caller);
     }
     pool_t *p = pool_of(ptr);
     size_t have = p->bsize;
     if (n <= have) {
-        /* Stay in place within the class, or when shrinking by less than a quarter. */
-        if ((n - 1) >> ALIGNMENT_SHIFT == p->szidx || 4 * n > 3 * have)
+        /* Stay in place within the class, or when shrinking by less than a quarter. To the
+         * profiler it is still a free and an allocation at this call site. */
+        if ((n - 1) >> ALIGNMENT_SHIFT == p->szidx || 4 * n > 3 * have) {
+            if (unlikely(atomic_load_explicit(&p->prof, memory_order_relaxed) != NULL))
+                prof_free_small(p, ptr);
+            heap_t *h = tls_heap;
+            if (h->kind == HEAP_REAL && (h->sample_left -= (int64_t)n) <= 0)
+                return prof_alloc(h, ptr, n, caller);
             return ptr;
+        }
     }
-    void *r = malloc(n);
+    void *r = do_malloc(n, caller);
     if (r == NULL)
         return NULL; /* errno is ENOMEM; the old block is untouched */
     memcpy(r, ptr, n < have ? n : have);
@@ -190,15 +242,20 @@ TALLY_EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {
 
 /* glibc 2.36 semantics: aligned_alloc is memalign (any alignment, rounded up to a power of two;
  * size need not be a multiple). Alignments up to 16 are what every pool block has already. */
-TALLY_EXPORT void *memalign(size_t alignment, size_t n) {
+static inline __attribute__((always_inline)) void *do_memalign(size_t alignment, size_t n,
+                                                               void *caller) {
     if (alignment <= ALIGNMENT)
-        return malloc(n);
-    count_large(n);
-    return __libc_memalign(alignment, n);
+        return do_malloc(n, caller);
+    void *p = __libc_memalign(alignment, n);
+    return p ? large_done(p, n, caller) : NULL;
+}
+
+TALLY_EXPORT void *memalign(size_t alignment, size_t n) {
+    return do_memalign(alignment, n, CALLER());
 }
 
 TALLY_EXPORT void *aligned_alloc(size_t alignment, size_t n) {
-    return memalign(alignment, n);
+    return do_memalign(alignment, n, CALLER());
 }
 
 TALLY_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
@@ -206,7 +263,7 @@ TALLY_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
         (alignment & (alignment - 1)) != 0)
         return EINVAL;
     int saved = errno; /* posix_memalign reports through its result, never errno */
-    void *p = memalign(alignment, n);
+    void *p = do_memalign(alignment, n, CALLER());
     errno = saved;
     if (p == NULL)
         return ENOMEM;
@@ -215,13 +272,13 @@ TALLY_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
 }
 
 TALLY_EXPORT void *valloc(size_t n) {
-    count_large(n);
-    return __libc_valloc(n);
+    void *p = __libc_valloc(n);
+    return p ? large_done(p, n, CALLER()) : NULL;
 }
 
 TALLY_EXPORT void *pvalloc(size_t n) {
-    count_large(n);
-    return __libc_pvalloc(n);
+    void *p = __libc_pvalloc(n);
+    return p ? large_done(p, n, CALLER()) : NULL;
 }
 
 TALLY_EXPORT size_t malloc_usable_size(void *ptr) {

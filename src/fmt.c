@@ -6,17 +6,19 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 void fmt_init(fmt_t *f, char *buf, size_t cap, int fd) {
     f->buf = buf;
     f->cap = cap;
     f->len = 0;
     f->fd = fd;
+    f->failed = false;
 }
 
 void fmt_flush(fmt_t *f) {
-    if (f->fd >= 0 && f->len > 0)
-        os_write_all(f->fd, f->buf, f->len);
+    if (f->fd >= 0 && f->len > 0 && !os_write_all(f->fd, f->buf, f->len))
+        f->failed = true;
     f->len = 0;
 }
 
@@ -158,4 +160,40 @@ void tally_message(const char *a, const char *b, const char *c) {
     fmt_char(&f, '\n');
     os_write_all(2, f.buf, f.len);
     errno = saved;
+}
+
+/* "%p" -> pid, "%e" -> program name, "%%" -> "%". */
+bool fmt_expand_path(char *out, size_t cap, const char *pattern) {
+    fmt_t f;
+    fmt_init(&f, out, cap - 1, -1);
+    for (const char *s = pattern; *s; s++) {
+        if (s[0] == '%' && s[1] == 'p') {
+            fmt_u64(&f, (uint64_t)getpid());
+            s++;
+        } else if (s[0] == '%' && s[1] == 'e') {
+            fmt_str(&f, program_invocation_short_name);
+            s++;
+        } else if (s[0] == '%' && s[1] == '%') {
+            fmt_char(&f, '%');
+            s++;
+        } else {
+            fmt_char(&f, *s);
+        }
+    }
+    if (f.len >= cap - 1)
+        return false;
+    out[f.len] = '\0';
+    return true;
+}
+
+void fmt_hex(fmt_t *f, uint64_t v) {
+    char tmp[19];
+    int i = (int)sizeof tmp;
+    do {
+        tmp[--i] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    tmp[--i] = 'x';
+    tmp[--i] = '0';
+    fmt_strn(f, tmp + i, sizeof tmp - (size_t)i);
 }

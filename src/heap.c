@@ -11,8 +11,10 @@
 pool_t pool_sentinel; /* free == NULL, so a fast path that meets it falls to the slow path */
 
 #define SENTINELS {[0 ... NCLASSES - 1] = &pool_sentinel}
-heap_t heap_empty = {.cur = SENTINELS, .kind = HEAP_EMPTY, .lock = PTHREAD_MUTEX_INITIALIZER};
-heap_t heap_dead = {.cur = SENTINELS, .kind = HEAP_DEAD, .lock = PTHREAD_MUTEX_INITIALIZER};
+heap_t heap_empty = {.sample_left = INT64_MAX, .cur = SENTINELS, .kind = HEAP_EMPTY,
+                     .lock = PTHREAD_MUTEX_INITIALIZER};
+heap_t heap_dead = {.sample_left = INT64_MAX, .cur = SENTINELS, .kind = HEAP_DEAD,
+                    .lock = PTHREAD_MUTEX_INITIALIZER};
 
 __thread heap_t *tls_heap TLS_IE = &heap_empty;
 
@@ -221,7 +223,7 @@ static heap_t *heap_alloc_locked(void) {
     pthread_mutex_init(&h->lock, NULL);
     h->kind = HEAP_REAL;
     h->reg_next = reg_head;
-    reg_head = h;
+    __atomic_store_n(&reg_head, h, __ATOMIC_RELEASE);
     return h;
 }
 
@@ -239,6 +241,7 @@ heap_t *heap_thread_init(void) {
     pthread_mutex_unlock(&reg_lock);
     if (!h)
         return NULL;
+    prof_heap_init(h);
     tls_heap = h;
     /* Our key was made in the first malloc, so it is one of the first 32 and setting it never
      * allocates (keys >= 32 make glibc calloc a second-level block). */
@@ -402,9 +405,11 @@ void heap_fork_prepare(void) {
     for (heap_t *h = reg_head; h; h = h->reg_next)
         pthread_mutex_lock(&h->lock);
     arena_lock();
+    prof_fork_prepare();
 }
 
 void heap_fork_parent(void) {
+    prof_fork_parent();
     arena_unlock();
     for (heap_t *h = reg_head; h; h = h->reg_next)
         pthread_mutex_unlock(&h->lock);
@@ -416,6 +421,7 @@ void heap_fork_child(void) {
      * their locks), so hand their pools over as if those threads had exited: the child can then
      * free their blocks and reuse the memory. */
     arena_fork_child();
+    prof_fork_child();
     pthread_mutex_init(&reg_lock, NULL);
     for (heap_t *h = reg_head; h; h = h->reg_next) {
         pthread_mutex_init(&h->lock, NULL);
@@ -425,6 +431,11 @@ void heap_fork_child(void) {
             h->in_use = 0;
         }
     }
+}
+
+void heap_foreach_unlocked(void (*fn)(heap_t *, void *), void *arg) {
+    for (heap_t *h = __atomic_load_n(&reg_head, __ATOMIC_ACQUIRE); h; h = h->reg_next)
+        fn(h, arg);
 }
 
 void heap_foreach(void (*fn)(heap_t *, void *), void *arg) {

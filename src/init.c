@@ -92,6 +92,8 @@ __attribute__((constructor)) static void tally_constructor(void) {
     options_init(__environ); /* no-op if the first malloc already read them */
     tally_init_global();
     resolve_next();
+    prof_dump_init();
+    prof_start();
     if (opt.verbose) {
         options_print();
         if (g.reserve)
@@ -101,4 +103,6 @@ __attribute__((constructor)) static void tally_constructor(void) {
      * ELF destructor, so the statistics see the program's final state. */
     if (opt.stats != STATS_OFF)
         atexit(stats_print_at_exit);
+    if (opt.out && opt.profile != PROFILE_OFF)
+        atexit(prof_dump_at_exit);
 }

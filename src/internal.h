@@ -33,13 +33,15 @@ extern void *__libc_pvalloc(size_t);
 void *os_reserve(size_t *size);           /* PROT_NONE range aligned to ARENA_SIZE; shrinks *size */
 bool os_commit(void *addr, size_t size);  /* make part of the range readable and writable */
 void *os_map(size_t size);                /* fresh zeroed RW memory for our own metadata */
-void os_write_all(int fd, const char *buf, size_t len);
+void os_unmap(void *p, size_t size);
+bool os_write_all(int fd, const char *buf, size_t len); /* false on a write error */
 
 /* ---- fmt.c: formatting without allocating; messages to stderr ----------------------------- */
 typedef struct fmt_s {
     char *buf;
     size_t cap, len;
     int fd; /* flushed here when full; -1 to truncate instead */
+    bool failed; /* a write to fd failed */
 } fmt_t;
 void fmt_init(fmt_t *f, char *buf, size_t cap, int fd);
 void fmt_str(fmt_t *f, const char *s);
@@ -52,17 +54,28 @@ void fmt_fixed(fmt_t *f, double v, int decimals);
 void fmt_bytes(fmt_t *f, uint64_t v); /* 1.5 MiB */
 void fmt_json_str(fmt_t *f, const char *s);
 void fmt_flush(fmt_t *f);
+void fmt_hex(fmt_t *f, uint64_t v); /* 0x1f */
+/* pattern with %p (pid), %e (program name), %% -> out; false if it does not fit */
+bool fmt_expand_path(char *out, size_t cap, const char *pattern);
 /* One line "tally: a b c\n" to stderr; rate-limited so a broken program cannot flood it. */
 void tally_message(const char *a, const char *b, const char *c);
 
 /* ---- options.c ---------------------------------------------------------------------------- */
 enum stats_mode { STATS_OFF = 0, STATS_TEXT, STATS_JSON };
+enum profile_mode { PROFILE_OFF = 0, PROFILE_SAMPLE, PROFILE_ALL };
+#define PROF_MAX_DEPTH 128
 typedef struct options_s {
     int stats;              /* enum stats_mode: TALLY_STATS */
     const char *stats_file; /* TALLY_STATS_FILE: path with %p (pid) and %e (program) */
     size_t reserve;         /* TALLY_RESERVE: address space to reserve for arenas */
     bool verbose;           /* TALLY_VERBOSE */
     bool deepbind;          /* TALLY_DEEPBIND: keep RTLD_DEEPBIND instead of stripping it */
+    int profile;            /* enum profile_mode: TALLY_PROFILE */
+    size_t sample;          /* TALLY_SAMPLE: mean bytes between samples */
+    unsigned depth;         /* TALLY_DEPTH: frames per stack */
+    const char *out;        /* TALLY_OUT: dump path at exit (%p, %e) */
+    int signal;             /* TALLY_SIGNAL: dump on this signal; 0 for none */
+    unsigned interval;      /* TALLY_INTERVAL: dump every this many seconds; 0 for never */
 } options_t;
 extern options_t opt;
 void options_init(char **env); /* reads TALLY_* once; warns on unknown or malformed values */
@@ -132,6 +145,8 @@ void heap_fork_parent(void);
 void heap_fork_child(void);
 /* Calls fn on every heap ever made, under the registry lock (stats). */
 void heap_foreach(void (*fn)(heap_t *, void *), void *arg);
+/* The same without the lock (heaps are never freed; a heap made meanwhile may be missed). */
+void heap_foreach_unlocked(void (*fn)(heap_t *, void *), void *arg);
 void heap_global_init(void);        /* the thread-exit key and the fork handlers */
 
 /* ---- init.c ------------------------------------------------------------------------------- */
@@ -141,7 +156,30 @@ size_t raw_usable_size_of(void *p);   /* glibc's malloc_usable_size, found with 
 /* ---- alloc.c ---------------------------------------------------------------------------- */
 uint64_t alloc_large_unowned(void);
 
+/* ---- prof.c: the call-site profiler (prof.h) --------------------------------------------- */
+/* A heap's sample_left ran out: record ptr (n bytes requested) if profiling; returns ptr. */
+void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller);
+void prof_free_small(pool_t *p, void *ptr); /* p->prof != NULL */
+void prof_free_large(void *ptr);
+void prof_pool_init(pool_t *p, unsigned c); /* before p is set up for class c */
+void prof_heap_init(heap_t *h);
+void prof_start(void);                      /* from the constructor */
+void prof_fork_prepare(void);
+void prof_fork_parent(void);
+void prof_fork_child(void);
+bool prof_in_progress(void);
+void prof_enter(void);
+void prof_leave(void);
+void prof_timeline_point(void);
+
+/* ---- dump.c ------------------------------------------------------------------------------ */
+void prof_dump_at_exit(void);
+void prof_dump_init(void); /* remember the pid at start (fork children name their dumps) */
+
 /* ---- stats.c ------------------------------------------------------------------------------ */
 void stats_print_at_exit(void);
+struct tally_stats;
+void stats_collect(struct tally_stats *s);
+uint64_t pool_pending_remote(const pool_t *p); /* remote frees not yet collected (bounded walk) */
 
 #endif /* TALLY_INTERNAL_H */

@@ -4,7 +4,9 @@
  * options_init, options_print and the `opt` values. */
 #include "internal.h"
 
+#include <signal.h>
 #include <string.h>
+#include <strings.h>
 
 options_t opt = {
     .stats = STATS_OFF,
@@ -12,9 +14,16 @@ options_t opt = {
     .reserve = RESERVE_DEFAULT,
     .verbose = false,
     .deepbind = false,
+    .profile = PROFILE_SAMPLE,
+    .sample = (size_t)512 << 10,
+    .depth = 32,
+    .out = NULL,
+    .signal = 0,
+    .interval = 0,
 };
 
-enum opt_type { OPT_BOOL, OPT_SIZE, OPT_STATS, OPT_STRING };
+enum opt_type { OPT_BOOL, OPT_SIZE, OPT_STATS, OPT_STRING, OPT_PROFILE, OPT_DEPTH, OPT_SIGNAL,
+                OPT_SECONDS };
 
 typedef struct option_desc_s {
     const char *name; /* without the TALLY_ prefix */
@@ -29,6 +38,12 @@ static const option_desc_t options[] = {
     {"RESERVE", OPT_SIZE, &opt.reserve, "address space reserved for arenas (e.g. 64G)"},
     {"VERBOSE", OPT_BOOL, &opt.verbose, "print the options in effect and notable events"},
     {"DEEPBIND", OPT_BOOL, &opt.deepbind, "keep RTLD_DEEPBIND in dlopen (unsafe, see README)"},
+    {"PROFILE", OPT_PROFILE, &opt.profile, "call-site profiling: off, sample or all"},
+    {"SAMPLE", OPT_SIZE, &opt.sample, "mean bytes between samples in sample mode (e.g. 512k)"},
+    {"DEPTH", OPT_DEPTH, &opt.depth, "frames kept per call stack, 1..128"},
+    {"OUT", OPT_STRING, &opt.out, "write a dump here at exit (%p pid, %e program)"},
+    {"SIGNAL", OPT_SIGNAL, &opt.signal, "write a dump on this signal (e.g. USR2)"},
+    {"INTERVAL", OPT_SECONDS, &opt.interval, "write a dump every this many seconds"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -90,12 +105,64 @@ static bool parse_stats(const char *s, int *out) {
     return true;
 }
 
+static bool parse_profile(const char *s, int *out) {
+    if (strcasecmp(s, "off") == 0 || strcmp(s, "0") == 0)
+        *out = PROFILE_OFF;
+    else if (strcasecmp(s, "sample") == 0)
+        *out = PROFILE_SAMPLE;
+    else if (strcasecmp(s, "all") == 0)
+        *out = PROFILE_ALL;
+    else
+        return false;
+    return true;
+}
+
+static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out) {
+    size_t v;
+    if (!parse_size(s, &v) || (s[strlen(s) - 1] < '0' || s[strlen(s) - 1] > '9') || v < lo ||
+        v > hi)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+/* "USR2", "SIGUSR2", "12": the signals a person would pick for a dump. */
+static bool parse_signal(const char *s, int *out) {
+    static const struct {
+        const char *name;
+        int sig;
+    } names[] = {{"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"HUP", SIGHUP},   {"PROF", SIGPROF},
+                 {"URG", SIGURG},   {"WINCH", SIGWINCH}, {"PWR", SIGPWR}};
+    unsigned n;
+    if (strncasecmp(s, "SIG", 3) == 0)
+        s += 3;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcasecmp(s, names[i].name) == 0) {
+            *out = names[i].sig;
+            return true;
+        }
+    if (strncasecmp(s, "RTMIN+", 6) == 0 && parse_uint(s + 6, 0, 15, &n)) {
+        *out = SIGRTMIN + (int)n;
+        return true;
+    }
+    /* A number, but not one the program or the kernel needs for something else. */
+    if (!parse_uint(s, 1, 64, &n) || n == SIGKILL || n == SIGSTOP || n == SIGSEGV ||
+        n == SIGBUS || n == SIGFPE || n == SIGILL || n == SIGABRT || n == SIGCHLD)
+        return false;
+    *out = (int)n;
+    return true;
+}
+
 static void option_set(const option_desc_t *d, const char *val) {
     bool ok;
     switch (d->type) {
     case OPT_BOOL: ok = parse_bool(val, (bool *)d->value); break;
     case OPT_SIZE: ok = parse_size(val, (size_t *)d->value); break;
     case OPT_STATS: ok = parse_stats(val, (int *)d->value); break;
+    case OPT_PROFILE: ok = parse_profile(val, (int *)d->value); break;
+    case OPT_DEPTH: ok = parse_uint(val, 1, PROF_MAX_DEPTH, (unsigned *)d->value); break;
+    case OPT_SIGNAL: ok = parse_signal(val, (int *)d->value); break;
+    case OPT_SECONDS: ok = parse_uint(val, 1, 86400 * 365, (unsigned *)d->value); break;
     case OPT_STRING: {
         /* Copied: programs rewrite their environment (setproctitle in redis, for one). */
         static char store[4][4096];
@@ -161,6 +228,21 @@ void options_print(void) {
             fmt_str(&f, m[*(int *)d->value]);
             break;
         }
+        case OPT_PROFILE: {
+            static const char *const m[] = {"off", "sample", "all"};
+            fmt_str(&f, m[*(int *)d->value]);
+            break;
+        }
+        case OPT_DEPTH:
+        case OPT_SECONDS:
+            fmt_u64(&f, *(unsigned *)d->value);
+            break;
+        case OPT_SIGNAL:
+            if (*(int *)d->value)
+                fmt_u64(&f, (uint64_t) * (int *)d->value);
+            else
+                fmt_str(&f, "(unset)");
+            break;
         case OPT_STRING: {
             const char *s = *(const char **)d->value;
             fmt_str(&f, s ? s : "(unset)");

@@ -38,14 +38,23 @@ void *os_map(size_t size) {
     return p == MAP_FAILED ? NULL : p;
 }
 
-void os_write_all(int fd, const char *buf, size_t len) {
+void os_unmap(void *p, size_t size) {
+    munmap(p, size);
+}
+
+bool os_write_all(int fd, const char *buf, size_t len) {
+    int saved = errno;
     while (len > 0) {
         ssize_t n = write(fd, buf, len);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
-            return;
+        if (n <= 0) {
+            errno = saved;
+            return false;
+        }
         buf += n;
         len -= (size_t)n;
     }
+    errno = saved;
+    return true;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 void pool_init(pool_t *p, unsigned c, heap_t *h) {
+    prof_pool_init(p, c); /* reads the old class: first */
     p->free = NULL;
     p->used = 0;
     p->carved = 0;

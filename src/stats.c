@@ -29,7 +29,7 @@ static void sum_heap(heap_t *h, void *arg) {
 /* Blocks freed by other threads and not yet collected still count in `used`. Count them by
  * walking the remote list, bounded and only ever reading inside the pool: the owner may be
  * collecting concurrently, which makes the figure approximate but never unsafe. */
-static uint64_t pending_remote(const pool_t *p) {
+uint64_t pool_pending_remote(const pool_t *p) {
     uintptr_t lo = (uintptr_t)p + POOL_HEADER, hi = (uintptr_t)p + POOL_SIZE;
     const block_t *b = (const block_t *)(atomic_load_explicit(
         &((pool_t *)p)->thread_free, memory_order_acquire) & ~TF_FLAGS);
@@ -41,7 +41,7 @@ static uint64_t pending_remote(const pool_t *p) {
     return n;
 }
 
-static void stats_collect(struct tally_stats *s) {
+void stats_collect(struct tally_stats *s) {
     memset(s, 0, sizeof *s);
     s->struct_size = sizeof *s;
     s->nclasses = NCLASSES;
@@ -60,7 +60,7 @@ static void stats_collect(struct tally_stats *s) {
         }
         unsigned c = p->szidx < NCLASSES ? p->szidx : 0;
         uint64_t used = p->used <= p->capacity ? p->used : p->capacity;
-        uint64_t pending = pending_remote(p);
+        uint64_t pending = pool_pending_remote(p);
         used = pending < used ? used - pending : 0;
         uint64_t bsize = CLASS_SIZE(c), cap = POOL_CAPACITY(c);
         s->classes[c].pools++;
@@ -250,36 +250,12 @@ TALLY_EXPORT int tally_stats_print(int fd, int json) {
     return 0;
 }
 
-/* "%p" -> pid, "%e" -> program name, "%%" -> "%". */
-static bool expand_path(char *out, size_t cap, const char *pattern) {
-    fmt_t f;
-    fmt_init(&f, out, cap - 1, -1);
-    for (const char *s = pattern; *s; s++) {
-        if (s[0] == '%' && s[1] == 'p') {
-            fmt_u64(&f, (uint64_t)getpid());
-            s++;
-        } else if (s[0] == '%' && s[1] == 'e') {
-            fmt_str(&f, program_invocation_short_name);
-            s++;
-        } else if (s[0] == '%' && s[1] == '%') {
-            fmt_char(&f, '%');
-            s++;
-        } else {
-            fmt_char(&f, *s);
-        }
-    }
-    if (f.len >= cap - 1)
-        return false;
-    out[f.len] = '\0';
-    return true;
-}
-
 void stats_print_at_exit(void) {
     int saved = errno;
     int fd = 2;
     if (opt.stats_file) {
         char path[4096];
-        if (!expand_path(path, sizeof path, opt.stats_file)) {
+        if (!fmt_expand_path(path, sizeof path, opt.stats_file)) {
             tally_message("TALLY_STATS_FILE is too long; statistics not written", NULL, NULL);
             return;
         }

@@ -122,14 +122,16 @@ typedef struct pool_s {
     struct heap_s *_Atomic owner; /* heap that owns it, NULL when unowned or empty */
     struct pool_s *next;          /* heap's class list, or its full list (owner) */
     struct pool_s *prev;
+    /* The profiler's side table (prof.h), one entry per block; NULL when no block is tracked.
+     * On this line because every free reads it. */
+    struct ptag_s *_Atomic prof;
     /* Line 1: shared. Frees from other threads push here; the owner collects. The cold fields
      * after it are touched only under the global lock or by the profiler. */
     _Alignas(64) _Atomic uintptr_t thread_free; /* block* | TF_UNOWNED */
     struct pool_s *gnext; /* global empty stack, or abandoned list (global lock) */
     struct pool_s *gprev; /* abandoned list only */
-    void *prof;           /* reserved for the profiler's per-block side table */
     struct pool_s *dnext; /* owner heap's delayed stack (written by the notifier) */
-    uint8_t pad1[24];
+    uint8_t pad1[32];
 } pool_t;
 
 _Static_assert(sizeof(pool_t) == POOL_HEADER, "pool header is two cache lines");
@@ -160,7 +162,13 @@ typedef struct heap_stats_s {
 
 enum heap_kind { HEAP_REAL = 0, HEAP_EMPTY, HEAP_DEAD };
 
+#define PROF_SCACHE 256 /* per-heap cache of interned stacks (prof.c) */
+
 typedef struct heap_s {
+    /* Bytes the heap may still allocate before the profiler looks (prof.c): decremented by
+     * every request; INT64_MAX with profiling off, 0 in `all` mode, exponential in `sample`. */
+    int64_t sample_left;
+    uint64_t rng;
     _Alignas(64) bin_t bin[NCLASSES]; /* the fast paths touch only these */
     pool_t *cur[NCLASSES]; /* head of each class list; &pool_sentinel when the list is empty */
     pool_t *full;          /* full pools, still owned (doubly linked through next/prev) */
@@ -175,6 +183,11 @@ typedef struct heap_s {
     struct heap_s *reg_next; /* registry of every heap ever made (never freed, reused) */
     /* Written by other threads: full pools that got a remote free. Its own cache line. */
     _Alignas(64) pool_t *_Atomic delayed;
+    struct {
+        uint64_t hash;
+        uint32_t id;
+        uint32_t pad;
+    } scache[PROF_SCACHE];
 } heap_t;
 /* A real heap is followed in memory by its bins' slots, HEAP_SLOTS pointers. */
 

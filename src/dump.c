@@ -1,0 +1,460 @@
+/* dump.c: writes the profiler's dump, the text format of docs/FORMAT.md, and decides when:
+ * at exit when TALLY_OUT is set, and on request (tally_dump). Nothing here symbolizes: the dump
+ * carries the module map with build-ids and raw return addresses, and `tally` symbolizes
+ * offline. A dump goes to a temporary file in the target's directory, created 0600 without
+ * following symlinks, and is renamed into place when complete, so a reader never sees half a
+ * dump. Exports tally_dump and prof_dump_at_exit. */
+#include "prof.h"
+#include "tally.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DUMP_BUF (64 * 1024)
+
+extern char *program_invocation_name;
+
+enum dump_reason { DUMP_EXIT, DUMP_API, DUMP_SIGNAL, DUMP_INTERVAL };
+static const char *const reason_name[] = {"exit", "api", "signal", "interval"};
+
+static pid_t start_pid;
+
+/* Bytes a reader could mistake for separators are written %XX. */
+static void put_enc(fmt_t *f, const char *s) {
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= ' ' || c == '%' || c == ',' || c == '=' || c >= 0x7f) {
+            fmt_char(f, '%');
+            fmt_char(f, "0123456789ABCDEF"[c >> 4]);
+            fmt_char(f, "0123456789ABCDEF"[c & 15]);
+        } else {
+            fmt_char(f, (char)c);
+        }
+    }
+}
+
+static void kv(fmt_t *f, const char *key, uint64_t v) {
+    fmt_char(f, ' ');
+    fmt_str(f, key);
+    fmt_char(f, '=');
+    fmt_u64(f, v);
+}
+
+static void kvs(fmt_t *f, const char *key, int64_t v) {
+    fmt_char(f, ' ');
+    fmt_str(f, key);
+    fmt_char(f, '=');
+    if (v < 0) {
+        fmt_char(f, '-');
+        fmt_u64(f, (uint64_t)(-(v + 1)) + 1);
+    } else {
+        fmt_u64(f, (uint64_t)v);
+    }
+}
+
+static void hist(fmt_t *f, const char *key, const _Atomic uint64_t *h) {
+    fmt_char(f, ' ');
+    fmt_str(f, key);
+    fmt_char(f, '=');
+    bool any = false;
+    for (unsigned b = 0; b < PROF_NHIST; b++) {
+        uint64_t v = atomic_load_explicit(&h[b], memory_order_relaxed);
+        if (!v)
+            continue;
+        if (any)
+            fmt_char(f, ',');
+        fmt_u64(f, b);
+        fmt_char(f, ':');
+        fmt_u64(f, v);
+        any = true;
+    }
+    if (!any)
+        fmt_char(f, '-');
+}
+
+/* ---- the module map ------------------------------------------------------------------------ */
+static void put_build_id(fmt_t *f, struct dl_phdr_info *info) {
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE)
+            continue;
+        const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr);
+        const char *end = p + ph->p_memsz;
+        while (p + sizeof(ElfW(Nhdr)) <= end) {
+            const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
+            const char *name = p + sizeof *n;
+            const unsigned char *desc =
+                (const unsigned char *)(name + ((n->n_namesz + 3) & ~3u));
+            if ((const char *)desc + n->n_descsz > end)
+                break;
+            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+                for (unsigned k = 0; k < n->n_descsz; k++) {
+                    fmt_char(f, "0123456789abcdef"[desc[k] >> 4]);
+                    fmt_char(f, "0123456789abcdef"[desc[k] & 15]);
+                }
+                return;
+            }
+            p = (const char *)desc + ((n->n_descsz + 3) & ~3u);
+        }
+    }
+    fmt_char(f, '-');
+}
+
+static int put_module(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    fmt_t *f = arg;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+        lo = a < lo ? a : lo;
+        hi = a + ph->p_memsz > hi ? a + ph->p_memsz : hi;
+    }
+    if (hi == 0)
+        return 0;
+    const char *path = info->dlpi_name;
+    if (!path || !*path)
+        path = program_invocation_name; /* the main program */
+    if (strncmp(path, "linux-vdso", 10) == 0)
+        return 0;
+    fmt_str(f, "module");
+    fmt_str(f, " base=");
+    fmt_hex(f, info->dlpi_addr);
+    fmt_str(f, " lo=");
+    fmt_hex(f, lo);
+    fmt_str(f, " hi=");
+    fmt_hex(f, hi);
+    fmt_str(f, " build_id=");
+    put_build_id(f, info);
+    fmt_str(f, " path=");
+    put_enc(f, path);
+    fmt_char(f, '\n');
+    return 0;
+}
+
+/* ---- pinned memory --------------------------------------------------------------------------
+ * A pool's 16 KiB is shared among the call sites of its live blocks, block by block, with
+ * integer shares that add up to the pool's size exactly. Blocks the profiler does not know
+ * (untracked) go to site 0. In `sample` mode each sampled block stands for its weight in blocks
+ * of its pool's share. */
+typedef struct pin_ctx_s {
+    uint64_t *pinned;   /* per site */
+    uint16_t *cached;   /* per pool: blocks held in bins */
+    uint32_t nsites;
+    uint64_t npools;
+} pin_ctx_t;
+
+static void count_cached(heap_t *h, void *arg) {
+    pin_ctx_t *c = arg;
+    for (unsigned k = 0; k < NCLASSES; k++) {
+        bin_t *bn = &h->bin[k];
+        for (void **t = bn->low; t && t < bn->top && t < bn->high; t++) {
+            uintptr_t i = ((uintptr_t)*t - g.base) / POOL_SIZE;
+            if (i < c->npools && c->cached[i] < UINT16_MAX)
+                c->cached[i]++;
+        }
+    }
+}
+
+static void pin_pools(pin_ctx_t *c) {
+    for (uint64_t i = 0; i < c->npools; i++) {
+        const pool_t *p = (const pool_t *)(g.base + i * POOL_SIZE);
+        if (p->state != POOL_OWNED && p->state != POOL_FULL && p->state != POOL_UNOWNED)
+            continue;
+        uint64_t used = p->used, pend = pool_pending_remote(p) + c->cached[i];
+        uint64_t live = used > pend ? used - pend : 0;
+        if (live == 0)
+            continue;
+        const ptag_t *t = atomic_load_explicit(&((pool_t *)p)->prof, memory_order_acquire);
+        uint64_t k = 0; /* live blocks shared out so far */
+        if (t) {
+            for (uint32_t b = 0; b < p->carved && k < live; b++) {
+                uint32_t id = t[b].site;
+                if (!id || id >= c->nsites)
+                    continue;
+                if (prof.mode == PROFILE_ALL) {
+                    c->pinned[id] += POOL_SIZE * (k + 1) / live - POOL_SIZE * k / live;
+                    k++;
+                } else {
+                    double w = prof_inv_p(p->bsize - (t[b].stamp & 31));
+                    c->pinned[id] += (uint64_t)(w * (double)POOL_SIZE / (double)live + 0.5);
+                }
+            }
+        }
+        if (prof.mode == PROFILE_ALL && k < live)
+            c->pinned[0] += POOL_SIZE - POOL_SIZE * k / live; /* the untracked rest */
+    }
+}
+
+static void pin_large(const lent_t *e, void *arg) {
+    pin_ctx_t *c = arg;
+    if (e->site >= c->nsites)
+        return;
+    uint64_t granted = raw_usable_size_of((void *)e->addr);
+    if (prof.mode == PROFILE_ALL) {
+        c->pinned[e->site] += granted;
+    } else {
+        c->pinned[e->site] += (uint64_t)(prof_inv_p(e->size) * (double)granted + 0.5);
+    }
+}
+
+/* ---- live blocks (all mode, at exit) ---------------------------------------------------------- */
+static void put_block(fmt_t *f, uint32_t site, uintptr_t addr, uint64_t size) {
+    fmt_str(f, "block");
+    kv(f, "site", site);
+    fmt_str(f, " addr=");
+    fmt_hex(f, addr);
+    kv(f, "size", size);
+    fmt_char(f, '\n');
+}
+
+static void blocks_large(const lent_t *e, void *arg) {
+    put_block(arg, e->site, e->addr, e->size);
+}
+
+static void blocks_pools(fmt_t *f, uint64_t npools) {
+    for (uint64_t i = 0; i < npools; i++) {
+        const pool_t *p = (const pool_t *)(g.base + i * POOL_SIZE);
+        if (p->state != POOL_OWNED && p->state != POOL_FULL && p->state != POOL_UNOWNED)
+            continue;
+        const ptag_t *t = atomic_load_explicit(&((pool_t *)p)->prof, memory_order_acquire);
+        if (!t)
+            continue;
+        for (uint32_t b = 0; b < p->carved; b++)
+            if (t[b].site)
+                put_block(f, t[b].site,
+                          (uintptr_t)p + POOL_HEADER + (uintptr_t)b * p->bsize,
+                          p->bsize - (t[b].stamp & 31));
+    }
+}
+
+/* ---- the whole dump ------------------------------------------------------------------------------ */
+static uint64_t realtime_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void write_dump(fmt_t *f, enum dump_reason why) {
+    uint32_t nsites = atomic_load_explicit(&prof.nsites, memory_order_acquire);
+    uint64_t npools = (g.next_pool - g.base) / POOL_SIZE;
+    prof_timeline_point();
+
+    fmt_str(f, "tally-dump 1\n");
+    fmt_str(f, "header program=");
+    put_enc(f, program_invocation_name);
+    kv(f, "pid", (uint64_t)getpid());
+    kv(f, "ppid", (uint64_t)getppid());
+    fmt_str(f, " mode=");
+    fmt_str(f, prof.mode == PROFILE_ALL ? "all" : "sample");
+    kv(f, "sample_interval", prof.mode == PROFILE_ALL ? 0 : prof.rate);
+    kv(f, "count_scale", prof.count_scale);
+    kv(f, "depth", prof.depth);
+    fmt_str(f, " unwinder=");
+    fmt_str(f, prof.have_unwinder ? "libunwind" : "caller");
+    kv(f, "start_ns", prof.t0_real_ns);
+    kv(f, "dump_ns", realtime_ns());
+    kv(f, "duration_ns", prof_now_ns() - prof.t0_ns);
+    fmt_str(f, " reason=");
+    fmt_str(f, reason_name[why]);
+    fmt_str(f, " version=" TALLY_VERSION_STRING "\n");
+
+    fmt_str(f, "totals");
+    kvs(f, "alloc_bytes", atomic_load(&prof.alloc_bytes));
+    kvs(f, "live_bytes", atomic_load(&prof.live_bytes));
+    kvs(f, "peak_bytes", atomic_load(&prof.peak_bytes));
+    kv(f, "sites", nsites);
+    fmt_char(f, '\n');
+
+    dl_iterate_phdr(put_module, f);
+
+    /* Pinned memory first: it needs scratch arrays, mapped for the dump and unmapped after. */
+    pin_ctx_t pc = {.nsites = nsites, .npools = npools};
+    size_t pin_sz = ((size_t)nsites * sizeof(uint64_t) + 4095) & ~(size_t)4095;
+    size_t cache_sz = ((size_t)npools * sizeof(uint16_t) + 4095) & ~(size_t)4095;
+    pc.pinned = os_map(pin_sz);
+    pc.cached = npools ? os_map(cache_sz) : NULL;
+    if (pc.pinned && (pc.cached || !npools)) {
+        heap_foreach(count_cached, &pc);
+        pin_pools(&pc);
+        prof_ltab_foreach(pin_large, &pc);
+    }
+
+    for (uint32_t id = 0; id < nsites; id++) {
+        site_t *s = prof_site(id);
+        if (atomic_load_explicit(&s->samples, memory_order_relaxed) == 0 &&
+            !(pc.pinned && pc.pinned[id]))
+            continue;
+        fmt_str(f, "stack");
+        kv(f, "id", id);
+        fmt_str(f, " frames=");
+        for (uint32_t k = 0; k < s->nframes; k++) {
+            if (k)
+                fmt_char(f, ',');
+            fmt_hex(f, s->frames[k]);
+        }
+        if (s->nframes == 0)
+            fmt_char(f, '-');
+        fmt_char(f, '\n');
+        fmt_str(f, "site");
+        kv(f, "id", id);
+        kv(f, "stack", id);
+        kv(f, "alloc_count", atomic_load(&s->alloc_count));
+        kv(f, "alloc_bytes", atomic_load(&s->alloc_bytes));
+        kv(f, "granted_bytes", atomic_load(&s->granted_bytes));
+        kv(f, "free_count", atomic_load(&s->free_count));
+        kv(f, "free_bytes", atomic_load(&s->free_bytes));
+        kvs(f, "live_count", atomic_load(&s->live_count));
+        kvs(f, "live_bytes", atomic_load(&s->live_bytes));
+        kvs(f, "max_live_bytes", atomic_load(&s->max_live_bytes));
+        kvs(f, "peak_live_bytes", prof_site_peak_live(s));
+        kv(f, "temporary", atomic_load(&s->temporary));
+        kv(f, "samples", atomic_load(&s->samples));
+        kv(f, "pinned_bytes", pc.pinned ? pc.pinned[id] : 0);
+        hist(f, "size_hist", s->size_hist);
+        hist(f, "life_hist", s->life_hist);
+        fmt_char(f, '\n');
+    }
+    if (pc.pinned)
+        os_unmap(pc.pinned, pin_sz);
+    if (pc.cached)
+        os_unmap(pc.cached, cache_sz);
+
+    struct tally_stats st;
+    stats_collect(&st);
+    for (unsigned c = 0; c < NCLASSES; c++) {
+        const struct tally_class_stats *k = &st.classes[c];
+        if (!k->pools && !k->mallocs)
+            continue;
+        fmt_str(f, "class");
+        kv(f, "size", k->size);
+        kv(f, "pools", k->pools);
+        kv(f, "blocks_in_use", k->blocks_in_use);
+        kv(f, "free_blocks", k->free_blocks);
+        kv(f, "blocks_cached", k->blocks_cached);
+        kv(f, "mallocs", k->mallocs);
+        kv(f, "bytes_requested", k->bytes_requested);
+        kv(f, "bytes_granted", k->bytes_granted);
+        kv(f, "bytes_held", k->bytes_held);
+        fmt_char(f, '\n');
+    }
+    fmt_str(f, "arena");
+    kv(f, "arenas", st.arenas);
+    kv(f, "arena_bytes", st.arena_bytes);
+    kv(f, "in_use_bytes", st.in_use_bytes);
+    kv(f, "free_block_bytes", st.free_block_bytes);
+    kv(f, "pool_overhead_bytes", st.pool_overhead_bytes);
+    kv(f, "empty_pool_bytes", st.empty_pool_bytes);
+    kv(f, "never_used_bytes", st.never_used_bytes);
+    kv(f, "large_mallocs", st.large_mallocs);
+    kv(f, "small_mallocs", st.small_mallocs);
+    kv(f, "system_heap_bytes", st.system_heap_bytes);
+    fmt_char(f, '\n');
+
+    for (unsigned i = 0; i < prof.ntimeline; i++) {
+        const tpoint_t *t = &prof.timeline[i];
+        fmt_str(f, "timeline");
+        kv(f, "t_ns", t->t_ns);
+        kvs(f, "live_bytes", t->live_bytes);
+        kv(f, "rss_bytes", t->rss_bytes);
+        kv(f, "alloc_bytes", t->alloc_bytes);
+        fmt_char(f, '\n');
+    }
+
+    if (prof.mode == PROFILE_ALL && why == DUMP_EXIT) {
+        blocks_pools(f, npools);
+        prof_ltab_foreach(blocks_large, f);
+    }
+    fmt_str(f, "end\n");
+}
+
+/* Expands the pattern; a forked child whose pattern has no %p gets ".<pid>" appended, so that
+ * it never overwrites its parent's dump. */
+static bool dump_path(char *out, size_t cap, const char *pattern) {
+    if (!fmt_expand_path(out, cap, pattern))
+        return false;
+    if (getpid() != start_pid && !strstr(pattern, "%p")) {
+        fmt_t f;
+        size_t len = strlen(out);
+        fmt_init(&f, out + len, cap - len - 1, -1);
+        fmt_char(&f, '.');
+        fmt_u64(&f, (uint64_t)getpid());
+        if (f.len >= cap - len - 1)
+            return false;
+        out[len + f.len] = '\0';
+    }
+    return true;
+}
+
+static int dump_to(const char *pattern, enum dump_reason why) {
+    if (!prof.started)
+        return -1;
+    int saved = errno;
+    char path[4096], tmp[4200];
+    if (!dump_path(path, sizeof path, pattern)) {
+        tally_message("dump path too long: ", pattern, NULL);
+        return -1;
+    }
+    fmt_t tf;
+    fmt_init(&tf, tmp, sizeof tmp - 1, -1);
+    fmt_str(&tf, path);
+    fmt_str(&tf, ".tmp.");
+    fmt_u64(&tf, (uint64_t)getpid());
+    tmp[tf.len] = '\0';
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) /* a stale one of ours */
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        tally_message("cannot create the dump ", tmp, NULL);
+        errno = saved;
+        return -1;
+    }
+    char *buf = os_map(DUMP_BUF);
+    if (!buf) {
+        close(fd);
+        unlink(tmp);
+        errno = saved;
+        return -1;
+    }
+    prof_enter(); /* nothing below may be recorded (dl_iterate_phdr, the stats) */
+    fmt_t f;
+    fmt_init(&f, buf, DUMP_BUF, fd);
+    write_dump(&f, why);
+    fmt_flush(&f);
+    prof_leave();
+    os_unmap(buf, DUMP_BUF);
+    bool ok = !f.failed && close(fd) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        tally_message("cannot write the dump ", path, ok ? " (rename failed)" : " (write failed)");
+        unlink(tmp);
+        errno = saved;
+        return -1;
+    }
+    errno = saved;
+    return 0;
+}
+
+#define DEFAULT_DUMP "tally.%e.%p.tly"
+
+TALLY_EXPORT int tally_dump(const char *path) {
+    if (!tally_init_global() || !prof.started)
+        return -1;
+    return dump_to(path ? path : opt.out ? opt.out : DEFAULT_DUMP, DUMP_API);
+}
+
+void prof_dump_at_exit(void) {
+    if (opt.out)
+        dump_to(opt.out, DUMP_EXIT);
+}
+
+void prof_dump_init(void) {
+    start_pid = getpid();
+}

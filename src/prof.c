@@ -1,0 +1,750 @@
+/* prof.c: the call-site profiler's recording side (see prof.h for what is kept and why).
+ * alloc.c calls prof_alloc when a heap's byte counter runs out (every allocation in `all` mode,
+ * one per ~TALLY_SAMPLE bytes in `sample` mode), prof_free_small when a freed block's pool has a
+ * side table, and prof_free_large while the large-block table holds anything. Stacks come from
+ * libunwind's unw_backtrace, loaded with dlopen(RTLD_LOCAL) so that it never takes over the
+ * program's C++ exception unwinding or backtrace() (see BRIEF.md, libunwind side effects).
+ *
+ * Recursion: the unwinder may allocate (dynamic TLS on a thread's first unwind), and so may
+ * dlopen at start; a thread-local flag makes those allocations untracked. Locks: site_lock
+ * (interning), ltab_lock (large table), tab_lock (side tables), tl_lock (timeline); none is held
+ * while taking another, none is held across a call into the unwinder, and tab_lock is the only
+ * one taken under a heap lock. */
+#include "prof.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+prof_state_t prof;
+
+static pthread_mutex_t site_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t ltab_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t tl_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static __thread int tls_in_prof TLS_IE;
+static __thread unsigned tls_tl_countdown TLS_IE;
+
+static int (*unw_bt)(void **, int);
+
+/* Global stack table: open addressing over site ids (0 = empty), under site_lock. */
+static uint32_t *stab;
+static size_t stab_cap;
+/* Frames of interned stacks, append-only. */
+static uintptr_t *frame_arena;
+static size_t frame_left;
+
+/* ---- small math without libm (the library links only libc) ---------------------------------- */
+static double prof_ln(double x) { /* x > 0 */
+    int e = 0;
+    while (x >= 2.0) {
+        x *= 0.5;
+        e++;
+    }
+    while (x < 1.0) {
+        x *= 2.0;
+        e--;
+    }
+    /* ln(m) = 2 atanh((m-1)/(m+1)), m in [1,2): s < 1/3, so 8 terms give ~1e-11 */
+    double s = (x - 1.0) / (x + 1.0), s2 = s * s, term = s, sum = 0.0;
+    for (int k = 1; k <= 15; k += 2) {
+        sum += term / k;
+        term *= s2;
+    }
+    return 2.0 * sum + e * 0.69314718055994530942;
+}
+
+static double prof_exp_neg(double x) { /* e^-x, x >= 0 */
+    if (x > 700.0)
+        return 0.0;
+    int k = (int)(x / 0.69314718055994530942);
+    double r = x - k * 0.69314718055994530942; /* [0, ln 2) */
+    double term = 1.0, sum = 1.0;
+    for (int i = 1; i <= 18; i++) {
+        term *= -r / i;
+        sum += term;
+    }
+    while (k-- > 0)
+        sum *= 0.5;
+    return sum;
+}
+
+uint64_t prof_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t prof_rss_bytes(void) {
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *s = buf;
+    while (*s && *s != ' ')
+        s++;
+    uint64_t pages = 0;
+    for (s++; *s >= '0' && *s <= '9'; s++)
+        pages = pages * 10 + (uint64_t)(*s - '0');
+    return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* ---- sampling -------------------------------------------------------------------------------- */
+static uint64_t rng_next(heap_t *h) {
+    uint64_t x = h->rng; /* xorshift64* */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    h->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Bytes until the next sample: exponential with mean R (a Poisson process over bytes). */
+static int64_t draw_interval(heap_t *h) {
+    double u = ((double)(rng_next(h) >> 11) + 1.0) / 9007199254740992.0; /* (0, 1] */
+    double v = -prof_ln(u) * (double)prof.rate;
+    if (v > 9.0e18)
+        v = 9.0e18;
+    return (int64_t)v + 1;
+}
+
+static void reset_counter(heap_t *h) {
+    if (!prof.started || prof.mode == PROFILE_OFF)
+        h->sample_left = INT64_MAX;
+    else if (prof.mode == PROFILE_ALL)
+        h->sample_left = 0;
+    else
+        h->sample_left = draw_interval(h);
+}
+
+void prof_heap_init(heap_t *h) {
+    if (h->rng == 0)
+        h->rng = ((uint64_t)(uintptr_t)h * 0x9E3779B97F4A7C15ULL) ^ prof_now_ns() ^ 1;
+    reset_counter(h);
+}
+
+/* Weights of one recorded allocation of n requested bytes (prof.h). */
+typedef struct weights_s {
+    uint64_t count, bytes;
+    double inv_p;
+} weights_t;
+
+static weights_t weights_of(uint64_t n) {
+    weights_t w;
+    if (prof.mode == PROFILE_ALL) {
+        w.count = 1;
+        w.bytes = n;
+        w.inv_p = 1.0;
+        return w;
+    }
+    double x = (double)(n ? n : 1) / (double)prof.rate;
+    double p = x < 1e-3 ? x * (1.0 - x * 0.5 + x * x / 6.0) : 1.0 - prof_exp_neg(x);
+    w.inv_p = 1.0 / p;
+    w.count = (uint64_t)(PROF_COUNT_SCALE * w.inv_p + 0.5);
+    w.bytes = (uint64_t)((double)n * w.inv_p + 0.5);
+    return w;
+}
+
+double prof_inv_p(uint64_t n) {
+    return weights_of(n).inv_p;
+}
+
+/* Allocations made so far, for lifetimes: exact in `all` mode; in `sample` mode the sum of every
+ * heap's request counters (read racily: a lifetime is an estimate there). */
+static void sum_heap_counts(heap_t *h, void *arg) {
+    uint64_t *sum = arg;
+    for (unsigned c = 0; c < NCLASSES; c++)
+        *sum += h->bin[c].nmalloc;
+    *sum += h->stats.nlarge;
+}
+
+static uint64_t stamp_now(void) {
+    if (prof.mode == PROFILE_ALL)
+        return atomic_load_explicit(&prof.seq, memory_order_relaxed);
+    uint64_t sum = 0;
+    heap_foreach_unlocked(sum_heap_counts, &sum);
+    return sum;
+}
+
+static unsigned log2_bucket(uint64_t v) {
+    unsigned b = v ? 63u - (unsigned)__builtin_clzll(v) : 0;
+    return b < PROF_NHIST ? b : PROF_NHIST - 1;
+}
+
+static unsigned life_bucket(uint64_t life) {
+    unsigned b = life ? 64u - (unsigned)__builtin_clzll(life) : 0;
+    return b < PROF_NHIST ? b : PROF_NHIST - 1;
+}
+
+/* ---- the timeline ---------------------------------------------------------------------------- */
+static void timeline_point_locked(uint64_t now) {
+    if (prof.ntimeline == PROF_TIMELINE_MAX) {
+        /* Full: keep every other point and sample half as often. */
+        for (unsigned i = 0; i < PROF_TIMELINE_MAX / 2; i++)
+            prof.timeline[i] = prof.timeline[2 * i + 1];
+        prof.ntimeline = PROF_TIMELINE_MAX / 2;
+        prof.tl_interval_ns *= 2;
+    }
+    tpoint_t *t = &prof.timeline[prof.ntimeline++];
+    t->t_ns = now - prof.t0_ns;
+    t->live_bytes = atomic_load_explicit(&prof.live_bytes, memory_order_relaxed);
+    t->alloc_bytes = (uint64_t)atomic_load_explicit(&prof.alloc_bytes, memory_order_relaxed);
+    t->rss_bytes = prof_rss_bytes();
+    prof.tl_last_ns = now;
+}
+
+void prof_timeline_point(void) {
+    if (!prof.timeline)
+        return;
+    pthread_mutex_lock(&tl_lock);
+    timeline_point_locked(prof_now_ns());
+    pthread_mutex_unlock(&tl_lock);
+}
+
+static void timeline_maybe(void) {
+    /* In `all` mode look at the clock every 256 events, not on each. */
+    if (prof.mode == PROFILE_ALL && tls_tl_countdown-- != 0)
+        return;
+    tls_tl_countdown = 255;
+    uint64_t now = prof_now_ns();
+    if (now - __atomic_load_n(&prof.tl_last_ns, __ATOMIC_RELAXED) < prof.tl_interval_ns)
+        return;
+    if (pthread_mutex_trylock(&tl_lock) != 0)
+        return;
+    if (now - prof.tl_last_ns >= prof.tl_interval_ns)
+        timeline_point_locked(now);
+    pthread_mutex_unlock(&tl_lock);
+}
+
+/* ---- stacks ---------------------------------------------------------------------------------- */
+static uint64_t hash_frames(const uintptr_t *f, unsigned n) {
+    uint64_t h = 0x84222325CBF29CE4ULL ^ n;
+    for (unsigned i = 0; i < n; i++) {
+        h ^= f[i];
+        h *= 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
+    }
+    return h ? h : 1;
+}
+
+static unsigned capture(uintptr_t *out, void *caller) {
+    if (!prof.have_unwinder) {
+        out[0] = (uintptr_t)caller;
+        return 1;
+    }
+    void *buf[PROF_MAX_DEPTH + 16];
+    int n = unw_bt(buf, (int)prof.depth + 16);
+    int i = 0;
+    /* Our own frames (this function, prof_alloc, malloc ...) are innermost: skip them. */
+    while (i < n && (uintptr_t)buf[i] >= prof.self_lo && (uintptr_t)buf[i] < prof.self_hi)
+        i++;
+    unsigned k = 0;
+    for (; i < n && k < prof.depth; i++)
+        out[k++] = (uintptr_t)buf[i];
+    if (k == 0) {
+        out[0] = (uintptr_t)caller;
+        k = 1;
+    }
+    return k;
+}
+
+static bool frames_equal(const site_t *s, const uintptr_t *f, unsigned n) {
+    return s->nframes == n && memcmp(s->frames, f, n * sizeof *f) == 0;
+}
+
+static site_t *site_slot_locked(uint32_t id) {
+    unsigned c = id / PROF_SITES_PER_CHUNK;
+    if (!prof.chunks[c]) {
+        prof.chunks[c] = os_map(PROF_SITES_PER_CHUNK * sizeof(site_t));
+        if (!prof.chunks[c])
+            return NULL;
+    }
+    return prof_site(id);
+}
+
+static bool stab_grow_locked(void) {
+    size_t cap = stab_cap ? stab_cap * 2 : 4096;
+    uint32_t *t = os_map(cap * sizeof *t);
+    if (!t)
+        return false;
+    for (size_t i = 0; i < stab_cap; i++) {
+        uint32_t id = stab[i];
+        if (!id)
+            continue;
+        size_t j = prof_site(id)->hash & (cap - 1);
+        while (t[j])
+            j = (j + 1) & (cap - 1);
+        t[j] = id;
+    }
+    if (stab)
+        os_unmap(stab, stab_cap * sizeof *stab);
+    stab = t;
+    stab_cap = cap;
+    return true;
+}
+
+static const uintptr_t *frames_store_locked(const uintptr_t *f, unsigned n) {
+    if (frame_left < n) {
+        size_t words = (size_t)1 << 17; /* 1 MiB */
+        frame_arena = os_map(words * sizeof(uintptr_t));
+        if (!frame_arena) {
+            frame_left = 0;
+            return NULL;
+        }
+        frame_left = words;
+    }
+    uintptr_t *dst = frame_arena;
+    memcpy(dst, f, n * sizeof *f);
+    frame_arena += n;
+    frame_left -= n;
+    return dst;
+}
+
+static uint32_t intern_locked(const uintptr_t *f, unsigned n, uint64_t hash) {
+    if (!stab && !stab_grow_locked())
+        return PROF_SITE_OVERFLOW;
+    size_t j = hash & (stab_cap - 1);
+    for (uint32_t id; (id = stab[j]) != 0; j = (j + 1) & (stab_cap - 1)) {
+        site_t *s = prof_site(id);
+        if (s->hash == hash && frames_equal(s, f, n))
+            return id;
+    }
+    uint32_t id = atomic_load_explicit(&prof.nsites, memory_order_relaxed);
+    if (id >= PROF_SITES_PER_CHUNK * PROF_MAX_CHUNKS)
+        return PROF_SITE_OVERFLOW;
+    site_t *s = site_slot_locked(id);
+    const uintptr_t *stored = s ? frames_store_locked(f, n) : NULL;
+    if (!stored)
+        return PROF_SITE_OVERFLOW;
+    s->hash = hash;
+    s->nframes = n;
+    s->frames = stored;
+    atomic_store_explicit(&prof.nsites, id + 1, memory_order_release);
+    stab[j] = id;
+    if ((size_t)(id + 1) * 2 > stab_cap)
+        stab_grow_locked();
+    return id;
+}
+
+static uint32_t intern(heap_t *h, const uintptr_t *f, unsigned n) {
+    uint64_t hash = hash_frames(f, n);
+    unsigned slot = (unsigned)(hash >> 40) & (PROF_SCACHE - 1);
+    uint32_t id = h->scache[slot].id;
+    if (id && h->scache[slot].hash == hash && frames_equal(prof_site(id), f, n))
+        return id;
+    pthread_mutex_lock(&site_lock);
+    id = intern_locked(f, n, hash);
+    pthread_mutex_unlock(&site_lock);
+    h->scache[slot].hash = hash;
+    h->scache[slot].id = id;
+    return id;
+}
+
+/* ---- per-site counters ------------------------------------------------------------------------ */
+static inline void site_touch(site_t *s) {
+    uint64_t e = atomic_load_explicit(&prof.peak_epoch, memory_order_relaxed);
+    if (atomic_load_explicit(&s->peak_epoch, memory_order_relaxed) != e) {
+        atomic_store_explicit(&s->peak_live_bytes,
+                              atomic_load_explicit(&s->live_bytes, memory_order_relaxed),
+                              memory_order_relaxed);
+        atomic_store_explicit(&s->peak_epoch, e, memory_order_relaxed);
+    }
+}
+
+int64_t prof_site_peak_live(const site_t *s) {
+    if (atomic_load_explicit(&s->peak_epoch, memory_order_relaxed) !=
+        atomic_load_explicit(&prof.peak_epoch, memory_order_relaxed))
+        return atomic_load_explicit(&s->live_bytes, memory_order_relaxed);
+    return atomic_load_explicit(&s->peak_live_bytes, memory_order_relaxed);
+}
+
+#define ADD(field, v) atomic_fetch_add_explicit(&(field), (v), memory_order_relaxed)
+
+static void record_alloc(site_t *s, uint64_t n, weights_t w, uint64_t granted) {
+    site_touch(s);
+    ADD(s->alloc_count, w.count);
+    ADD(s->alloc_bytes, w.bytes);
+    ADD(s->granted_bytes, (uint64_t)((double)granted * w.inv_p + 0.5));
+    ADD(s->samples, 1);
+    ADD(s->live_count, (int64_t)w.count);
+    int64_t live = ADD(s->live_bytes, (int64_t)w.bytes) + (int64_t)w.bytes;
+    int64_t mx = atomic_load_explicit(&s->max_live_bytes, memory_order_relaxed);
+    while (live > mx && !atomic_compare_exchange_weak_explicit(&s->max_live_bytes, &mx, live,
+                                                               memory_order_relaxed,
+                                                               memory_order_relaxed))
+        ;
+    ADD(s->size_hist[log2_bucket(n)], w.count);
+    ADD(prof.alloc_bytes, (int64_t)w.bytes);
+    int64_t now = ADD(prof.live_bytes, (int64_t)w.bytes) + (int64_t)w.bytes;
+    int64_t pk = atomic_load_explicit(&prof.peak_bytes, memory_order_relaxed);
+    while (now > pk) {
+        if (atomic_compare_exchange_weak_explicit(&prof.peak_bytes, &pk, now,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+            ADD(prof.peak_epoch, 1);
+            break;
+        }
+    }
+}
+
+static void record_free(site_t *s, uint64_t n, weights_t w, uint64_t lifetime) {
+    (void)n;
+    site_touch(s);
+    ADD(s->free_count, w.count);
+    ADD(s->free_bytes, w.bytes);
+    ADD(s->live_count, -(int64_t)w.count);
+    ADD(s->live_bytes, -(int64_t)w.bytes);
+    ADD(s->life_hist[life_bucket(lifetime)], w.count);
+    if (lifetime == 0)
+        ADD(s->temporary, w.count);
+    ADD(prof.live_bytes, -(int64_t)w.bytes);
+}
+
+/* ---- side tables of pools ---------------------------------------------------------------------- */
+static ptag_t *tab_free[NCLASSES]; /* recycled tables per class, linked through their first word */
+static char *tab_chunk;
+static size_t tab_left;
+
+static ptag_t *table_get_locked(unsigned c) {
+    ptag_t *t = tab_free[c];
+    if (t) {
+        tab_free[c] = *(ptag_t **)t;
+        *(ptag_t **)t = NULL; /* the link we kept in it */
+        return t;
+    }
+    size_t sz = POOL_CAPACITY(c) * sizeof(ptag_t);
+    if (tab_left < sz) {
+        tab_chunk = os_map((size_t)1 << 20);
+        if (!tab_chunk) {
+            tab_left = 0;
+            return NULL;
+        }
+        tab_left = (size_t)1 << 20;
+    }
+    t = (ptag_t *)tab_chunk;
+    tab_chunk += sz;
+    tab_left -= sz;
+    return t;
+}
+
+static void table_put_locked(ptag_t *t, unsigned c) {
+    /* Every entry is 0 again: each tracked block's free cleared its own. */
+    *(ptag_t **)t = tab_free[c];
+    tab_free[c] = t;
+}
+
+void prof_pool_init(pool_t *p, unsigned c) {
+    ptag_t *old = atomic_load_explicit(&p->prof, memory_order_relaxed);
+    bool want = prof.started && prof.mode == PROFILE_ALL;
+    if (old && want && p->szidx == c)
+        return; /* the same class again: keep its table */
+    if (!old && !want)
+        return;
+    pthread_mutex_lock(&tab_lock);
+    if (old)
+        table_put_locked(old, p->szidx);
+    atomic_store_explicit(&p->prof, want ? table_get_locked(c) : NULL, memory_order_release);
+    pthread_mutex_unlock(&tab_lock);
+}
+
+/* sample mode: the pool's first sampled block brings its table. The pool cannot be
+ * re-initialised meanwhile (our block is live in it), but two threads may race to install. */
+static ptag_t *table_for(pool_t *p) {
+    ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
+    if (t)
+        return t;
+    pthread_mutex_lock(&tab_lock);
+    t = atomic_load_explicit(&p->prof, memory_order_relaxed);
+    if (!t) {
+        t = table_get_locked(p->szidx);
+        atomic_store_explicit(&p->prof, t, memory_order_release);
+    }
+    pthread_mutex_unlock(&tab_lock);
+    return t;
+}
+
+static inline unsigned block_index(const pool_t *p, const void *ptr) {
+    return (unsigned)(((uintptr_t)ptr - (uintptr_t)p - POOL_HEADER) / p->bsize);
+}
+
+/* ---- the large-block table ---------------------------------------------------------------------- */
+static inline size_t ltab_hash(uintptr_t a) {
+    a ^= a >> 33;
+    a *= 0xff51afd7ed558ccdULL;
+    a ^= a >> 33;
+    return (size_t)a;
+}
+
+static bool ltab_grow_locked(void) {
+    size_t cap = prof.ltab_cap ? prof.ltab_cap * 2 : 1024;
+    if (prof.ltab_cap && prof.ltab_used - prof.ltab_tomb < prof.ltab_cap / 4)
+        cap = prof.ltab_cap; /* mostly tombstones: rehash at the same size */
+    lent_t *t = os_map(cap * sizeof *t);
+    if (!t)
+        return false;
+    for (size_t i = 0; i < prof.ltab_cap; i++) {
+        lent_t *e = &prof.ltab[i];
+        if (e->addr <= 1)
+            continue;
+        size_t j = ltab_hash(e->addr) & (cap - 1);
+        while (t[j].addr)
+            j = (j + 1) & (cap - 1);
+        t[j] = *e;
+    }
+    if (prof.ltab)
+        os_unmap(prof.ltab, prof.ltab_cap * sizeof *prof.ltab);
+    prof.ltab = t;
+    prof.ltab_used -= prof.ltab_tomb;
+    prof.ltab_tomb = 0;
+    prof.ltab_cap = cap;
+    return true;
+}
+
+static lent_t *ltab_find_locked(uintptr_t a) {
+    if (!prof.ltab)
+        return NULL;
+    for (size_t j = ltab_hash(a) & (prof.ltab_cap - 1);; j = (j + 1) & (prof.ltab_cap - 1)) {
+        lent_t *e = &prof.ltab[j];
+        if (e->addr == a)
+            return e;
+        if (e->addr == 0)
+            return NULL;
+    }
+}
+
+static void ltab_insert(uintptr_t a, uint64_t size, uint64_t stamp, uint32_t site) {
+    pthread_mutex_lock(&ltab_lock);
+    lent_t *e = ltab_find_locked(a);
+    if (!e) {
+        if ((prof.ltab_used + 1) * 2 > prof.ltab_cap && !ltab_grow_locked()) {
+            pthread_mutex_unlock(&ltab_lock);
+            return;
+        }
+        size_t j = ltab_hash(a) & (prof.ltab_cap - 1);
+        while (prof.ltab[j].addr > 1)
+            j = (j + 1) & (prof.ltab_cap - 1);
+        e = &prof.ltab[j];
+        if (e->addr == 0)
+            prof.ltab_used++;
+        else
+            prof.ltab_tomb--;
+        atomic_fetch_add_explicit(&prof.ltab_live, 1, memory_order_relaxed);
+    }
+    e->addr = a;
+    e->size = size;
+    e->stamp = stamp;
+    e->site = site;
+    pthread_mutex_unlock(&ltab_lock);
+}
+
+static bool ltab_remove(uintptr_t a, lent_t *out) {
+    pthread_mutex_lock(&ltab_lock);
+    lent_t *e = ltab_find_locked(a);
+    if (e) {
+        *out = *e;
+        e->addr = 1;
+        prof.ltab_tomb++;
+        atomic_fetch_sub_explicit(&prof.ltab_live, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&ltab_lock);
+    return e != NULL;
+}
+
+void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg) {
+    pthread_mutex_lock(&ltab_lock);
+    for (size_t i = 0; i < prof.ltab_cap; i++)
+        if (prof.ltab[i].addr > 1)
+            fn(&prof.ltab[i], arg);
+    pthread_mutex_unlock(&ltab_lock);
+}
+
+/* ---- the hooks ---------------------------------------------------------------------------------- */
+void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller) {
+    if (!prof.started || tls_in_prof || ptr == NULL || h->kind != HEAP_REAL || h->in_slow) {
+        /* Not started, or re-entered from the unwinder or from a signal handler that
+         * interrupted us or a heap slow path (which may hold tab_lock): untracked. */
+        if (h->kind == HEAP_REAL && !tls_in_prof)
+            reset_counter(h);
+        return ptr;
+    }
+    tls_in_prof = 1;
+    int saved = errno;
+    reset_counter(h);
+    uintptr_t frames[PROF_MAX_DEPTH];
+    unsigned nf = capture(frames, caller);
+    uint32_t id = intern(h, frames, nf);
+    weights_t w = weights_of(n);
+    uint64_t stamp = prof.mode == PROFILE_ALL
+                         ? atomic_fetch_add_explicit(&prof.seq, 1, memory_order_relaxed) + 1
+                         : stamp_now();
+    uint64_t granted;
+    if (ptr_is_ours(ptr)) {
+        pool_t *p = pool_of(ptr);
+        ptag_t *t = table_for(p);
+        granted = p->bsize;
+        if (t) {
+            uint32_t slack = (uint32_t)(p->bsize - n); /* 0..16 (16: malloc(0)) */
+            t[block_index(p, ptr)] = (ptag_t){
+                .site = id,
+                .stamp = (uint32_t)(stamp << 5) | slack,
+            };
+        }
+    } else {
+        granted = raw_usable_size_of(ptr);
+        ltab_insert((uintptr_t)ptr, n, stamp, id);
+    }
+    record_alloc(prof_site(id), n, w, granted);
+    timeline_maybe();
+    errno = saved;
+    tls_in_prof = 0;
+    return ptr;
+}
+
+void prof_free_small(pool_t *p, void *ptr) {
+    ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
+    ptag_t *e = &t[block_index(p, ptr)];
+    uint32_t id = e->site;
+    if (!id)
+        return;
+    uint32_t st = e->stamp;
+    *e = (ptag_t){0, 0};
+    uint64_t n = p->bsize - (st & 31);
+    uint64_t life = (stamp_now() - (st >> 5)) & (((uint64_t)1 << (32 - 5)) - 1);
+    record_free(prof_site(id), n, weights_of(n), life);
+}
+
+void prof_large_freed(const lent_t *e) {
+    record_free(prof_site(e->site), e->size, weights_of(e->size), stamp_now() - e->stamp);
+}
+
+bool prof_large_take(void *ptr, lent_t *out) {
+    if (tls_in_prof)
+        return false; /* a handler interrupted us while we may hold ltab_lock */
+    return ltab_remove((uintptr_t)ptr, out);
+}
+
+void prof_large_put_back(const lent_t *e) {
+    ltab_insert(e->addr, e->size, e->stamp, e->site);
+}
+
+void prof_free_large(void *ptr) {
+    lent_t e;
+    if (prof_large_take(ptr, &e))
+        prof_large_freed(&e);
+}
+
+/* ---- start, fork, locks ---------------------------------------------------------------------- */
+static int find_self(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    uintptr_t me = (uintptr_t)arg, lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+        if (a < lo)
+            lo = a;
+        if (a + ph->p_memsz > hi)
+            hi = a + ph->p_memsz;
+    }
+    if (me >= lo && me < hi) {
+        prof.self_lo = lo;
+        prof.self_hi = hi;
+        return 1;
+    }
+    return 0;
+}
+
+static void heap_reset_counter(heap_t *h, void *arg) {
+    (void)arg;
+    if (h->kind == HEAP_REAL)
+        prof_heap_init(h);
+}
+
+void prof_start(void) {
+    if (opt.profile == PROFILE_OFF || prof.started || !g.reserve)
+        return;
+    tls_in_prof = 1; /* dlopen below allocates: untracked */
+    prof.mode = opt.profile;
+    prof.rate = opt.sample ? opt.sample : 1;
+    prof.depth = opt.depth ? opt.depth : 32;
+    prof.count_scale = prof.mode == PROFILE_ALL ? 1 : PROF_COUNT_SCALE;
+    dl_iterate_phdr(find_self, (void *)(uintptr_t)&prof_start);
+    void *lib = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    if (lib)
+        unw_bt = (int (*)(void **, int))dlsym(lib, "unw_backtrace");
+    prof.have_unwinder = unw_bt != NULL;
+    if (!prof.have_unwinder && opt.verbose)
+        tally_message("libunwind.so.8 not found (Debian package libunwind8): call sites are "
+                      "the immediate callers only", NULL, NULL);
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    prof.t0_real_ns = (uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec;
+    prof.t0_ns = prof_now_ns();
+    prof.timeline = os_map(PROF_TIMELINE_MAX * sizeof(tpoint_t));
+    prof.tl_interval_ns = 10 * 1000000ull;
+    /* Site 0: untracked blocks; site 1: stacks beyond the table's capacity. */
+    pthread_mutex_lock(&site_lock);
+    site_slot_locked(0);
+    prof.chunks[0][0].frames = prof.chunks[0][1].frames = (const uintptr_t *)"";
+    atomic_store(&prof.nsites, 2);
+    pthread_mutex_unlock(&site_lock);
+    atomic_thread_fence(memory_order_seq_cst);
+    prof.started = true;
+    heap_foreach(heap_reset_counter, NULL);
+    if (prof.timeline)
+        prof_timeline_point();
+    tls_in_prof = 0;
+}
+
+void prof_lock_all(void) {
+    pthread_mutex_lock(&site_lock);
+    pthread_mutex_lock(&ltab_lock);
+    pthread_mutex_lock(&tl_lock);
+}
+
+void prof_unlock_all(void) {
+    pthread_mutex_unlock(&tl_lock);
+    pthread_mutex_unlock(&ltab_lock);
+    pthread_mutex_unlock(&site_lock);
+}
+
+/* tab_lock nests inside heap locks, so fork takes it after them (heap_fork_prepare). */
+void prof_fork_prepare(void) {
+    prof_lock_all();
+    pthread_mutex_lock(&tab_lock);
+}
+
+void prof_fork_parent(void) {
+    pthread_mutex_unlock(&tab_lock);
+    prof_unlock_all();
+}
+
+void prof_fork_child(void) {
+    pthread_mutex_init(&site_lock, NULL);
+    pthread_mutex_init(&ltab_lock, NULL);
+    pthread_mutex_init(&tl_lock, NULL);
+    pthread_mutex_init(&tab_lock, NULL);
+    tls_in_prof = 0;
+}
+
+bool prof_in_progress(void) {
+    return tls_in_prof != 0;
+}
+
+void prof_enter(void) {
+    tls_in_prof++;
+}
+
+void prof_leave(void) {
+    tls_in_prof--;
+}

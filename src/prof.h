@@ -1,0 +1,123 @@
+/* prof.h: the call-site profiler's data, shared by prof.c (recording) and dump.c (writing).
+ *
+ * WHAT IS RECORDED
+ *   A call site is an allocating call stack. Stacks are interned: identical stacks share one
+ *   site_t, whose index is the site id (0 is "untracked": blocks allocated before the profiler
+ *   started, or by the profiler's own unwinder). A site's counters are in "weighted units":
+ *   in `all` mode every allocation counts 1 and its requested bytes; in `sample` mode a sampled
+ *   allocation of n bytes stands for 1/P(n) allocations and n/P(n) bytes, P(n) = 1 - exp(-n/R)
+ *   being the chance that a byte-Poisson process of mean interval R hits it (jemalloc's
+ *   unbiasing). Counts are kept multiplied by count_scale (1 in `all`, PROF_COUNT_SCALE in
+ *   `sample`) so that fractional weights do not round away.
+ *
+ * WHERE A LIVE BLOCK'S SITE IS KEPT
+ *   Pool blocks: the pool's side table (pool_t.prof), one ptag_t per block, allocated with the
+ *   pool in `all` mode and at the pool's first sampled block in `sample` mode; free tests
+ *   `pool->prof` on the header line it reads anyway. Large blocks: an open-addressing table
+ *   keyed by address (ltab), probed by free only while it holds something.
+ *
+ * PEAK
+ *   The program-wide peak of live bytes, and each site's live bytes at that moment, are kept
+ *   exactly and in O(1) per event with epochs: every new peak bumps g_peak_epoch; a site
+ *   saves its live bytes into peak_live the first time it changes after a new epoch (its value
+ *   then is still the value it had at the peak). At dump time a site not touched since the last
+ *   peak has peak_live = live_bytes.
+ */
+#ifndef TALLY_PROF_H
+#define TALLY_PROF_H
+
+#include "internal.h"
+
+#define PROF_COUNT_SCALE 1024u    /* counts are scaled by this in sample mode */
+#define PROF_NHIST 48             /* power-of-two histogram buckets */
+#define PROF_SITES_PER_CHUNK 1024u
+#define PROF_MAX_CHUNKS 1024u     /* at most 1M distinct stacks; more go to site 1 */
+#define PROF_SITE_OVERFLOW 1u
+#define PROF_STAMP_BITS 28        /* allocation stamps kept per pool block */
+#define PROF_TIMELINE_MAX 4096u
+
+typedef struct ptag_s {
+    uint32_t site;  /* 0: no tracked block here */
+    uint32_t stamp; /* allocation stamp (low 28 bits) << 4 | slack (granted - requested) */
+} ptag_t;
+
+typedef struct site_s {
+    _Atomic uint64_t alloc_count, alloc_bytes, granted_bytes;
+    _Atomic uint64_t free_count, free_bytes;
+    _Atomic int64_t live_count, live_bytes, max_live_bytes;
+    _Atomic int64_t peak_live_bytes; /* saved at the first change after a new peak epoch */
+    _Atomic uint64_t peak_epoch;
+    _Atomic uint64_t temporary; /* freed with no other allocation in between */
+    _Atomic uint64_t samples;   /* raw allocations recorded (not weighted) */
+    _Atomic uint64_t size_hist[PROF_NHIST]; /* weighted counts by floor(log2(requested)) */
+    _Atomic uint64_t life_hist[PROF_NHIST]; /* bucket 0: lifetime 0; k: [2^(k-1), 2^k) */
+    uint64_t hash;
+    uint32_t nframes;
+    uint32_t pad;
+    const uintptr_t *frames; /* innermost first */
+} site_t;
+
+/* Large-block table entry. addr 0 is empty, 1 a tombstone. */
+typedef struct lent_s {
+    uintptr_t addr;
+    uint64_t size;  /* requested */
+    uint64_t stamp;
+    uint32_t site;
+    uint32_t pad;
+} lent_t;
+
+typedef struct tpoint_s {
+    uint64_t t_ns;      /* since the profiler started */
+    int64_t live_bytes; /* weighted live bytes */
+    uint64_t rss_bytes;
+    uint64_t alloc_bytes; /* weighted bytes allocated so far */
+} tpoint_t;
+
+typedef struct prof_state_s {
+    int mode;              /* enum profile_mode in effect (off until prof_start) */
+    bool started;
+    bool have_unwinder;
+    uint64_t rate;          /* sample interval R in bytes */
+    uint64_t count_scale;
+    unsigned depth;
+    uint64_t t0_ns;         /* CLOCK_MONOTONIC at start */
+    uint64_t t0_real_ns;    /* CLOCK_REALTIME at start */
+    _Atomic uint32_t nsites; /* ids below this exist */
+    site_t *chunks[PROF_MAX_CHUNKS];
+    _Atomic int64_t live_bytes, peak_bytes, alloc_bytes;
+    _Atomic uint64_t peak_epoch, peak_t_ns;
+    _Atomic uint64_t seq; /* tracked allocations so far (all mode stamps) */
+    /* timeline, under tl_lock */
+    tpoint_t *timeline;
+    unsigned ntimeline;
+    uint64_t tl_interval_ns;
+    uint64_t tl_last_ns;
+    /* large table, under ltab_lock */
+    lent_t *ltab;
+    size_t ltab_cap, ltab_used, ltab_tomb;
+    _Atomic size_t ltab_live; /* free skips the probe while this is 0 */
+    /* our own code's address range, for skipping allocator frames */
+    uintptr_t self_lo, self_hi;
+} prof_state_t;
+
+extern prof_state_t prof;
+
+static inline site_t *prof_site(uint32_t id) {
+    return &prof.chunks[id / PROF_SITES_PER_CHUNK][id % PROF_SITES_PER_CHUNK];
+}
+
+/* realloc of a large block: take its record out, then either credit the free or put it back. */
+bool prof_large_take(void *ptr, lent_t *out);
+void prof_large_put_back(const lent_t *e);
+void prof_large_freed(const lent_t *e);
+void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg);
+
+/* Dump-time helpers in prof.c, called with the profiler's locks held by dump.c. */
+void prof_lock_all(void);
+void prof_unlock_all(void);
+int64_t prof_site_peak_live(const site_t *s);
+uint64_t prof_rss_bytes(void);
+uint64_t prof_now_ns(void);
+double prof_inv_p(uint64_t n); /* 1 / P(a request of n bytes is sampled); 1 in all mode */
+
+#endif /* TALLY_PROF_H */
