@@ -121,8 +121,12 @@ static int put_module(struct dl_phdr_info *info, size_t size, void *arg) {
     if (hi == 0)
         return 0;
     const char *path = info->dlpi_name;
-    if (!path || !*path)
-        path = program_invocation_name; /* the main program */
+    char exe[4096];
+    if (!path || !*path) { /* the main program */
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[n > 0 ? n : 0] = '\0';
+        path = n > 0 ? exe : program_invocation_name;
+    }
     if (strncmp(path, "linux-vdso", 10) == 0)
         return 0;
     fmt_str(f, "module");
@@ -150,6 +154,8 @@ typedef struct pin_ctx_s {
     uint16_t *cached;   /* per pool: blocks held in bins */
     uint32_t nsites;
     uint64_t npools;
+    uint64_t pool_bytes;  /* pools shared out */
+    uint64_t large_bytes; /* granted bytes of tracked large blocks (weighted) */
 } pin_ctx_t;
 
 static void count_cached(heap_t *h, void *arg) {
@@ -171,8 +177,11 @@ static void pin_pools(pin_ctx_t *c) {
             continue;
         uint64_t used = p->used, pend = pool_pending_remote(p) + c->cached[i];
         uint64_t live = used > pend ? used - pend : 0;
-        if (live == 0)
+        c->pool_bytes += POOL_SIZE;
+        if (live == 0) {
+            c->pinned[0] += POOL_SIZE; /* only free blocks cached in bins keep it */
             continue;
+        }
         const ptag_t *t = atomic_load_explicit(&((pool_t *)p)->prof, memory_order_acquire);
         uint64_t k = 0; /* live blocks shared out so far */
         if (t) {
@@ -199,11 +208,10 @@ static void pin_large(const lent_t *e, void *arg) {
     if (e->site >= c->nsites)
         return;
     uint64_t granted = raw_usable_size_of((void *)e->addr);
-    if (prof.mode == PROFILE_ALL) {
-        c->pinned[e->site] += granted;
-    } else {
-        c->pinned[e->site] += (uint64_t)(prof_inv_p(e->size) * (double)granted + 0.5);
-    }
+    if (prof.mode != PROFILE_ALL)
+        granted = (uint64_t)(prof_inv_p(e->size) * (double)granted + 0.5);
+    c->pinned[e->site] += granted;
+    c->large_bytes += granted;
 }
 
 /* ---- live blocks (all mode, at exit) ---------------------------------------------------------- */
@@ -248,6 +256,19 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     uint64_t npools = (g.next_pool - g.base) / POOL_SIZE;
     prof_timeline_point();
 
+    /* Pinned memory first: it needs scratch arrays, mapped for the dump and unmapped after. */
+    pin_ctx_t pc = {.nsites = nsites, .npools = npools};
+    size_t pin_sz = ((size_t)nsites * sizeof(uint64_t) + 4095) & ~(size_t)4095;
+    size_t cache_sz = ((size_t)npools * sizeof(uint16_t) + 4095) & ~(size_t)4095;
+    pc.pinned = os_map(pin_sz);
+    pc.cached = npools ? os_map(cache_sz) : NULL;
+    if (pc.pinned && (pc.cached || !npools)) {
+        heap_foreach(count_cached, &pc);
+        pin_pools(&pc);
+        prof_ltab_foreach(pin_large, &pc);
+    }
+
+
     fmt_str(f, "tally-dump 1\n");
     fmt_str(f, "header program=");
     put_enc(f, program_invocation_name);
@@ -272,21 +293,11 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     kvs(f, "live_bytes", atomic_load(&prof.live_bytes));
     kvs(f, "peak_bytes", atomic_load(&prof.peak_bytes));
     kv(f, "sites", nsites);
+    kv(f, "pinned_pool_bytes", pc.pool_bytes);
+    kv(f, "pinned_large_bytes", pc.large_bytes);
     fmt_char(f, '\n');
 
     dl_iterate_phdr(put_module, f);
-
-    /* Pinned memory first: it needs scratch arrays, mapped for the dump and unmapped after. */
-    pin_ctx_t pc = {.nsites = nsites, .npools = npools};
-    size_t pin_sz = ((size_t)nsites * sizeof(uint64_t) + 4095) & ~(size_t)4095;
-    size_t cache_sz = ((size_t)npools * sizeof(uint16_t) + 4095) & ~(size_t)4095;
-    pc.pinned = os_map(pin_sz);
-    pc.cached = npools ? os_map(cache_sz) : NULL;
-    if (pc.pinned && (pc.cached || !npools)) {
-        heap_foreach(count_cached, &pc);
-        pin_pools(&pc);
-        prof_ltab_foreach(pin_large, &pc);
-    }
 
     for (uint32_t id = 0; id < nsites; id++) {
         site_t *s = prof_site(id);

@@ -1,0 +1,118 @@
+"""dumpcheck.py - read tallymalloc dumps (docs/FORMAT.md, version 1) for the tests.
+
+A strict reader: an unknown record tag, a missing "end" line, a malformed field or a version
+other than 1 raise DumpError. Frames are attributed to the functions of one ELF file (the test
+program) with `nm`, so the tests need no symbolizer of their own beyond binutils.
+"""
+import os
+import subprocess
+
+
+class DumpError(Exception):
+    pass
+
+
+TAGS = {"header", "totals", "module", "stack", "site", "class", "arena", "timeline", "block"}
+
+
+def _value(v):
+    if v == "-":
+        return None
+    if v.startswith("0x") and "," in v:
+        return [int(x, 16) for x in v.split(",")]
+    if v.startswith("0x"):
+        return int(v, 16)
+    if "," in v or ":" in v:
+        out = {}
+        for part in v.split(","):
+            k, _, c = part.partition(":")
+            out[int(k)] = int(c)
+        return out
+    try:
+        return int(v)
+    except ValueError:
+        return v
+
+
+def _decode(s):
+    out = bytearray()
+    i = 0
+    while i < len(s):
+        if s[i] == "%":
+            out.append(int(s[i + 1:i + 3], 16))
+            i += 3
+        else:
+            out += s[i].encode()
+            i += 1
+    return out.decode("utf-8", "replace")
+
+
+def parse(path):
+    with open(path) as f:
+        lines = f.read().split("\n")
+    if not lines or lines[0] != "tally-dump 1":
+        raise DumpError("%s: not a version-1 tally dump (first line %r)" % (path, lines[:1]))
+    if lines[-1] != "":
+        raise DumpError("%s: no newline at the end" % path)
+    lines = lines[1:-1]
+    if not lines or lines[-1] != "end":
+        raise DumpError("%s: no end line: truncated" % path)
+    d = {t: [] for t in TAGS}
+    for n, line in enumerate(lines[:-1], 2):
+        tag, *fields = line.split(" ")
+        if tag not in TAGS:
+            raise DumpError("%s:%d: unknown record %r" % (path, n, tag))
+        rec = {}
+        for fld in fields:
+            k, eq, v = fld.partition("=")
+            if not eq:
+                raise DumpError("%s:%d: field without '=': %r" % (path, n, fld))
+            rec[k] = _decode(v) if k in ("path", "program") else _value(v)
+        d[tag].append(rec)
+    for one in ("header", "totals", "arena"):
+        if len(d[one]) != 1:
+            raise DumpError("%s: %d %s records" % (path, len(d[one]), one))
+        d[one] = d[one][0]
+    d["stacks"] = {s["id"]: (s["frames"] if isinstance(s["frames"], list) else
+                             [] if s["frames"] is None else [s["frames"]])
+                   for s in d.pop("stack")}
+    return d
+
+
+def functions(binary):
+    """[(start, end, name)] of the defined functions of an ELF file, by nm."""
+    out = subprocess.run(["nm", "-S", "--defined-only", binary], check=True,
+                         capture_output=True, text=True).stdout
+    funcs = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tTwW":
+            start, size = int(parts[0], 16), int(parts[1], 16)
+            funcs.append((start, start + size, parts[3]))
+    return sorted(funcs)
+
+
+def by_function(d, binary, prefix="site_"):
+    """Sums site records by the innermost frame that lies in `binary` in a function whose name
+    starts with prefix. Returns {name: {field: sum}} and the list of those site ids."""
+    real = os.path.realpath(binary)
+    mods = [m for m in d["module"] if os.path.realpath(m["path"]) == real]
+    if not mods:
+        raise DumpError("module %s not in the dump's module map" % binary)
+    m = mods[0]
+    funcs = functions(binary)
+    result = {}
+    for s in d["site"]:
+        for ip in d["stacks"].get(s["stack"], []):
+            if not (m["lo"] <= ip < m["hi"]):
+                continue
+            off = ip - m["base"] - 1  # a return address: look inside the call
+            name = next((f[2] for f in funcs if f[0] <= off < f[1]), None)
+            if name and name.startswith(prefix):
+                agg = result.setdefault(name, {"ids": []})
+                agg["ids"].append(s["id"])
+                for k, v in s.items():
+                    if isinstance(v, int) and k not in ("id", "stack"):
+                        agg[k] = agg.get(k, 0) + v
+                break
+    return result

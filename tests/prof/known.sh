@@ -1,0 +1,50 @@
+#!/bin/bash
+# tests/prof/known.sh - the profiler's dump of a program with known allocations at known call
+# sites, checked exactly in `all` mode (tests/prof/known_check.py), then the same program
+# forking once: parent and child each write their own dump, each exact.
+. "$top_srcdir/tests/preload/common.sh"
+need nm binutils
+
+prog=$top_builddir/tests/prof/known
+[ -x "$prog" ] || hard_error "$prog is not built"
+export PYTHONPATH=$top_srcdir/tests/prof
+
+run_prof() { # LABEL ARGS...: run known under TALLY_PROFILE=all, dump to $tmp/LABEL.%p.tly
+    local label=$1
+    shift
+    say "run $label: known $*"
+    timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=all TALLY_OUT="$tmp/$label.%p.tly" \
+        "$prog" "$@" >"$tmp/$label.out" 2>"$tmp/$label.err"
+    local rc=$?
+    [ "$rc" -eq 0 ] || { fail "$label exited with status $rc"; cat "$tmp/$label.err" >&2; }
+    [ -s "$tmp/$label.err" ] && { fail "$label printed on stderr:"; cat "$tmp/$label.err" >&2; }
+}
+
+run_prof plain
+dumps=("$tmp"/plain.*.tly)
+[ "${#dumps[@]}" -eq 1 ] && [ -f "${dumps[0]}" ] || fatal "expected one dump, got: ${dumps[*]}"
+/usr/bin/python3 "$top_srcdir/tests/prof/known_check.py" "${dumps[0]}" "$prog" ||
+    fail "the dump of known is not exact"
+ls "$tmp"/*.tmp.* >/dev/null 2>&1 && fail "a temporary dump file was left behind"
+perm=$(stat -c %a "${dumps[0]}")
+[ "$perm" = 600 ] || fail "dump mode is $perm, want 600"
+
+run_prof forked fork
+grep -q 'child done' "$tmp/forked.out" || fail "the forked child did not finish"
+dumps=("$tmp"/forked.*.tly)
+[ "${#dumps[@]}" -eq 2 ] || fatal "expected two dumps (parent and child), got: ${dumps[*]}"
+parent_pid=$(sed -n 's/^header .* pid=\([0-9]*\) .*/\1/p' "${dumps[0]}")
+for d in "${dumps[@]}"; do
+    pid=$(sed -n 's/^header .* pid=\([0-9]*\) .*/\1/p' "$d")
+    [ "$d" = "$tmp/forked.$pid.tly" ] || fail "$d names pid $pid in its header"
+    if grep -q "ppid=$parent_pid " "$d" && [ "$pid" != "$parent_pid" ]; then :; fi
+done
+# The child is the one whose ppid is the other's pid.
+p1=$(sed -n 's/^header .* pid=\([0-9]*\) .*/\1/p' "${dumps[0]}")
+pp2=$(sed -n 's/^header .* ppid=\([0-9]*\) .*/\1/p' "${dumps[1]}")
+if [ "$p1" = "$pp2" ]; then parent=${dumps[0]} child=${dumps[1]}; else parent=${dumps[1]} child=${dumps[0]}; fi
+/usr/bin/python3 "$top_srcdir/tests/prof/known_check.py" "$parent" "$prog" ||
+    fail "the parent's dump is not exact"
+/usr/bin/python3 "$top_srcdir/tests/prof/known_check.py" "$child" "$prog" child ||
+    fail "the child's dump is not exact"
+finish
