@@ -11,6 +11,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -387,21 +390,28 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     fmt_str(f, "end\n");
 }
 
-/* Expands the pattern; a forked child whose pattern has no %p gets ".<pid>" appended, so that
- * it never overwrites its parent's dump. */
-static bool dump_path(char *out, size_t cap, const char *pattern) {
+static _Atomic unsigned dump_seq; /* signal and interval dumps so far */
+
+/* Expands the pattern. A forked child whose pattern has no %p gets ".<pid>" appended, so that
+ * it never overwrites its parent's dump; signal and interval dumps get ".<n>" (1, 2, ...), so
+ * that a series can be compared (tally diff) and the exit dump keeps the plain name. */
+static bool dump_path(char *out, size_t cap, const char *pattern, unsigned seq) {
     if (!fmt_expand_path(out, cap, pattern))
         return false;
+    size_t len = strlen(out);
+    fmt_t f;
+    fmt_init(&f, out + len, cap - len - 1, -1);
     if (getpid() != start_pid && !strstr(pattern, "%p")) {
-        fmt_t f;
-        size_t len = strlen(out);
-        fmt_init(&f, out + len, cap - len - 1, -1);
         fmt_char(&f, '.');
         fmt_u64(&f, (uint64_t)getpid());
-        if (f.len >= cap - len - 1)
-            return false;
-        out[len + f.len] = '\0';
     }
+    if (seq) {
+        fmt_char(&f, '.');
+        fmt_u64(&f, seq);
+    }
+    if (f.len >= cap - len - 1)
+        return false;
+    out[len + f.len] = '\0';
     return true;
 }
 
@@ -410,7 +420,8 @@ static int dump_to(const char *pattern, enum dump_reason why) {
         return -1;
     int saved = errno;
     char path[4096], tmp[4200];
-    if (!dump_path(path, sizeof path, pattern)) {
+    unsigned seq = why == DUMP_SIGNAL || why == DUMP_INTERVAL ? atomic_fetch_add(&dump_seq, 1) + 1 : 0;
+    if (!dump_path(path, sizeof path, pattern, seq)) {
         tally_message("dump path too long: ", pattern, NULL);
         return -1;
     }
@@ -466,6 +477,111 @@ void prof_dump_at_exit(void) {
         dump_to(opt.out, DUMP_EXIT);
 }
 
+/* ---- dumps on a signal and on a timer ---------------------------------------------------------
+ * Writing a dump takes locks and walks the heap, which a signal handler must not do. So the
+ * handler only writes a byte to a pipe, and a helper thread, started only when TALLY_SIGNAL or
+ * TALLY_INTERVAL is set, waits on that pipe (with a timeout for the interval) and writes the
+ * dump. The helper blocks every signal, so the program's own signals never land on it. After
+ * fork the child gets a pipe and a helper of its own, started by its first recorded
+ * allocation (not in the atfork handler, where creating a thread is not safe). */
+static int wake_fd[2] = {-1, -1};
+static _Atomic bool helper_running;
+static _Atomic bool helper_wanted;
+
+static void on_dump_signal(int sig) {
+    (void)sig;
+    int saved = errno;
+    char c = 's';
+    if (wake_fd[1] >= 0 && write(wake_fd[1], &c, 1) < 0) {
+        /* the pipe is full: a dump is already due */
+    }
+    errno = saved;
+}
+
+static void *helper_main(void *arg) {
+    (void)arg;
+    uint64_t next = opt.interval ? prof_now_ns() + (uint64_t)opt.interval * 1000000000u : 0;
+    for (;;) {
+        struct pollfd pfd = {.fd = wake_fd[0], .events = POLLIN};
+        int timeout = -1;
+        if (next) {
+            uint64_t now = prof_now_ns();
+            timeout = now >= next ? 0 : (int)((next - now) / 1000000u) + 1;
+        }
+        int r = poll(&pfd, 1, timeout);
+        if (r > 0 && (pfd.revents & POLLIN)) {
+            char buf[64];
+            if (read(wake_fd[0], buf, sizeof buf) <= 0)
+                continue;
+            dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_SIGNAL);
+        } else if (r == 0 && next) {
+            dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_INTERVAL);
+            next += (uint64_t)opt.interval * 1000000000u;
+        }
+    }
+    return NULL;
+}
+
+static void helper_start(void) {
+    bool expected = false;
+    if (!atomic_compare_exchange_strong(&helper_running, &expected, true))
+        return;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    if (pthread_create(&t, &attr, helper_main, NULL) != 0) {
+        atomic_store(&helper_running, false);
+        tally_message("cannot start the dump thread: TALLY_SIGNAL/TALLY_INTERVAL inactive",
+                      NULL, NULL);
+    }
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* From the first recorded allocation of a forked child (prof.c). */
+void prof_dump_helper_check(void) {
+    if (atomic_load_explicit(&helper_wanted, memory_order_relaxed) &&
+        !atomic_load_explicit(&helper_running, memory_order_relaxed))
+        helper_start();
+}
+
+void prof_dump_fork_child(void) {
+    atomic_store(&dump_seq, 0);
+    if (!atomic_load(&helper_wanted))
+        return;
+    /* The parent's helper thread did not come along; the pipe is shared with the parent. */
+    atomic_store(&helper_running, false);
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0) {
+        int r = wake_fd[0], w = wake_fd[1];
+        wake_fd[0] = fds[0];
+        wake_fd[1] = fds[1];
+        close(r);
+        close(w);
+    }
+}
+
 void prof_dump_init(void) {
     start_pid = getpid();
+    if (!prof.started || (!opt.signal && !opt.interval))
+        return;
+    if (pipe2(wake_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
+        tally_message("cannot make a pipe: TALLY_SIGNAL/TALLY_INTERVAL inactive", NULL, NULL);
+        return;
+    }
+    if (opt.signal) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_dump_signal;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(opt.signal, &sa, NULL);
+    }
+    atomic_store(&helper_wanted, true);
+    helper_start();
 }

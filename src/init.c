@@ -92,8 +92,8 @@ __attribute__((constructor)) static void tally_constructor(void) {
     options_init(__environ); /* no-op if the first malloc already read them */
     tally_init_global();
     resolve_next();
-    prof_dump_init();
     prof_start();
+    prof_dump_init();
     if (opt.verbose) {
         options_print();
         if (g.reserve)

@@ -174,7 +174,9 @@ void prof_timeline_point(void);
 
 /* ---- dump.c ------------------------------------------------------------------------------ */
 void prof_dump_at_exit(void);
-void prof_dump_init(void); /* remember the pid at start (fork children name their dumps) */
+void prof_dump_init(void); /* after prof_start: the pid, and the signal/interval helper */
+void prof_dump_fork_child(void);
+void prof_dump_helper_check(void);
 
 /* ---- stats.c ------------------------------------------------------------------------------ */
 void stats_print_at_exit(void);

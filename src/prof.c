@@ -27,6 +27,7 @@ static pthread_mutex_t ltab_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t tl_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static bool need_helper_check; /* a forked child: start its dump thread at the next record */
 static __thread int tls_in_prof TLS_IE;
 static __thread unsigned tls_tl_countdown TLS_IE;
 
@@ -604,6 +605,10 @@ void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller) {
     }
     record_alloc(prof_site(id), n, w, granted);
     timeline_maybe();
+    if (unlikely(need_helper_check)) {
+        need_helper_check = false;
+        prof_dump_helper_check(); /* a forked child starts its own dump thread */
+    }
     errno = saved;
     tls_in_prof = 0;
     return ptr;
@@ -730,6 +735,8 @@ void prof_fork_parent(void) {
 }
 
 void prof_fork_child(void) {
+    need_helper_check = true;
+    prof_dump_fork_child();
     pthread_mutex_init(&site_lock, NULL);
     pthread_mutex_init(&ltab_lock, NULL);
     pthread_mutex_init(&tl_lock, NULL);
