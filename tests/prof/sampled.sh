@@ -1,0 +1,63 @@
+#!/bin/bash
+# tests/prof/sampled.sh - sample mode (the default) on known allocations, TALLY_SAMPLE=64k.
+# A site's byte estimate has a relative standard deviation of about sqrt(R / bytes): 7.2% for
+# 12.8 MB, 1.3% for 400 MB. The checks allow 5 standard deviations (a false failure about once
+# in two million runs). Blocks of 1 MiB are sampled with probability 1 - e^-16, so their
+# figures are exact. Also: TALLY_PROFILE=off writes nothing, and neither does sample mode
+# without TALLY_OUT.
+. "$top_srcdir/tests/preload/common.sh"
+prog=$top_builddir/tests/prof/sampled
+[ -x "$prog" ] || hard_error "$prog is not built"
+export PYTHONPATH=$top_srcdir/tests/prof
+
+timeout 120 env LD_PRELOAD="$TALLY_LIB" TALLY_SAMPLE=64k TALLY_OUT="$tmp/s.tly" "$prog" \
+    >"$tmp/s.out" 2>"$tmp/s.err" || fail "the program failed: $(cat "$tmp/s.err")"
+/usr/bin/python3 - "$tmp/s.tly" "$prog" <<'PY' || fail "the sampled estimates are off"
+import math, sys, dumpcheck
+d = dumpcheck.parse(sys.argv[1])
+h, bad = d["header"], []
+if h["mode"] != "sample" or h["sample_interval"] != 65536:
+    bad.append("header says mode %s, interval %s" % (h["mode"], h["sample_interval"]))
+scale = h["count_scale"]
+sites = dumpcheck.by_function(d, sys.argv[2])
+R = 65536.0
+
+def near(name, field, got, want, sigma):
+    err = abs(got - want) / want
+    print("%s.%s: estimate %.0f, true %.0f, error %.2f%% (allowed %.2f%%)"
+          % (name, field, got, want, 100 * err, 500 * sigma))
+    if err > 5 * sigma:
+        bad.append("%s.%s off by %.1f%%" % (name, field, 100 * err))
+
+for name, n, size, live in (("site_many", 200000, 64, 200000), ("site_churn", 2000000, 200, 0)):
+    s = sites.get(name)
+    if not s:
+        bad.append("no site %s" % name)
+        continue
+    sigma = math.sqrt(R / (n * size))
+    near(name, "alloc_bytes", s["alloc_bytes"], n * size, sigma)
+    near(name, "alloc_count", s["alloc_count"] / scale, n, sigma)
+    if live:
+        near(name, "live_bytes", s["live_bytes"], live * size, sigma)
+    elif s["live_bytes"] != 0 or s["temporary"] != s["alloc_count"]:
+        bad.append("%s: live %d, temporary %d of %d" % (name, s["live_bytes"], s["temporary"],
+                                                        s["alloc_count"]))
+    if not 0 < s["samples"] < n / 20:
+        bad.append("%s: %d samples for %d allocations: not sampling" % (name, s["samples"], n))
+s = sites.get("site_big")
+if not s or s["samples"] != 100 or round(s["alloc_count"] / scale) != 100 \
+        or abs(s["live_bytes"] - 50 * 2**20) > 64:
+    bad.append("site_big: %r" % s)
+for b in bad:
+    print("FAIL:", b)
+sys.exit(1 if bad else 0)
+PY
+
+mkdir "$tmp/cwd"
+(cd "$tmp/cwd" && env LD_PRELOAD="$TALLY_LIB" "$prog" >/dev/null) || fail "run without TALLY_OUT failed"
+(cd "$tmp/cwd" && env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=off TALLY_OUT="$tmp/cwd/off.tly" \
+    "$prog" >/dev/null) || fail "run with TALLY_PROFILE=off failed"
+left=$(ls -A "$tmp/cwd")
+[ -z "$left" ] && say "no file written without TALLY_OUT or with profiling off" ||
+    fail "files left behind: $left"
+finish
