@@ -110,6 +110,38 @@ static noinline cold void free_invalid(void) {
     __builtin_trap();
 }
 
+static inline __attribute__((always_inline)) void bin_push(pool_t *p, void *ptr);
+
+/* The rare branches of free are tail calls that finish the free themselves, so that the fast
+ * path holds nothing across a call and saves no register. */
+static noinline void free_full_bin(heap_t *h, pool_t *p, void *ptr) {
+    int saved = errno;
+    heap_free_slow(h, p, ptr);
+    errno = saved;
+}
+
+static noinline void free_profiled(pool_t *p, void *ptr) {
+    prof_free_small(p, ptr); /* the pool holds a tracked block: is it this one? */
+    bin_push(p, ptr);
+}
+
+static noinline void free_large(void *ptr) {
+    if (atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0)
+        prof_free_large(ptr);
+    __libc_free(ptr); /* glibc's block, or one from before us: glibc checks it as usual */
+}
+
+static inline __attribute__((always_inline)) void bin_push(pool_t *p, void *ptr) {
+    heap_t *h = tls_heap;
+    /* szidx < NCLASSES always: pool_init writes nothing else, fresh arena memory is 0. */
+    bin_t *bn = &h->bin[p->szidx];
+    void **t = bn->top;
+    if (unlikely(t == bn->high))
+        return free_full_bin(h, p, ptr);
+    *t = ptr;
+    bn->top = t + 1;
+}
+
 static inline __attribute__((always_inline)) void free_inline(void *ptr) {
     if (likely(ptr_is_ours(ptr))) {
         pool_t *p = pool_of(ptr);
@@ -120,26 +152,11 @@ static inline __attribute__((always_inline)) void free_inline(void *ptr) {
                 free_invalid();
         }
         if (unlikely(atomic_load_explicit(&p->prof, memory_order_relaxed) != NULL))
-            prof_free_small(p, ptr); /* the pool holds a tracked block: is it this one? */
-        heap_t *h = tls_heap;
-        /* szidx < NCLASSES always: pool_init writes nothing else, fresh arena memory is 0. */
-        bin_t *bn = &h->bin[p->szidx];
-        void **t = bn->top;
-        if (unlikely(t == bn->high)) {
-            int saved = errno;
-            heap_free_slow(h, p, ptr);
-            errno = saved;
-            return;
-        }
-        *t = ptr;
-        bn->top = t + 1;
-        return;
+            return free_profiled(p, ptr);
+        return bin_push(p, ptr);
     }
-    if (ptr) {
-        if (unlikely(atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0))
-            prof_free_large(ptr);
-        __libc_free(ptr); /* glibc's block, or one from before us: glibc checks it as usual */
-    }
+    if (ptr)
+        return free_large(ptr);
 }
 
 TALLY_EXPORT void free(void *ptr) {

@@ -444,6 +444,7 @@ static void table_put_locked(ptag_t *t, unsigned c) {
 }
 
 void prof_pool_init(pool_t *p, unsigned c) {
+    /* An empty pool has no tracked block: in sample mode its table is already gone. */
     ptag_t *old = atomic_load_explicit(&p->prof, memory_order_relaxed);
     bool want = prof.started && prof.mode == PROFILE_ALL;
     if (old && want && p->szidx == c)
@@ -457,14 +458,35 @@ void prof_pool_init(pool_t *p, unsigned c) {
     pthread_mutex_unlock(&tab_lock);
 }
 
-/* sample mode: the pool's first sampled block brings its table. The pool cannot be
- * re-initialised meanwhile (our block is live in it), but two threads may race to install. */
-static ptag_t *table_for(pool_t *p) {
-    ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
-    if (t)
-        return t;
+/* In `sample` mode a pool has a table only while it holds a sampled block: the first brings
+ * it, the last one's free takes it away, so that frees into the pool are fast again. Both, and
+ * every change to a tracked entry, happen under tab_lock (a few per megabyte allocated). The
+ * untracked frees of such a pool read the table without the lock: tables are never unmapped,
+ * and an entry that looks tracked is read again under the lock. In `all` mode a pool's table
+ * lives as long as the pool's class and entries change without a lock: only the block's owner
+ * of the moment writes its entry. */
+static void tag_sampled_block(pool_t *p, void *ptr, ptag_t tag);
+
+/* (ptr - first block) / bsize by a multiply: with r = ceil(2^32 / bsize) and offsets below
+ * 2^14, (k * bsize * r) >> 32 is exactly k. */
+#define RECIP(c) (uint32_t)((((uint64_t)1 << 32) + CLASS_SIZE(c) - 1) / CLASS_SIZE(c))
+static const uint32_t recip[NCLASSES] = {
+    RECIP(0),  RECIP(1),  RECIP(2),  RECIP(3),  RECIP(4),  RECIP(5),  RECIP(6),  RECIP(7),
+    RECIP(8),  RECIP(9),  RECIP(10), RECIP(11), RECIP(12), RECIP(13), RECIP(14), RECIP(15),
+    RECIP(16), RECIP(17), RECIP(18), RECIP(19), RECIP(20), RECIP(21), RECIP(22), RECIP(23),
+    RECIP(24), RECIP(25), RECIP(26), RECIP(27), RECIP(28), RECIP(29), RECIP(30), RECIP(31),
+};
+
+static inline unsigned block_index(const pool_t *p, const void *ptr) {
+    uint64_t off = (uintptr_t)ptr - (uintptr_t)p - POOL_HEADER;
+    return (unsigned)((off * recip[p->szidx]) >> 32);
+}
+
+/* all mode: a pool set up before the profiler started gets its table at its first tracked
+ * block; it keeps it for as long as it serves this class. */
+static ptag_t *table_install(pool_t *p) {
     pthread_mutex_lock(&tab_lock);
-    t = atomic_load_explicit(&p->prof, memory_order_relaxed);
+    ptag_t *t = atomic_load_explicit(&p->prof, memory_order_relaxed);
     if (!t) {
         t = table_get_locked(p->szidx);
         atomic_store_explicit(&p->prof, t, memory_order_release);
@@ -473,8 +495,48 @@ static ptag_t *table_for(pool_t *p) {
     return t;
 }
 
-static inline unsigned block_index(const pool_t *p, const void *ptr) {
-    return (unsigned)(((uintptr_t)ptr - (uintptr_t)p - POOL_HEADER) / p->bsize);
+static void tag_sampled_block(pool_t *p, void *ptr, ptag_t tag) {
+    pthread_mutex_lock(&tab_lock);
+    ptag_t *t = atomic_load_explicit(&p->prof, memory_order_relaxed);
+    if (!t) {
+        t = table_get_locked(p->szidx);
+        p->prof_live = 0;
+        atomic_store_explicit(&p->prof, t, memory_order_release);
+    }
+    if (t) {
+        t[block_index(p, ptr)] = tag;
+        p->prof_live++;
+    }
+    pthread_mutex_unlock(&tab_lock);
+}
+
+/* Takes the tag of ptr out of its pool's table; false if the block is not tracked. */
+static bool untag_block(pool_t *p, void *ptr, ptag_t *out) {
+    ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
+    if (!t)
+        return false;
+    unsigned i = block_index(p, ptr);
+    if (prof.mode == PROFILE_ALL) {
+        *out = t[i];
+        t[i] = (ptag_t){0, 0};
+        return out->site != 0;
+    }
+    if (__atomic_load_n(&t[i].site, __ATOMIC_RELAXED) == 0)
+        return false; /* the common case: a pool with some sampled block, but not this one */
+    pthread_mutex_lock(&tab_lock);
+    bool found = false;
+    t = atomic_load_explicit(&p->prof, memory_order_relaxed);
+    if (t && t[i].site) {
+        *out = t[i];
+        t[i] = (ptag_t){0, 0};
+        found = true;
+        if (--p->prof_live == 0) {
+            atomic_store_explicit(&p->prof, NULL, memory_order_release);
+            table_put_locked(t, p->szidx);
+        }
+    }
+    pthread_mutex_unlock(&tab_lock);
+    return found;
 }
 
 /* ---- the large-block table ---------------------------------------------------------------------- */
@@ -590,15 +652,13 @@ void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller) {
     uint64_t granted;
     if (ptr_is_ours(ptr)) {
         pool_t *p = pool_of(ptr);
-        ptag_t *t = table_for(p);
         granted = p->bsize;
-        if (t) {
-            uint32_t slack = (uint32_t)(p->bsize - n); /* 0..16 (16: malloc(0)) */
-            t[block_index(p, ptr)] = (ptag_t){
-                .site = id,
-                .stamp = (uint32_t)(stamp << 5) | slack,
-            };
-        }
+        ptag_t tag = {.site = id, .stamp = (uint32_t)(stamp << 5) | (uint32_t)(p->bsize - n)};
+        ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
+        if (prof.mode == PROFILE_SAMPLE)
+            tag_sampled_block(p, ptr, tag);
+        else if (t || (t = table_install(p)) != NULL)
+            t[block_index(p, ptr)] = tag; /* slack 0..16 (16: malloc(0)) */
     } else {
         granted = raw_usable_size_of(ptr);
         ltab_insert((uintptr_t)ptr, n, stamp, id);
@@ -615,13 +675,10 @@ void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller) {
 }
 
 void prof_free_small(pool_t *p, void *ptr) {
-    ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
-    ptag_t *e = &t[block_index(p, ptr)];
-    uint32_t id = e->site;
-    if (!id)
+    ptag_t e;
+    if (!untag_block(p, ptr, &e))
         return;
-    uint32_t st = e->stamp;
-    *e = (ptag_t){0, 0};
+    uint32_t id = e.site, st = e.stamp;
     uint64_t n = p->bsize - (st & 31);
     uint64_t life = (stamp_now() - (st >> 5)) & (((uint64_t)1 << (32 - 5)) - 1);
     record_free(prof_site(id), n, weights_of(n), life);
