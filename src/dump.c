@@ -61,13 +61,13 @@ static void kvs(fmt_t *f, const char *key, int64_t v) {
     }
 }
 
-static void hist(fmt_t *f, const char *key, const _Atomic uint64_t *h) {
+static void hist(fmt_t *f, const char *key, const uint64_t *h) {
     fmt_char(f, ' ');
     fmt_str(f, key);
     fmt_char(f, '=');
     bool any = false;
     for (unsigned b = 0; b < PROF_NHIST; b++) {
-        uint64_t v = atomic_load_explicit(&h[b], memory_order_relaxed);
+        uint64_t v = __atomic_load_n(&h[b], __ATOMIC_RELAXED);
         if (!v)
             continue;
         if (any)
@@ -292,7 +292,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     fmt_str(f, " version=" TALLY_VERSION_STRING "\n");
 
     fmt_str(f, "totals");
-    kvs(f, "alloc_bytes", atomic_load(&prof.alloc_bytes));
+    kvs(f, "alloc_bytes", (int64_t)prof_alloc_bytes_total());
     kvs(f, "live_bytes", atomic_load(&prof.live_bytes));
     kvs(f, "peak_bytes", atomic_load(&prof.peak_bytes));
     kv(f, "sites", nsites);
@@ -304,7 +304,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
 
     for (uint32_t id = 0; id < nsites; id++) {
         site_t *s = prof_site(id);
-        if (atomic_load_explicit(&s->samples, memory_order_relaxed) == 0 &&
+        if (__atomic_load_n(&s->samples, __ATOMIC_RELAXED) == 0 &&
             !(pc.pinned && pc.pinned[id]))
             continue;
         fmt_str(f, "stack");
@@ -321,17 +321,17 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         fmt_str(f, "site");
         kv(f, "id", id);
         kv(f, "stack", id);
-        kv(f, "alloc_count", atomic_load(&s->alloc_count));
-        kv(f, "alloc_bytes", atomic_load(&s->alloc_bytes));
-        kv(f, "granted_bytes", atomic_load(&s->granted_bytes));
-        kv(f, "free_count", atomic_load(&s->free_count));
-        kv(f, "free_bytes", atomic_load(&s->free_bytes));
-        kvs(f, "live_count", atomic_load(&s->live_count));
-        kvs(f, "live_bytes", atomic_load(&s->live_bytes));
-        kvs(f, "max_live_bytes", atomic_load(&s->max_live_bytes));
+        kv(f, "alloc_count", __atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED));
+        kv(f, "alloc_bytes", __atomic_load_n(&s->alloc_bytes, __ATOMIC_RELAXED));
+        kv(f, "granted_bytes", __atomic_load_n(&s->granted_bytes, __ATOMIC_RELAXED));
+        kv(f, "free_count", __atomic_load_n(&s->free_count, __ATOMIC_RELAXED));
+        kv(f, "free_bytes", __atomic_load_n(&s->free_bytes, __ATOMIC_RELAXED));
+        kvs(f, "live_count", __atomic_load_n(&s->live_count, __ATOMIC_RELAXED));
+        kvs(f, "live_bytes", __atomic_load_n(&s->live_bytes, __ATOMIC_RELAXED));
+        kvs(f, "max_live_bytes", __atomic_load_n(&s->max_live_bytes, __ATOMIC_RELAXED));
         kvs(f, "peak_live_bytes", prof_site_peak_live(s));
-        kv(f, "temporary", atomic_load(&s->temporary));
-        kv(f, "samples", atomic_load(&s->samples));
+        kv(f, "temporary", __atomic_load_n(&s->temporary, __ATOMIC_RELAXED));
+        kv(f, "samples", __atomic_load_n(&s->samples, __ATOMIC_RELAXED));
         kv(f, "pinned_bytes", pc.pinned ? pc.pinned[id] : 0);
         hist(f, "size_hist", s->size_hist);
         hist(f, "life_hist", s->life_hist);

@@ -199,7 +199,7 @@ static void timeline_point_locked(uint64_t now) {
     tpoint_t *t = &prof.timeline[prof.ntimeline++];
     t->t_ns = now - prof.t0_ns;
     t->live_bytes = atomic_load_explicit(&prof.live_bytes, memory_order_relaxed);
-    t->alloc_bytes = (uint64_t)atomic_load_explicit(&prof.alloc_bytes, memory_order_relaxed);
+    t->alloc_bytes = prof_alloc_bytes_total();
     t->rss_bytes = prof_rss_bytes();
     prof.tl_last_ns = now;
 }
@@ -352,62 +352,80 @@ static uint32_t intern(heap_t *h, const uintptr_t *f, unsigned n) {
 }
 
 /* ---- per-site counters ------------------------------------------------------------------------ */
+static inline void site_enter(site_t *s) {
+    while (atomic_exchange_explicit(&s->lock, 1, memory_order_acquire))
+        while (atomic_load_explicit(&s->lock, memory_order_relaxed))
+            __builtin_ia32_pause();
+}
+
+static inline void site_leave(site_t *s) {
+    atomic_store_explicit(&s->lock, 0, memory_order_release);
+}
+
+/* Under the site's lock. */
 static inline void site_touch(site_t *s) {
     uint64_t e = atomic_load_explicit(&prof.peak_epoch, memory_order_relaxed);
-    if (atomic_load_explicit(&s->peak_epoch, memory_order_relaxed) != e) {
-        atomic_store_explicit(&s->peak_live_bytes,
-                              atomic_load_explicit(&s->live_bytes, memory_order_relaxed),
-                              memory_order_relaxed);
-        atomic_store_explicit(&s->peak_epoch, e, memory_order_relaxed);
+    if (s->peak_epoch != e) {
+        s->peak_live_bytes = s->live_bytes;
+        s->peak_epoch = e;
     }
 }
 
 int64_t prof_site_peak_live(const site_t *s) {
-    if (atomic_load_explicit(&s->peak_epoch, memory_order_relaxed) !=
+    if (__atomic_load_n(&s->peak_epoch, __ATOMIC_RELAXED) !=
         atomic_load_explicit(&prof.peak_epoch, memory_order_relaxed))
-        return atomic_load_explicit(&s->live_bytes, memory_order_relaxed);
-    return atomic_load_explicit(&s->peak_live_bytes, memory_order_relaxed);
+        return __atomic_load_n(&s->live_bytes, __ATOMIC_RELAXED);
+    return __atomic_load_n(&s->peak_live_bytes, __ATOMIC_RELAXED);
 }
 
-#define ADD(field, v) atomic_fetch_add_explicit(&(field), (v), memory_order_relaxed)
-
-static void record_alloc(site_t *s, uint64_t n, weights_t w, uint64_t granted) {
+static void record_alloc(heap_t *h, site_t *s, uint64_t n, weights_t w, uint64_t granted) {
+    site_enter(s);
     site_touch(s);
-    ADD(s->alloc_count, w.count);
-    ADD(s->alloc_bytes, w.bytes);
-    ADD(s->granted_bytes, (uint64_t)((double)granted * w.inv_p + 0.5));
-    ADD(s->samples, 1);
-    ADD(s->live_count, (int64_t)w.count);
-    int64_t live = ADD(s->live_bytes, (int64_t)w.bytes) + (int64_t)w.bytes;
-    int64_t mx = atomic_load_explicit(&s->max_live_bytes, memory_order_relaxed);
-    while (live > mx && !atomic_compare_exchange_weak_explicit(&s->max_live_bytes, &mx, live,
-                                                               memory_order_relaxed,
-                                                               memory_order_relaxed))
-        ;
-    ADD(s->size_hist[log2_bucket(n)], w.count);
-    ADD(prof.alloc_bytes, (int64_t)w.bytes);
-    int64_t now = ADD(prof.live_bytes, (int64_t)w.bytes) + (int64_t)w.bytes;
+    s->alloc_count += w.count;
+    s->alloc_bytes += w.bytes;
+    s->granted_bytes += (uint64_t)((double)granted * w.inv_p + 0.5);
+    s->samples++;
+    s->live_count += (int64_t)w.count;
+    s->live_bytes += (int64_t)w.bytes;
+    if (s->live_bytes > s->max_live_bytes)
+        s->max_live_bytes = s->live_bytes;
+    s->size_hist[log2_bucket(n)] += w.count;
+    site_leave(s);
+    h->prof_alloc_bytes += w.bytes;
+    int64_t now = atomic_fetch_add_explicit(&prof.live_bytes, (int64_t)w.bytes,
+                                            memory_order_relaxed) + (int64_t)w.bytes;
     int64_t pk = atomic_load_explicit(&prof.peak_bytes, memory_order_relaxed);
     while (now > pk) {
         if (atomic_compare_exchange_weak_explicit(&prof.peak_bytes, &pk, now,
                                                   memory_order_relaxed, memory_order_relaxed)) {
-            ADD(prof.peak_epoch, 1);
+            atomic_fetch_add_explicit(&prof.peak_epoch, 1, memory_order_relaxed);
             break;
         }
     }
 }
 
-static void record_free(site_t *s, uint64_t n, weights_t w, uint64_t lifetime) {
-    (void)n;
+static void record_free(site_t *s, weights_t w, uint64_t lifetime) {
+    site_enter(s);
     site_touch(s);
-    ADD(s->free_count, w.count);
-    ADD(s->free_bytes, w.bytes);
-    ADD(s->live_count, -(int64_t)w.count);
-    ADD(s->live_bytes, -(int64_t)w.bytes);
-    ADD(s->life_hist[life_bucket(lifetime)], w.count);
+    s->free_count += w.count;
+    s->free_bytes += w.bytes;
+    s->live_count -= (int64_t)w.count;
+    s->live_bytes -= (int64_t)w.bytes;
+    s->life_hist[life_bucket(lifetime)] += w.count;
     if (lifetime == 0)
-        ADD(s->temporary, w.count);
-    ADD(prof.live_bytes, -(int64_t)w.bytes);
+        s->temporary += w.count;
+    site_leave(s);
+    atomic_fetch_sub_explicit(&prof.live_bytes, (int64_t)w.bytes, memory_order_relaxed);
+}
+
+static void sum_alloc_bytes(heap_t *h, void *arg) {
+    *(uint64_t *)arg += h->prof_alloc_bytes;
+}
+
+uint64_t prof_alloc_bytes_total(void) {
+    uint64_t sum = 0;
+    heap_foreach_unlocked(sum_alloc_bytes, &sum);
+    return sum;
 }
 
 /* ---- side tables of pools ---------------------------------------------------------------------- */
@@ -663,7 +681,7 @@ void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller) {
         granted = raw_usable_size_of(ptr);
         ltab_insert((uintptr_t)ptr, n, stamp, id);
     }
-    record_alloc(prof_site(id), n, w, granted);
+    record_alloc(h, prof_site(id), n, w, granted);
     timeline_maybe();
     if (unlikely(need_helper_check)) {
         need_helper_check = false;
@@ -681,11 +699,11 @@ void prof_free_small(pool_t *p, void *ptr) {
     uint32_t id = e.site, st = e.stamp;
     uint64_t n = p->bsize - (st & 31);
     uint64_t life = (stamp_now() - (st >> 5)) & (((uint64_t)1 << (32 - 5)) - 1);
-    record_free(prof_site(id), n, weights_of(n), life);
+    record_free(prof_site(id), weights_of(n), life);
 }
 
 void prof_large_freed(const lent_t *e) {
-    record_free(prof_site(e->site), e->size, weights_of(e->size), stamp_now() - e->stamp);
+    record_free(prof_site(e->site), weights_of(e->size), stamp_now() - e->stamp);
 }
 
 bool prof_large_take(void *ptr, lent_t *out) {

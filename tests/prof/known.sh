@@ -47,4 +47,17 @@ if [ "$p1" = "$pp2" ]; then parent=${dumps[0]} child=${dumps[1]}; else parent=${
     fail "the parent's dump is not exact"
 /usr/bin/python3 "$top_srcdir/tests/prof/known_check.py" "$child" "$prog" child ||
     fail "the child's dump is not exact"
+
+# Across exec: a profiled shell that execs the program (same pid) leaves one dump, the
+# program's, named after it: the library was loaded again in the new image and profiled it.
+say "run exec: sh -c 'exec known'"
+timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=all TALLY_OUT="$tmp/exec.%e.%p.tly" \
+    /bin/sh -c "exec \"$prog\"" >"$tmp/exec.out" 2>&1 || fail "sh -c 'exec known' failed"
+kd=$(ls "$tmp"/exec.*.tly 2>/dev/null)
+if [ "$(echo "$kd" | wc -w)" != 1 ] || [[ $kd != "$tmp"/exec.known.* ]]; then
+    fail "expected one dump named after known, got: $kd"
+else
+    /usr/bin/python3 "$top_srcdir/tests/prof/known_check.py" "$kd" "$prog" ||
+        fail "the exec'd program's dump is not exact"
+fi
 finish

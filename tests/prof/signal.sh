@@ -48,4 +48,18 @@ for name, reason in (("idle.tly.1", "signal"), ("idle.tly.2", "signal"), ("idle.
     bad += not ok
 sys.exit(bad)
 PY
+
+# TALLY_INTERVAL=1: an idle program that lives about 2.5 s writes .1 and .2 on its own.
+mkfifo "$tmp/in2"
+timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_INTERVAL=1 TALLY_OUT="$tmp/iv.tly" "$prog" \
+    <"$tmp/in2" >"$tmp/iv.out" 2>&1 &
+pid=$!
+exec 3>"$tmp/in2"
+sleep 2.5
+exec 3>&-
+wait "$pid" || fail "the interval run failed: $(cat "$tmp/iv.out")"
+for f in iv.tly.1 iv.tly.2 iv.tly; do
+    [ -f "$tmp/$f" ] || fail "TALLY_INTERVAL=1 over 2.5 s: no $f"
+done
+grep -q ' reason=interval ' "$tmp/iv.tly.1" 2>/dev/null || fail "iv.tly.1 is not an interval dump"
 finish
