@@ -48,6 +48,7 @@ static noinline void *large_malloc(size_t n, void *caller) {
  * "initialised?" test (a thread without a heap has the static empty heap, whose bins have no
  * slots), and no write outside the bin's own cache line. */
 static noinline cold void *small_slow(size_t n, void *caller);
+static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller);
 
 static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *caller) {
     unsigned c = n ? (unsigned)((n - 1) >> ALIGNMENT_SHIFT) : 0;
@@ -56,13 +57,52 @@ static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *c
     void **t = bn->top;
     if (unlikely(t == bn->low))
         return small_slow(n, caller);
+    /* The profiler's whole cost here: one counter and one compare. */
+    if (unlikely((h->sample_left -= (int64_t)n) <= 0))
+        return small_sampled(h, n, caller);
     bn->top = --t;
     bn->nmalloc++;
     bn->nreq += n;
-    /* The profiler's whole cost here: one counter and one compare. */
-    if (unlikely((h->sample_left -= (int64_t)n) <= 0))
-        return prof_alloc(h, *t, n, caller);
     return *t;
+}
+
+/* A pool block for h without looking at the profiler's counter; NULL if none can be had. */
+static void *small_pop(heap_t *h, size_t n) {
+    unsigned c = n ? (unsigned)((n - 1) >> ALIGNMENT_SHIFT) : 0;
+    bin_t *bn = &h->bin[c];
+    void *b;
+    if (bn->top != bn->low) {
+        b = *--bn->top;
+    } else {
+        if (h->in_slow)
+            return NULL;
+        heap_lock_slow(h);
+        b = heap_refill(h, c);
+        heap_unlock_slow(h);
+        if (!b)
+            return NULL;
+    }
+    bn->nmalloc++;
+    bn->nreq += n;
+    return b;
+}
+
+/* The counter ran out on a small request. In sample mode the sampled request is served by
+ * glibc and tracked in the profiler's large table (prof.h: pools then never need a side table,
+ * so free stays as fast as with profiling off); in all mode it is a pool block, tagged. */
+static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller) {
+    if (prof_promotes(h)) {
+        void *p = __libc_malloc(n ? n : 1);
+        if (p) {
+            h->stats.nlarge++;
+            h->stats.nlarge_bytes += n;
+            return prof_alloc_promoted(h, p, n, caller);
+        }
+    }
+    void *b = small_pop(h, n);
+    if (!b)
+        return large_malloc(n, caller);
+    return prof_alloc(h, b, n, caller);
 }
 
 static noinline cold void *small_slow(size_t n, void *caller) {
@@ -77,6 +117,8 @@ static noinline cold void *small_slow(size_t n, void *caller) {
     }
     if (h->in_slow)
         return large_malloc(n, caller); /* a signal handler interrupted our slow path */
+    if ((h->sample_left -= (int64_t)n) <= 0)
+        return small_sampled(h, n, caller);
     heap_lock_slow(h);
     void *b = heap_refill(h, c);
     heap_unlock_slow(h);
@@ -84,8 +126,6 @@ static noinline cold void *small_slow(size_t n, void *caller) {
         return large_malloc(n, caller); /* address range exhausted or commit refused */
     h->bin[c].nmalloc++;
     h->bin[c].nreq += n;
-    if ((h->sample_left -= (int64_t)n) <= 0)
-        return prof_alloc(h, b, n, caller);
     return b;
 }
 
@@ -235,9 +275,20 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
             if (unlikely(atomic_load_explicit(&p->prof, memory_order_relaxed) != NULL))
                 prof_free_small(p, ptr);
             heap_t *h = tls_heap;
-            if (h->kind == HEAP_REAL && (h->sample_left -= (int64_t)n) <= 0)
-                return prof_alloc(h, ptr, n, caller);
-            return ptr;
+            if (likely(h->kind != HEAP_REAL || (h->sample_left -= (int64_t)n) > 0))
+                return ptr;
+            if (!prof_promotes(h))
+                return prof_alloc(h, ptr, n, caller); /* all mode: the same block, re-tagged */
+            /* sample mode: the new allocation is sampled, so it moves to glibc (see malloc) */
+            void *r = __libc_malloc(n);
+            if (r == NULL)
+                return NULL;
+            h->stats.nlarge++;
+            h->stats.nlarge_bytes += n;
+            r = prof_alloc_promoted(h, r, n, caller);
+            memcpy(r, ptr, n);
+            free_inline(ptr);
+            return r;
         }
     }
     void *r = do_malloc(n, caller);

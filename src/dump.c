@@ -159,6 +159,7 @@ typedef struct pin_ctx_s {
     uint64_t npools;
     uint64_t pool_bytes;  /* pools shared out */
     uint64_t large_bytes; /* granted bytes of tracked large blocks (weighted) */
+    const struct tally_stats *st;
 } pin_ctx_t;
 
 static void count_cached(heap_t *h, void *arg) {
@@ -210,6 +211,14 @@ static void pin_large(const lent_t *e, void *arg) {
     pin_ctx_t *c = arg;
     if (e->site >= c->nsites)
         return;
+    if (e->cls != LENT_LARGE && e->cls < NCLASSES) {
+        /* A promoted sample (sample mode): it stands for weight blocks of its class, each
+         * holding the class's pool bytes per live block. */
+        const struct tally_class_stats *k = &c->st->classes[e->cls];
+        double per_block = (double)k->bytes_held / (double)(k->blocks_in_use ? k->blocks_in_use : 1);
+        c->pinned[e->site] += (uint64_t)(prof_inv_p(e->size) * per_block + 0.5);
+        return;
+    }
     uint64_t granted = raw_usable_size_of((void *)e->addr);
     if (prof.mode != PROFILE_ALL)
         granted = (uint64_t)(prof_inv_p(e->size) * (double)granted + 0.5);
@@ -259,8 +268,11 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     uint64_t npools = (g.next_pool - g.base) / POOL_SIZE;
     prof_timeline_point();
 
+    struct tally_stats st;
+    stats_collect(&st);
+
     /* Pinned memory first: it needs scratch arrays, mapped for the dump and unmapped after. */
-    pin_ctx_t pc = {.nsites = nsites, .npools = npools};
+    pin_ctx_t pc = {.nsites = nsites, .npools = npools, .st = &st};
     size_t pin_sz = ((size_t)nsites * sizeof(uint64_t) + 4095) & ~(size_t)4095;
     size_t cache_sz = ((size_t)npools * sizeof(uint16_t) + 4095) & ~(size_t)4095;
     pc.pinned = os_map(pin_sz);
@@ -342,8 +354,6 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     if (pc.cached)
         os_unmap(pc.cached, cache_sz);
 
-    struct tally_stats st;
-    stats_collect(&st);
     for (unsigned c = 0; c < NCLASSES; c++) {
         const struct tally_class_stats *k = &st.classes[c];
         if (!k->pools && !k->mallocs)

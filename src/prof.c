@@ -462,7 +462,6 @@ static void table_put_locked(ptag_t *t, unsigned c) {
 }
 
 void prof_pool_init(pool_t *p, unsigned c) {
-    /* An empty pool has no tracked block: in sample mode its table is already gone. */
     ptag_t *old = atomic_load_explicit(&p->prof, memory_order_relaxed);
     bool want = prof.started && prof.mode == PROFILE_ALL;
     if (old && want && p->szidx == c)
@@ -476,16 +475,10 @@ void prof_pool_init(pool_t *p, unsigned c) {
     pthread_mutex_unlock(&tab_lock);
 }
 
-/* In `sample` mode a pool has a table only while it holds a sampled block: the first brings
- * it, the last one's free takes it away, so that frees into the pool are fast again. Both, and
- * every change to a tracked entry, happen under tab_lock (a few per megabyte allocated). The
- * untracked frees of such a pool read the table without the lock: tables are never unmapped,
- * and an entry that looks tracked is read again under the lock. In `all` mode a pool's table
- * lives as long as the pool's class and entries change without a lock: only the block's owner
- * of the moment writes its entry. */
-static void tag_sampled_block(pool_t *p, void *ptr, ptag_t tag);
-
-/* (ptr - first block) / bsize by a multiply: with r = ceil(2^32 / bsize) and offsets below
+/* all mode: entries change without a lock; only the block's owner of the moment writes its
+ * entry, and the table lives as long as the pool serves its class.
+ *
+ * (ptr - first block) / bsize by a multiply: with r = ceil(2^32 / bsize) and offsets below
  * 2^14, (k * bsize * r) >> 32 is exactly k. */
 #define RECIP(c) (uint32_t)((((uint64_t)1 << 32) + CLASS_SIZE(c) - 1) / CLASS_SIZE(c))
 static const uint32_t recip[NCLASSES] = {
@@ -513,48 +506,15 @@ static ptag_t *table_install(pool_t *p) {
     return t;
 }
 
-static void tag_sampled_block(pool_t *p, void *ptr, ptag_t tag) {
-    pthread_mutex_lock(&tab_lock);
-    ptag_t *t = atomic_load_explicit(&p->prof, memory_order_relaxed);
-    if (!t) {
-        t = table_get_locked(p->szidx);
-        p->prof_live = 0;
-        atomic_store_explicit(&p->prof, t, memory_order_release);
-    }
-    if (t) {
-        t[block_index(p, ptr)] = tag;
-        p->prof_live++;
-    }
-    pthread_mutex_unlock(&tab_lock);
-}
-
 /* Takes the tag of ptr out of its pool's table; false if the block is not tracked. */
 static bool untag_block(pool_t *p, void *ptr, ptag_t *out) {
     ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
     if (!t)
         return false;
     unsigned i = block_index(p, ptr);
-    if (prof.mode == PROFILE_ALL) {
-        *out = t[i];
-        t[i] = (ptag_t){0, 0};
-        return out->site != 0;
-    }
-    if (__atomic_load_n(&t[i].site, __ATOMIC_RELAXED) == 0)
-        return false; /* the common case: a pool with some sampled block, but not this one */
-    pthread_mutex_lock(&tab_lock);
-    bool found = false;
-    t = atomic_load_explicit(&p->prof, memory_order_relaxed);
-    if (t && t[i].site) {
-        *out = t[i];
-        t[i] = (ptag_t){0, 0};
-        found = true;
-        if (--p->prof_live == 0) {
-            atomic_store_explicit(&p->prof, NULL, memory_order_release);
-            table_put_locked(t, p->szidx);
-        }
-    }
-    pthread_mutex_unlock(&tab_lock);
-    return found;
+    *out = t[i];
+    t[i] = (ptag_t){0, 0};
+    return out->site != 0;
 }
 
 /* ---- the large-block table ---------------------------------------------------------------------- */
@@ -569,11 +529,14 @@ static bool ltab_grow_locked(void) {
     size_t cap = prof.ltab_cap ? prof.ltab_cap * 2 : 1024;
     if (prof.ltab_cap && prof.ltab_used - prof.ltab_tomb < prof.ltab_cap / 4)
         cap = prof.ltab_cap; /* mostly tombstones: rehash at the same size */
-    lent_t *t = os_map(cap * sizeof *t);
+    lent_t *t = os_map((cap + 1) * sizeof *t);
     if (!t)
         return false;
+    t[0].size = cap;
+    t++;
+    lent_t *old = atomic_load_explicit(&prof.ltab, memory_order_relaxed);
     for (size_t i = 0; i < prof.ltab_cap; i++) {
-        lent_t *e = &prof.ltab[i];
+        lent_t *e = &old[i];
         if (e->addr <= 1)
             continue;
         size_t j = ltab_hash(e->addr) & (cap - 1);
@@ -581,9 +544,9 @@ static bool ltab_grow_locked(void) {
             j = (j + 1) & (cap - 1);
         t[j] = *e;
     }
-    if (prof.ltab)
-        os_unmap(prof.ltab, prof.ltab_cap * sizeof *prof.ltab);
-    prof.ltab = t;
+    /* The old table stays mapped (it is at most half the new one): a free may be probing it
+     * without the lock. */
+    atomic_store_explicit(&prof.ltab, t, memory_order_release);
     prof.ltab_used -= prof.ltab_tomb;
     prof.ltab_tomb = 0;
     prof.ltab_cap = cap;
@@ -591,10 +554,11 @@ static bool ltab_grow_locked(void) {
 }
 
 static lent_t *ltab_find_locked(uintptr_t a) {
-    if (!prof.ltab)
+    lent_t *t = atomic_load_explicit(&prof.ltab, memory_order_relaxed);
+    if (!t)
         return NULL;
     for (size_t j = ltab_hash(a) & (prof.ltab_cap - 1);; j = (j + 1) & (prof.ltab_cap - 1)) {
-        lent_t *e = &prof.ltab[j];
+        lent_t *e = &t[j];
         if (e->addr == a)
             return e;
         if (e->addr == 0)
@@ -602,7 +566,24 @@ static lent_t *ltab_find_locked(uintptr_t a) {
     }
 }
 
-static void ltab_insert(uintptr_t a, uint64_t size, uint64_t stamp, uint32_t site) {
+/* Without the lock: could a be in the table? A block being freed was inserted before the
+ * program could hand it to free, so its entry is visible in the current table or a newer one;
+ * entries are only ever copied to a new table, never cleared in the old. */
+static bool ltab_maybe_has(uintptr_t a) {
+    lent_t *t = atomic_load_explicit(&prof.ltab, memory_order_acquire);
+    if (!t)
+        return false;
+    size_t mask = t[-1].size - 1;
+    for (size_t j = ltab_hash(a) & mask;; j = (j + 1) & mask) {
+        uintptr_t x = __atomic_load_n(&t[j].addr, __ATOMIC_RELAXED);
+        if (x == a)
+            return true;
+        if (x == 0)
+            return false;
+    }
+}
+
+static void ltab_insert(uintptr_t a, uint64_t size, uint64_t stamp, uint32_t site, uint8_t cls) {
     pthread_mutex_lock(&ltab_lock);
     lent_t *e = ltab_find_locked(a);
     if (!e) {
@@ -610,29 +591,33 @@ static void ltab_insert(uintptr_t a, uint64_t size, uint64_t stamp, uint32_t sit
             pthread_mutex_unlock(&ltab_lock);
             return;
         }
+        lent_t *t = atomic_load_explicit(&prof.ltab, memory_order_relaxed);
         size_t j = ltab_hash(a) & (prof.ltab_cap - 1);
-        while (prof.ltab[j].addr > 1)
+        while (t[j].addr > 1)
             j = (j + 1) & (prof.ltab_cap - 1);
-        e = &prof.ltab[j];
+        e = &t[j];
         if (e->addr == 0)
             prof.ltab_used++;
         else
             prof.ltab_tomb--;
         atomic_fetch_add_explicit(&prof.ltab_live, 1, memory_order_relaxed);
     }
-    e->addr = a;
     e->size = size;
     e->stamp = stamp;
     e->site = site;
+    e->cls = cls;
+    __atomic_store_n(&e->addr, a, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&ltab_lock);
 }
 
 static bool ltab_remove(uintptr_t a, lent_t *out) {
+    if (!ltab_maybe_has(a))
+        return false;
     pthread_mutex_lock(&ltab_lock);
     lent_t *e = ltab_find_locked(a);
     if (e) {
         *out = *e;
-        e->addr = 1;
+        __atomic_store_n(&e->addr, 1, __ATOMIC_RELAXED);
         prof.ltab_tomb++;
         atomic_fetch_sub_explicit(&prof.ltab_live, 1, memory_order_relaxed);
     }
@@ -642,15 +627,34 @@ static bool ltab_remove(uintptr_t a, lent_t *out) {
 
 void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg) {
     pthread_mutex_lock(&ltab_lock);
+    lent_t *t = atomic_load_explicit(&prof.ltab, memory_order_relaxed);
     for (size_t i = 0; i < prof.ltab_cap; i++)
-        if (prof.ltab[i].addr > 1)
-            fn(&prof.ltab[i], arg);
+        if (t[i].addr > 1)
+            fn(&t[i], arg);
     pthread_mutex_unlock(&ltab_lock);
 }
 
 /* ---- the hooks ---------------------------------------------------------------------------------- */
+bool prof_promotes(heap_t *h) {
+    return prof.started && prof.mode == PROFILE_SAMPLE && !tls_in_prof && !h->in_slow;
+}
+
+static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls);
+
 void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller) {
-    if (!prof.started || tls_in_prof || ptr == NULL || h->kind != HEAP_REAL || h->in_slow) {
+    return record(h, ptr, n, caller, LENT_LARGE);
+}
+
+void *prof_alloc_promoted(heap_t *h, void *ptr, size_t n, void *caller) {
+    return record(h, ptr, n, caller, (uint8_t)(n ? (n - 1) >> ALIGNMENT_SHIFT : 0));
+}
+
+static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
+    if (!prof.started || tls_in_prof || ptr == NULL || h->kind != HEAP_REAL || h->in_slow ||
+        (prof.mode == PROFILE_SAMPLE && ptr_is_ours(ptr))) {
+        /* Not started, or re-entered from the unwinder or from a signal handler that
+         * interrupted us or a heap slow path (which may hold tab_lock), or a pool block in
+         * sample mode (sampled small requests are promoted, see prof.h): untracked. */
         /* Not started, or re-entered from the unwinder or from a signal handler that
          * interrupted us or a heap slow path (which may hold tab_lock): untracked. */
         if (h->kind == HEAP_REAL && !tls_in_prof)
@@ -673,13 +677,14 @@ void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller) {
         granted = p->bsize;
         ptag_t tag = {.site = id, .stamp = (uint32_t)(stamp << 5) | (uint32_t)(p->bsize - n)};
         ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
-        if (prof.mode == PROFILE_SAMPLE)
-            tag_sampled_block(p, ptr, tag);
-        else if (t || (t = table_install(p)) != NULL)
+        if (t || (t = table_install(p)) != NULL)
             t[block_index(p, ptr)] = tag; /* slack 0..16 (16: malloc(0)) */
+    } else if (cls != LENT_LARGE) {
+        granted = CLASS_SIZE(cls); /* what the pool would have granted */
+        ltab_insert((uintptr_t)ptr, n, stamp, id, cls);
     } else {
         granted = raw_usable_size_of(ptr);
-        ltab_insert((uintptr_t)ptr, n, stamp, id);
+        ltab_insert((uintptr_t)ptr, n, stamp, id, LENT_LARGE);
     }
     record_alloc(h, prof_site(id), n, w, granted);
     timeline_maybe();
@@ -713,7 +718,7 @@ bool prof_large_take(void *ptr, lent_t *out) {
 }
 
 void prof_large_put_back(const lent_t *e) {
-    ltab_insert(e->addr, e->size, e->stamp, e->site);
+    ltab_insert(e->addr, e->size, e->stamp, e->site, e->cls);
 }
 
 void prof_free_large(void *ptr) {

@@ -11,10 +11,15 @@
  *   `sample`) so that fractional weights do not round away.
  *
  * WHERE A LIVE BLOCK'S SITE IS KEPT
- *   Pool blocks: the pool's side table (pool_t.prof), one ptag_t per block, allocated with the
- *   pool in `all` mode and at the pool's first sampled block in `sample` mode; free tests
- *   `pool->prof` on the header line it reads anyway. Large blocks: an open-addressing table
- *   keyed by address (ltab), probed by free only while it holds something.
+ *   `all` mode, pool blocks: the pool's side table (pool_t.prof), one ptag_t per block, made
+ *   with the pool (or at its first tracked block if the pool is older than the profiler); free
+ *   tests `pool->prof` on the header line it reads anyway. Large blocks: an open-addressing
+ *   table keyed by address (ltab), probed by free only while it holds something.
+ *   `sample` mode: a sampled small request is served by glibc instead of a pool and goes in
+ *   the large table, marked with the class it would have had (jemalloc promotes sampled small
+ *   objects for the same reason): pools never get a side table, so free's pool path costs
+ *   nothing, and glibc frees probe the table without a lock (tables are never unmapped and
+ *   carry their capacity; only a hit takes the lock).
  *
  * PEAK
  *   The program-wide peak of live bytes, and each site's live bytes at that moment, are kept
@@ -64,11 +69,13 @@ typedef struct site_s {
 /* Large-block table entry. addr 0 is empty, 1 a tombstone. */
 typedef struct lent_s {
     uintptr_t addr;
-    uint64_t size;  /* requested */
+    uint64_t size;  /* requested; in the header entry before the table: its capacity */
     uint64_t stamp;
     uint32_t site;
-    uint32_t pad;
+    uint8_t cls;    /* LENT_LARGE, or the class of a promoted sampled small request */
+    uint8_t pad[3];
 } lent_t;
+#define LENT_LARGE 0xff
 
 typedef struct tpoint_s {
     uint64_t t_ns;      /* since the profiler started */
@@ -97,7 +104,7 @@ typedef struct prof_state_s {
     uint64_t tl_interval_ns;
     uint64_t tl_last_ns;
     /* large table, under ltab_lock */
-    lent_t *ltab;
+    lent_t *_Atomic ltab; /* entries; ltab[-1].size is the capacity */
     size_t ltab_cap, ltab_used, ltab_tomb;
     _Atomic size_t ltab_live; /* free skips the probe while this is 0 */
     /* our own code's address range, for skipping allocator frames */

@@ -131,8 +131,7 @@ typedef struct pool_s {
     struct pool_s *gnext; /* global empty stack, or abandoned list (global lock) */
     struct pool_s *gprev; /* abandoned list only */
     struct pool_s *dnext; /* owner heap's delayed stack (written by the notifier) */
-    uint32_t prof_live;   /* sample mode: tracked blocks in the side table (prof.c tab_lock) */
-    uint8_t pad1[28];
+    uint8_t pad1[32];
 } pool_t;
 
 _Static_assert(sizeof(pool_t) == POOL_HEADER, "pool header is two cache lines");
