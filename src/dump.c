@@ -81,8 +81,23 @@ static void hist(fmt_t *f, const char *key, const uint64_t *h) {
         fmt_char(f, '-');
 }
 
-/* ---- the module map ------------------------------------------------------------------------ */
-static void put_build_id(fmt_t *f, struct dl_phdr_info *info) {
+/* ---- the module map ------------------------------------------------------------------------
+ * Taken at dump time with dl_iterate_phdr, plus the modules unloaded since start: the dlclose
+ * wrapper (init.c) records a module before it goes, so that frames captured while it was
+ * loaded can still be symbolized. */
+typedef struct module_s {
+    uintptr_t base, lo, hi;
+    char build_id[65]; /* hex, or "-" */
+    char path[512];
+} module_t;
+
+#define GONE_MAX 256
+static module_t *gone; /* ring of unloaded modules, under gone_lock */
+static unsigned ngone;
+static pthread_mutex_t gone_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void build_id_of(struct dl_phdr_info *info, char *out) {
+    strcpy(out, "-");
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_NOTE)
@@ -96,22 +111,22 @@ static void put_build_id(fmt_t *f, struct dl_phdr_info *info) {
                 (const unsigned char *)(name + ((n->n_namesz + 3) & ~3u));
             if ((const char *)desc + n->n_descsz > end)
                 break;
-            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0 &&
+                n->n_descsz <= 32) {
                 for (unsigned k = 0; k < n->n_descsz; k++) {
-                    fmt_char(f, "0123456789abcdef"[desc[k] >> 4]);
-                    fmt_char(f, "0123456789abcdef"[desc[k] & 15]);
+                    out[2 * k] = "0123456789abcdef"[desc[k] >> 4];
+                    out[2 * k + 1] = "0123456789abcdef"[desc[k] & 15];
                 }
+                out[2 * n->n_descsz] = '\0';
                 return;
             }
             p = (const char *)desc + ((n->n_descsz + 3) & ~3u);
         }
     }
-    fmt_char(f, '-');
 }
 
-static int put_module(struct dl_phdr_info *info, size_t size, void *arg) {
-    (void)size;
-    fmt_t *f = arg;
+/* false for objects that are not worth listing (no PT_LOAD, the vDSO) */
+static bool module_of(struct dl_phdr_info *info, module_t *m) {
     uintptr_t lo = UINTPTR_MAX, hi = 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
@@ -121,30 +136,116 @@ static int put_module(struct dl_phdr_info *info, size_t size, void *arg) {
         lo = a < lo ? a : lo;
         hi = a + ph->p_memsz > hi ? a + ph->p_memsz : hi;
     }
-    if (hi == 0)
-        return 0;
     const char *path = info->dlpi_name;
-    char exe[4096];
+    if (hi == 0 || (path && strncmp(path, "linux-vdso", 10) == 0))
+        return false;
+    m->base = info->dlpi_addr;
+    m->lo = lo;
+    m->hi = hi;
+    build_id_of(info, m->build_id);
     if (!path || !*path) { /* the main program */
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        exe[n > 0 ? n : 0] = '\0';
-        path = n > 0 ? exe : program_invocation_name;
+        ssize_t n = readlink("/proc/self/exe", m->path, sizeof m->path - 1);
+        if (n <= 0) {
+            strncpy(m->path, program_invocation_name, sizeof m->path - 1);
+            n = (ssize_t)strlen(m->path);
+        }
+        m->path[n] = '\0';
+    } else {
+        strncpy(m->path, path, sizeof m->path - 1);
+        m->path[sizeof m->path - 1] = '\0';
     }
-    if (strncmp(path, "linux-vdso", 10) == 0)
-        return 0;
-    fmt_str(f, "module");
-    fmt_str(f, " base=");
-    fmt_hex(f, info->dlpi_addr);
+    return true;
+}
+
+static void put_module_rec(fmt_t *f, const module_t *m, bool unloaded) {
+    fmt_str(f, "module base=");
+    fmt_hex(f, m->base);
     fmt_str(f, " lo=");
-    fmt_hex(f, lo);
+    fmt_hex(f, m->lo);
     fmt_str(f, " hi=");
-    fmt_hex(f, hi);
+    fmt_hex(f, m->hi);
     fmt_str(f, " build_id=");
-    put_build_id(f, info);
+    fmt_str(f, m->build_id);
+    if (unloaded)
+        fmt_str(f, " unloaded=1");
     fmt_str(f, " path=");
-    put_enc(f, path);
+    put_enc(f, m->path);
     fmt_char(f, '\n');
+}
+
+typedef struct mod_walk_s {
+    fmt_t *f;
+    const module_t *find; /* put_module: mark a gone module that is loaded again */
+    bool found;
+} mod_walk_t;
+
+static int put_module(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    mod_walk_t *w = arg;
+    module_t m;
+    if (module_of(info, &m))
+        put_module_rec(w->f, &m, false);
     return 0;
+}
+
+static int find_module(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    mod_walk_t *w = arg;
+    if (info->dlpi_addr == w->find->base && info->dlpi_name &&
+        strcmp(info->dlpi_name, w->find->path) == 0)
+        w->found = true;
+    return w->found;
+}
+
+static void put_modules(fmt_t *f) {
+    mod_walk_t w = {.f = f};
+    dl_iterate_phdr(put_module, &w);
+    pthread_mutex_lock(&gone_lock);
+    for (unsigned i = 0; i < ngone && i < GONE_MAX; i++) {
+        mod_walk_t q = {.find = &gone[i]};
+        dl_iterate_phdr(find_module, &q); /* dlclose may not have unloaded it after all */
+        if (!q.found)
+            put_module_rec(f, &gone[i], true);
+    }
+    pthread_mutex_unlock(&gone_lock);
+}
+
+typedef struct close_walk_s {
+    uintptr_t base;
+    const char *name;
+} close_walk_t;
+
+static int remember_module(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    close_walk_t *c = arg;
+    if (info->dlpi_addr != c->base || !info->dlpi_name || strcmp(info->dlpi_name, c->name) != 0)
+        return 0;
+    module_t m;
+    if (!module_of(info, &m))
+        return 1;
+    pthread_mutex_lock(&gone_lock);
+    if (!gone)
+        gone = os_map(GONE_MAX * sizeof *gone);
+    if (gone) {
+        bool dup = false;
+        for (unsigned i = 0; i < ngone && i < GONE_MAX; i++)
+            dup |= gone[i].base == m.base && strcmp(gone[i].path, m.path) == 0 &&
+                   strcmp(gone[i].build_id, m.build_id) == 0;
+        if (!dup)
+            gone[ngone++ % GONE_MAX] = m;
+    }
+    pthread_mutex_unlock(&gone_lock);
+    return 1;
+}
+
+/* From the dlclose wrapper, before the real dlclose: remember what the handle names. */
+void prof_module_closing(uintptr_t base, const char *name) {
+    if (!prof.started || !name || !*name)
+        return;
+    close_walk_t c = {base, name};
+    prof_enter();
+    dl_iterate_phdr(remember_module, &c);
+    prof_leave();
 }
 
 /* ---- pinned memory --------------------------------------------------------------------------
@@ -312,7 +413,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     kv(f, "pinned_large_bytes", pc.large_bytes);
     fmt_char(f, '\n');
 
-    dl_iterate_phdr(put_module, f);
+    put_modules(f);
 
     for (uint32_t id = 0; id < nsites; id++) {
         site_t *s = prof_site(id);

@@ -6,6 +6,7 @@
 #include "tally.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@ bool tally_init_global(void) {
 /* ---- glibc functions we reach through dlsym ------------------------------------------------ */
 static size_t (*_Atomic raw_usable)(void *);
 static void *(*_Atomic real_dlopen)(const char *, int);
+static int (*_Atomic real_dlclose)(void *);
 
 static void resolve_next(void) {
     /* dlopen: the next definition after ours is glibc's (dlsym(RTLD_NEXT) makes no allocator
@@ -47,6 +49,8 @@ static void resolve_next(void) {
     if (!atomic_load(&real_dlopen))
         atomic_store(&real_dlopen,
                      (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen"));
+    if (!atomic_load(&real_dlclose))
+        atomic_store(&real_dlclose, (int (*)(void *))dlsym(RTLD_NEXT, "dlclose"));
     if (!atomic_load(&raw_usable) && atomic_load(&real_dlopen)) {
         void *libc = atomic_load(&real_dlopen)("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
         if (libc)
@@ -82,6 +86,25 @@ TALLY_EXPORT void *dlopen(const char *file, int flags) {
         f = atomic_load(&real_dlopen);
     }
     return f(file, flags);
+}
+
+/* The profiler must know when code goes away: the module's record is kept for the dump (frames
+ * captured while it was loaded still name it), and libunwind's caches, which could describe a
+ * library mapped later at the same address, are flushed. */
+TALLY_EXPORT int dlclose(void *handle) {
+    int (*f)(void *) = atomic_load_explicit(&real_dlclose, memory_order_relaxed);
+    if (unlikely(!f)) {
+        resolve_next();
+        f = atomic_load(&real_dlclose);
+    }
+    struct link_map *lm = NULL;
+    void *h = handle;
+    __asm__("" : "+r"(h)); /* glibc declares it nonnull; a broken program may still pass NULL */
+    if (h && dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm)
+        prof_module_closing(lm->l_addr, lm->l_name);
+    int r = f(handle);
+    prof_modules_changed();
+    return r;
 }
 
 TALLY_EXPORT const char *tally_version(void) {

@@ -32,6 +32,9 @@ static __thread int tls_in_prof TLS_IE;
 static __thread unsigned tls_tl_countdown TLS_IE;
 
 static int (*unw_bt)(void **, int);
+static int (*unw_flush)(void *, uintptr_t, uintptr_t);
+static void **unw_local_as;
+#define PROF_OWN_FRAMES 6
 
 /* Global stack table: open addressing over site ids (0 = empty), under site_lock. */
 static uint32_t *stab;
@@ -243,8 +246,11 @@ static unsigned capture(uintptr_t *out, void *caller) {
         out[0] = (uintptr_t)caller;
         return 1;
     }
-    void *buf[PROF_MAX_DEPTH + 16];
-    int n = unw_bt(buf, (int)prof.depth + 16);
+    /* Our own frames come first: capture, record, prof_alloc or prof_alloc_promoted, the
+     * sampled path and the exported function, at most PROF_OWN_FRAMES of them. Asking for more
+     * would make deep stacks pay for frames we drop. */
+    void *buf[PROF_MAX_DEPTH + PROF_OWN_FRAMES];
+    int n = unw_bt(buf, (int)prof.depth + PROF_OWN_FRAMES);
     int i = 0;
     /* Our own frames (this function, prof_alloc, malloc ...) are innermost: skip them. */
     while (i < n && (uintptr_t)buf[i] >= prof.self_lo && (uintptr_t)buf[i] < prof.self_hi)
@@ -765,8 +771,12 @@ void prof_start(void) {
     prof.count_scale = prof.mode == PROFILE_ALL ? 1 : PROF_COUNT_SCALE;
     dl_iterate_phdr(find_self, (void *)(uintptr_t)&prof_start);
     void *lib = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
-    if (lib)
+    if (lib) {
         unw_bt = (int (*)(void **, int))dlsym(lib, "unw_backtrace");
+        /* unw_flush_cache and unw_local_addr_space, by their exported names */
+        unw_flush = (int (*)(void *, uintptr_t, uintptr_t))dlsym(lib, "_Ux86_64_flush_cache");
+        unw_local_as = (void **)dlsym(lib, "_ULx86_64_local_addr_space");
+    }
     prof.have_unwinder = unw_bt != NULL;
     if (!prof.have_unwinder && opt.verbose)
         tally_message("libunwind.so.8 not found (Debian package libunwind8): call sites are "
@@ -822,6 +832,11 @@ void prof_fork_child(void) {
     pthread_mutex_init(&tl_lock, NULL);
     pthread_mutex_init(&tab_lock, NULL);
     tls_in_prof = 0;
+}
+
+void prof_modules_changed(void) {
+    if (prof.have_unwinder && unw_flush && unw_local_as)
+        unw_flush(*unw_local_as, 0, 0);
 }
 
 bool prof_in_progress(void) {

@@ -1,9 +1,9 @@
 #!/bin/bash
 # The library shares the program's symbol namespace: it must export the malloc API, its own
-# tally_* functions and the dlopen wrapper, and nothing else.
+# tally_* functions and the dlopen/dlclose wrappers, and nothing else.
 set -u
 so=${TALLYMALLOC_SO:?}
-allowed="aligned_alloc calloc cfree dlopen free free_aligned_sized free_sized malloc
+allowed="aligned_alloc calloc cfree dlclose dlopen free free_aligned_sized free_sized malloc
 malloc_usable_size memalign posix_memalign pvalloc realloc reallocarray tally_dump tally_stats_get
 tally_stats_print tally_version valloc"
 got=$(nm -D --defined-only "$so" | awk '{print $3}' | sed 's/@.*//' | sort -u)
