@@ -231,13 +231,28 @@ static void timeline_maybe(void) {
 }
 
 /* ---- stacks ---------------------------------------------------------------------------------- */
+/* Four independent lanes, so that 32 frames cost 8 dependent multiplies, not 32 (the hash was a
+ * third of the recording time on deep stacks). Equal stacks are still compared in full. */
+static inline uint64_t fold(uint64_t x) {
+    x ^= x >> 32;
+    x *= 0xD6E8FEB86659FD93ULL;
+    return x ^ (x >> 32);
+}
+
 static uint64_t hash_frames(const uintptr_t *f, unsigned n) {
-    uint64_t h = 0x84222325CBF29CE4ULL ^ n;
-    for (unsigned i = 0; i < n; i++) {
-        h ^= f[i];
-        h *= 0x9E3779B97F4A7C15ULL;
-        h ^= h >> 29;
+    uint64_t a = 0x84222325CBF29CE4ULL ^ n, b = 0x9E3779B97F4A7C15ULL, c = 0xC2B2AE3D27D4EB4FULL,
+             d = 0x165667B19E3779F9ULL;
+    unsigned i = 0;
+    for (; i + 4 <= n; i += 4) {
+        a = (a ^ f[i]) * 0x9E3779B97F4A7C15ULL;
+        b = (b ^ f[i + 1]) * 0xC2B2AE3D27D4EB4FULL;
+        c = (c ^ f[i + 2]) * 0x165667B19E3779F9ULL;
+        d = (d ^ f[i + 3]) * 0xD6E8FEB86659FD93ULL;
     }
+    for (; i < n; i++)
+        a = (a ^ f[i]) * 0x9E3779B97F4A7C15ULL;
+    uint64_t h = fold(a) ^ (fold(b) << 1) ^ (fold(c) << 2) ^ (fold(d) << 3);
+    h = fold(h);
     return h ? h : 1;
 }
 
