@@ -157,7 +157,12 @@ static void option_set(const option_desc_t *d, const char *val) {
     bool ok;
     switch (d->type) {
     case OPT_BOOL: ok = parse_bool(val, (bool *)d->value); break;
-    case OPT_SIZE: ok = parse_size(val, (size_t *)d->value); break;
+    case OPT_SIZE:
+        /* a sample interval of 0 bytes would be `all` mode at sample mode's cost */
+        ok = parse_size(val, (size_t *)d->value) && !(d->value == &opt.sample && opt.sample == 0);
+        if (!ok && d->value == &opt.sample)
+            opt.sample = (size_t)512 << 10;
+        break;
     case OPT_STATS: ok = parse_stats(val, (int *)d->value); break;
     case OPT_PROFILE: ok = parse_profile(val, (int *)d->value); break;
     case OPT_DEPTH: ok = parse_uint(val, 1, PROF_MAX_DEPTH, (unsigned *)d->value); break;

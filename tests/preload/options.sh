@@ -16,13 +16,22 @@ LD_PRELOAD=$so ls / >/dev/null 2>"$tmp/err" || bad "ls failed"
 [ -s "$tmp/err" ] && bad "printed without being asked: $(cat "$tmp/err")"
 
 # 2. Malformed and unknown values: exactly one line each, the program unaffected.
-for case in "TALLY_STATS=banana" "TALLY_RESERVE=12Q" "TALLY_VERBOSE=maybe" "TALLY_NOSUCH=1"; do
+for case in "TALLY_STATS=banana" "TALLY_RESERVE=12Q" "TALLY_VERBOSE=maybe" "TALLY_NOSUCH=1" \
+    "TALLY_PROFILE=most" "TALLY_SAMPLE=0" "TALLY_SAMPLE=-5" "TALLY_DEPTH=0" "TALLY_DEPTH=500" \
+    "TALLY_SIGNAL=KILL" "TALLY_SIGNAL=SEGV" "TALLY_SIGNAL=nope" "TALLY_INTERVAL=0" \
+    "TALLY_INTERVAL=1.5"; do
     out=$(env "$case" LD_PRELOAD=$so echo hello 2>"$tmp/err")
     [ "$out" = hello ] || bad "$case changed the program's output"
     n=$(wc -l <"$tmp/err")
     [ "$n" = 1 ] || bad "$case: expected one warning line, got $n: $(cat "$tmp/err")"
     grep -q '^tally: ignoring' "$tmp/err" || bad "$case: warning not recognisable: $(cat "$tmp/err")"
 done
+
+# 2b. A dump that cannot be written: one line, the program's output and status unaffected.
+out=$(env TALLY_OUT=/nonexistent/dir/x.tly LD_PRELOAD=$so $py -c "print('hello')" 2>"$tmp/err")
+[ "$out" = hello ] || bad "an unwritable TALLY_OUT changed the program's output"
+[ "$(wc -l <"$tmp/err")" = 1 ] && grep -q '^tally: cannot create the dump' "$tmp/err" ||
+    bad "unwritable TALLY_OUT: expected one 'cannot create the dump' line, got: $(cat "$tmp/err")"
 
 # 3. Text statistics at exit, with the arena identity stated.
 TALLY_STATS=1 LD_PRELOAD=$so PYTHONMALLOC=malloc $py -c 'x=[str(i) for i in range(50000)]' \
