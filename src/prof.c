@@ -722,14 +722,22 @@ void prof_free_small(pool_t *p, void *ptr) {
     ptag_t e;
     if (!untag_block(p, ptr, &e))
         return;
+    /* Re-entered from a signal handler that interrupted the profiler, which may hold this
+     * site's spinlock: the entry is cleared, the free is not credited. */
+    if (tls_in_prof)
+        return;
+    tls_in_prof = 1;
     uint32_t id = e.site, st = e.stamp;
     uint64_t n = p->bsize - (st & 31);
     uint64_t life = (stamp_now() - (st >> 5)) & (((uint64_t)1 << (32 - 5)) - 1);
     record_free(prof_site(id), weights_of(n), life);
+    tls_in_prof = 0;
 }
 
 void prof_large_freed(const lent_t *e) {
+    tls_in_prof = 1;
     record_free(prof_site(e->site), weights_of(e->size), stamp_now() - e->stamp);
+    tls_in_prof = 0;
 }
 
 bool prof_large_take(void *ptr, lent_t *out) {
