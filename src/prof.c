@@ -848,6 +848,12 @@ void prof_fork_parent(void) {
 }
 
 void prof_fork_child(void) {
+    /* Site spinlocks held by threads that do not exist in the child would never be released.
+     * A site caught mid-update may be off by that one event. */
+    uint32_t n = atomic_load_explicit(&prof.nsites, memory_order_relaxed);
+    for (uint32_t id = 0; id < n; id++)
+        if (prof.chunks[id / PROF_SITES_PER_CHUNK])
+            atomic_store_explicit(&prof_site(id)->lock, 0, memory_order_relaxed);
     need_helper_check = true;
     prof_dump_fork_child();
     pthread_mutex_init(&site_lock, NULL);
