@@ -197,22 +197,34 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *arg) {
     return w->found;
 }
 
+/* gone_lock is never held across dl_iterate_phdr (which holds the loader's lock, and
+ * remember_module runs inside it): the list is copied out first. */
 static void put_modules(fmt_t *f) {
     mod_walk_t w = {.f = f};
     dl_iterate_phdr(put_module, &w);
+    size_t sz = GONE_MAX * sizeof(module_t);
+    module_t *copy = os_map(sz);
+    if (!copy)
+        return;
     pthread_mutex_lock(&gone_lock);
-    for (unsigned i = 0; i < ngone && i < GONE_MAX; i++) {
-        mod_walk_t q = {.find = &gone[i]};
+    unsigned n = ngone < GONE_MAX ? ngone : GONE_MAX;
+    if (n)
+        memcpy(copy, gone, n * sizeof *copy);
+    pthread_mutex_unlock(&gone_lock);
+    for (unsigned i = 0; i < n; i++) {
+        mod_walk_t q = {.find = &copy[i]};
         dl_iterate_phdr(find_module, &q); /* dlclose may not have unloaded it after all */
         if (!q.found)
-            put_module_rec(f, &gone[i], true);
+            put_module_rec(f, &copy[i], true);
     }
-    pthread_mutex_unlock(&gone_lock);
+    os_unmap(copy, sz);
 }
 
 typedef struct close_walk_s {
     uintptr_t base;
     const char *name;
+    module_t m;
+    bool found;
 } close_walk_t;
 
 static int remember_module(struct dl_phdr_info *info, size_t size, void *arg) {
@@ -220,21 +232,7 @@ static int remember_module(struct dl_phdr_info *info, size_t size, void *arg) {
     close_walk_t *c = arg;
     if (info->dlpi_addr != c->base || !info->dlpi_name || strcmp(info->dlpi_name, c->name) != 0)
         return 0;
-    module_t m;
-    if (!module_of(info, &m))
-        return 1;
-    pthread_mutex_lock(&gone_lock);
-    if (!gone)
-        gone = os_map(GONE_MAX * sizeof *gone);
-    if (gone) {
-        bool dup = false;
-        for (unsigned i = 0; i < ngone && i < GONE_MAX; i++)
-            dup |= gone[i].base == m.base && strcmp(gone[i].path, m.path) == 0 &&
-                   strcmp(gone[i].build_id, m.build_id) == 0;
-        if (!dup)
-            gone[ngone++ % GONE_MAX] = m;
-    }
-    pthread_mutex_unlock(&gone_lock);
+    c->found = module_of(info, &c->m);
     return 1;
 }
 
@@ -242,10 +240,32 @@ static int remember_module(struct dl_phdr_info *info, size_t size, void *arg) {
 void prof_module_closing(uintptr_t base, const char *name) {
     if (!prof.started || !name || !*name)
         return;
-    close_walk_t c = {base, name};
+    close_walk_t c = {.base = base, .name = name};
     prof_enter();
     dl_iterate_phdr(remember_module, &c);
+    if (c.found) {
+        pthread_mutex_lock(&gone_lock);
+        if (!gone)
+            gone = os_map(GONE_MAX * sizeof *gone);
+        if (gone) {
+            bool dup = false;
+            for (unsigned i = 0; i < ngone && i < GONE_MAX; i++)
+                dup |= gone[i].base == c.m.base && strcmp(gone[i].path, c.m.path) == 0 &&
+                       strcmp(gone[i].build_id, c.m.build_id) == 0;
+            if (!dup)
+                gone[ngone++ % GONE_MAX] = c.m;
+        }
+        pthread_mutex_unlock(&gone_lock);
+    }
     prof_leave();
+}
+
+void prof_dump_fork_prepare(void) {
+    pthread_mutex_lock(&gone_lock);
+}
+
+void prof_dump_fork_parent(void) {
+    pthread_mutex_unlock(&gone_lock);
 }
 
 /* ---- pinned memory --------------------------------------------------------------------------
@@ -662,6 +682,7 @@ void prof_dump_helper_check(void) {
 }
 
 void prof_dump_fork_child(void) {
+    pthread_mutex_init(&gone_lock, NULL);
     atomic_store(&dump_seq, 0);
     if (!atomic_load(&helper_wanted))
         return;

@@ -179,6 +179,8 @@ void prof_timeline_point(void);
 void prof_dump_at_exit(void);
 void prof_dump_init(void); /* after prof_start: the pid, and the signal/interval helper */
 void prof_dump_fork_child(void);
+void prof_dump_fork_prepare(void);
+void prof_dump_fork_parent(void);
 void prof_dump_helper_check(void);
 void prof_module_closing(uintptr_t base, const char *name); /* dlclose, before */
 void prof_modules_changed(void);                             /* dlclose, after */

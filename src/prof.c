@@ -840,9 +840,11 @@ void prof_unlock_all(void) {
 void prof_fork_prepare(void) {
     prof_lock_all();
     pthread_mutex_lock(&tab_lock);
+    prof_dump_fork_prepare();
 }
 
 void prof_fork_parent(void) {
+    prof_dump_fork_parent();
     pthread_mutex_unlock(&tab_lock);
     prof_unlock_all();
 }
