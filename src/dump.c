@@ -61,24 +61,25 @@ static void kvs(fmt_t *f, const char *key, int64_t v) {
     }
 }
 
+/* A histogram as bucket:count pairs of the non-zero buckets; nothing at all when empty. */
 static void hist(fmt_t *f, const char *key, const uint64_t *h) {
-    fmt_char(f, ' ');
-    fmt_str(f, key);
-    fmt_char(f, '=');
     bool any = false;
     for (unsigned b = 0; b < PROF_NHIST; b++) {
         uint64_t v = __atomic_load_n(&h[b], __ATOMIC_RELAXED);
         if (!v)
             continue;
-        if (any)
+        if (!any) {
+            fmt_char(f, ' ');
+            fmt_str(f, key);
+            fmt_char(f, '=');
+        } else {
             fmt_char(f, ',');
+        }
         fmt_u64(f, b);
         fmt_char(f, ':');
         fmt_u64(f, v);
         any = true;
     }
-    if (!any)
-        fmt_char(f, '-');
 }
 
 /* ---- the module map ------------------------------------------------------------------------
@@ -377,6 +378,83 @@ static void blocks_pools(fmt_t *f, uint64_t npools) {
     }
 }
 
+/* ---- stacks as a prefix trie -----------------------------------------------------------------
+ * Stacks share their outer frames (main, the event loop, the interpreter), so the dump writes
+ * each (parent, return address) node once, parents first: `frame id parent ip`. A stack is its
+ * innermost node. The table lives for one dump, in mmap'd memory. */
+typedef struct trie_slot_s {
+    uint64_t parent_ip_hash;
+    uintptr_t ip;
+    uint32_t parent, id;
+} trie_slot_t;
+
+typedef struct trie_s {
+    trie_slot_t *slot;
+    size_t cap, bytes;
+    uint32_t next_id;
+} trie_t;
+
+static void trie_init(trie_t *t, uint64_t frames) {
+    size_t cap = 1024;
+    while (cap < 2 * frames)
+        cap *= 2;
+    t->bytes = cap * sizeof(trie_slot_t);
+    t->slot = os_map(t->bytes);
+    t->cap = t->slot ? cap : 0;
+    t->next_id = 1;
+}
+
+static void trie_free(trie_t *t) {
+    if (t->slot)
+        os_unmap(t->slot, t->bytes);
+}
+
+/* The node of frames[0..n) (innermost first), writing the nodes that are new; 0 for none. */
+static uint32_t trie_put(trie_t *t, fmt_t *f, const uintptr_t *frames, uint32_t n) {
+    uint32_t parent = 0;
+    for (uint32_t k = n; k-- > 0;) {
+        uintptr_t ip = frames[k];
+        uint32_t id = 0;
+        if (t->cap) {
+            uint64_t h = ((uint64_t)parent * 0x9E3779B97F4A7C15ULL) ^ (ip * 0xC2B2AE3D27D4EB4FULL);
+            h ^= h >> 31;
+            size_t j = h & (t->cap - 1);
+            while (t->slot[j].id && !(t->slot[j].parent == parent && t->slot[j].ip == ip))
+                j = (j + 1) & (t->cap - 1);
+            if (t->slot[j].id) {
+                id = t->slot[j].id;
+            } else if (t->next_id < t->cap / 2) {
+                t->slot[j] = (trie_slot_t){h, ip, parent, t->next_id};
+                id = t->next_id;
+            }
+        }
+        if (id == 0 || id == t->next_id) {
+            if (id == 0) /* no table: every frame is a new node */
+                id = t->next_id;
+            t->next_id++;
+            fmt_str(f, "frame");
+            kv(f, "id", id);
+            kv(f, "parent", parent);
+            fmt_str(f, " ip=");
+            fmt_hex(f, ip);
+            fmt_char(f, '\n');
+        }
+        parent = id;
+    }
+    return parent;
+}
+
+/* Counters that are 0 are left out (FORMAT.md: a missing field is 0). */
+static void kv0(fmt_t *f, const char *key, uint64_t v) {
+    if (v)
+        kv(f, key, v);
+}
+
+static void kvs0(fmt_t *f, const char *key, int64_t v) {
+    if (v)
+        kvs(f, key, v);
+}
+
 /* ---- the whole dump ------------------------------------------------------------------------------ */
 static uint64_t realtime_ns(void) {
     struct timespec ts;
@@ -435,41 +513,42 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
 
     put_modules(f);
 
+    uint64_t total_frames = 0;
+    for (uint32_t id = 0; id < nsites; id++)
+        total_frames += prof_site(id)->nframes;
+    trie_t tr;
+    trie_init(&tr, total_frames);
     for (uint32_t id = 0; id < nsites; id++) {
         site_t *s = prof_site(id);
         if (__atomic_load_n(&s->samples, __ATOMIC_RELAXED) == 0 &&
             !(pc.pinned && pc.pinned[id]))
             continue;
+        uint32_t top = trie_put(&tr, f, s->frames, s->nframes);
         fmt_str(f, "stack");
         kv(f, "id", id);
-        fmt_str(f, " frames=");
-        for (uint32_t k = 0; k < s->nframes; k++) {
-            if (k)
-                fmt_char(f, ',');
-            fmt_hex(f, s->frames[k]);
-        }
-        if (s->nframes == 0)
-            fmt_char(f, '-');
+        kv(f, "frame", top);
+        kv(f, "depth", s->nframes);
         fmt_char(f, '\n');
         fmt_str(f, "site");
         kv(f, "id", id);
         kv(f, "stack", id);
-        kv(f, "alloc_count", __atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED));
-        kv(f, "alloc_bytes", __atomic_load_n(&s->alloc_bytes, __ATOMIC_RELAXED));
-        kv(f, "granted_bytes", __atomic_load_n(&s->granted_bytes, __ATOMIC_RELAXED));
-        kv(f, "free_count", __atomic_load_n(&s->free_count, __ATOMIC_RELAXED));
-        kv(f, "free_bytes", __atomic_load_n(&s->free_bytes, __ATOMIC_RELAXED));
-        kvs(f, "live_count", __atomic_load_n(&s->live_count, __ATOMIC_RELAXED));
-        kvs(f, "live_bytes", __atomic_load_n(&s->live_bytes, __ATOMIC_RELAXED));
-        kvs(f, "max_live_bytes", __atomic_load_n(&s->max_live_bytes, __ATOMIC_RELAXED));
-        kvs(f, "peak_live_bytes", prof_site_peak_live(s));
-        kv(f, "temporary", __atomic_load_n(&s->temporary, __ATOMIC_RELAXED));
-        kv(f, "samples", __atomic_load_n(&s->samples, __ATOMIC_RELAXED));
-        kv(f, "pinned_bytes", pc.pinned ? pc.pinned[id] : 0);
+        kv0(f, "alloc_count", __atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED));
+        kv0(f, "alloc_bytes", __atomic_load_n(&s->alloc_bytes, __ATOMIC_RELAXED));
+        kv0(f, "granted_bytes", __atomic_load_n(&s->granted_bytes, __ATOMIC_RELAXED));
+        kv0(f, "free_count", __atomic_load_n(&s->free_count, __ATOMIC_RELAXED));
+        kv0(f, "free_bytes", __atomic_load_n(&s->free_bytes, __ATOMIC_RELAXED));
+        kvs0(f, "live_count", __atomic_load_n(&s->live_count, __ATOMIC_RELAXED));
+        kvs0(f, "live_bytes", __atomic_load_n(&s->live_bytes, __ATOMIC_RELAXED));
+        kvs0(f, "max_live_bytes", __atomic_load_n(&s->max_live_bytes, __ATOMIC_RELAXED));
+        kvs0(f, "peak_live_bytes", prof_site_peak_live(s));
+        kv0(f, "temporary", __atomic_load_n(&s->temporary, __ATOMIC_RELAXED));
+        kv0(f, "samples", __atomic_load_n(&s->samples, __ATOMIC_RELAXED));
+        kv0(f, "pinned_bytes", pc.pinned ? pc.pinned[id] : 0);
         hist(f, "size_hist", s->size_hist);
         hist(f, "life_hist", s->life_hist);
         fmt_char(f, '\n');
     }
+    trie_free(&tr);
     if (pc.pinned)
         os_unmap(pc.pinned, pin_sz);
     if (pc.cached)

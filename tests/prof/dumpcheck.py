@@ -12,7 +12,12 @@ class DumpError(Exception):
     pass
 
 
-TAGS = {"header", "totals", "module", "stack", "site", "class", "arena", "timeline", "block"}
+TAGS = {"header", "totals", "module", "frame", "stack", "site", "class", "arena", "timeline",
+        "block"}
+# Site fields that the dump leaves out when they are 0 (FORMAT.md).
+SITE_FIELDS = ("alloc_count", "alloc_bytes", "granted_bytes", "free_count", "free_bytes",
+               "live_count", "live_bytes", "max_live_bytes", "peak_live_bytes", "temporary",
+               "samples", "pinned_bytes")
 
 
 def _value(v):
@@ -73,9 +78,31 @@ def parse(path):
         if len(d[one]) != 1:
             raise DumpError("%s: %d %s records" % (path, len(d[one]), one))
         d[one] = d[one][0]
-    d["stacks"] = {s["id"]: (s["frames"] if isinstance(s["frames"], list) else
-                             [] if s["frames"] is None else [s["frames"]])
-                   for s in d.pop("stack")}
+    # Stacks: innermost frame node, then parents up to 0. Parents come before children.
+    nodes = {}
+    for fr in d.pop("frame"):
+        if fr["id"] in nodes or (fr["parent"] and fr["parent"] not in nodes):
+            raise DumpError("%s: frame %d out of order" % (path, fr["id"]))
+        nodes[fr["id"]] = (fr["parent"], fr["ip"])
+    d["stacks"] = {}
+    for st in d.pop("stack"):
+        frames, node = [], st["frame"]
+        while node:
+            if node not in nodes:
+                raise DumpError("%s: stack %d names unknown frame %d" % (path, st["id"], node))
+            parent, ip = nodes[node]
+            frames.append(ip)
+            node = parent
+        if len(frames) != st["depth"]:
+            raise DumpError("%s: stack %d has %d frames, says %d" % (path, st["id"], len(frames),
+                                                                    st["depth"]))
+        d["stacks"][st["id"]] = frames
+    d["nframes"] = len(nodes)
+    for site in d["site"]:
+        for k in SITE_FIELDS:
+            site.setdefault(k, 0)
+        for k in ("size_hist", "life_hist"):
+            site.setdefault(k, None)
     return d
 
 
