@@ -129,7 +129,7 @@ static void emit_text(fmt_t *f, const struct tally_stats *s) {
     fmt_u64(f, s->small_mallocs);
     fmt_str(f, " served by pools, ");
     fmt_u64(f, s->large_mallocs);
-    fmt_str(f, " sent to the system malloc (over 512 bytes or aligned over 16; ");
+    fmt_str(f, " sent to the system malloc (over 512 bytes, aligned over 16, or sampled by the profiler; ");
     fmt_bytes(f, s->large_bytes_requested);
     fmt_str(f, " requested)\n");
     fmt_str(f, "tally: arenas: ");
