@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <sys/single_threaded.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -372,15 +373,36 @@ static uint32_t intern(heap_t *h, const uintptr_t *f, unsigned n) {
     return id;
 }
 
-/* ---- per-site counters ------------------------------------------------------------------------ */
+/* ---- per-site counters ------------------------------------------------------------------------
+ * While the process has one thread (glibc's __libc_single_threaded), the site lock and the
+ * global counters need no atomic instruction. The flag cannot turn false while this thread is
+ * in here: only this thread could create another, and signal handlers stay out (tls_in_prof).
+ * pthread_create then publishes what we wrote. It turns true again only in a fork child, whose
+ * handler releases every site lock. */
+static inline bool alone(void) {
+    return __libc_single_threaded;
+}
+
 static inline void site_enter(site_t *s) {
+    if (alone())
+        return;
     while (atomic_exchange_explicit(&s->lock, 1, memory_order_acquire))
         while (atomic_load_explicit(&s->lock, memory_order_relaxed))
             __builtin_ia32_pause();
 }
 
-static inline void site_leave(site_t *s) {
-    atomic_store_explicit(&s->lock, 0, memory_order_release);
+static inline void site_leave(site_t *s, bool locked) {
+    if (locked)
+        atomic_store_explicit(&s->lock, 0, memory_order_release);
+}
+
+static inline int64_t counter_add(_Atomic int64_t *c, int64_t d) {
+    if (alone()) {
+        int64_t v = atomic_load_explicit(c, memory_order_relaxed) + d;
+        atomic_store_explicit(c, v, memory_order_relaxed);
+        return v;
+    }
+    return atomic_fetch_add_explicit(c, d, memory_order_relaxed) + d;
 }
 
 /* Under the site's lock. */
@@ -400,6 +422,7 @@ int64_t prof_site_peak_live(const site_t *s) {
 }
 
 static void record_alloc(heap_t *h, site_t *s, uint64_t n, weights_t w, uint64_t granted) {
+    bool locked = !alone();
     site_enter(s);
     site_touch(s);
     s->alloc_count += w.count;
@@ -411,10 +434,9 @@ static void record_alloc(heap_t *h, site_t *s, uint64_t n, weights_t w, uint64_t
     if (s->live_bytes > s->max_live_bytes)
         s->max_live_bytes = s->live_bytes;
     s->size_hist[log2_bucket(n)] += w.count;
-    site_leave(s);
+    site_leave(s, locked);
     h->prof_alloc_bytes += w.bytes;
-    int64_t now = atomic_fetch_add_explicit(&prof.live_bytes, (int64_t)w.bytes,
-                                            memory_order_relaxed) + (int64_t)w.bytes;
+    int64_t now = counter_add(&prof.live_bytes, (int64_t)w.bytes);
     int64_t pk = atomic_load_explicit(&prof.peak_bytes, memory_order_relaxed);
     while (now > pk) {
         if (atomic_compare_exchange_weak_explicit(&prof.peak_bytes, &pk, now,
@@ -426,6 +448,7 @@ static void record_alloc(heap_t *h, site_t *s, uint64_t n, weights_t w, uint64_t
 }
 
 static void record_free(site_t *s, weights_t w, uint64_t lifetime) {
+    bool locked = !alone();
     site_enter(s);
     site_touch(s);
     s->free_count += w.count;
@@ -435,8 +458,8 @@ static void record_free(site_t *s, weights_t w, uint64_t lifetime) {
     s->life_hist[life_bucket(lifetime)] += w.count;
     if (lifetime == 0)
         s->temporary += w.count;
-    site_leave(s);
-    atomic_fetch_sub_explicit(&prof.live_bytes, (int64_t)w.bytes, memory_order_relaxed);
+    site_leave(s, locked);
+    counter_add(&prof.live_bytes, -(int64_t)w.bytes);
 }
 
 static void sum_alloc_bytes(heap_t *h, void *arg) {
@@ -690,7 +713,7 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
     uint32_t id = intern(h, frames, nf);
     weights_t w = weights_of(n);
     uint64_t stamp = prof.mode == PROFILE_ALL
-                         ? atomic_fetch_add_explicit(&prof.seq, 1, memory_order_relaxed) + 1
+                         ? (uint64_t)counter_add((_Atomic int64_t *)&prof.seq, 1)
                          : stamp_now();
     uint64_t granted;
     if (ptr_is_ours(ptr)) {
