@@ -4,6 +4,7 @@
  * and in known.sh. Optional argument: "fork" forks once after the first phase; the child
  * allocates at site_child and both exit normally. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -88,8 +89,22 @@ NOINLINE void site_child(void **out) {
         out[i] = malloc(48);
 }
 
+/* "api PATH": ask the preloaded library for a dump by tally_dump(PATH), then tally_dump(NULL);
+ * prints both results. */
+static void api_dumps(const char *path) {
+    int (*dump)(const char *) = (int (*)(const char *))dlsym(RTLD_DEFAULT, "tally_dump");
+    if (!dump) {
+        printf("no tally_dump\n");
+        return;
+    }
+    int a = dump(path);
+    int b = dump(NULL);
+    printf("tally_dump: %d %d\n", a, b);
+}
+
 int main(int argc, char **argv) {
     int do_fork = argc > 1 && strcmp(argv[1], "fork") == 0;
+    const char *api = argc > 2 && strcmp(argv[1], "api") == 0 ? argv[2] : NULL;
     site_temp();
     site_keep(sink);
     site_half(sink + 300);
@@ -119,6 +134,8 @@ int main(int argc, char **argv) {
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
             return 1;
     }
+    if (api)
+        api_dumps(api);
     printf("done\n");
     return 0;
 }

@@ -48,6 +48,24 @@ if [ "$p1" = "$pp2" ]; then parent=${dumps[0]} child=${dumps[1]}; else parent=${
 /usr/bin/python3 "$top_srcdir/tests/prof/known_check.py" "$child" "$prog" child ||
     fail "the child's dump is not exact"
 
+# tally_dump(): to a path, and with NULL to tally.<program>.<pid>.tly in the working directory,
+# each a complete dump with reason=api; with profiling off it returns -1 and writes nothing.
+mkdir "$tmp/api"
+(cd "$tmp/api" && timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=all "$prog" api \
+    "$tmp/api/asked.tly" >"$tmp/api.out" 2>&1) || fail "known api failed: $(cat "$tmp/api.out")"
+grep -q 'tally_dump: 0 0' "$tmp/api.out" || fail "tally_dump did not return 0 twice: $(cat "$tmp/api.out")"
+default=$(ls "$tmp"/api/tally.known.*.tly 2>/dev/null)
+[ -n "$default" ] || fail "tally_dump(NULL) wrote no tally.known.<pid>.tly in the working directory"
+for d in "$tmp/api/asked.tly" $default; do
+    grep -q ' reason=api ' "$d" 2>/dev/null || fail "$d is not an api dump"
+    /usr/bin/python3 -c 'import sys, dumpcheck; dumpcheck.parse(sys.argv[1])' "$d" ||
+        fail "$d is not a complete dump"
+done
+(cd "$tmp/api" && env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=off "$prog" api off.tly \
+    >"$tmp/api_off.out" 2>&1)
+grep -q 'tally_dump: -1 -1' "$tmp/api_off.out" || fail "with profiling off tally_dump should return -1: $(cat "$tmp/api_off.out")"
+[ -e "$tmp/api/off.tly" ] && fail "tally_dump wrote a file with profiling off"
+
 # Across exec: a profiled shell that execs the program (same pid) leaves one dump, the
 # program's, named after it: the library was loaded again in the new image and profiled it.
 say "run exec: sh -c 'exec known'"
