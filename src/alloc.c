@@ -51,7 +51,7 @@ static noinline cold void *small_slow(size_t n, void *caller);
 static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller);
 
 static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *caller) {
-    unsigned c = n ? (unsigned)((n - 1) >> ALIGNMENT_SHIFT) : 0;
+    unsigned c = size_class(n);
     heap_t *h = tls_heap;
     bin_t *bn = &h->bin[c];
     void **t = bn->top;
@@ -68,7 +68,7 @@ static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *c
 
 /* A pool block for h without looking at the profiler's counter; NULL if none can be had. */
 static void *small_pop(heap_t *h, size_t n) {
-    unsigned c = n ? (unsigned)((n - 1) >> ALIGNMENT_SHIFT) : 0;
+    unsigned c = size_class(n);
     bin_t *bn = &h->bin[c];
     void *b;
     if (bn->top != bn->low) {
@@ -87,17 +87,25 @@ static void *small_pop(heap_t *h, size_t n) {
     return b;
 }
 
-/* The counter ran out on a small request. In sample mode the sampled request is served by
- * glibc and tracked in the profiler's large table (prof.h: pools then never need a side table,
- * so free stays as fast as with profiling off); in all mode it is a pool block, tagged. */
+/* A sampled small request in sample mode: served by glibc and tracked in the profiler's large
+ * table (prof.h: pools then never need a side table, so free stays as fast as with profiling
+ * off). NULL if glibc has no memory. */
+static void *promoted_malloc(heap_t *h, size_t n, void *caller) {
+    void *p = __libc_malloc(n ? n : 1);
+    if (p == NULL)
+        return NULL;
+    h->stats.nlarge++;
+    h->stats.nlarge_bytes += n;
+    return prof_alloc_promoted(h, p, n, caller);
+}
+
+/* The counter ran out on a small request: promoted in sample mode, a pool block tagged by the
+ * profiler in all mode. */
 static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller) {
     if (prof_promotes(h)) {
-        void *p = __libc_malloc(n ? n : 1);
-        if (p) {
-            h->stats.nlarge++;
-            h->stats.nlarge_bytes += n;
-            return prof_alloc_promoted(h, p, n, caller);
-        }
+        void *p = promoted_malloc(h, n, caller);
+        if (p)
+            return p;
     }
     void *b = small_pop(h, n);
     if (!b)
@@ -106,7 +114,6 @@ static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller) {
 }
 
 static noinline cold void *small_slow(size_t n, void *caller) {
-    unsigned c = n ? (unsigned)((n - 1) >> ALIGNMENT_SHIFT) : 0;
     heap_t *h = tls_heap;
     if (h->kind != HEAP_REAL) {
         /* First allocation of this thread, or one after its key destructor ran (glibc keeps
@@ -119,13 +126,9 @@ static noinline cold void *small_slow(size_t n, void *caller) {
         return large_malloc(n, caller); /* a signal handler interrupted our slow path */
     if ((h->sample_left -= (int64_t)n) <= 0)
         return small_sampled(h, n, caller);
-    heap_lock_slow(h);
-    void *b = heap_refill(h, c);
-    heap_unlock_slow(h);
+    void *b = small_pop(h, n); /* the bin is empty: a refill */
     if (unlikely(b == NULL))
         return large_malloc(n, caller); /* address range exhausted or commit refused */
-    h->bin[c].nmalloc++;
-    h->bin[c].nreq += n;
     return b;
 }
 
@@ -280,12 +283,9 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
             if (!prof_promotes(h))
                 return prof_alloc(h, ptr, n, caller); /* all mode: the same block, re-tagged */
             /* sample mode: the new allocation is sampled, so it moves to glibc (see malloc) */
-            void *r = __libc_malloc(n);
+            void *r = promoted_malloc(h, n, caller);
             if (r == NULL)
                 return NULL;
-            h->stats.nlarge++;
-            h->stats.nlarge_bytes += n;
-            r = prof_alloc_promoted(h, r, n, caller);
             memcpy(r, ptr, n);
             free_inline(ptr);
             return r;
@@ -314,8 +314,7 @@ static inline __attribute__((always_inline)) void *do_memalign(size_t alignment,
                                                                void *caller) {
     if (alignment <= ALIGNMENT)
         return do_malloc(n, caller);
-    void *p = __libc_memalign(alignment, n);
-    return p ? large_done(p, n, caller) : NULL;
+    return large_done(__libc_memalign(alignment, n), n, caller);
 }
 
 TALLY_EXPORT void *memalign(size_t alignment, size_t n) {
@@ -340,13 +339,11 @@ TALLY_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
 }
 
 TALLY_EXPORT void *valloc(size_t n) {
-    void *p = __libc_valloc(n);
-    return p ? large_done(p, n, CALLER()) : NULL;
+    return large_done(__libc_valloc(n), n, CALLER());
 }
 
 TALLY_EXPORT void *pvalloc(size_t n) {
-    void *p = __libc_pvalloc(n);
-    return p ? large_done(p, n, CALLER()) : NULL;
+    return large_done(__libc_pvalloc(n), n, CALLER());
 }
 
 TALLY_EXPORT size_t malloc_usable_size(void *ptr) {

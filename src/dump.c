@@ -128,15 +128,8 @@ static void build_id_of(struct dl_phdr_info *info, char *out) {
 
 /* false for objects that are not worth listing (no PT_LOAD, the vDSO) */
 static bool module_of(struct dl_phdr_info *info, module_t *m) {
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD)
-            continue;
-        uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-        lo = a < lo ? a : lo;
-        hi = a + ph->p_memsz > hi ? a + ph->p_memsz : hi;
-    }
+    uintptr_t lo, hi;
+    prof_load_range(info, &lo, &hi);
     const char *path = info->dlpi_name;
     if (hi == 0 || (path && strncmp(path, "linux-vdso", 10) == 0))
         return false;
@@ -319,7 +312,7 @@ static void pin_pools(pin_ctx_t *c) {
                     c->pinned[id] += POOL_SIZE * (k + 1) / live - POOL_SIZE * k / live;
                     k++;
                 } else {
-                    double w = prof_inv_p(p->bsize - (t[b].stamp & 31));
+                    double w = prof_inv_p(p->bsize - ptag_slack(t[b]));
                     c->pinned[id] += (uint64_t)(w * (double)POOL_SIZE / (double)live + 0.5);
                 }
             }
@@ -374,7 +367,7 @@ static void blocks_pools(fmt_t *f, uint64_t npools) {
             if (t[b].site)
                 put_block(f, t[b].site,
                           (uintptr_t)p + POOL_HEADER + (uintptr_t)b * p->bsize,
-                          p->bsize - (t[b].stamp & 31));
+                          p->bsize - ptag_slack(t[b]));
     }
 }
 

@@ -99,6 +99,9 @@ extern global_t g;
 static inline bool ptr_is_ours(const void *p) {
     return (uintptr_t)p - g.base < g.reserve;
 }
+static inline unsigned size_class(size_t n) { /* 0..512 -> 0..31; malloc(0) is class 0 */
+    return n ? (unsigned)((n - 1) >> ALIGNMENT_SHIFT) : 0;
+}
 static inline pool_t *pool_of(const void *p) {
     return (pool_t *)((uintptr_t)p & ~(uintptr_t)(POOL_SIZE - 1));
 }
@@ -170,7 +173,6 @@ void prof_start(void);                      /* from the constructor */
 void prof_fork_prepare(void);
 void prof_fork_parent(void);
 void prof_fork_child(void);
-bool prof_in_progress(void);
 void prof_enter(void);
 void prof_leave(void);
 void prof_timeline_point(void);

@@ -690,7 +690,7 @@ void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller) {
 }
 
 void *prof_alloc_promoted(heap_t *h, void *ptr, size_t n, void *caller) {
-    return record(h, ptr, n, caller, (uint8_t)(n ? (n - 1) >> ALIGNMENT_SHIFT : 0));
+    return record(h, ptr, n, caller, (uint8_t)size_class(n));
 }
 
 static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
@@ -719,7 +719,8 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
     if (ptr_is_ours(ptr)) {
         pool_t *p = pool_of(ptr);
         granted = p->bsize;
-        ptag_t tag = {.site = id, .stamp = (uint32_t)(stamp << 5) | (uint32_t)(p->bsize - n)};
+        ptag_t tag = {.site = id,
+                      .stamp = (uint32_t)(stamp << PROF_SLACK_BITS) | (uint32_t)(p->bsize - n)};
         ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
         if (t || (t = table_install(p)) != NULL)
             t[block_index(p, ptr)] = tag; /* slack 0..16 (16: malloc(0)) */
@@ -751,8 +752,8 @@ void prof_free_small(pool_t *p, void *ptr) {
         return;
     tls_in_prof = 1;
     uint32_t id = e.site, st = e.stamp;
-    uint64_t n = p->bsize - (st & 31);
-    uint64_t life = (stamp_now() - (st >> 5)) & (((uint64_t)1 << (32 - 5)) - 1);
+    uint64_t n = p->bsize - ptag_slack(e);
+    uint64_t life = (stamp_now() - (st >> PROF_SLACK_BITS)) & (((uint64_t)1 << PROF_STAMP_BITS) - 1);
     record_free(prof_site(id), weights_of(n), life);
     tls_in_prof = 0;
 }
@@ -780,19 +781,23 @@ void prof_free_large(void *ptr) {
 }
 
 /* ---- start, fork, locks ---------------------------------------------------------------------- */
-static int find_self(struct dl_phdr_info *info, size_t size, void *arg) {
-    (void)size;
-    uintptr_t me = (uintptr_t)arg, lo = UINTPTR_MAX, hi = 0;
+void prof_load_range(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *hi) {
+    *lo = UINTPTR_MAX;
+    *hi = 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD)
             continue;
         uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-        if (a < lo)
-            lo = a;
-        if (a + ph->p_memsz > hi)
-            hi = a + ph->p_memsz;
+        *lo = a < *lo ? a : *lo;
+        *hi = a + ph->p_memsz > *hi ? a + ph->p_memsz : *hi;
     }
+}
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    uintptr_t me = (uintptr_t)arg, lo, hi;
+    prof_load_range(info, &lo, &hi);
     if (me >= lo && me < hi) {
         prof.self_lo = lo;
         prof.self_hi = hi;
@@ -847,13 +852,13 @@ void prof_start(void) {
     tls_in_prof = 0;
 }
 
-void prof_lock_all(void) {
+static void prof_lock_all(void) {
     pthread_mutex_lock(&site_lock);
     pthread_mutex_lock(&ltab_lock);
     pthread_mutex_lock(&tl_lock);
 }
 
-void prof_unlock_all(void) {
+static void prof_unlock_all(void) {
     pthread_mutex_unlock(&tl_lock);
     pthread_mutex_unlock(&ltab_lock);
     pthread_mutex_unlock(&site_lock);
@@ -891,10 +896,6 @@ void prof_fork_child(void) {
 void prof_modules_changed(void) {
     if (prof.have_unwinder && unw_flush && unw_local_as)
         unw_flush(*unw_local_as, 0, 0);
-}
-
-bool prof_in_progress(void) {
-    return tls_in_prof != 0;
 }
 
 void prof_enter(void) {

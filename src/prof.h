@@ -33,18 +33,25 @@
 
 #include "internal.h"
 
+#include <link.h>
+
 #define PROF_COUNT_SCALE 1024u    /* counts are scaled by this in sample mode */
 #define PROF_NHIST 48             /* power-of-two histogram buckets */
 #define PROF_SITES_PER_CHUNK 1024u
 #define PROF_MAX_CHUNKS 1024u     /* at most 1M distinct stacks; more go to site 1 */
 #define PROF_SITE_OVERFLOW 1u
-#define PROF_STAMP_BITS 28        /* allocation stamps kept per pool block */
+#define PROF_SLACK_BITS 5         /* granted - requested of a pool block: 0..16 */
+#define PROF_STAMP_BITS (32 - PROF_SLACK_BITS) /* allocation stamp kept per pool block */
 #define PROF_TIMELINE_MAX 4096u
 
 typedef struct ptag_s {
     uint32_t site;  /* 0: no tracked block here */
-    uint32_t stamp; /* allocation stamp (low 28 bits) << 4 | slack (granted - requested) */
+    uint32_t stamp; /* allocation stamp (low PROF_STAMP_BITS) << PROF_SLACK_BITS | slack */
 } ptag_t;
+
+static inline uint32_t ptag_slack(ptag_t t) {
+    return t.stamp & ((1u << PROF_SLACK_BITS) - 1);
+}
 
 typedef struct site_s {
     /* Written under `lock` (a spinlock: one atomic instruction per event instead of one per
@@ -123,10 +130,10 @@ void prof_large_put_back(const lent_t *e);
 void prof_large_freed(const lent_t *e);
 void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg);
 
-/* Dump-time helpers in prof.c, called with the profiler's locks held by dump.c. */
-void prof_lock_all(void);
-void prof_unlock_all(void);
+/* For dump.c. */
 int64_t prof_site_peak_live(const site_t *s);
+/* The address range [*lo, *hi) an ELF object's PT_LOAD segments cover; *hi is 0 if none. */
+void prof_load_range(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *hi);
 uint64_t prof_rss_bytes(void);
 uint64_t prof_now_ns(void);
 uint64_t prof_alloc_bytes_total(void); /* sum over heaps */
