@@ -289,7 +289,11 @@ static void count_cached(heap_t *h, void *arg) {
     }
 }
 
+/* all mode only: in sample mode pools hold no tracked block (sampled small requests are
+ * promoted), so pool memory is not shared out and pinned_pool_bytes stays 0 (FORMAT.md). */
 static void pin_pools(pin_ctx_t *c) {
+    if (prof.mode != PROFILE_ALL)
+        return;
     for (uint64_t i = 0; i < c->npools; i++) {
         const pool_t *p = (const pool_t *)(g.base + i * POOL_SIZE);
         if (p->state != POOL_OWNED && p->state != POOL_FULL && p->state != POOL_UNOWNED)
@@ -308,16 +312,11 @@ static void pin_pools(pin_ctx_t *c) {
                 uint32_t id = t[b].site;
                 if (!id || id >= c->nsites)
                     continue;
-                if (prof.mode == PROFILE_ALL) {
-                    c->pinned[id] += POOL_SIZE * (k + 1) / live - POOL_SIZE * k / live;
-                    k++;
-                } else {
-                    double w = prof_inv_p(p->bsize - ptag_slack(t[b]));
-                    c->pinned[id] += (uint64_t)(w * (double)POOL_SIZE / (double)live + 0.5);
-                }
+                c->pinned[id] += POOL_SIZE * (k + 1) / live - POOL_SIZE * k / live;
+                k++;
             }
         }
-        if (prof.mode == PROFILE_ALL && k < live)
+        if (k < live)
             c->pinned[0] += POOL_SIZE - POOL_SIZE * k / live; /* the untracked rest */
     }
 }

@@ -48,6 +48,9 @@ s = sites.get("site_big")
 if not s or s["samples"] != 100 or round(s["alloc_count"] / scale) != 100 \
         or abs(s["live_bytes"] - 50 * 2**20) > 64:
     bad.append("site_big: %r" % s)
+# Pools are not shared out in sample mode (FORMAT.md: pinned_pool_bytes is 0).
+if d["totals"]["pinned_pool_bytes"] != 0:
+    bad.append("pinned_pool_bytes %d in sample mode" % d["totals"]["pinned_pool_bytes"])
 for b in bad:
     print("FAIL:", b)
 sys.exit(1 if bad else 0)
