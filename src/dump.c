@@ -231,13 +231,16 @@ static int remember_module(struct dl_phdr_info *info, size_t size, void *arg) {
 }
 
 /* From the dlclose wrapper, before the real dlclose: remember what the handle names. */
-void prof_module_closing(uintptr_t base, const char *name) {
+void prof_module_closing(uintptr_t base, const char *name, uintptr_t *lo, uintptr_t *hi) {
+    *lo = *hi = 0;
     if (!prof.started || !name || !*name)
         return;
     close_walk_t c = {.base = base, .name = name};
     prof_enter();
     dl_iterate_phdr(remember_module, &c);
     if (c.found) {
+        *lo = c.m.lo;
+        *hi = c.m.hi;
         pthread_mutex_lock(&gone_lock);
         if (!gone)
             gone = os_map(GONE_MAX * sizeof *gone);
@@ -486,7 +489,10 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     kv(f, "count_scale", prof.count_scale);
     kv(f, "depth", prof.depth);
     fmt_str(f, " unwinder=");
-    fmt_str(f, prof.have_unwinder ? "libunwind" : "caller");
+    fmt_str(f, opt.unwind == UNWIND_FAST    ? "fast"
+               : opt.unwind == UNWIND_CHECK ? "check"
+               : prof.have_unwinder         ? "libunwind"
+                                            : "caller");
     kv(f, "start_ns", prof.t0_real_ns);
     kv(f, "dump_ns", realtime_ns());
     kv(f, "duration_ns", prof_now_ns() - prof.t0_ns);
@@ -501,6 +507,18 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     kv(f, "sites", nsites);
     kv(f, "pinned_pool_bytes", pc.pool_bytes);
     kv(f, "pinned_large_bytes", pc.large_bytes);
+    unwind_counts_t uc;
+    unwind_counts(&uc);
+    kv(f, "unwind_stacks", uc.stacks);
+    kv(f, "unwind_foreign", uc.foreign);
+    kv(f, "unwind_walked", uc.walked);
+    kv(f, "unwind_reused", uc.reused);
+    if (opt.unwind == UNWIND_CHECK) {
+        uint64_t checked, mismatch;
+        prof_unwind_checked(&checked, &mismatch);
+        kv(f, "unwind_checked", checked);
+        kv(f, "unwind_mismatch", mismatch);
+    }
     fmt_char(f, '\n');
 
     put_modules(f);
@@ -512,7 +530,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     trie_init(&tr, total_frames);
     for (uint32_t id = 0; id < nsites; id++) {
         site_t *s = prof_site(id);
-        if (__atomic_load_n(&s->samples, __ATOMIC_RELAXED) == 0 &&
+        if (__atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED) == 0 &&
             !(pc.pinned && pc.pinned[id]))
             continue;
         uint32_t top = trie_put(&tr, f, s->frames, s->nframes);
@@ -529,12 +547,13 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         kv0(f, "granted_bytes", __atomic_load_n(&s->granted_bytes, __ATOMIC_RELAXED));
         kv0(f, "free_count", __atomic_load_n(&s->free_count, __ATOMIC_RELAXED));
         kv0(f, "free_bytes", __atomic_load_n(&s->free_bytes, __ATOMIC_RELAXED));
-        kvs0(f, "live_count", __atomic_load_n(&s->live_count, __ATOMIC_RELAXED));
-        kvs0(f, "live_bytes", __atomic_load_n(&s->live_bytes, __ATOMIC_RELAXED));
+        kvs0(f, "live_count", site_live_count(s));
+        kvs0(f, "live_bytes", site_live_bytes(s));
         kvs0(f, "max_live_bytes", __atomic_load_n(&s->max_live_bytes, __ATOMIC_RELAXED));
         kvs0(f, "peak_live_bytes", prof_site_peak_live(s));
         kv0(f, "temporary", __atomic_load_n(&s->temporary, __ATOMIC_RELAXED));
-        kv0(f, "samples", __atomic_load_n(&s->samples, __ATOMIC_RELAXED));
+        kv0(f, "samples", prof.mode == PROFILE_ALL ? __atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED)
+                                                   : __atomic_load_n(&s->samples, __ATOMIC_RELAXED));
         kv0(f, "pinned_bytes", pc.pinned ? pc.pinned[id] : 0);
         hist(f, "size_hist", s->size_hist);
         hist(f, "life_hist", s->life_hist);

@@ -99,11 +99,12 @@ TALLY_EXPORT int dlclose(void *handle) {
     }
     struct link_map *lm = NULL;
     void *h = handle;
+    uintptr_t lo = 0, hi = 0;
     __asm__("" : "+r"(h)); /* glibc declares it nonnull; a broken program may still pass NULL */
     if (h && dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm)
-        prof_module_closing(lm->l_addr, lm->l_name);
+        prof_module_closing(lm->l_addr, lm->l_name, &lo, &hi);
     int r = f(handle);
-    prof_modules_changed();
+    prof_modules_changed(lo, hi);
     return r;
 }
 

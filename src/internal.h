@@ -63,6 +63,7 @@ void tally_message(const char *a, const char *b, const char *c);
 /* ---- options.c ---------------------------------------------------------------------------- */
 enum stats_mode { STATS_OFF = 0, STATS_TEXT, STATS_JSON };
 enum profile_mode { PROFILE_OFF = 0, PROFILE_SAMPLE, PROFILE_ALL };
+enum unwind_mode { UNWIND_FAST = 0, UNWIND_LIBUNWIND, UNWIND_CHECK };
 #define PROF_MAX_DEPTH 128
 typedef struct options_s {
     int stats;              /* enum stats_mode: TALLY_STATS */
@@ -73,6 +74,7 @@ typedef struct options_s {
     int profile;            /* enum profile_mode: TALLY_PROFILE */
     size_t sample;          /* TALLY_SAMPLE: mean bytes between samples */
     unsigned depth;         /* TALLY_DEPTH: frames per stack */
+    int unwind;             /* enum unwind_mode: TALLY_UNWIND */
     const char *out;        /* TALLY_OUT: dump path at exit (%p, %e) */
     int signal;             /* TALLY_SIGNAL: dump on this signal; 0 for none */
     unsigned interval;      /* TALLY_INTERVAL: dump every this many seconds; 0 for never */
@@ -177,6 +179,53 @@ void prof_enter(void);
 void prof_leave(void);
 void prof_timeline_point(void);
 
+/* ---- unwind.c: call stacks from cached DWARF CFI ------------------------------------------- */
+#define UNW_OWN_FRAMES 8 /* frames of ours above the program's: unwound, then dropped */
+/* The calling thread's stack: *out points to up to max return addresses, innermost first, the
+ * first being the caller's; valid until h's next walk. Returns their number, or -1 when this
+ * stack needs libunwind (a signal frame, CFI it does not model, a stack it does not know). */
+/* Stacks are hashed as two polynomials, sum(mix(f[j]) * B^j) with two mixes and bases: 128
+ * bits that identify a stack in a thread's cache of stacks (a full comparison is made when a
+ * stack is first interned). The walker keeps the sums of every suffix of its stack (sums[k]
+ * covers frames k..n-1), so the sums of any window [i, i+d) are sums[i] - B^d * sums[i+d]: O(1)
+ * whatever the depth. */
+typedef struct stack_sums_s {
+    uint64_t a, b;
+} stack_sums_t;
+#define STACK_HASH_BA 0xC2B2AE3D27D4EB4FULL
+#define STACK_HASH_BB 0x165667B19E3779F9ULL
+static inline stack_sums_t stack_sums_push(stack_sums_t s, uintptr_t f) {
+    uint64_t x = f * 0x9E3779B97F4A7C15ULL, y = (f ^ 0x5851F42D4C957F2DULL) * 0xD6E8FEB86659FD93ULL;
+    s.a = (x ^ (x >> 31)) + STACK_HASH_BA * s.a;
+    s.b = (y ^ (y >> 29)) + STACK_HASH_BB * s.b;
+    return s;
+}
+static inline stack_sums_t stack_sums(const uintptr_t *f, unsigned n) {
+    stack_sums_t s = {0, 0};
+    while (n--)
+        s = stack_sums_push(s, f[n]);
+    return s;
+}
+static inline uint64_t stack_fmix(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    return x ^ (x >> 33);
+}
+int unwind_stack(heap_t *h, unsigned max, const uintptr_t **out, const stack_sums_t **sums);
+void unwind_forget(uintptr_t lo, uintptr_t hi); /* after dlclose: code in [lo, hi) is gone */
+typedef struct unwind_counts_s {
+    uint64_t stacks;  /* walks done here */
+    uint64_t foreign; /* walks handed to libunwind */
+    uint64_t walked;  /* frames stepped with a rule */
+    uint64_t reused;  /* frames taken from the previous stack after checking them */
+} unwind_counts_t;
+void unwind_counts(unwind_counts_t *sum); /* over every heap, read racily */
+void unwind_fork_prepare(void);
+void unwind_fork_parent(void);
+void unwind_fork_child(void);
+
 /* ---- dump.c ------------------------------------------------------------------------------ */
 void prof_dump_at_exit(void);
 void prof_dump_init(void); /* after prof_start: the pid, and the signal/interval helper */
@@ -184,8 +233,9 @@ void prof_dump_fork_child(void);
 void prof_dump_fork_prepare(void);
 void prof_dump_fork_parent(void);
 void prof_dump_helper_check(void);
-void prof_module_closing(uintptr_t base, const char *name); /* dlclose, before */
-void prof_modules_changed(void);                             /* dlclose, after */
+/* dlclose, before: remembers the module; *lo, *hi get its range (0, 0 if not found) */
+void prof_module_closing(uintptr_t base, const char *name, uintptr_t *lo, uintptr_t *hi);
+void prof_modules_changed(uintptr_t lo, uintptr_t hi);       /* dlclose, after */
 
 /* ---- stats.c ------------------------------------------------------------------------------ */
 void stats_print_at_exit(void);

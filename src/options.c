@@ -17,13 +17,14 @@ options_t opt = {
     .profile = PROFILE_SAMPLE,
     .sample = (size_t)512 << 10,
     .depth = 32,
+    .unwind = UNWIND_FAST,
     .out = NULL,
     .signal = 0,
     .interval = 0,
 };
 
 enum opt_type { OPT_BOOL, OPT_SIZE, OPT_STATS, OPT_STRING, OPT_PROFILE, OPT_DEPTH, OPT_SIGNAL,
-                OPT_SECONDS };
+                OPT_SECONDS, OPT_UNWIND };
 
 typedef struct option_desc_s {
     const char *name; /* without the TALLY_ prefix */
@@ -41,6 +42,7 @@ static const option_desc_t options[] = {
     {"PROFILE", OPT_PROFILE, &opt.profile, "call-site profiling: off, sample or all"},
     {"SAMPLE", OPT_SIZE, &opt.sample, "mean bytes between samples in sample mode (e.g. 512k)"},
     {"DEPTH", OPT_DEPTH, &opt.depth, "frames kept per call stack, 1..128"},
+    {"UNWIND", OPT_UNWIND, &opt.unwind, "stack walker: fast (cached CFI), libunwind, or check (both, compared)"},
     {"OUT", OPT_STRING, &opt.out, "write a dump here at exit (%p pid, %e program)"},
     {"SIGNAL", OPT_SIGNAL, &opt.signal, "write a dump on this signal (e.g. USR2)"},
     {"INTERVAL", OPT_SECONDS, &opt.interval, "write a dump every this many seconds"},
@@ -117,6 +119,18 @@ static bool parse_profile(const char *s, int *out) {
     return true;
 }
 
+static bool parse_unwind(const char *s, int *out) {
+    if (strcasecmp(s, "fast") == 0)
+        *out = UNWIND_FAST;
+    else if (strcasecmp(s, "libunwind") == 0)
+        *out = UNWIND_LIBUNWIND;
+    else if (strcasecmp(s, "check") == 0)
+        *out = UNWIND_CHECK;
+    else
+        return false;
+    return true;
+}
+
 static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out) {
     size_t v;
     if (!parse_size(s, &v) || (s[strlen(s) - 1] < '0' || s[strlen(s) - 1] > '9') || v < lo ||
@@ -165,6 +179,7 @@ static void option_set(const option_desc_t *d, const char *val) {
         break;
     case OPT_STATS: ok = parse_stats(val, (int *)d->value); break;
     case OPT_PROFILE: ok = parse_profile(val, (int *)d->value); break;
+    case OPT_UNWIND: ok = parse_unwind(val, (int *)d->value); break;
     case OPT_DEPTH: ok = parse_uint(val, 1, PROF_MAX_DEPTH, (unsigned *)d->value); break;
     case OPT_SIGNAL: ok = parse_signal(val, (int *)d->value); break;
     case OPT_SECONDS: ok = parse_uint(val, 1, 86400 * 365, (unsigned *)d->value); break;
@@ -235,6 +250,11 @@ void options_print(void) {
         }
         case OPT_PROFILE: {
             static const char *const m[] = {"off", "sample", "all"};
+            fmt_str(&f, m[*(int *)d->value]);
+            break;
+        }
+        case OPT_UNWIND: {
+            static const char *const m[] = {"fast", "libunwind", "check"};
             fmt_str(&f, m[*(int *)d->value]);
             break;
         }

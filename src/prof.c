@@ -35,7 +35,6 @@ static __thread unsigned tls_tl_countdown TLS_IE;
 static int (*unw_bt)(void **, int);
 static int (*unw_flush)(void *, uintptr_t, uintptr_t);
 static void **unw_local_as;
-#define PROF_OWN_FRAMES 6
 
 /* Global stack table: open addressing over site ids (0 = empty), under site_lock. */
 static uint32_t *stab;
@@ -144,9 +143,9 @@ typedef struct weights_s {
     double inv_p;
 } weights_t;
 
-static weights_t weights_of(uint64_t n) {
+static inline weights_t weights_of(uint64_t n) {
     weights_t w;
-    if (prof.mode == PROFILE_ALL) {
+    if (likely(prof.mode == PROFILE_ALL)) {
         w.count = 1;
         w.bytes = n;
         w.inv_p = 1.0;
@@ -232,57 +231,103 @@ static void timeline_maybe(void) {
 }
 
 /* ---- stacks ---------------------------------------------------------------------------------- */
-/* Four independent lanes, so that 32 frames cost 8 dependent multiplies, not 32 (the hash was a
- * third of the recording time on deep stacks). Equal stacks are still compared in full. */
-static inline uint64_t fold(uint64_t x) {
-    x ^= x >> 32;
-    x *= 0xD6E8FEB86659FD93ULL;
-    return x ^ (x >> 32);
-}
+typedef struct stack_s {
+    const uintptr_t *f; /* innermost first */
+    unsigned n;
+    uint64_t hash, hash2; /* stack_sums_t, finished */
+    uintptr_t buf[PROF_MAX_DEPTH + UNW_OWN_FRAMES];
+} stack_t;
 
-static uint64_t hash_frames(const uintptr_t *f, unsigned n) {
-    uint64_t a = 0x84222325CBF29CE4ULL ^ n, b = 0x9E3779B97F4A7C15ULL, c = 0xC2B2AE3D27D4EB4FULL,
-             d = 0x165667B19E3779F9ULL;
-    unsigned i = 0;
-    for (; i + 4 <= n; i += 4) {
-        a = (a ^ f[i]) * 0x9E3779B97F4A7C15ULL;
-        b = (b ^ f[i + 1]) * 0xC2B2AE3D27D4EB4FULL;
-        c = (c ^ f[i + 2]) * 0x165667B19E3779F9ULL;
-        d = (d ^ f[i + 3]) * 0xD6E8FEB86659FD93ULL;
-    }
-    for (; i < n; i++)
-        a = (a ^ f[i]) * 0x9E3779B97F4A7C15ULL;
-    uint64_t h = fold(a) ^ (fold(b) << 1) ^ (fold(c) << 2) ^ (fold(d) << 3);
-    h = fold(h);
-    return h ? h : 1;
-}
+static uint64_t pow_ba[PROF_MAX_DEPTH + 1], pow_bb[PROF_MAX_DEPTH + 1]; /* B^k */
+static _Atomic uint64_t unwind_checked, unwind_mismatch;
 
-static unsigned capture(uintptr_t *out, void *caller) {
-    if (!prof.have_unwinder) {
-        out[0] = (uintptr_t)caller;
-        return 1;
-    }
-    /* Our own frames come first: capture, record, prof_alloc or prof_alloc_promoted, the
-     * sampled path and the exported function, at most PROF_OWN_FRAMES of them. Asking for more
-     * would make deep stacks pay for frames we drop. */
-    void *buf[PROF_MAX_DEPTH + PROF_OWN_FRAMES];
-    int n = unw_bt(buf, (int)prof.depth + PROF_OWN_FRAMES);
-    int i = 0;
-    /* Our own frames (this function, prof_alloc, malloc ...) are innermost: skip them. */
+/* TALLY_UNWIND=check: the same stack from libunwind, compared frame by frame (and the hash
+ * with one computed from scratch). */
+static noinline void check_against_libunwind(const stack_t *st) {
+    void *buf[PROF_MAX_DEPTH + UNW_OWN_FRAMES];
+    if (!prof.have_unwinder)
+        return;
+    int n = unw_bt(buf, (int)prof.depth + UNW_OWN_FRAMES), i = 0;
     while (i < n && (uintptr_t)buf[i] >= prof.self_lo && (uintptr_t)buf[i] < prof.self_hi)
         i++;
-    unsigned k = 0;
-    for (; i < n && k < prof.depth; i++)
-        out[k++] = (uintptr_t)buf[i];
-    if (k == 0) {
-        out[0] = (uintptr_t)caller;
-        k = 1;
+    unsigned k = (unsigned)(n - i) < prof.depth ? (unsigned)(n - i) : prof.depth;
+    bool same = k == st->n;
+    for (unsigned j = 0; same && j < k; j++)
+        same = (uintptr_t)buf[i + j] == st->f[j];
+    stack_sums_t s = stack_sums(st->f, st->n);
+    same = same && stack_fmix(s.a ^ st->n) == st->hash && stack_fmix(s.b + st->n) == st->hash2;
+    atomic_fetch_add_explicit(&unwind_checked, 1, memory_order_relaxed);
+    if (!same && atomic_fetch_add_explicit(&unwind_mismatch, 1, memory_order_relaxed) < 4 &&
+        opt.verbose) {
+        char line[64];
+        fmt_t f;
+        fmt_init(&f, line, sizeof line, -1);
+        fmt_str(&f, "frames ");
+        fmt_u64(&f, st->n);
+        fmt_str(&f, " vs ");
+        fmt_u64(&f, k);
+        fmt_char(&f, '\0');
+        tally_message("unwind check: the fast walker and libunwind disagree: ", line, NULL);
     }
-    return k;
+}
+
+void prof_unwind_checked(uint64_t *checked, uint64_t *mismatch) {
+    *checked = atomic_load_explicit(&unwind_checked, memory_order_relaxed);
+    *mismatch = atomic_load_explicit(&unwind_mismatch, memory_order_relaxed);
+}
+
+static void stack_finish(stack_t *st, stack_sums_t s) {
+    st->hash = stack_fmix(s.a ^ st->n);
+    st->hash2 = stack_fmix(s.b + st->n);
+}
+
+static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st, void *caller) {
+    /* Our own frames come first (record, and the malloc path where it is not a tail call).
+     * Asking for more than depth plus those would make deep stacks pay for frames we drop. */
+    const uintptr_t *fr = NULL;
+    const stack_sums_t *sums = NULL;
+    int n = -1;
+    if (opt.unwind != UNWIND_LIBUNWIND)
+        n = unwind_stack(h, prof.depth + UNW_OWN_FRAMES, &fr, &sums);
+    if (n < 0 && prof.have_unwinder) {
+        n = unw_bt((void **)st->buf, (int)prof.depth + UNW_OWN_FRAMES);
+        fr = st->buf;
+        sums = NULL;
+    }
+    int i = 0;
+    /* Our own frames are innermost: skip them. */
+    while (i < n && fr[i] >= prof.self_lo && fr[i] < prof.self_hi)
+        i++;
+    if (i >= n) {
+        st->buf[0] = (uintptr_t)caller;
+        st->f = st->buf;
+        st->n = 1;
+        stack_finish(st, stack_sums(st->f, 1));
+        return;
+    }
+    unsigned k = (unsigned)(n - i) < prof.depth ? (unsigned)(n - i) : prof.depth;
+    stack_sums_t sum;
+    if (!sums) {
+        sum = stack_sums(fr + i, k);
+    } else { /* sums[n'] of the stored stack's end is zero: this is also the whole-suffix case */
+        sum.a = sums[i].a - pow_ba[k] * sums[i + k].a;
+        sum.b = sums[i].b - pow_bb[k] * sums[i + k].b;
+    }
+    st->f = fr + i;
+    st->n = k;
+    stack_finish(st, sum);
+    if (unlikely(opt.unwind == UNWIND_CHECK) && sums)
+        check_against_libunwind(st);
 }
 
 static bool frames_equal(const site_t *s, const uintptr_t *f, unsigned n) {
-    return s->nframes == n && memcmp(s->frames, f, n * sizeof *f) == 0;
+    if (s->nframes != n)
+        return false;
+    const uintptr_t *g = s->frames;
+    uintptr_t diff = 0;
+    for (unsigned i = 0; i < n; i++) /* stacks are short: no call to memcmp */
+        diff |= g[i] ^ f[i];
+    return diff == 0;
 }
 
 static site_t *site_slot_locked(uint32_t id) {
@@ -333,24 +378,25 @@ static const uintptr_t *frames_store_locked(const uintptr_t *f, unsigned n) {
     return dst;
 }
 
-static uint32_t intern_locked(const uintptr_t *f, unsigned n, uint64_t hash) {
+static uint32_t intern_locked(const stack_t *st) {
     if (!stab && !stab_grow_locked())
         return PROF_SITE_OVERFLOW;
-    size_t j = hash & (stab_cap - 1);
+    size_t j = st->hash & (stab_cap - 1);
     for (uint32_t id; (id = stab[j]) != 0; j = (j + 1) & (stab_cap - 1)) {
         site_t *s = prof_site(id);
-        if (s->hash == hash && frames_equal(s, f, n))
+        if (s->hash == st->hash && frames_equal(s, st->f, st->n))
             return id;
     }
     uint32_t id = atomic_load_explicit(&prof.nsites, memory_order_relaxed);
     if (id >= PROF_SITES_PER_CHUNK * PROF_MAX_CHUNKS)
         return PROF_SITE_OVERFLOW;
     site_t *s = site_slot_locked(id);
-    const uintptr_t *stored = s ? frames_store_locked(f, n) : NULL;
+    const uintptr_t *stored = s ? frames_store_locked(st->f, st->n) : NULL;
     if (!stored)
         return PROF_SITE_OVERFLOW;
-    s->hash = hash;
-    s->nframes = n;
+    s->hash = st->hash;
+    s->hash2 = st->hash2;
+    s->nframes = st->n;
     s->frames = stored;
     atomic_store_explicit(&prof.nsites, id + 1, memory_order_release);
     stab[j] = id;
@@ -359,17 +405,22 @@ static uint32_t intern_locked(const uintptr_t *f, unsigned n, uint64_t hash) {
     return id;
 }
 
-static uint32_t intern(heap_t *h, const uintptr_t *f, unsigned n) {
-    uint64_t hash = hash_frames(f, n);
-    unsigned slot = (unsigned)(hash >> 40) & (PROF_SCACHE - 1);
+/* A thread's cache of stacks trusts 128 bits of hash; the global table compares frames. Two
+ * different stacks share both hashes with a chance of about 2^-128 per pair. */
+static uint32_t intern(heap_t *h, const stack_t *st) {
+    unsigned slot = (unsigned)(st->hash >> 40) & (PROF_SCACHE - 1);
     uint32_t id = h->scache[slot].id;
-    if (id && h->scache[slot].hash == hash && frames_equal(prof_site(id), f, n))
+    if (id && h->scache[slot].hash == st->hash && h->scache[slot].hash2 == st->hash2)
         return id;
     pthread_mutex_lock(&site_lock);
-    id = intern_locked(f, n, hash);
+    id = intern_locked(st);
     pthread_mutex_unlock(&site_lock);
-    h->scache[slot].hash = hash;
-    h->scache[slot].id = id;
+    if (id != PROF_SITE_OVERFLOW) {
+        const site_t *s = prof_site(id);
+        h->scache[slot].hash = s->hash;
+        h->scache[slot].hash2 = s->hash2;
+        h->scache[slot].id = id;
+    }
     return id;
 }
 
@@ -409,7 +460,7 @@ static inline int64_t counter_add(_Atomic int64_t *c, int64_t d) {
 static inline void site_touch(site_t *s) {
     uint64_t e = atomic_load_explicit(&prof.peak_epoch, memory_order_relaxed);
     if (s->peak_epoch != e) {
-        s->peak_live_bytes = s->live_bytes;
+        s->peak_live_bytes = (int64_t)(s->alloc_bytes - s->free_bytes);
         s->peak_epoch = e;
     }
 }
@@ -417,7 +468,7 @@ static inline void site_touch(site_t *s) {
 int64_t prof_site_peak_live(const site_t *s) {
     if (__atomic_load_n(&s->peak_epoch, __ATOMIC_RELAXED) !=
         atomic_load_explicit(&prof.peak_epoch, memory_order_relaxed))
-        return __atomic_load_n(&s->live_bytes, __ATOMIC_RELAXED);
+        return site_live_bytes(s);
     return __atomic_load_n(&s->peak_live_bytes, __ATOMIC_RELAXED);
 }
 
@@ -427,17 +478,25 @@ static void record_alloc(heap_t *h, site_t *s, uint64_t n, weights_t w, uint64_t
     site_touch(s);
     s->alloc_count += w.count;
     s->alloc_bytes += w.bytes;
-    s->granted_bytes += (uint64_t)((double)granted * w.inv_p + 0.5);
-    s->samples++;
-    s->live_count += (int64_t)w.count;
-    s->live_bytes += (int64_t)w.bytes;
-    if (s->live_bytes > s->max_live_bytes)
-        s->max_live_bytes = s->live_bytes;
+    s->granted_bytes += prof.mode == PROFILE_ALL ? granted
+                                                 : (uint64_t)((double)granted * w.inv_p + 0.5);
+    if (prof.mode != PROFILE_ALL)
+        s->samples++; /* in all mode, alloc_count */
+    int64_t live = (int64_t)(s->alloc_bytes - s->free_bytes);
+    if (live > s->max_live_bytes)
+        s->max_live_bytes = live;
     s->size_hist[log2_bucket(n)] += w.count;
     site_leave(s, locked);
     h->prof_alloc_bytes += w.bytes;
     int64_t now = counter_add(&prof.live_bytes, (int64_t)w.bytes);
     int64_t pk = atomic_load_explicit(&prof.peak_bytes, memory_order_relaxed);
+    if (now > pk && alone()) {
+        atomic_store_explicit(&prof.peak_bytes, now, memory_order_relaxed);
+        atomic_store_explicit(&prof.peak_epoch,
+                              atomic_load_explicit(&prof.peak_epoch, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        return;
+    }
     while (now > pk) {
         if (atomic_compare_exchange_weak_explicit(&prof.peak_bytes, &pk, now,
                                                   memory_order_relaxed, memory_order_relaxed)) {
@@ -453,8 +512,6 @@ static void record_free(site_t *s, weights_t w, uint64_t lifetime) {
     site_touch(s);
     s->free_count += w.count;
     s->free_bytes += w.bytes;
-    s->live_count -= (int64_t)w.count;
-    s->live_bytes -= (int64_t)w.bytes;
     s->life_hist[life_bucket(lifetime)] += w.count;
     if (lifetime == 0)
         s->temporary += w.count;
@@ -699,8 +756,6 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
         /* Not started, or re-entered from the unwinder or from a signal handler that
          * interrupted us or a heap slow path (which may hold tab_lock), or a pool block in
          * sample mode (sampled small requests are promoted, see prof.h): untracked. */
-        /* Not started, or re-entered from the unwinder or from a signal handler that
-         * interrupted us or a heap slow path (which may hold tab_lock): untracked. */
         if (h->kind == HEAP_REAL && !tls_in_prof)
             reset_counter(h);
         return ptr;
@@ -708,9 +763,9 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
     tls_in_prof = 1;
     int saved = errno;
     reset_counter(h);
-    uintptr_t frames[PROF_MAX_DEPTH];
-    unsigned nf = capture(frames, caller);
-    uint32_t id = intern(h, frames, nf);
+    stack_t st;
+    capture(h, &st, caller);
+    uint32_t id = intern(h, &st);
     weights_t w = weights_of(n);
     uint64_t stamp = prof.mode == PROFILE_ALL
                          ? (uint64_t)counter_add((_Atomic int64_t *)&prof.seq, 1)
@@ -819,6 +874,11 @@ void prof_start(void) {
     prof.mode = opt.profile;
     prof.rate = opt.sample ? opt.sample : 1;
     prof.depth = opt.depth ? opt.depth : 32;
+    pow_ba[0] = pow_bb[0] = 1;
+    for (unsigned d = 1; d <= PROF_MAX_DEPTH; d++) {
+        pow_ba[d] = pow_ba[d - 1] * STACK_HASH_BA;
+        pow_bb[d] = pow_bb[d - 1] * STACK_HASH_BB;
+    }
     prof.count_scale = prof.mode == PROFILE_ALL ? 1 : PROF_COUNT_SCALE;
     dl_iterate_phdr(find_self, (void *)(uintptr_t)&prof_start);
     void *lib = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
@@ -829,7 +889,7 @@ void prof_start(void) {
         unw_local_as = (void **)dlsym(lib, "_ULx86_64_local_addr_space");
     }
     prof.have_unwinder = unw_bt != NULL;
-    if (!prof.have_unwinder && opt.verbose)
+    if (!prof.have_unwinder && opt.verbose && opt.unwind == UNWIND_LIBUNWIND)
         tally_message("libunwind.so.8 not found (Debian package libunwind8): call sites are "
                       "the immediate callers only", NULL, NULL);
     struct timespec rt;
@@ -869,9 +929,11 @@ void prof_fork_prepare(void) {
     prof_lock_all();
     pthread_mutex_lock(&tab_lock);
     prof_dump_fork_prepare();
+    unwind_fork_prepare();
 }
 
 void prof_fork_parent(void) {
+    unwind_fork_parent();
     prof_dump_fork_parent();
     pthread_mutex_unlock(&tab_lock);
     prof_unlock_all();
@@ -885,6 +947,7 @@ void prof_fork_child(void) {
         if (prof.chunks[id / PROF_SITES_PER_CHUNK])
             atomic_store_explicit(&prof_site(id)->lock, 0, memory_order_relaxed);
     need_helper_check = true;
+    unwind_fork_child();
     prof_dump_fork_child();
     pthread_mutex_init(&site_lock, NULL);
     pthread_mutex_init(&ltab_lock, NULL);
@@ -893,7 +956,11 @@ void prof_fork_child(void) {
     tls_in_prof = 0;
 }
 
-void prof_modules_changed(void) {
+void prof_modules_changed(uintptr_t lo, uintptr_t hi) {
+    if (!prof.started)
+        return;
+    if (hi)
+        unwind_forget(lo, hi);
     if (prof.have_unwinder && unw_flush && unw_local_as)
         unw_flush(*unw_local_as, 0, 0);
 }

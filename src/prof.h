@@ -54,24 +54,37 @@ static inline uint32_t ptag_slack(ptag_t t) {
 }
 
 typedef struct site_s {
-    /* Written under `lock` (a spinlock: one atomic instruction per event instead of one per
-     * counter); read by the dump without it. */
-    _Atomic uint8_t lock;
+    /* Line 0: what every allocation and free of the site writes, under `lock` (a spinlock: one
+     * atomic instruction per event instead of one per counter; none while the process has one
+     * thread). Read by the dump without it. Live counts are allocated minus freed. */
+    _Alignas(64) _Atomic uint8_t lock;
     uint8_t pad0[7];
-    uint64_t alloc_count, alloc_bytes, granted_bytes;
-    uint64_t free_count, free_bytes;
-    int64_t live_count, live_bytes, max_live_bytes;
-    int64_t peak_live_bytes; /* saved at the first change after a new peak epoch */
     uint64_t peak_epoch;
+    uint64_t alloc_count, alloc_bytes;
+    uint64_t free_count, free_bytes;
+    uint64_t granted_bytes;
+    int64_t max_live_bytes;
+    /* Line 1: written now and then. */
+    int64_t peak_live_bytes; /* saved at the first change after a new peak epoch */
     uint64_t temporary; /* freed with no other allocation in between */
-    uint64_t samples;   /* raw allocations recorded (not weighted) */
+    uint64_t samples;   /* raw allocations recorded (not weighted); sample mode only */
+    uint64_t hash, hash2; /* the stack's 128-bit hash */
+    const uintptr_t *frames; /* innermost first */
+    uint32_t nframes;
+    uint32_t pad1[3];
     uint64_t size_hist[PROF_NHIST]; /* weighted counts by floor(log2(requested)) */
     uint64_t life_hist[PROF_NHIST]; /* bucket 0: lifetime 0; k: [2^(k-1), 2^k) */
-    uint64_t hash;
-    uint32_t nframes;
-    uint32_t pad;
-    const uintptr_t *frames; /* innermost first */
 } site_t;
+_Static_assert(sizeof(site_t) % 64 == 0, "sites are whole cache lines");
+
+static inline int64_t site_live_count(const site_t *s) {
+    return (int64_t)(__atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED) -
+                     __atomic_load_n(&s->free_count, __ATOMIC_RELAXED));
+}
+static inline int64_t site_live_bytes(const site_t *s) {
+    return (int64_t)(__atomic_load_n(&s->alloc_bytes, __ATOMIC_RELAXED) -
+                     __atomic_load_n(&s->free_bytes, __ATOMIC_RELAXED));
+}
 
 /* Large-block table entry. addr 0 is empty, 1 a tombstone. */
 typedef struct lent_s {
@@ -135,6 +148,7 @@ int64_t prof_site_peak_live(const site_t *s);
 /* The address range [*lo, *hi) an ELF object's PT_LOAD segments cover; *hi is 0 if none. */
 void prof_load_range(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *hi);
 uint64_t prof_rss_bytes(void);
+void prof_unwind_checked(uint64_t *checked, uint64_t *mismatch); /* TALLY_UNWIND=check */
 uint64_t prof_now_ns(void);
 uint64_t prof_alloc_bytes_total(void); /* sum over heaps */
 double prof_inv_p(uint64_t n); /* 1 / P(a request of n bytes is sampled); 1 in all mode */

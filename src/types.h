@@ -182,10 +182,11 @@ typedef struct heap_s {
     uint8_t nempty;
     pool_t *empty[HEAP_EMPTY_CACHE];
     struct heap_s *reg_next; /* registry of every heap ever made (never freed, reused) */
+    struct unw_cache_s *unw; /* the profiler's last stack (unwind.c), made at the first walk */
     /* Written by other threads: full pools that got a remote free. Its own cache line. */
     _Alignas(64) pool_t *_Atomic delayed;
     struct {
-        uint64_t hash;
+        uint64_t hash, hash2; /* 128 bits: see stack_sums_t */
         uint32_t id;
         uint32_t pad;
     } scache[PROF_SCACHE];

@@ -18,7 +18,7 @@ h = d["header"]
 check("mode", h["mode"], "all")
 check("count_scale", h["count_scale"], 1)
 check("reason", h["reason"], "exit")
-check("unwinder", h["unwinder"], "libunwind")
+check("unwinder", h["unwinder"], "fast")
 
 sites = dumpcheck.by_function(d, binary)
 # name: alloc_count, alloc_bytes, granted_bytes, free_count, live_count, live_bytes, temporary

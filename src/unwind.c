@@ -1,0 +1,947 @@
+/* unwind.c: the profiler's call stacks, from the program's own DWARF call-frame information.
+ *
+ * WHY NOT libunwind ALONE
+ *   libunwind's unw_backtrace costs about 4-7 ns a frame; at 32 frames per allocation that was
+ *   more than the whole CPython workload's own time in `all` mode. Two things make this faster:
+ *
+ *   1. A rule per return address. On x86-64 the code compilers emit needs three numbers to step
+ *      one frame: the CFA (the caller's stack pointer) is RSP or RBP plus an offset, the return
+ *      address sits at CFA-8, and RBP is either untouched or saved at CFA plus an offset. Those
+ *      are computed once per return address from .eh_frame (through .eh_frame_hdr's sorted table)
+ *      and kept in a global hash table read without locks. A frame then costs a probe and two
+ *      loads. Code with frame pointers is the rule "CFA = RBP + 16, RBP at CFA - 16": that is the
+ *      frame-pointer walk, used exactly where the CFI says it is correct.
+ *
+ *   2. The previous stack's outer frames, checked in memory. Stepping from a state (rip, rsp,
+ *      rbp) reads the return address at CFA-8 and perhaps a saved RBP; what follows is a function
+ *      of those words alone. Each heap keeps its last stack: the state of every frame and the
+ *      address of every word read. When a new walk reaches a state equal to one of the old stack's
+ *      (same rip and rsp, and the same rbp where a later step depends on it), it compares the words
+ *      the old walk read beyond it with memory; where they are equal, the old frames are the new
+ *      ones. Nothing on the stack is written (a shadow stack patches return addresses; this does
+ *      not, so exceptions, longjmp and debuggers see the program as it is). A stack that differs
+ *      from the previous one in its innermost k frames costs k steps and a compare per frame.
+ *
+ * SAFETY
+ *   Every word read lies in [rsp, hi) of the calling thread's own stack (hi from
+ *   pthread_getattr_np, once per thread), and each step must move the CFA up. A stack this does
+ *   not know (a signal alternate stack, a coroutine's) returns -1, as do rules it does not model
+ *   (signal frames, CFA expressions, registers saved elsewhere): the caller then uses libunwind.
+ *   A return address in no loaded module (JIT code) ends the stack there: nothing describes how
+ *   to step through it, and guessing is what reads wild memory.
+ *
+ * Rules are computed inside a dl_iterate_phdr callback, so no dlclose can unmap the CFI being
+ * read; our dlclose wrapper marks the unloaded range's rules stale and bumps a generation that
+ * retires every heap's saved stack.
+ *
+ * Exports (internal.h): unwind_stack, unwind_forget, unwind_counts,
+ * unwind_fork_prepare/parent/child. */
+#include "internal.h"
+
+#include <link.h>
+#include <pthread.h>
+#include <string.h>
+
+#define UNW_MAXF (PROF_MAX_DEPTH + UNW_OWN_FRAMES)
+#define UNW_CAP (3 * UNW_MAXF + 1)
+#define UNW_MID UNW_MAXF /* where a stack starts when it is laid out anew */
+#define UNW_L0 512        /* a heap's own cache of rules */
+
+/* ---- rules --------------------------------------------------------------------------------
+ * A rule is one 64-bit word:
+ *   bits 0-2   kind
+ *   bit 3      the CFA is RBP + offset (else RSP + offset)
+ *   bit 4      RBP is saved in this frame, at CFA + rbp_off
+ *   bits 8-31  CFA offset (1 .. 2^24-1)
+ *   bits 32-47 rbp_off, signed */
+enum {
+    RULE_NONE = 0,    /* not in the table */
+    RULE_STEP = 1,    /* step with the numbers below */
+    RULE_END = 2,     /* the outermost frame: the CFI marks its return address undefined */
+    RULE_FOREIGN = 3, /* CFI we do not model (signal frame, expression): use libunwind */
+    RULE_NOCODE = 4,  /* in no loaded module: the stack ends here */
+    RULE_STALE = 5,   /* its module was unloaded: compute again */
+};
+#define RULE_KIND(r) ((unsigned)(r)&7u)
+#define RULE_FP(r) (((r) >> 3) & 1u)
+#define RULE_SAVES_BP(r) (((r) >> 4) & 1u)
+#define RULE_CFA_OFF(r) ((uintptr_t)(((r) >> 8) & 0xffffffu))
+#define RULE_BP_OFF(r) ((intptr_t)(int16_t)(uint16_t)((r) >> 32))
+
+typedef struct rent_s {
+    _Atomic uintptr_t pc; /* 0: empty; written last, with release */
+    _Atomic uint64_t rule;
+} rent_t;
+
+typedef struct rtab_s {
+    size_t mask, used;
+    rent_t e[];
+} rtab_t;
+
+static rtab_t *_Atomic rtab;
+static pthread_mutex_t rtab_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t unw_gen = 1;
+
+static inline size_t rhash(uintptr_t pc) {
+    return (size_t)((pc * 0x9E3779B97F4A7C15ULL) >> 32);
+}
+
+/* ---- reading .eh_frame ------------------------------------------------------------------------ */
+enum {
+    DW_EH_PE_absptr = 0x00, DW_EH_PE_uleb128 = 0x01, DW_EH_PE_udata2 = 0x02,
+    DW_EH_PE_udata4 = 0x03, DW_EH_PE_udata8 = 0x04, DW_EH_PE_sleb128 = 0x09,
+    DW_EH_PE_sdata2 = 0x0a, DW_EH_PE_sdata4 = 0x0b, DW_EH_PE_sdata8 = 0x0c,
+    DW_EH_PE_pcrel = 0x10, DW_EH_PE_datarel = 0x30, DW_EH_PE_indirect = 0x80,
+    DW_EH_PE_omit = 0xff,
+};
+
+typedef struct rd_s {
+    const uint8_t *p, *end;
+    bool bad;
+} rd_t;
+
+static uint64_t rd_fixed(rd_t *r, unsigned n) {
+    if (r->bad || (size_t)(r->end - r->p) < n) {
+        r->bad = true;
+        return 0;
+    }
+    uint64_t v = 0;
+    memcpy(&v, r->p, n); /* little-endian */
+    r->p += n;
+    return v;
+}
+
+static uint64_t rd_uleb(rd_t *r) {
+    uint64_t v = 0;
+    for (unsigned shift = 0; !r->bad; shift += 7) {
+        if (r->p >= r->end || shift > 63) {
+            r->bad = true;
+            break;
+        }
+        uint8_t b = *r->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            break;
+    }
+    return v;
+}
+
+static int64_t rd_sleb(rd_t *r) {
+    uint64_t v = 0;
+    unsigned shift = 0;
+    uint8_t b = 0;
+    do {
+        if (r->bad || r->p >= r->end || shift > 63) {
+            r->bad = true;
+            return 0;
+        }
+        b = *r->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        shift += 7;
+    } while (b & 0x80);
+    if (shift < 64 && (b & 0x40))
+        v |= ~(uint64_t)0 << shift;
+    return (int64_t)v;
+}
+
+/* A pointer in encoding enc; datarel is relative to data (the .eh_frame_hdr). */
+static uintptr_t rd_ptr(rd_t *r, uint8_t enc, uintptr_t data) {
+    if (enc == DW_EH_PE_omit)
+        return 0;
+    uintptr_t at = (uintptr_t)r->p, v;
+    switch (enc & 0x0f) {
+    case DW_EH_PE_absptr: v = (uintptr_t)rd_fixed(r, 8); break;
+    case DW_EH_PE_uleb128: v = (uintptr_t)rd_uleb(r); break;
+    case DW_EH_PE_udata2: v = (uintptr_t)rd_fixed(r, 2); break;
+    case DW_EH_PE_udata4: v = (uintptr_t)rd_fixed(r, 4); break;
+    case DW_EH_PE_udata8: v = (uintptr_t)rd_fixed(r, 8); break;
+    case DW_EH_PE_sleb128: v = (uintptr_t)rd_sleb(r); break;
+    case DW_EH_PE_sdata2: v = (uintptr_t)(intptr_t)(int16_t)rd_fixed(r, 2); break;
+    case DW_EH_PE_sdata4: v = (uintptr_t)(intptr_t)(int32_t)rd_fixed(r, 4); break;
+    case DW_EH_PE_sdata8: v = (uintptr_t)rd_fixed(r, 8); break;
+    default: r->bad = true; return 0;
+    }
+    switch (enc & 0x70) {
+    case 0: break;
+    case DW_EH_PE_pcrel: v += at; break;
+    case DW_EH_PE_datarel: v += data; break;
+    default: r->bad = true; return 0; /* textrel, funcrel, aligned: not used on x86-64 */
+    }
+    if (enc & DW_EH_PE_indirect)
+        r->bad = true; /* only personality pointers use it, and we skip those by length */
+    return v;
+}
+
+/* The rules of the registers we follow, as the CFA program leaves them. */
+enum { REG_SAME = 0, REG_UNDEF, REG_OFFSET, REG_OTHER };
+typedef struct cfa_state_s {
+    int cfa_reg;  /* 6 (rbp) or 7 (rsp); -1: an expression or another register */
+    int64_t cfa_off;
+    int bp_how, ra_how;
+    int64_t bp_off, ra_off;
+} cfa_state_t;
+
+typedef struct cie_s {
+    uint64_t code_align;
+    int64_t data_align;
+    uint64_t ra_reg;
+    uint8_t fde_enc;
+    bool has_z, signal;
+    const uint8_t *insn, *insn_end;
+} cie_t;
+
+/* One entry (CIE or FDE) of .eh_frame at p: its contents [*body, *end). */
+static bool entry_bounds(const uint8_t *p, const uint8_t **body, const uint8_t **end) {
+    uint32_t len32;
+    memcpy(&len32, p, 4);
+    if (len32 == 0 || len32 == 0xffffffffu) /* terminator, or 64-bit DWARF (not in .eh_frame) */
+        return false;
+    *body = p + 4;
+    *end = p + 4 + len32;
+    return true;
+}
+
+static bool parse_cie(const uint8_t *p, cie_t *c) {
+    const uint8_t *body, *end;
+    if (!entry_bounds(p, &body, &end))
+        return false;
+    rd_t r = {body, end, false};
+    if (rd_fixed(&r, 4) != 0) /* a CIE's id is 0 in .eh_frame */
+        return false;
+    unsigned version = (unsigned)rd_fixed(&r, 1);
+    if (version != 1 && version != 3 && version != 4)
+        return false;
+    const char *aug = (const char *)r.p;
+    size_t alen = strnlen(aug, (size_t)(r.end - r.p));
+    if (r.p + alen >= r.end)
+        return false;
+    r.p += alen + 1;
+    if (version == 4)
+        rd_fixed(&r, 2); /* address and segment selector sizes */
+    c->code_align = rd_uleb(&r);
+    c->data_align = rd_sleb(&r);
+    c->ra_reg = version == 1 ? rd_fixed(&r, 1) : rd_uleb(&r);
+    c->fde_enc = DW_EH_PE_absptr;
+    c->has_z = aug[0] == 'z';
+    c->signal = false;
+    if (c->has_z) {
+        uint64_t zlen = rd_uleb(&r);
+        if (r.bad || zlen > (uint64_t)(r.end - r.p))
+            return false;
+        const uint8_t *zend = r.p + zlen;
+        for (const char *a = aug + 1; *a && !r.bad; a++) {
+            if (*a == 'R') {
+                c->fde_enc = (uint8_t)rd_fixed(&r, 1);
+            } else if (*a == 'L') {
+                rd_fixed(&r, 1);
+            } else if (*a == 'S') {
+                c->signal = true;
+            } else if (*a == 'P') {
+                uint8_t penc = (uint8_t)rd_fixed(&r, 1);
+                rd_ptr(&r, penc & 0x0f, 0); /* the personality routine: skipped */
+            } else if (*a != 'B' && *a != 'G') {
+                break; /* unknown: the length still gets us past it */
+            }
+        }
+        r.p = zend;
+    } else if (aug[0] != '\0') {
+        return false; /* "eh" and other pre-'z' augmentations */
+    }
+    if (r.bad)
+        return false;
+    c->insn = r.p;
+    c->insn_end = r.end;
+    return true;
+}
+
+#define CFA_STACK 16
+
+/* Runs a CFA program until the location passes target. */
+static bool run_cfa(const cie_t *c, const uint8_t *p, const uint8_t *end, uintptr_t loc,
+                    uintptr_t target, cfa_state_t *s, const cfa_state_t *init) {
+    cfa_state_t stack[CFA_STACK];
+    unsigned depth = 0;
+    rd_t r = {p, end, false};
+    while (r.p < r.end && !r.bad) {
+        uint8_t op = *r.p++;
+        uint64_t reg, delta = 0;
+        int64_t off;
+        bool advance = false;
+        switch (op >> 6) {
+        case 1: delta = (op & 0x3f) * c->code_align; advance = true; break;
+        case 2:
+            reg = op & 0x3f;
+            off = (int64_t)rd_uleb(&r) * c->data_align;
+            goto set_offset;
+        case 3:
+            reg = op & 0x3f;
+            goto restore;
+        default: break;
+        }
+        if (!advance && (op >> 6) == 0) {
+            switch (op) {
+            case 0x00: break;                                    /* nop */
+            case 0x01:                                           /* set_loc */
+                return false;                                    /* never emitted by gcc/clang */
+            case 0x02: delta = rd_fixed(&r, 1) * c->code_align; advance = true; break;
+            case 0x03: delta = rd_fixed(&r, 2) * c->code_align; advance = true; break;
+            case 0x04: delta = rd_fixed(&r, 4) * c->code_align; advance = true; break;
+            case 0x05: /* offset_extended */
+                reg = rd_uleb(&r);
+                off = (int64_t)rd_uleb(&r) * c->data_align;
+                goto set_offset;
+            case 0x06: reg = rd_uleb(&r); goto restore;
+            case 0x07: /* undefined */
+                reg = rd_uleb(&r);
+                if (reg == 6)
+                    s->bp_how = REG_UNDEF;
+                else if (reg == c->ra_reg)
+                    s->ra_how = REG_UNDEF;
+                break;
+            case 0x08: /* same_value */
+                reg = rd_uleb(&r);
+                if (reg == 6)
+                    s->bp_how = REG_SAME;
+                else if (reg == c->ra_reg)
+                    s->ra_how = REG_OTHER;
+                break;
+            case 0x09: /* register */
+                reg = rd_uleb(&r);
+                rd_uleb(&r);
+                if (reg == 6)
+                    s->bp_how = REG_OTHER;
+                else if (reg == c->ra_reg)
+                    s->ra_how = REG_OTHER;
+                break;
+            case 0x0a: /* remember_state */
+                if (depth == CFA_STACK)
+                    return false;
+                stack[depth++] = *s;
+                break;
+            case 0x0b: /* restore_state */
+                if (depth == 0)
+                    return false;
+                *s = stack[--depth];
+                break;
+            case 0x0c: /* def_cfa */
+                s->cfa_reg = (int)rd_uleb(&r);
+                s->cfa_off = (int64_t)rd_uleb(&r);
+                break;
+            case 0x0d: s->cfa_reg = (int)rd_uleb(&r); break;         /* def_cfa_register */
+            case 0x0e: s->cfa_off = (int64_t)rd_uleb(&r); break;     /* def_cfa_offset */
+            case 0x0f: {                                             /* def_cfa_expression */
+                uint64_t n = rd_uleb(&r);
+                if (n > (uint64_t)(r.end - r.p))
+                    return false;
+                r.p += n;
+                s->cfa_reg = -1;
+                break;
+            }
+            case 0x10:   /* expression */
+            case 0x16: { /* val_expression */
+                reg = rd_uleb(&r);
+                uint64_t n = rd_uleb(&r);
+                if (n > (uint64_t)(r.end - r.p))
+                    return false;
+                r.p += n;
+                if (reg == 6)
+                    s->bp_how = REG_OTHER;
+                else if (reg == c->ra_reg)
+                    s->ra_how = REG_OTHER;
+                break;
+            }
+            case 0x11: /* offset_extended_sf */
+                reg = rd_uleb(&r);
+                off = rd_sleb(&r) * c->data_align;
+                goto set_offset;
+            case 0x12: /* def_cfa_sf */
+                s->cfa_reg = (int)rd_uleb(&r);
+                s->cfa_off = rd_sleb(&r) * c->data_align;
+                break;
+            case 0x13: s->cfa_off = rd_sleb(&r) * c->data_align; break; /* def_cfa_offset_sf */
+            case 0x14:                                                 /* val_offset */
+            case 0x15:                                                 /* val_offset_sf */
+                reg = rd_uleb(&r);
+                if (op == 0x14)
+                    rd_uleb(&r);
+                else
+                    rd_sleb(&r);
+                if (reg == 6)
+                    s->bp_how = REG_OTHER;
+                else if (reg == c->ra_reg)
+                    s->ra_how = REG_OTHER;
+                break;
+            case 0x2e: rd_uleb(&r); break; /* GNU_args_size */
+            case 0x2f:                     /* GNU_negative_offset_extended */
+                reg = rd_uleb(&r);
+                off = -(int64_t)rd_uleb(&r) * c->data_align;
+                goto set_offset;
+            default: return false; /* vendor opcodes we do not know */
+            }
+        }
+        if (advance) {
+            if (loc + delta > target)
+                break;
+            loc += delta;
+        }
+        continue;
+    set_offset:
+        if (reg == 6) {
+            s->bp_how = REG_OFFSET;
+            s->bp_off = off;
+        } else if (reg == c->ra_reg) {
+            s->ra_how = REG_OFFSET;
+            s->ra_off = off;
+        }
+        continue;
+    restore:
+        if (!init)
+            return false; /* restore inside the CIE's own program */
+        if (reg == 6) {
+            s->bp_how = init->bp_how;
+            s->bp_off = init->bp_off;
+        } else if (reg == c->ra_reg) {
+            s->ra_how = init->ra_how;
+            s->ra_off = init->ra_off;
+        }
+    }
+    return !r.bad;
+}
+
+static uint64_t rule_of_state(const cfa_state_t *s) {
+    if (s->ra_how == REG_UNDEF)
+        return RULE_END;
+    if (s->ra_how != REG_OFFSET || s->ra_off != -8 || (s->cfa_reg != 6 && s->cfa_reg != 7) ||
+        s->cfa_off <= 0 || s->cfa_off >= (1 << 24) || s->bp_how == REG_OTHER)
+        return RULE_FOREIGN;
+    uint64_t r = RULE_STEP | (uint64_t)(s->cfa_reg == 6) << 3 | (uint64_t)s->cfa_off << 8;
+    if (s->bp_how == REG_OFFSET) {
+        if (s->bp_off < INT16_MIN || s->bp_off > INT16_MAX)
+            return RULE_FOREIGN;
+        r |= (uint64_t)1 << 4 | (uint64_t)(uint16_t)(int16_t)s->bp_off << 32;
+    }
+    return r;
+}
+
+/* The rule at code address target (a return address minus one) of the module whose
+ * .eh_frame_hdr is hdr. */
+static uint64_t rule_from_hdr(const uint8_t *hdr, uintptr_t target) {
+    if (hdr[0] != 1)
+        return RULE_FOREIGN;
+    uint8_t ptr_enc = hdr[1], count_enc = hdr[2], table_enc = hdr[3];
+    rd_t r = {hdr + 4, hdr + 4 + 16, false};
+    rd_ptr(&r, ptr_enc, (uintptr_t)hdr);
+    uintptr_t count = rd_ptr(&r, count_enc, (uintptr_t)hdr);
+    if (r.bad || table_enc != (DW_EH_PE_datarel | DW_EH_PE_sdata4) || count == 0)
+        return RULE_FOREIGN; /* no binary search table: libunwind would scan .eh_frame */
+    const int32_t *tab = (const int32_t *)(const void *)r.p;
+    /* The last entry whose start is <= target. */
+    size_t lo = 0, hi = count;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((uintptr_t)hdr + (intptr_t)tab[2 * mid] <= target)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    if ((uintptr_t)hdr + (intptr_t)tab[2 * lo] > target)
+        return RULE_FOREIGN; /* before the first function with CFI */
+    const uint8_t *fde = hdr + tab[2 * lo + 1];
+    const uint8_t *body, *end;
+    if (!entry_bounds(fde, &body, &end))
+        return RULE_FOREIGN;
+    uint32_t cie_off;
+    memcpy(&cie_off, body, 4);
+    if (cie_off == 0)
+        return RULE_FOREIGN;
+    cie_t c;
+    if (!parse_cie(body - cie_off, &c))
+        return RULE_FOREIGN;
+    rd_t f = {body + 4, end, false};
+    uintptr_t start = rd_ptr(&f, c.fde_enc, (uintptr_t)hdr);
+    uintptr_t range = rd_ptr(&f, c.fde_enc & 0x0f, (uintptr_t)hdr);
+    if (c.has_z) {
+        uint64_t n = rd_uleb(&f);
+        if (n > (uint64_t)(f.end - f.p))
+            return RULE_FOREIGN;
+        f.p += n;
+    }
+    if (f.bad || target < start || target - start >= range)
+        return RULE_FOREIGN; /* in a gap between functions: code without CFI */
+    if (c.signal)
+        return RULE_FOREIGN; /* a signal frame (__restore_rt): libunwind knows its layout */
+    cfa_state_t init = {.cfa_reg = -1, .bp_how = REG_SAME, .ra_how = REG_SAME};
+    if (!run_cfa(&c, c.insn, c.insn_end, start, UINTPTR_MAX, &init, NULL))
+        return RULE_FOREIGN;
+    cfa_state_t s = init;
+    if (!run_cfa(&c, f.p, f.end, start, target, &s, &init))
+        return RULE_FOREIGN;
+    return rule_of_state(&s);
+}
+
+typedef struct rule_walk_s {
+    uintptr_t pc;
+    uint64_t rule;
+} rule_walk_t;
+
+/* dl_iterate_phdr holds the loader's lock while this runs: the module cannot go away. */
+static int rule_module(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    rule_walk_t *w = arg;
+    const ElfW(Phdr) *eh = NULL;
+    bool inside = false;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && w->pc >= a && w->pc - a < ph->p_memsz)
+            inside = true;
+        else if (ph->p_type == PT_GNU_EH_FRAME)
+            eh = ph;
+    }
+    if (!inside)
+        return 0;
+    w->rule = eh ? rule_from_hdr((const uint8_t *)(info->dlpi_addr + eh->p_vaddr), w->pc)
+                 : RULE_FOREIGN;
+    return 1;
+}
+
+/* ---- the rule table ------------------------------------------------------------------------- */
+static bool rtab_grow_locked(void) {
+    rtab_t *old = atomic_load_explicit(&rtab, memory_order_relaxed);
+    size_t cap = old ? (old->mask + 1) * 2 : 4096;
+    rtab_t *t = os_map(sizeof(rtab_t) + cap * sizeof(rent_t));
+    if (!t)
+        return false;
+    t->mask = cap - 1;
+    for (size_t i = 0; old && i <= old->mask; i++) {
+        uintptr_t pc = atomic_load_explicit(&old->e[i].pc, memory_order_relaxed);
+        uint64_t rule = atomic_load_explicit(&old->e[i].rule, memory_order_relaxed);
+        if (!pc || RULE_KIND(rule) == RULE_STALE)
+            continue;
+        size_t j = rhash(pc) & t->mask;
+        while (atomic_load_explicit(&t->e[j].pc, memory_order_relaxed))
+            j = (j + 1) & t->mask;
+        atomic_store_explicit(&t->e[j].rule, rule, memory_order_relaxed);
+        atomic_store_explicit(&t->e[j].pc, pc, memory_order_relaxed);
+        t->used++;
+    }
+    /* The old table stays mapped: a walk may be probing it. Tables double, so what is kept
+     * is at most the size of the current one. */
+    atomic_store_explicit(&rtab, t, memory_order_release);
+    return true;
+}
+
+static void rule_put(uintptr_t pc, uint64_t rule) {
+    pthread_mutex_lock(&rtab_lock);
+    rtab_t *t = atomic_load_explicit(&rtab, memory_order_relaxed);
+    if (!t || (t->used + 1) * 2 > t->mask + 1) {
+        if (!rtab_grow_locked()) {
+            pthread_mutex_unlock(&rtab_lock);
+            return;
+        }
+        t = atomic_load_explicit(&rtab, memory_order_relaxed);
+    }
+    size_t j = rhash(pc) & t->mask;
+    for (;; j = (j + 1) & t->mask) {
+        uintptr_t k = atomic_load_explicit(&t->e[j].pc, memory_order_relaxed);
+        if (k == pc) {
+            atomic_store_explicit(&t->e[j].rule, rule, memory_order_relaxed);
+            break;
+        }
+        if (k == 0) {
+            atomic_store_explicit(&t->e[j].rule, rule, memory_order_relaxed);
+            atomic_store_explicit(&t->e[j].pc, pc, memory_order_release);
+            t->used++;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&rtab_lock);
+}
+
+/* pc is a return address: the rule is the one in force at the call, pc - 1. */
+static noinline uint64_t rule_slow(uintptr_t pc) {
+    rule_walk_t w = {pc - 1, RULE_NOCODE};
+    dl_iterate_phdr(rule_module, &w);
+    rule_put(pc, w.rule);
+    return w.rule;
+}
+
+static inline uint64_t rule_get(const rtab_t *t, uintptr_t pc) {
+    if (likely(t != NULL)) {
+        for (size_t j = rhash(pc) & t->mask;; j = (j + 1) & t->mask) {
+            uintptr_t k = atomic_load_explicit(&t->e[j].pc, memory_order_acquire);
+            if (k == pc) {
+                uint64_t r = atomic_load_explicit(&t->e[j].rule, memory_order_relaxed);
+                if (likely(RULE_KIND(r) != RULE_STALE))
+                    return r;
+                break;
+            }
+            if (k == 0)
+                break;
+        }
+    }
+    return rule_slow(pc);
+}
+
+void unwind_forget(uintptr_t lo, uintptr_t hi) {
+    pthread_mutex_lock(&rtab_lock);
+    rtab_t *t = atomic_load_explicit(&rtab, memory_order_relaxed);
+    for (size_t i = 0; t && i <= t->mask; i++) {
+        uintptr_t pc = atomic_load_explicit(&t->e[i].pc, memory_order_relaxed);
+        if (pc > lo && pc <= hi) /* return addresses: the rule is for pc - 1 */
+            atomic_store_explicit(&t->e[i].rule, RULE_STALE, memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&unw_gen, 1, memory_order_release);
+    pthread_mutex_unlock(&rtab_lock);
+}
+
+void unwind_fork_prepare(void) {
+    pthread_mutex_lock(&rtab_lock);
+}
+
+void unwind_fork_parent(void) {
+    pthread_mutex_unlock(&rtab_lock);
+}
+
+void unwind_fork_child(void) {
+    pthread_mutex_init(&rtab_lock, NULL);
+}
+
+/* ---- the thread's stack ------------------------------------------------------------------------- */
+static __thread uintptr_t tls_stack_lo TLS_IE, tls_stack_hi TLS_IE;
+
+static noinline void stack_bounds_init(void) {
+    pthread_attr_t a;
+    void *addr = NULL;
+    size_t size = 0;
+    tls_stack_lo = tls_stack_hi = 1; /* unknown: every walk goes to libunwind */
+    if (pthread_getattr_np(pthread_self(), &a) != 0)
+        return;
+    if (pthread_attr_getstack(&a, &addr, &size) == 0 && addr && size) {
+        tls_stack_lo = (uintptr_t)addr;
+        tls_stack_hi = (uintptr_t)addr + size;
+    }
+    pthread_attr_destroy(&a);
+}
+
+/* ---- the walk ------------------------------------------------------------------------------------ */
+/* A heap's last stack, frames [top, bot) innermost first, each with the state (rip, rsp, rbp) a
+ * walk reaches it in. slot[k] is where the step into frame k read rbp[k] (0: it kept the inner
+ * frame's). fl[k] has FL_FP when the step out of frame k computes its CFA from rbp[k], and
+ * FL_NB when the stored walk from frame k on depends on rbp[k] at all: most code keeps no frame
+ * pointer, rbp is just a saved register there, and its value must not stop a match.
+ *
+ * A walk returns at most max frames, but the stored stack may go further out: frames beyond
+ * the ones returned were not checked this time, and are checked before they are used again.
+ * sums[k] covers frames [k, bot); sums[bot] is zero. */
+#define FL_FP 1u
+#define FL_NB 2u
+typedef struct unw_cache_s {
+    uint64_t gen;
+    uintptr_t hi;
+    unsigned top, bot;
+    bool complete; /* the outermost stored frame's rule is RULE_END */
+    unwind_counts_t counts; /* this heap's, summed by unwind_counts */
+    uintptr_t rip[UNW_CAP], rsp[UNW_CAP], rbp[UNW_CAP], slot[UNW_CAP];
+    stack_sums_t sums[UNW_CAP];
+    uint8_t fl[UNW_CAP];
+    /* the frames of the walk in progress, before they are placed */
+    uintptr_t nrip[UNW_MAXF], nrsp[UNW_MAXF], nrbp[UNW_MAXF], nslot[UNW_MAXF];
+    uint8_t nfl[UNW_MAXF];
+    /* The rules this heap used last, direct-mapped: the global table is too large for L1. */
+    struct {
+        uintptr_t pc;
+        uint64_t rule;
+    } l0[UNW_L0];
+} unw_cache_t;
+
+typedef struct ustate_s {
+    uintptr_t rip, rsp, rbp, slot;
+} ustate_t;
+
+enum { W_OK, W_END, W_STOP, W_FOREIGN, W_MATCHED, W_MAX };
+
+/* One step out of frame s; the caller's frame replaces it. */
+static inline __attribute__((always_inline)) int step(unw_cache_t *c, const rtab_t *t,
+                                                       uintptr_t hi, ustate_t *s, uint8_t *fl) {
+    unsigned i = (unsigned)(s->rip ^ (s->rip >> 9)) & (UNW_L0 - 1);
+    uint64_t r;
+    if (likely(c->l0[i].pc == s->rip)) {
+        r = c->l0[i].rule;
+    } else {
+        r = rule_get(t, s->rip);
+        c->l0[i].pc = s->rip;
+        c->l0[i].rule = r;
+    }
+    if (unlikely(RULE_KIND(r) != RULE_STEP)) {
+        switch (RULE_KIND(r)) {
+        case RULE_END: return W_END;
+        case RULE_FOREIGN: return W_FOREIGN;
+        default: return W_STOP;
+        }
+    }
+    *fl = (uint8_t)RULE_FP(r);
+    uintptr_t cfa = (RULE_FP(r) ? s->rbp : s->rsp) + RULE_CFA_OFF(r);
+    if (unlikely(cfa < s->rsp + 8 || cfa > hi))
+        return W_STOP;
+    uintptr_t a = 0, bp = s->rbp;
+    if (RULE_SAVES_BP(r)) {
+        a = cfa + (uintptr_t)RULE_BP_OFF(r);
+        if (unlikely(a < s->rsp || a > hi - 8))
+            return W_STOP;
+        bp = *(const uintptr_t *)a;
+    }
+    uintptr_t ra = *(const uintptr_t *)(cfa - 8);
+    if (unlikely(ra == 0))
+        return W_STOP;
+    s->rip = ra;
+    s->rsp = cfa;
+    s->rbp = bp;
+    s->slot = a;
+    return W_OK;
+}
+
+/* Walks from state s into the scratch frames until s equals a stored frame in [q, qend)
+ * (W_MATCHED, *qm its index; s is not stored), limit frames are stored (W_MAX), or the stack
+ * ends. *n gets the number stored. */
+static inline __attribute__((always_inline)) int walk(unw_cache_t *c, const rtab_t *t,
+                                                       uintptr_t hi, ustate_t *s, unsigned q,
+                                                       unsigned qend, unsigned limit,
+                                                       unsigned *n, unsigned *qm) {
+    unsigned k = 0;
+    for (;;) {
+        while (q < qend && c->rsp[q] < s->rsp)
+            q++;
+        if (q < qend && c->rsp[q] == s->rsp && c->rip[q] == s->rip &&
+            (c->rbp[q] == s->rbp || !(c->fl[q] & FL_NB))) {
+            *n = k;
+            *qm = q;
+            return W_MATCHED;
+        }
+        c->nrip[k] = s->rip;
+        c->nrsp[k] = s->rsp;
+        c->nrbp[k] = s->rbp;
+        c->nslot[k] = s->slot;
+        c->nfl[k] = 0;
+        if (++k == limit) {
+            *n = k;
+            return W_MAX;
+        }
+        int st = step(c, t, hi, s, &c->nfl[k - 1]);
+        if (st != W_OK) {
+            *n = k;
+            return st;
+        }
+    }
+}
+
+/* The stored frames from k on that memory still confirms, frame k having true rbp, up to
+ * lim: returns the last one. Every word the stored walk read is read again. Return addresses
+ * must be equal; a saved rbp only where a later step uses it (FL_NB), and otherwise its new
+ * value is kept, so rbp[] is current for every confirmed frame. */
+static unsigned confirm(unw_cache_t *c, unsigned k, uintptr_t rbp, unsigned lim) {
+    c->rbp[k] = rbp;
+    for (; k + 1 < lim; k++) {
+        if (*(const uintptr_t *)(c->rsp[k + 1] - 8) != c->rip[k + 1])
+            break;
+        if (c->slot[k + 1]) {
+            uintptr_t v = *(const uintptr_t *)c->slot[k + 1];
+            if (v != c->rbp[k + 1] && (c->fl[k + 1] & FL_NB))
+                break;
+            rbp = v;
+        }
+        c->rbp[k + 1] = rbp;
+    }
+    return k;
+}
+
+/* FL_NB and the sums of frames [c->top, end), from end - 1 in; frames from end on are done. */
+static void mark_frames(unw_cache_t *c, unsigned end) {
+    bool nb = end < c->bot && (c->fl[end] & FL_NB);
+    stack_sums_t h = c->sums[end];
+    for (unsigned k = end; k-- > c->top;) {
+        nb = k + 1 < c->bot && ((c->fl[k] & FL_FP) || (c->slot[k + 1] == 0 && nb));
+        c->fl[k] = (uint8_t)((c->fl[k] & FL_FP) | (nb ? FL_NB : 0));
+        c->sums[k] = h = stack_sums_push(h, c->rip[k]);
+    }
+}
+
+static unw_cache_t *cache_of(heap_t *h) {
+    if (likely(h->unw != NULL))
+        return h->unw;
+    h->unw = os_map(sizeof(unw_cache_t));
+    return h->unw;
+}
+
+/* Stored frames [from, end) move to start at to. */
+static void move_frames(unw_cache_t *c, unsigned to, unsigned from, unsigned end) {
+    size_t len = end - from;
+    memmove(&c->rip[to], &c->rip[from], len * sizeof c->rip[0]);
+    memmove(&c->rsp[to], &c->rsp[from], len * sizeof c->rsp[0]);
+    memmove(&c->rbp[to], &c->rbp[from], len * sizeof c->rbp[0]);
+    memmove(&c->slot[to], &c->slot[from], len * sizeof c->slot[0]);
+    memmove(&c->fl[to], &c->fl[from], len * sizeof c->fl[0]);
+    memmove(&c->sums[to], &c->sums[from], (len + 1) * sizeof c->sums[0]); /* and the zero */
+}
+
+/* The n scratch frames go to [at, at + n). */
+static void place_scratch(unw_cache_t *c, unsigned at, unsigned n) {
+    for (unsigned k = 0; k < n; k++) {
+        c->rip[at + k] = c->nrip[k];
+        c->rsp[at + k] = c->nrsp[k];
+        c->rbp[at + k] = c->nrbp[k];
+        c->slot[at + k] = c->nslot[k];
+        c->fl[at + k] = c->nfl[k];
+    }
+}
+
+noinline int unwind_stack(heap_t *h, unsigned max, const uintptr_t **out,
+                          const stack_sums_t **sums) {
+    /* Frame 0 is our caller: GCC gives this function a frame pointer for the builtin. */
+    const uintptr_t *fr = __builtin_frame_address(0);
+    ustate_t s = {fr[1], (uintptr_t)(fr + 2), fr[0], 0};
+    if (unlikely(tls_stack_hi == 0))
+        stack_bounds_init();
+    uintptr_t hi = tls_stack_hi;
+    unw_cache_t *c = cache_of(h);
+    if (unlikely(c == NULL))
+        return -1;
+    if (unlikely(s.rsp < tls_stack_lo || s.rsp >= hi)) {
+        c->counts.foreign++;
+        return -1;
+    }
+    if (max > UNW_MAXF)
+        max = UNW_MAXF;
+    uint64_t gen = atomic_load_explicit(&unw_gen, memory_order_acquire);
+    if (c->gen != gen || c->hi != hi) {
+        if (c->gen != gen)
+            memset(c->l0, 0, sizeof c->l0);
+        c->gen = gen;
+        c->hi = hi;
+        c->top = c->bot = UNW_MID;
+        c->complete = false;
+    }
+    const rtab_t *t = atomic_load_explicit(&rtab, memory_order_acquire);
+
+    /* Step out frame by frame until a frame equals one of the stored stack's. */
+    unsigned n, q = 0, top, bot = c->bot, marked;
+    bool complete = c->complete;
+    int st = walk(c, t, hi, &s, c->top, c->bot, max, &n, &q);
+    c->counts.walked += n;
+    if (st == W_FOREIGN)
+        goto foreign;
+    if (st != W_MATCHED) {
+        top = UNW_MID;
+        place_scratch(c, top, n);
+        bot = top + n;
+        complete = st == W_END;
+        marked = bot;
+        goto done;
+    }
+    /* The stored frames from q on follow the n new ones; a stored stack is at most UNW_MAXF
+     * frames. tail_intact: [q, bot) is still the stored tail, so its marks hold. */
+    bool tail_intact = true;
+    unsigned end = bot - q > UNW_MAXF - n ? q + UNW_MAXF - n : bot;
+    if (end != bot) {
+        tail_intact = false;
+        complete = false;
+    }
+    if (q < n || q - n + UNW_MAXF >= UNW_CAP) {
+        move_frames(c, UNW_MID + n, q, end);
+        end = UNW_MID + n + (end - q);
+        q = UNW_MID + n;
+    }
+    bot = end;
+    top = q - n;
+    place_scratch(c, top, n);
+    c->slot[q] = s.slot;
+
+    /* Confirm stored frames; where one no longer holds, walk on and look for the stored stack
+     * again further out (a call made from the same frame through another function). */
+    for (;;) {
+        unsigned lim = bot < top + max ? bot : top + max;
+        unsigned j = confirm(c, q, s.rbp, lim);
+        c->counts.reused += j + 1 - q;
+        if (j + 1 == lim) {
+            if (lim < bot || complete || lim - top == max) {
+                marked = tail_intact ? q : bot;
+                break;
+            }
+            /* The stored stack stopped short of max frames without reaching the end: go on. */
+            s = (ustate_t){c->rip[j], c->rsp[j], c->rbp[j], 0};
+            st = step(c, t, hi, &s, &c->fl[j]);
+            n = 0;
+            if (st == W_OK)
+                st = walk(c, t, hi, &s, 0, 0, max - (j + 1 - top), &n, &q);
+            c->counts.walked += n;
+            if (st == W_FOREIGN)
+                goto foreign;
+            place_scratch(c, j + 1, n);
+            bot = j + 1 + n;
+            complete = st == W_END;
+            marked = bot;
+            break;
+        }
+        /* Frame j + 1 changed: step out of j, then walk until the stored stack matches. */
+        s = (ustate_t){c->rip[j], c->rsp[j], c->rbp[j], 0};
+        st = step(c, t, hi, &s, &c->fl[j]);
+        n = 0;
+        if (st == W_OK)
+            st = walk(c, t, hi, &s, j + 1, bot, max - (j + 1 - top), &n, &q);
+        c->counts.walked += n;
+        if (st == W_FOREIGN)
+            goto foreign;
+        if (st != W_MATCHED) {
+            place_scratch(c, j + 1, n);
+            bot = j + 1 + n;
+            complete = st == W_END;
+            marked = bot;
+            break;
+        }
+        /* n new frames replace stored frames [j + 1, q); the rest moves next to them. */
+        unsigned to = j + 1 + n;
+        end = bot - q > top + UNW_MAXF - to ? q + (top + UNW_MAXF - to) : bot;
+        if (end != bot) {
+            tail_intact = false;
+            complete = false;
+        }
+        if (to != q)
+            move_frames(c, to, q, end);
+        bot = to + (end - q);
+        place_scratch(c, j + 1, n);
+        c->slot[to] = s.slot;
+        q = to;
+    }
+done:
+    c->top = top;
+    c->bot = bot;
+    c->complete = complete;
+    if (marked == bot)
+        c->sums[bot] = (stack_sums_t){0, 0};
+    mark_frames(c, marked);
+    c->counts.stacks++;
+    *out = &c->rip[top];
+    *sums = &c->sums[top];
+    return (int)(bot - top < max ? bot - top : max);
+foreign:
+    c->top = c->bot = UNW_MID;
+    c->complete = false;
+    c->counts.foreign++;
+    return -1;
+}
+
+static void add_counts(heap_t *h, void *arg) {
+    unwind_counts_t *sum = arg;
+    const unw_cache_t *c = h->unw;
+    if (!c)
+        return;
+    sum->stacks += c->counts.stacks;
+    sum->foreign += c->counts.foreign;
+    sum->walked += c->counts.walked;
+    sum->reused += c->counts.reused;
+}
+
+void unwind_counts(unwind_counts_t *sum) {
+    memset(sum, 0, sizeof *sum);
+    heap_foreach_unlocked(add_counts, sum);
+}
