@@ -181,9 +181,6 @@ void prof_timeline_point(void);
 
 /* ---- unwind.c: call stacks from cached DWARF CFI ------------------------------------------- */
 #define UNW_OWN_FRAMES 8 /* frames of ours above the program's: unwound, then dropped */
-/* The calling thread's stack: *out points to up to max return addresses, innermost first, the
- * first being the caller's; valid until h's next walk. Returns their number, or -1 when this
- * stack needs libunwind (a signal frame, CFI it does not model, a stack it does not know). */
 /* Stacks are hashed as two polynomials, sum(mix(f[j]) * B^j) with two mixes and bases: 128
  * bits that identify a stack in a thread's cache of stacks (a full comparison is made when a
  * stack is first interned). The walker keeps the sums of every suffix of its stack (sums[k]
@@ -213,7 +210,13 @@ static inline uint64_t stack_fmix(uint64_t x) {
     x *= 0xc4ceb9fe1a85ec53ULL;
     return x ^ (x >> 33);
 }
-int unwind_stack(heap_t *h, unsigned max, const uintptr_t **out, const stack_sums_t **sums);
+/* The calling thread's stack: *out points to up to depth return addresses, innermost first,
+ * after the innermost ones that lie in [self_lo, self_hi) (the caller's own code, at most
+ * UNW_OWN_FRAMES); *sums to their suffix sums, one more than returned (the last may be zero).
+ * Valid until h's next walk. Returns their number, or -1 when this stack needs libunwind (a
+ * signal frame, CFI the walker does not model, a stack it does not know). */
+int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_t self_hi,
+                 const uintptr_t **out, const stack_sums_t **sums);
 void unwind_forget(uintptr_t lo, uintptr_t hi); /* after dlclose: code in [lo, hi) is gone */
 typedef struct unwind_counts_s {
     uint64_t stacks;  /* walks done here */

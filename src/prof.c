@@ -282,22 +282,20 @@ static void stack_finish(stack_t *st, stack_sums_t s) {
 }
 
 static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st, void *caller) {
-    /* Our own frames come first (record, and the malloc path where it is not a tail call).
-     * Asking for more than depth plus those would make deep stacks pay for frames we drop. */
     const uintptr_t *fr = NULL;
     const stack_sums_t *sums = NULL;
-    int n = -1;
+    int n = -1, i = 0;
     if (opt.unwind != UNWIND_LIBUNWIND)
-        n = unwind_stack(h, prof.depth + UNW_OWN_FRAMES, &fr, &sums);
+        n = unwind_stack(h, prof.depth, prof.self_lo, prof.self_hi, &fr, &sums);
     if (n < 0 && prof.have_unwinder) {
+        /* Our own frames come first (record, and the malloc path where it is not a tail
+         * call): skip them. */
         n = unw_bt((void **)st->buf, (int)prof.depth + UNW_OWN_FRAMES);
         fr = st->buf;
         sums = NULL;
+        while (i < n && fr[i] >= prof.self_lo && fr[i] < prof.self_hi)
+            i++;
     }
-    int i = 0;
-    /* Our own frames are innermost: skip them. */
-    while (i < n && fr[i] >= prof.self_lo && fr[i] < prof.self_hi)
-        i++;
     if (i >= n) {
         st->buf[0] = (uintptr_t)caller;
         st->f = st->buf;
@@ -309,9 +307,11 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
     stack_sums_t sum;
     if (!sums) {
         sum = stack_sums(fr + i, k);
-    } else { /* sums[n'] of the stored stack's end is zero: this is also the whole-suffix case */
-        sum.a = sums[i].a - pow_ba[k] * sums[i + k].a;
-        sum.b = sums[i].b - pow_bb[k] * sums[i + k].b;
+    } else { /* sums[k] is the rest of the walker's stack, zero where it ends */
+        uint64_t a = pow_ba[k] * sums[k].a, b = pow_bb[k] * sums[k].b;
+        __asm__("" : "+r"(a), "+r"(b)); /* two scalar multiplies, not an SSE2 emulation of them */
+        sum.a = sums[0].a - a;
+        sum.b = sums[0].b - b;
     }
     st->f = fr + i;
     st->n = k;

@@ -795,8 +795,17 @@ static void place_scratch(unw_cache_t *c, unsigned at, unsigned n) {
     }
 }
 
-noinline int unwind_stack(heap_t *h, unsigned max, const uintptr_t **out,
-                          const stack_sums_t **sums) {
+/* How many of the innermost stored frames are the caller's own (in [lo, hi)). */
+static unsigned own_frames(const unw_cache_t *c, unsigned top, unsigned bot, uintptr_t lo,
+                           uintptr_t hi) {
+    unsigned k = top;
+    while (k < bot && k - top < UNW_OWN_FRAMES && c->rip[k] - lo < hi - lo)
+        k++;
+    return k - top;
+}
+
+noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_t self_hi,
+                          const uintptr_t **out, const stack_sums_t **sums) {
     /* Frame 0 is our caller: GCC gives this function a frame pointer for the builtin. */
     const uintptr_t *fr = __builtin_frame_address(0);
     ustate_t s = {fr[1], (uintptr_t)(fr + 2), fr[0], 0};
@@ -810,8 +819,7 @@ noinline int unwind_stack(heap_t *h, unsigned max, const uintptr_t **out,
         c->counts.foreign++;
         return -1;
     }
-    if (max > UNW_MAXF)
-        max = UNW_MAXF;
+    unsigned max = depth + UNW_OWN_FRAMES; /* until we know how many frames are ours */
     uint64_t gen = atomic_load_explicit(&unw_gen, memory_order_acquire);
     if (c->gen != gen || c->hi != hi) {
         if (c->gen != gen)
@@ -855,17 +863,19 @@ noinline int unwind_stack(heap_t *h, unsigned max, const uintptr_t **out,
     top = q - n;
     place_scratch(c, top, n);
     c->slot[q] = s.slot;
+    max = own_frames(c, top, bot, self_lo, self_hi) + depth;
 
     /* Confirm stored frames; where one no longer holds, walk on and look for the stored stack
      * again further out (a call made from the same frame through another function). */
+    uintptr_t rbp_q = s.rbp;
     for (;;) {
         unsigned lim = bot < top + max ? bot : top + max;
-        unsigned j = confirm(c, q, s.rbp, lim);
+        unsigned j = confirm(c, q, rbp_q, lim);
         c->counts.reused += j + 1 - q;
         if (j + 1 == lim) {
             if (lim < bot || complete || lim - top == max) {
                 marked = tail_intact ? q : bot;
-                break;
+                goto settle;
             }
             /* The stored stack stopped short of max frames without reaching the end: go on. */
             s = (ustate_t){c->rip[j], c->rsp[j], c->rbp[j], 0};
@@ -879,8 +889,9 @@ noinline int unwind_stack(heap_t *h, unsigned max, const uintptr_t **out,
             place_scratch(c, j + 1, n);
             bot = j + 1 + n;
             complete = st == W_END;
+            tail_intact = false;
             marked = bot;
-            break;
+            goto settle;
         }
         /* Frame j + 1 changed: step out of j, then walk until the stored stack matches. */
         s = (ustate_t){c->rip[j], c->rsp[j], c->rbp[j], 0};
@@ -895,8 +906,9 @@ noinline int unwind_stack(heap_t *h, unsigned max, const uintptr_t **out,
             place_scratch(c, j + 1, n);
             bot = j + 1 + n;
             complete = st == W_END;
+            tail_intact = false;
             marked = bot;
-            break;
+            goto settle;
         }
         /* n new frames replace stored frames [j + 1, q); the rest moves next to them. */
         unsigned to = j + 1 + n;
@@ -911,6 +923,21 @@ noinline int unwind_stack(heap_t *h, unsigned max, const uintptr_t **out,
         place_scratch(c, j + 1, n);
         c->slot[to] = s.slot;
         q = to;
+        rbp_q = s.rbp;
+        continue;
+    settle:
+        /* A change near the top may have put more of our own frames there than max allowed
+         * for (another path through the allocator): then go on to depth frames of the
+         * program's from the last good one. */
+        {
+            unsigned want = own_frames(c, top, bot, self_lo, self_hi) + depth;
+            unsigned last = (bot < top + max ? bot : top + max) - 1;
+            if (want <= max || (complete && last + 1 == bot))
+                break;
+            max = want;
+            q = last;
+            rbp_q = c->rbp[q];
+        }
     }
 done:
     c->top = top;
@@ -920,9 +947,11 @@ done:
         c->sums[bot] = (stack_sums_t){0, 0};
     mark_frames(c, marked);
     c->counts.stacks++;
-    *out = &c->rip[top];
-    *sums = &c->sums[top];
-    return (int)(bot - top < max ? bot - top : max);
+    unsigned own = own_frames(c, top, bot, self_lo, self_hi);
+    unsigned got = (bot - top < max ? bot - top : max) - own;
+    *out = &c->rip[top + own];
+    *sums = &c->sums[top + own];
+    return (int)(got < depth ? got : depth);
 foreign:
     c->top = c->bot = UNW_MID;
     c->complete = false;

@@ -12,6 +12,11 @@
  *              the walker hands to libunwind
  *   signal     allocations in a signal handler, on the thread's stack and on sigaltstack
  *   context    allocations on a makecontext stack, which is no thread's stack
+ *   apis       malloc, calloc, realloc, aligned_alloc and large requests in turn from one frame:
+ *              different paths through the allocator put different numbers of its own frames
+ *              above the program's
+ *   pads       malloc from a frame of swept size, then calloc, which has one more frame of the
+ *              allocator's own: at some size the two share the allocator's innermost frame
  *   threads    four threads, each allocating at its own depth
  *   jit        (only with the argument "jit") malloc called from code in an anonymous
  *              executable mapping: no CFI describes it, so the stack ends there */
@@ -82,6 +87,30 @@ NOINL void site_realign(int n) {
     BARRIER();
 }
 
+NOINL void site_apis(int i) {
+    switch (i % 6) {
+    case 0: hold(malloc(48)); break;
+    case 1: hold(calloc(3, 16)); break;
+    case 2: hold(realloc(NULL, 64)); break;
+    case 3: hold(aligned_alloc(64, 128)); break;
+    case 4: hold(malloc(4000)); break;
+    default: hold(calloc(1, 3000)); break;
+    }
+    BARRIER();
+}
+
+NOINL void site_pad_malloc(size_t pad) {
+    char *b = alloca(pad + 1);
+    b[0] = 1;
+    __asm__ volatile("" : : "r"(b) : "memory");
+    hold(malloc(40));
+    BARRIER();
+}
+NOINL void site_pad_calloc(void) {
+    hold(calloc(5, 8));
+    BARRIER();
+}
+
 static void site_handler(int sig) {
     (void)sig;
     hold(malloc(72));
@@ -136,6 +165,12 @@ int main(int argc, char **argv) {
         site_alloca(16 + 16 * (i % 37));
     for (int i = 0; i < 50; i++)
         site_realign(8 + i);
+    for (int i = 0; i < 600; i++)
+        site_apis(i);
+    for (size_t pad = 0; pad < 800; pad += 8) {
+        site_pad_malloc(pad);
+        site_pad_calloc();
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -12,8 +12,22 @@ export PYTHONPATH=$top_srcdir/tests/prof
 
 timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=all TALLY_UNWIND=check TALLY_OUT="$tmp/c.tly" \
     "$prog" >"$tmp/c.out" 2>"$tmp/c.err" || fail "the program failed: $(cat "$tmp/c.err")"
-grep -q '^done 3000$' "$tmp/c.out" || fail "the program did not finish: $(cat "$tmp/c.out")"
+grep -q '^done 3800$' "$tmp/c.out" || fail "the program did not finish: $(cat "$tmp/c.out")"
 [ -s "$tmp/c.err" ] && fail "it printed on stderr: $(cat "$tmp/c.err")"
+# Shallow depths cut most stacks, and the walker must still stop exactly at depth frames of the
+# program's whatever number of the allocator's own frames are above them.
+for depth in 1 3 7; do
+    timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=all TALLY_UNWIND=check TALLY_DEPTH=$depth \
+        TALLY_OUT="$tmp/d$depth.tly" "$prog" >/dev/null 2>&1 || fail "the depth $depth run failed"
+    /usr/bin/python3 - "$tmp/d$depth.tly" "$depth" <<'PY' || fail "depth $depth: the walker and libunwind disagree"
+import sys, dumpcheck
+d = dumpcheck.parse(sys.argv[1])
+t, depth = d["totals"], int(sys.argv[2])
+print("depth %d:" % depth, {k: v for k, v in t.items() if k.startswith("unwind")})
+long = [s for s in d["stacks"].values() if len(s) > depth]
+sys.exit(1 if t["unwind_mismatch"] or t["unwind_checked"] != t["unwind_stacks"] or long else 0)
+PY
+done
 timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=all TALLY_OUT="$tmp/j.tly" \
     "$prog" jit >"$tmp/j.out" 2>"$tmp/j.err" || fail "the jit run failed: $(cat "$tmp/j.err")"
 page=$(sed -n 's/^jit \(0x[0-9a-f]*\)$/\1/p' "$tmp/j.out")
