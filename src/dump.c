@@ -61,6 +61,17 @@ static void kvs(fmt_t *f, const char *key, int64_t v) {
     }
 }
 
+/* Counters that are 0 are left out (FORMAT.md: a missing field is 0). */
+static void kv0(fmt_t *f, const char *key, uint64_t v) {
+    if (v)
+        kv(f, key, v);
+}
+
+static void kvs0(fmt_t *f, const char *key, int64_t v) {
+    if (v)
+        kvs(f, key, v);
+}
+
 /* A histogram as bucket:count pairs of the non-zero buckets; nothing at all when empty. */
 static void hist(fmt_t *f, const char *key, const uint64_t *h) {
     bool any = false;
@@ -88,6 +99,8 @@ static void hist(fmt_t *f, const char *key, const uint64_t *h) {
  * loaded can still be symbolized. */
 typedef struct module_s {
     uintptr_t base, lo, hi;
+    uint32_t gen_lo, gen_hi; /* the generations whose frames it holds (prof.h) */
+    bool superseded;         /* gone, and another module was since loaded over it */
     char build_id[65]; /* hex, or "-" */
     char path[512];
 } module_t;
@@ -96,6 +109,22 @@ typedef struct module_s {
 static module_t *gone; /* ring of unloaded modules, under gone_lock */
 static unsigned ngone;
 static pthread_mutex_t gone_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Loaded modules whose frames start at a generation above 0: those loaded over a module that
+ * was unloaded, under gone_lock. */
+typedef struct lgen_s {
+    uintptr_t base, lo, hi;
+    uint32_t gen_lo;
+} lgen_t;
+static lgen_t *lgen;
+static unsigned nlgen;
+
+static uint32_t gen_lo_of(uintptr_t base, uintptr_t lo, uintptr_t hi) { /* under gone_lock */
+    for (unsigned i = 0; i < nlgen; i++)
+        if (lgen[i].base == base && lgen[i].lo == lo && lgen[i].hi == hi)
+            return lgen[i].gen_lo;
+    return 0;
+}
 
 static void build_id_of(struct dl_phdr_info *info, char *out) {
     strcpy(out, "-");
@@ -160,8 +189,11 @@ static void put_module_rec(fmt_t *f, const module_t *m, bool unloaded) {
     fmt_hex(f, m->hi);
     fmt_str(f, " build_id=");
     fmt_str(f, m->build_id);
-    if (unloaded)
+    kv0(f, "gen_lo", m->gen_lo);
+    if (unloaded) {
         fmt_str(f, " unloaded=1");
+        kv(f, "gen_hi", m->gen_hi);
+    }
     fmt_str(f, " path=");
     put_enc(f, m->path);
     fmt_char(f, '\n');
@@ -171,14 +203,20 @@ typedef struct mod_walk_s {
     fmt_t *f;
     const module_t *find; /* put_module: mark a gone module that is loaded again */
     bool found;
+    const lgen_t *lgen;   /* a copy, for put_module */
+    unsigned nlgen;
 } mod_walk_t;
 
 static int put_module(struct dl_phdr_info *info, size_t size, void *arg) {
     (void)size;
     mod_walk_t *w = arg;
     module_t m;
-    if (module_of(info, &m))
+    if (module_of(info, &m)) {
+        for (unsigned i = 0; i < w->nlgen; i++)
+            if (w->lgen[i].base == m.base && w->lgen[i].lo == m.lo && w->lgen[i].hi == m.hi)
+                m.gen_lo = w->lgen[i].gen_lo;
         put_module_rec(w->f, &m, false);
+    }
     return 0;
 }
 
@@ -194,24 +232,32 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *arg) {
 /* gone_lock is never held across dl_iterate_phdr (which holds the loader's lock, and
  * remember_module runs inside it): the list is copied out first. */
 static void put_modules(fmt_t *f) {
-    mod_walk_t w = {.f = f};
-    dl_iterate_phdr(put_module, &w);
-    size_t sz = GONE_MAX * sizeof(module_t);
+    size_t sz = GONE_MAX * sizeof(module_t), lsz = GONE_MAX * sizeof(lgen_t);
     module_t *copy = os_map(sz);
-    if (!copy)
-        return;
-    pthread_mutex_lock(&gone_lock);
-    unsigned n = ngone < GONE_MAX ? ngone : GONE_MAX;
-    if (n)
-        memcpy(copy, gone, n * sizeof *copy);
-    pthread_mutex_unlock(&gone_lock);
+    lgen_t *lcopy = os_map(lsz);
+    unsigned n = 0, nl = 0;
+    if (copy && lcopy) {
+        pthread_mutex_lock(&gone_lock);
+        n = ngone < GONE_MAX ? ngone : GONE_MAX;
+        if (n)
+            memcpy(copy, gone, n * sizeof *copy);
+        nl = nlgen;
+        if (nl)
+            memcpy(lcopy, lgen, nl * sizeof *lcopy);
+        pthread_mutex_unlock(&gone_lock);
+    }
+    mod_walk_t w = {.f = f, .lgen = lcopy, .nlgen = nl};
+    dl_iterate_phdr(put_module, &w);
     for (unsigned i = 0; i < n; i++) {
         mod_walk_t q = {.find = &copy[i]};
         dl_iterate_phdr(find_module, &q); /* dlclose may not have unloaded it after all */
         if (!q.found)
             put_module_rec(f, &copy[i], true);
     }
-    os_unmap(copy, sz);
+    if (copy)
+        os_unmap(copy, sz);
+    if (lcopy)
+        os_unmap(lcopy, lsz);
 }
 
 typedef struct close_walk_s {
@@ -244,17 +290,60 @@ void prof_module_closing(uintptr_t base, const char *name, uintptr_t *lo, uintpt
         pthread_mutex_lock(&gone_lock);
         if (!gone)
             gone = os_map(GONE_MAX * sizeof *gone);
+        c.m.gen_lo = gen_lo_of(c.m.base, c.m.lo, c.m.hi);
+        c.m.gen_hi = atomic_load(&prof.gen);
+        for (unsigned i = 0; i < nlgen; i++)
+            if (lgen[i].base == c.m.base && lgen[i].lo == c.m.lo && lgen[i].hi == c.m.hi)
+                lgen[i] = lgen[--nlgen];
         if (gone) {
-            bool dup = false;
+            /* The same file at the same place in the same generations is listed once. */
+            module_t *dup = NULL;
             for (unsigned i = 0; i < ngone && i < GONE_MAX; i++)
-                dup |= gone[i].base == c.m.base && strcmp(gone[i].path, c.m.path) == 0 &&
-                       strcmp(gone[i].build_id, c.m.build_id) == 0;
-            if (!dup)
+                if (gone[i].base == c.m.base && strcmp(gone[i].path, c.m.path) == 0 &&
+                    strcmp(gone[i].build_id, c.m.build_id) == 0 && gone[i].gen_lo == c.m.gen_lo)
+                    dup = &gone[i];
+            if (dup) {
+                dup->gen_hi = c.m.gen_hi;
+                dup->superseded = false;
+            } else {
                 gone[ngone++ % GONE_MAX] = c.m;
+            }
+
         }
         pthread_mutex_unlock(&gone_lock);
     }
     prof_leave();
+}
+
+/* From the walker (unwind.c), outside the loader's lock, once per new return address while
+ * some module has been unloaded. A module loaded where an unloaded one was, that is not the same
+ * file at the same place, makes the addresses there ambiguous: a new generation starts, and
+ * stacks taken from now on are told apart from older ones by it (prof.h). */
+void prof_module_seen(uintptr_t base, uintptr_t lo, uintptr_t hi, const char *build_id) {
+    pthread_mutex_lock(&gone_lock);
+    bool known = false;
+    for (unsigned i = 0; i < nlgen && !known; i++)
+        known = lgen[i].base == base && lgen[i].lo == lo && lgen[i].hi == hi;
+    if (!lgen)
+        lgen = os_map(GONE_MAX * sizeof *lgen);
+    unsigned ng = ngone < GONE_MAX ? ngone : GONE_MAX;
+    bool clash = false;
+    for (unsigned k = 0; k < ng && !known && lgen; k++) {
+        module_t *g = &gone[k];
+        if (g->superseded || g->hi <= lo || hi <= g->lo)
+            continue;
+        if (g->base == base && strcmp(g->build_id, build_id) == 0 && strcmp(build_id, "-") != 0)
+            continue; /* the same code at the same addresses */
+        g->superseded = true;
+        clash = true;
+    }
+    if (clash && nlgen < GONE_MAX)
+        lgen[nlgen++] = (lgen_t){base, lo, hi, atomic_fetch_add(&prof.gen, 1) + 1};
+    pthread_mutex_unlock(&gone_lock);
+}
+
+void prof_build_id(const struct dl_phdr_info *info, char out[65]) {
+    build_id_of((struct dl_phdr_info *)info, out);
 }
 
 void prof_dump_fork_prepare(void) {
@@ -439,16 +528,6 @@ static uint32_t trie_put(trie_t *t, fmt_t *f, const uintptr_t *frames, uint32_t 
     return parent;
 }
 
-/* Counters that are 0 are left out (FORMAT.md: a missing field is 0). */
-static void kv0(fmt_t *f, const char *key, uint64_t v) {
-    if (v)
-        kv(f, key, v);
-}
-
-static void kvs0(fmt_t *f, const char *key, int64_t v) {
-    if (v)
-        kvs(f, key, v);
-}
 
 /* ---- the whole dump ------------------------------------------------------------------------------ */
 static uint64_t realtime_ns(void) {
@@ -488,6 +567,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     kv(f, "sample_interval", prof.mode == PROFILE_ALL ? 0 : prof.rate);
     kv(f, "count_scale", prof.count_scale);
     kv(f, "depth", prof.depth);
+    kv0(f, "gen", atomic_load(&prof.gen));
     fmt_str(f, " unwinder=");
     fmt_str(f, opt.unwind == UNWIND_FAST    ? "fast"
                : opt.unwind == UNWIND_CHECK ? "check"
@@ -555,6 +635,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         kv0(f, "samples", prof.mode == PROFILE_ALL ? __atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED)
                                                    : __atomic_load_n(&s->samples, __ATOMIC_RELAXED));
         kv0(f, "pinned_bytes", pc.pinned ? pc.pinned[id] : 0);
+        kv0(f, "gen", s->gen);
         hist(f, "size_hist", s->size_hist);
         hist(f, "life_hist", s->life_hist);
         fmt_char(f, '\n');

@@ -239,6 +239,13 @@ void prof_dump_helper_check(void);
 /* dlclose, before: remembers the module; *lo, *hi get its range (0, 0 if not found) */
 void prof_module_closing(uintptr_t base, const char *name, uintptr_t *lo, uintptr_t *hi);
 void prof_modules_changed(uintptr_t lo, uintptr_t hi);       /* dlclose, after */
+/* The walker met code of a module (build_id in hex or "-") after some module was unloaded:
+ * a module loaded where an unloaded one was starts a new generation (prof.h). */
+void prof_module_seen(uintptr_t base, uintptr_t lo, uintptr_t hi, const char *build_id);
+struct dl_phdr_info;
+void prof_build_id(const struct dl_phdr_info *info, char out[65]); /* hex, or "-" */
+/* The address range [*lo, *hi) an ELF object's PT_LOAD segments cover; *hi is 0 if none. */
+void prof_load_range(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *hi);
 
 /* ---- stats.c ------------------------------------------------------------------------------ */
 void stats_print_at_exit(void);

@@ -234,11 +234,13 @@ static void timeline_maybe(void) {
 typedef struct stack_s {
     const uintptr_t *f; /* innermost first */
     unsigned n;
+    uint32_t gen;         /* prof.gen when it was taken: part of its identity */
     uint64_t hash, hash2; /* stack_sums_t, finished */
     uintptr_t buf[PROF_MAX_DEPTH + UNW_OWN_FRAMES];
 } stack_t;
 
 static uint64_t pow_ba[PROF_MAX_DEPTH + 1], pow_bb[PROF_MAX_DEPTH + 1]; /* B^k */
+static void stack_finish(stack_t *st, stack_sums_t s);
 static _Atomic uint64_t unwind_checked, unwind_mismatch;
 
 /* TALLY_UNWIND=check: the same stack from libunwind, compared frame by frame (and the hash
@@ -254,8 +256,9 @@ static noinline void check_against_libunwind(const stack_t *st) {
     bool same = k == st->n;
     for (unsigned j = 0; same && j < k; j++)
         same = (uintptr_t)buf[i + j] == st->f[j];
-    stack_sums_t s = stack_sums(st->f, st->n);
-    same = same && stack_fmix(s.a ^ st->n) == st->hash && stack_fmix(s.b + st->n) == st->hash2;
+    stack_t again = *st;
+    stack_finish(&again, stack_sums(st->f, st->n));
+    same = same && again.hash == st->hash && again.hash2 == st->hash2;
     atomic_fetch_add_explicit(&unwind_checked, 1, memory_order_relaxed);
     if (!same && atomic_fetch_add_explicit(&unwind_mismatch, 1, memory_order_relaxed) < 4 &&
         opt.verbose) {
@@ -277,8 +280,9 @@ void prof_unwind_checked(uint64_t *checked, uint64_t *mismatch) {
 }
 
 static void stack_finish(stack_t *st, stack_sums_t s) {
-    st->hash = stack_fmix(s.a ^ st->n);
-    st->hash2 = stack_fmix(s.b + st->n);
+    st->gen = atomic_load_explicit(&prof.gen, memory_order_relaxed);
+    st->hash = stack_fmix(s.a ^ st->n ^ (uint64_t)st->gen << 32);
+    st->hash2 = stack_fmix(s.b + st->n + (uint64_t)st->gen * 0x9E3779B97F4A7C15ULL);
 }
 
 static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st, void *caller) {
@@ -384,7 +388,7 @@ static uint32_t intern_locked(const stack_t *st) {
     size_t j = st->hash & (stab_cap - 1);
     for (uint32_t id; (id = stab[j]) != 0; j = (j + 1) & (stab_cap - 1)) {
         site_t *s = prof_site(id);
-        if (s->hash == st->hash && frames_equal(s, st->f, st->n))
+        if (s->hash == st->hash && s->gen == st->gen && frames_equal(s, st->f, st->n))
             return id;
     }
     uint32_t id = atomic_load_explicit(&prof.nsites, memory_order_relaxed);
@@ -396,6 +400,7 @@ static uint32_t intern_locked(const stack_t *st) {
         return PROF_SITE_OVERFLOW;
     s->hash = st->hash;
     s->hash2 = st->hash2;
+    s->gen = st->gen;
     s->nframes = st->n;
     s->frames = stored;
     atomic_store_explicit(&prof.nsites, id + 1, memory_order_release);

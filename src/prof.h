@@ -71,7 +71,8 @@ typedef struct site_s {
     uint64_t hash, hash2; /* the stack's 128-bit hash */
     const uintptr_t *frames; /* innermost first */
     uint32_t nframes;
-    uint32_t pad1[3];
+    uint32_t gen;            /* the module generation its frames belong to */
+    uint32_t pad1[2];
     uint64_t size_hist[PROF_NHIST]; /* weighted counts by floor(log2(requested)) */
     uint64_t life_hist[PROF_NHIST]; /* bucket 0: lifetime 0; k: [2^(k-1), 2^k) */
 } site_t;
@@ -114,6 +115,8 @@ typedef struct prof_state_s {
     uint64_t t0_ns;         /* CLOCK_MONOTONIC at start */
     uint64_t t0_real_ns;    /* CLOCK_REALTIME at start */
     _Atomic uint32_t nsites; /* ids below this exist */
+    _Atomic uint32_t gen;    /* module generation: bumped when a module is loaded where another
+                              * was unloaded; part of a stack's identity (dump.c) */
     site_t *chunks[PROF_MAX_CHUNKS];
     _Atomic int64_t live_bytes, peak_bytes;
     _Atomic uint64_t peak_epoch, peak_t_ns;
@@ -145,8 +148,6 @@ void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg);
 
 /* For dump.c. */
 int64_t prof_site_peak_live(const site_t *s);
-/* The address range [*lo, *hi) an ELF object's PT_LOAD segments cover; *hi is 0 if none. */
-void prof_load_range(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *hi);
 uint64_t prof_rss_bytes(void);
 void prof_unwind_checked(uint64_t *checked, uint64_t *mismatch); /* TALLY_UNWIND=check */
 uint64_t prof_now_ns(void);

@@ -482,7 +482,12 @@ static uint64_t rule_from_hdr(const uint8_t *hdr, uintptr_t target) {
 typedef struct rule_walk_s {
     uintptr_t pc;
     uint64_t rule;
+    bool watch;                 /* some module was unloaded: note which one this is */
+    uintptr_t base, lo, hi;
+    char build_id[65];
 } rule_walk_t;
+
+static _Atomic bool unw_watch; /* set at the first dlclose */
 
 /* dl_iterate_phdr holds the loader's lock while this runs: the module cannot go away. */
 static int rule_module(struct dl_phdr_info *info, size_t size, void *arg) {
@@ -502,6 +507,11 @@ static int rule_module(struct dl_phdr_info *info, size_t size, void *arg) {
         return 0;
     w->rule = eh ? rule_from_hdr((const uint8_t *)(info->dlpi_addr + eh->p_vaddr), w->pc)
                  : RULE_FOREIGN;
+    if (w->watch) {
+        w->base = info->dlpi_addr;
+        prof_load_range(info, &w->lo, &w->hi);
+        prof_build_id(info, w->build_id);
+    }
     return 1;
 }
 
@@ -560,8 +570,11 @@ static void rule_put(uintptr_t pc, uint64_t rule) {
 
 /* pc is a return address: the rule is the one in force at the call, pc - 1. */
 static noinline uint64_t rule_slow(uintptr_t pc) {
-    rule_walk_t w = {pc - 1, RULE_NOCODE};
+    rule_walk_t w = {.pc = pc - 1, .rule = RULE_NOCODE,
+                     .watch = atomic_load_explicit(&unw_watch, memory_order_relaxed)};
     dl_iterate_phdr(rule_module, &w);
+    if (w.watch && w.hi)
+        prof_module_seen(w.base, w.lo, w.hi, w.build_id);
     rule_put(pc, w.rule);
     return w.rule;
 }
@@ -592,6 +605,7 @@ void unwind_forget(uintptr_t lo, uintptr_t hi) {
             atomic_store_explicit(&t->e[i].rule, RULE_STALE, memory_order_relaxed);
     }
     atomic_fetch_add_explicit(&unw_gen, 1, memory_order_release);
+    atomic_store_explicit(&unw_watch, true, memory_order_relaxed);
     pthread_mutex_unlock(&rtab_lock);
 }
 
