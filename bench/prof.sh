@@ -7,7 +7,9 @@
 #   bench/prof.sh [--lib PATH/libtallymalloc.so] [--runs N] [--builddir DIR]
 #
 # Workloads: allocs (bench/allocs.c, 10 million malloc/free pairs), python (CPython with
-# PYTHONMALLOC=malloc running tests/preload/workload.py), churn (bench/throughput single).
+# PYTHONMALLOC=malloc running tests/preload/workload.py), perl (tests/preload/workload.pl),
+# sqlite (sqlite3 building and querying an in-memory table, bench/sqlite.sql), churn
+# (bench/throughput single).
 set -u
 export LC_ALL=C
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,13 +41,15 @@ command -v heaptrack >/dev/null || have_heaptrack=0
 declare -A cmd
 cmd[allocs]="$builddir/allocs"
 cmd[python]="/usr/bin/python3 $here/../tests/preload/workload.py"
+cmd[perl]="/usr/bin/perl $here/../tests/preload/workload.pl"
+cmd[sqlite]="/usr/bin/sqlite3 :memory: .read\ $here/sqlite.sql"
 cmd[churn]="$builddir/throughput single -n 10000000"
-workloads="allocs python churn"
+workloads="allocs python perl sqlite churn"
 modes="plain off sample all heaptrack"
 
 results=$builddir/results.tsv
 : >"$results"
-total=$((3 * 5 * runs))
+total=$((5 * 5 * runs))
 n=0
 for r in $(seq "$runs"); do
     for w in $workloads; do
@@ -63,7 +67,8 @@ for r in $(seq "$runs"); do
             esac
             t0=$(date +%s.%N)
             # shellcheck disable=SC2086
-            timeout 600 "${pre[@]}" ${cmd[$w]} >/dev/null 2>"$builddir/err"
+            eval "words=(${cmd[$w]})"
+            timeout 600 "${pre[@]}" "${words[@]}" >/dev/null 2>"$builddir/err"
             rc=$?
             t1=$(date +%s.%N)
             size=$(cat "$out"* 2>/dev/null | wc -c)

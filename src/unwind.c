@@ -1,15 +1,15 @@
 /* unwind.c: the profiler's call stacks, from the program's own DWARF call-frame information.
  *
  * WHY NOT libunwind ALONE
- *   libunwind's unw_backtrace costs about 4-7 ns a frame; at 32 frames per allocation that was
- *   more than the whole CPython workload's own time in `all` mode. Two things make this faster:
+ *   libunwind's unw_backtrace costs about 4-7 ns a frame; at up to 32 frames per allocation it
+ *   was 40% of the CPython workload in `all` mode. Two things make this about twice as cheap:
  *
  *   1. A rule per return address. On x86-64 the code compilers emit needs three numbers to step
  *      one frame: the CFA (the caller's stack pointer) is RSP or RBP plus an offset, the return
  *      address sits at CFA-8, and RBP is either untouched or saved at CFA plus an offset. Those
  *      are computed once per return address from .eh_frame (through .eh_frame_hdr's sorted table)
- *      and kept in a global hash table read without locks. A frame then costs a probe and two
- *      loads. Code with frame pointers is the rule "CFA = RBP + 16, RBP at CFA - 16": that is the
+ *      and kept in a global hash table read without locks (and a direct-mapped copy per heap).
+ *      A frame then costs a probe and two loads. Code with frame pointers is the rule "CFA = RBP + 16, RBP at CFA - 16": that is the
  *      frame-pointer walk, used exactly where the CFI says it is correct.
  *
  *   2. The previous stack's outer frames, checked in memory. Stepping from a state (rip, rsp,
@@ -18,9 +18,13 @@
  *      address of every word read. When a new walk reaches a state equal to one of the old stack's
  *      (same rip and rsp, and the same rbp where a later step depends on it), it compares the words
  *      the old walk read beyond it with memory; where they are equal, the old frames are the new
- *      ones. Nothing on the stack is written (a shadow stack patches return addresses; this does
- *      not, so exceptions, longjmp and debuggers see the program as it is). A stack that differs
- *      from the previous one in its innermost k frames costs k steps and a compare per frame.
+ *      ones, and where one is not, the walk goes on and looks for the old stack again further
+ *      out (the same frame calling through another function). Nothing on the stack is written
+ *      (a shadow stack patches return addresses; this does not, so exceptions, longjmp and
+ *      debuggers see the program as it is). A stack that differs from the previous one in its
+ *      innermost k frames costs k steps and a compare per frame. The walker also keeps the
+ *      polynomial sums of every suffix of its stack (internal.h), so the profiler hashes the
+ *      window it keeps in O(1).
  *
  * SAFETY
  *   Every word read lies in [rsp, hi) of the calling thread's own stack (hi from
@@ -32,7 +36,10 @@
  *
  * Rules are computed inside a dl_iterate_phdr callback, so no dlclose can unmap the CFI being
  * read; our dlclose wrapper marks the unloaded range's rules stale and bumps a generation that
- * retires every heap's saved stack.
+ * retires every heap's saved stack. After the first dlclose, a rule computed for a new module
+ * also tells the profiler which module it met (prof_module_seen: module generations).
+ *
+ * TALLY_UNWIND=check has the profiler compare every stack with libunwind's (prof.c).
  *
  * Exports (internal.h): unwind_stack, unwind_forget, unwind_counts,
  * unwind_fork_prepare/parent/child. */
@@ -41,6 +48,9 @@
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define UNW_MAXF (PROF_MAX_DEPTH + UNW_OWN_FRAMES)
 #define UNW_CAP (3 * UNW_MAXF + 1)
@@ -624,18 +634,36 @@ void unwind_fork_child(void) {
 /* ---- the thread's stack ------------------------------------------------------------------------- */
 static __thread uintptr_t tls_stack_lo TLS_IE, tls_stack_hi TLS_IE;
 
+extern void *__libc_stack_end; /* ld.so's: the main thread's stack pointer at _start */
+
 static noinline void stack_bounds_init(void) {
     pthread_attr_t a;
     void *addr = NULL;
     size_t size = 0;
     tls_stack_lo = tls_stack_hi = 1; /* unknown: every walk goes to libunwind */
-    if (pthread_getattr_np(pthread_self(), &a) != 0)
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        if (pthread_attr_getstack(&a, &addr, &size) == 0 && addr && size) {
+            tls_stack_lo = (uintptr_t)addr;
+            tls_stack_hi = (uintptr_t)addr + size;
+        }
+        pthread_attr_destroy(&a);
         return;
-    if (pthread_attr_getstack(&a, &addr, &size) == 0 && addr && size) {
-        tls_stack_lo = (uintptr_t)addr;
-        tls_stack_hi = (uintptr_t)addr + size;
     }
-    pthread_attr_destroy(&a);
+    /* glibc reads the main thread's stack from /proc/self/maps, which a sandbox may hide. The
+     * page holding __libc_stack_end is the main stack's, and so is everything from the stack
+     * pointer up to it; below, the stack goes down at most RLIMIT_STACK. */
+    struct rlimit rl;
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    uintptr_t top = ((uintptr_t)__libc_stack_end | 4095) + 1;
+    if (getpid() != (pid_t)syscall(SYS_gettid) || sp >= top || getrlimit(RLIMIT_STACK, &rl) != 0)
+        return;
+    uintptr_t span = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > ((uintptr_t)1 << 30)
+                         ? (uintptr_t)1 << 30
+                         : (uintptr_t)rl.rlim_cur;
+    if (top - sp > span)
+        return;
+    tls_stack_lo = top - span;
+    tls_stack_hi = top;
 }
 
 /* ---- the walk ------------------------------------------------------------------------------------ */
@@ -673,7 +701,7 @@ typedef struct ustate_s {
     uintptr_t rip, rsp, rbp, slot;
 } ustate_t;
 
-enum { W_OK, W_END, W_STOP, W_FOREIGN, W_MATCHED, W_MAX };
+enum { WALK_OK, WALK_END, WALK_STOP, WALK_FOREIGN, WALK_MATCHED, WALK_MAX };
 
 /* One step out of frame s; the caller's frame replaces it. */
 static inline __attribute__((always_inline)) int step(unw_cache_t *c, const rtab_t *t,
@@ -689,34 +717,34 @@ static inline __attribute__((always_inline)) int step(unw_cache_t *c, const rtab
     }
     if (unlikely(RULE_KIND(r) != RULE_STEP)) {
         switch (RULE_KIND(r)) {
-        case RULE_END: return W_END;
-        case RULE_FOREIGN: return W_FOREIGN;
-        default: return W_STOP;
+        case RULE_END: return WALK_END;
+        case RULE_FOREIGN: return WALK_FOREIGN;
+        default: return WALK_STOP;
         }
     }
     *fl = (uint8_t)RULE_FP(r);
     uintptr_t cfa = (RULE_FP(r) ? s->rbp : s->rsp) + RULE_CFA_OFF(r);
     if (unlikely(cfa < s->rsp + 8 || cfa > hi))
-        return W_STOP;
+        return WALK_STOP;
     uintptr_t a = 0, bp = s->rbp;
     if (RULE_SAVES_BP(r)) {
         a = cfa + (uintptr_t)RULE_BP_OFF(r);
         if (unlikely(a < s->rsp || a > hi - 8))
-            return W_STOP;
+            return WALK_STOP;
         bp = *(const uintptr_t *)a;
     }
     uintptr_t ra = *(const uintptr_t *)(cfa - 8);
     if (unlikely(ra == 0))
-        return W_STOP;
+        return WALK_STOP;
     s->rip = ra;
     s->rsp = cfa;
     s->rbp = bp;
     s->slot = a;
-    return W_OK;
+    return WALK_OK;
 }
 
 /* Walks from state s into the scratch frames until s equals a stored frame in [q, qend)
- * (W_MATCHED, *qm its index; s is not stored), limit frames are stored (W_MAX), or the stack
+ * (WALK_MATCHED, *qm its index; s is not stored), limit frames are stored (WALK_MAX), or the stack
  * ends. *n gets the number stored. */
 static inline __attribute__((always_inline)) int walk(unw_cache_t *c, const rtab_t *t,
                                                        uintptr_t hi, ustate_t *s, unsigned q,
@@ -730,7 +758,7 @@ static inline __attribute__((always_inline)) int walk(unw_cache_t *c, const rtab
             (c->rbp[q] == s->rbp || !(c->fl[q] & FL_NB))) {
             *n = k;
             *qm = q;
-            return W_MATCHED;
+            return WALK_MATCHED;
         }
         c->nrip[k] = s->rip;
         c->nrsp[k] = s->rsp;
@@ -739,10 +767,10 @@ static inline __attribute__((always_inline)) int walk(unw_cache_t *c, const rtab
         c->nfl[k] = 0;
         if (++k == limit) {
             *n = k;
-            return W_MAX;
+            return WALK_MAX;
         }
         int st = step(c, t, hi, s, &c->nfl[k - 1]);
-        if (st != W_OK) {
+        if (st != WALK_OK) {
             *n = k;
             return st;
         }
@@ -850,13 +878,13 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
     bool complete = c->complete;
     int st = walk(c, t, hi, &s, c->top, c->bot, max, &n, &q);
     c->counts.walked += n;
-    if (st == W_FOREIGN)
+    if (st == WALK_FOREIGN)
         goto foreign;
-    if (st != W_MATCHED) {
+    if (st != WALK_MATCHED) {
         top = UNW_MID;
         place_scratch(c, top, n);
         bot = top + n;
-        complete = st == W_END;
+        complete = st == WALK_END;
         marked = bot;
         goto done;
     }
@@ -895,14 +923,14 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
             s = (ustate_t){c->rip[j], c->rsp[j], c->rbp[j], 0};
             st = step(c, t, hi, &s, &c->fl[j]);
             n = 0;
-            if (st == W_OK)
+            if (st == WALK_OK)
                 st = walk(c, t, hi, &s, 0, 0, max - (j + 1 - top), &n, &q);
             c->counts.walked += n;
-            if (st == W_FOREIGN)
+            if (st == WALK_FOREIGN)
                 goto foreign;
             place_scratch(c, j + 1, n);
             bot = j + 1 + n;
-            complete = st == W_END;
+            complete = st == WALK_END;
             tail_intact = false;
             marked = bot;
             goto settle;
@@ -911,15 +939,15 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
         s = (ustate_t){c->rip[j], c->rsp[j], c->rbp[j], 0};
         st = step(c, t, hi, &s, &c->fl[j]);
         n = 0;
-        if (st == W_OK)
+        if (st == WALK_OK)
             st = walk(c, t, hi, &s, j + 1, bot, max - (j + 1 - top), &n, &q);
         c->counts.walked += n;
-        if (st == W_FOREIGN)
+        if (st == WALK_FOREIGN)
             goto foreign;
-        if (st != W_MATCHED) {
+        if (st != WALK_MATCHED) {
             place_scratch(c, j + 1, n);
             bot = j + 1 + n;
-            complete = st == W_END;
+            complete = st == WALK_END;
             tail_intact = false;
             marked = bot;
             goto settle;
