@@ -65,17 +65,18 @@ for r in $(seq "$runs"); do
                 pre=(env PYTHONMALLOC=malloc heaptrack -o "$out") ;;
             *) pre=(env PYTHONMALLOC=malloc LD_PRELOAD="$lib" TALLY_PROFILE=$m TALLY_OUT="$out.%p.tly") ;;
             esac
-            t0=$(date +%s.%N)
-            # shellcheck disable=SC2086
             eval "words=(${cmd[$w]})"
-            timeout 600 "${pre[@]}" "${words[@]}" >/dev/null 2>"$builddir/err"
+            # Wall time, and CPU time (user + system of the whole process tree, heaptrack's
+            # interpreter included): on a shared VM the CPU time is the steadier of the two.
+            /usr/bin/time -o "$builddir/time" -f '%e %U %S' \
+                timeout 600 "${pre[@]}" "${words[@]}" >/dev/null 2>"$builddir/err"
             rc=$?
-            t1=$(date +%s.%N)
             size=$(cat "$out"* 2>/dev/null | wc -c)
             if [[ $rc -ne 0 ]]; then
-                echo -e "$w\t$m\tfailed($rc)\t0" >>"$results"
+                echo -e "$w\t$m\tfailed($rc)\t0\t0" >>"$results"
             else
-                echo -e "$w\t$m\t$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')\t$size" >>"$results"
+                read -r wall user sys <"$builddir/time"
+                echo -e "$w\t$m\t$wall\t$size\t$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')" >>"$results"
             fi
         done
     done
@@ -85,26 +86,29 @@ median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2)
 echo "## Profiler overhead"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) CPUs, $(uname -r); heaptrack: $(dpkg-query -W -f='${Version}' heaptrack 2>/dev/null || echo missing)"
-echo "- command: \`bench/prof.sh --runs $runs\`; wall time medians of $runs alternating runs"
+echo "- command: \`bench/prof.sh --runs $runs\`; medians of $runs alternating runs; wall time, and CPU"
+echo "  time (user + system of the process tree); ratios to the plain run and to \`off\`"
 echo
-echo "| workload | mode | seconds | × plain | × off | output file |"
-echo "|---|---|---|---|---|---|"
+echo "| workload | mode | wall s | × plain | CPU s | CPU × plain | CPU × off | output file |"
+echo "|---|---|---|---|---|---|---|---|"
 for w in $workloads; do
     p=$(awk -F'\t' -v w="$w" '$1==w && $2=="plain" {print $3}' "$results" | median)
-    o=$(awk -F'\t' -v w="$w" '$1==w && $2=="off" {print $3}' "$results" | median)
+    pc=$(awk -F'\t' -v w="$w" '$1==w && $2=="plain" {print $5}' "$results" | median)
+    oc=$(awk -F'\t' -v w="$w" '$1==w && $2=="off" {print $5}' "$results" | median)
     for m in $modes; do
         vals=$(awk -F'\t' -v w="$w" -v m="$m" '$1==w && $2==m {print $3}' "$results")
         if grep -qv '^[0-9.]*$' <<<"$vals"; then
-            echo "| $w | $m | $(head -1 <<<"$vals" | grep -v '^[0-9.]*$' | head -1) | | | |"
+            echo "| $w | $m | $(head -1 <<<"$vals" | grep -v '^[0-9.]*$' | head -1) | | | | | |"
             continue
         fi
         t=$(median <<<"$vals")
+        tc=$(awk -F'\t' -v w="$w" -v m="$m" '$1==w && $2==m {print $5}' "$results" | median)
         sz=$(awk -F'\t' -v w="$w" -v m="$m" '$1==w && $2==m {print $4}' "$results" | median)
         case $m in
         plain | off) file="–" ;;
         *) file=$(awk -v b="$sz" 'BEGIN { if (b >= 1048576) printf "%.1f MB", b / 1048576; else printf "%.1f KB", b / 1024 }') ;;
         esac
-        awk -v w="$w" -v m="$m" -v t="$t" -v p="$p" -v o="$o" -v f="$file" \
-            'BEGIN {printf "| %s | %s | %.3f | %.2f | %.2f | %s |\n", w, m, t, t/p, t/o, f}'
+        awk -v w="$w" -v m="$m" -v t="$t" -v p="$p" -v tc="$tc" -v pc="$pc" -v oc="$oc" -v f="$file" \
+            'BEGIN {printf "| %s | %s | %.3f | %.2f | %.2f | %.2f | %.2f | %s |\n", w, m, t, t/p, tc, tc/pc, tc/oc, f}'
     done
 done

@@ -1,12 +1,14 @@
 /* dump.c: writes the profiler's dump, the text format of docs/FORMAT.md, and decides when:
  * at exit when TALLY_OUT is set, and on request (tally_dump). Nothing here symbolizes: the dump
  * carries the module map with build-ids and raw return addresses, and `tally` symbolizes
- * offline. A dump goes to a temporary file in the target's directory, created 0600 without
- * following symlinks, and is renamed into place when complete, so a reader never sees half a
- * dump. Exports tally_dump and prof_dump_at_exit. */
+ * offline. The text is compressed as one zstd frame when libzstd.so.1 can be loaded. A dump goes
+ * to a temporary file in the target's directory, created 0600 without following symlinks, and
+ * is renamed into place when complete, so a reader never sees half a dump. Exports tally_dump
+ * and prof_dump_at_exit. */
 #include "prof.h"
 #include "tally.h"
 
+#include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -717,6 +719,123 @@ static bool dump_path(char *out, size_t cap, const char *pattern, unsigned seq) 
     return true;
 }
 
+/* ---- compression ---------------------------------------------------------------------------
+ * zstd at level 1: the CPython workload's 5.9 MB of text become 0.7 MB in about 10 ms (zlib's
+ * level 1 took 28 ms for 1.1 MB). libzstd is dlopen'ed RTLD_LOCAL at the first dump, so a
+ * process that never dumps never loads it, and its memory comes from mmap (ZSTD_customMem)
+ * rather than from the heap being described. Without it the dump is the plain text. */
+typedef struct zmem_s {
+    void *(*alloc)(void *opaque, size_t size);
+    void (*free)(void *opaque, void *address);
+    void *opaque;
+} zmem_t;
+typedef struct zin_s {
+    const void *src;
+    size_t size, pos;
+} zin_t;
+typedef struct zout_s {
+    void *dst;
+    size_t size, pos;
+} zout_t;
+enum { ZSTD_C_LEVEL = 100, ZSTD_E_CONTINUE = 0, ZSTD_E_END = 2 };
+
+static struct {
+    void *(*create)(zmem_t);
+    size_t (*release)(void *);
+    size_t (*set)(void *, int, int);
+    size_t (*stream)(void *, zout_t *, zin_t *, int);
+    unsigned (*is_error)(size_t);
+} zstd;
+static pthread_once_t zstd_once = PTHREAD_ONCE_INIT;
+
+static void zstd_load(void) {
+    void *lib = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib)
+        return;
+    zstd.release = (size_t(*)(void *))dlsym(lib, "ZSTD_freeCCtx");
+    zstd.set = (size_t(*)(void *, int, int))dlsym(lib, "ZSTD_CCtx_setParameter");
+    zstd.stream = (size_t(*)(void *, zout_t *, zin_t *, int))dlsym(lib, "ZSTD_compressStream2");
+    zstd.is_error = (unsigned (*)(size_t))dlsym(lib, "ZSTD_isError");
+    void *create = dlsym(lib, "ZSTD_createCCtx_advanced");
+    if (zstd.release && zstd.set && zstd.stream && zstd.is_error)
+        zstd.create = (void *(*)(zmem_t))create; /* set last: it says the rest is there */
+}
+
+static void *zalloc(void *opaque, size_t size) {
+    (void)opaque;
+    size_t sz = (size + 16 + 4095) & ~(size_t)4095;
+    char *p = os_map(sz);
+    if (!p)
+        return NULL;
+    memcpy(p, &sz, sizeof sz);
+    return p + 16;
+}
+
+static void zfree(void *opaque, void *address) {
+    (void)opaque;
+    if (!address)
+        return;
+    char *p = (char *)address - 16;
+    size_t sz;
+    memcpy(&sz, p, sizeof sz);
+    os_unmap(p, sz);
+}
+
+typedef struct zsink_s {
+    void *cctx;
+    int fd;
+    char *out;
+    size_t cap;
+} zsink_t;
+
+static bool zsink_push(zsink_t *z, const char *buf, size_t len, int mode) {
+    zin_t in = {buf, len, 0};
+    for (;;) {
+        zout_t out = {z->out, z->cap, 0};
+        size_t left = zstd.stream(z->cctx, &out, &in, mode);
+        if (zstd.is_error(left))
+            return false;
+        if (out.pos && !os_write_all(z->fd, z->out, out.pos))
+            return false;
+        if (mode == ZSTD_E_END ? left == 0 : in.pos == in.size)
+            return true;
+    }
+}
+
+static bool zsink_write(void *ctx, const char *buf, size_t len) {
+    return zsink_push(ctx, buf, len, ZSTD_E_CONTINUE);
+}
+
+/* Sets f up to compress into fd; false (and f untouched) without libzstd. */
+static bool zsink_open(zsink_t *z, fmt_t *f, int fd) {
+    if (!opt.compress)
+        return false;
+    pthread_once(&zstd_once, zstd_load);
+    if (!zstd.create)
+        return false;
+    z->cctx = zstd.create((zmem_t){zalloc, zfree, NULL});
+    z->fd = fd;
+    z->cap = DUMP_BUF;
+    z->out = os_map(z->cap);
+    if (!z->cctx || !z->out || zstd.is_error(zstd.set(z->cctx, ZSTD_C_LEVEL, 1))) {
+        if (z->cctx)
+            zstd.release(z->cctx);
+        if (z->out)
+            os_unmap(z->out, z->cap);
+        return false;
+    }
+    f->sink = zsink_write;
+    f->sink_ctx = z;
+    return true;
+}
+
+static bool zsink_close(zsink_t *z, bool ok) {
+    ok = ok && zsink_push(z, NULL, 0, ZSTD_E_END);
+    zstd.release(z->cctx);
+    os_unmap(z->out, z->cap);
+    return ok;
+}
+
 static int dump_to(const char *pattern, enum dump_reason why) {
     if (!prof.started)
         return -1;
@@ -748,14 +867,19 @@ static int dump_to(const char *pattern, enum dump_reason why) {
         errno = saved;
         return -1;
     }
-    prof_enter(); /* nothing below may be recorded (dl_iterate_phdr, the stats) */
+    prof_enter(); /* nothing below may be recorded (dl_iterate_phdr, the stats, libzstd) */
     fmt_t f;
     fmt_init(&f, buf, DUMP_BUF, fd);
+    zsink_t z;
+    bool compressed = zsink_open(&z, &f, fd);
     write_dump(&f, why);
     fmt_flush(&f);
+    if (compressed && !zsink_close(&z, !f.failed))
+        f.failed = true;
     prof_leave();
     os_unmap(buf, DUMP_BUF);
-    bool ok = !f.failed && close(fd) == 0;
+    bool ok = !f.failed;
+    ok = close(fd) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
         tally_message("cannot write the dump ", path, ok ? " (rename failed)" : " (write failed)");
         unlink(tmp);

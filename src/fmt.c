@@ -14,11 +14,17 @@ void fmt_init(fmt_t *f, char *buf, size_t cap, int fd) {
     f->len = 0;
     f->fd = fd;
     f->failed = false;
+    f->sink = NULL;
+    f->sink_ctx = NULL;
 }
 
 void fmt_flush(fmt_t *f) {
-    if (f->fd >= 0 && f->len > 0 && !os_write_all(f->fd, f->buf, f->len))
+    if (f->sink) {
+        if (f->len > 0 && !f->sink(f->sink_ctx, f->buf, f->len))
+            f->failed = true;
+    } else if (f->fd >= 0 && f->len > 0 && !os_write_all(f->fd, f->buf, f->len)) {
         f->failed = true;
+    }
     f->len = 0;
 }
 

@@ -42,6 +42,10 @@ typedef struct fmt_s {
     size_t cap, len;
     int fd; /* flushed here when full; -1 to truncate instead */
     bool failed; /* a write to fd failed */
+    /* If set, a flush hands the text to sink instead of writing it to fd (a compressor);
+     * false from it counts as a failed write. */
+    bool (*sink)(void *ctx, const char *buf, size_t len);
+    void *sink_ctx;
 } fmt_t;
 void fmt_init(fmt_t *f, char *buf, size_t cap, int fd);
 void fmt_str(fmt_t *f, const char *s);
@@ -78,6 +82,7 @@ typedef struct options_s {
     const char *out;        /* TALLY_OUT: dump path at exit (%p, %e) */
     int signal;             /* TALLY_SIGNAL: dump on this signal; 0 for none */
     unsigned interval;      /* TALLY_INTERVAL: dump every this many seconds; 0 for never */
+    bool compress;          /* TALLY_COMPRESS: dumps as zstd when libzstd.so.1 loads */
 } options_t;
 extern options_t opt;
 void options_init(char **env); /* reads TALLY_* once; warns on unknown or malformed values */

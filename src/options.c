@@ -21,6 +21,7 @@ options_t opt = {
     .out = NULL,
     .signal = 0,
     .interval = 0,
+    .compress = true,
 };
 
 enum opt_type { OPT_BOOL, OPT_SIZE, OPT_STATS, OPT_STRING, OPT_PROFILE, OPT_DEPTH, OPT_SIGNAL,
@@ -46,6 +47,7 @@ static const option_desc_t options[] = {
     {"OUT", OPT_STRING, &opt.out, "write a dump here at exit (%p pid, %e program)"},
     {"SIGNAL", OPT_SIGNAL, &opt.signal, "write a dump on this signal (e.g. USR2)"},
     {"INTERVAL", OPT_SECONDS, &opt.interval, "write a dump every this many seconds"},
+    {"COMPRESS", OPT_BOOL, &opt.compress, "compress dumps with zstd (libzstd.so.1) when it loads"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 

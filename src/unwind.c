@@ -45,6 +45,7 @@
  * unwind_fork_prepare/parent/child. */
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
@@ -634,8 +635,6 @@ void unwind_fork_child(void) {
 /* ---- the thread's stack ------------------------------------------------------------------------- */
 static __thread uintptr_t tls_stack_lo TLS_IE, tls_stack_hi TLS_IE;
 
-extern void *__libc_stack_end; /* ld.so's: the main thread's stack pointer at _start */
-
 static noinline void stack_bounds_init(void) {
     pthread_attr_t a;
     void *addr = NULL;
@@ -653,9 +652,12 @@ static noinline void stack_bounds_init(void) {
      * page holding __libc_stack_end is the main stack's, and so is everything from the stack
      * pointer up to it; below, the stack goes down at most RLIMIT_STACK. */
     struct rlimit rl;
+    /* ld.so's own variable, looked up rather than linked: no DT_NEEDED on ld.so. */
+    void **stack_end = dlsym(RTLD_DEFAULT, "__libc_stack_end");
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-    uintptr_t top = ((uintptr_t)__libc_stack_end | 4095) + 1;
-    if (getpid() != (pid_t)syscall(SYS_gettid) || sp >= top || getrlimit(RLIMIT_STACK, &rl) != 0)
+    uintptr_t top = stack_end ? ((uintptr_t)*stack_end | 4095) + 1 : 0;
+    if (!stack_end || getpid() != (pid_t)syscall(SYS_gettid) || sp >= top ||
+        getrlimit(RLIMIT_STACK, &rl) != 0)
         return;
     uintptr_t span = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > ((uintptr_t)1 << 30)
                          ? (uintptr_t)1 << 30

@@ -52,6 +52,9 @@ run_timeout=${PRELOAD_TEST_TIMEOUT:-100}
 
 say() { printf '%s: %s\n' "$test_name" "$*"; }
 
+# The text of a profiler dump, compressed (zstd, the default) or not.
+dump_text() { zstd -dcqf -- "$1"; }
+
 hard_error() {
     say "HARD ERROR: $*" >&2
     exit 99

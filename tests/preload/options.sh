@@ -19,7 +19,7 @@ LD_PRELOAD=$so ls / >/dev/null 2>"$tmp/err" || bad "ls failed"
 for case in "TALLY_STATS=banana" "TALLY_RESERVE=12Q" "TALLY_VERBOSE=maybe" "TALLY_NOSUCH=1" \
     "TALLY_PROFILE=most" "TALLY_SAMPLE=0" "TALLY_SAMPLE=-5" "TALLY_DEPTH=0" "TALLY_DEPTH=500" \
     "TALLY_SIGNAL=KILL" "TALLY_SIGNAL=SEGV" "TALLY_SIGNAL=nope" "TALLY_INTERVAL=0" \
-    "TALLY_INTERVAL=1.5" "TALLY_UNWIND=gdb" "TALLY_UNWIND="; do
+    "TALLY_INTERVAL=1.5" "TALLY_UNWIND=gdb" "TALLY_UNWIND=" "TALLY_COMPRESS=zip"; do
     out=$(env "$case" LD_PRELOAD=$so echo hello 2>"$tmp/err")
     [ "$out" = hello ] || bad "$case changed the program's output"
     n=$(wc -l <"$tmp/err")

@@ -1,7 +1,7 @@
 """dumpcheck.py - read tallymalloc dumps (docs/FORMAT.md, version 1) for the tests.
 
 A strict reader: an unknown record tag, a missing "end" line, a malformed field or a version
-other than 1 raise DumpError. Frames are attributed to the functions of one ELF file (the test
+other than 1 raise DumpError. Compressed dumps (one zstd frame) go through the zstd command. Frames are attributed to the functions of one ELF file (the test
 program) with `nm`, so the tests need no symbolizer of their own beyond binutils.
 """
 import os
@@ -52,9 +52,23 @@ def _decode(s):
     return out.decode("utf-8", "replace")
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def text(path):
+    """The dump's text: as is, or decompressed when it is a zstd frame (FORMAT.md)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:4] == ZSTD_MAGIC:
+        r = subprocess.run(["zstd", "-dcq"], input=raw, capture_output=True)
+        if r.returncode != 0:
+            raise DumpError("%s: a broken zstd frame: %s" % (path, r.stderr.decode().strip()))
+        raw = r.stdout
+    return raw.decode("utf-8")
+
+
 def parse(path):
-    with open(path) as f:
-        lines = f.read().split("\n")
+    lines = text(path).split("\n")
     if not lines or lines[0] != "tally-dump 1":
         raise DumpError("%s: not a version-1 tally dump (first line %r)" % (path, lines[:1]))
     if lines[-1] != "":
