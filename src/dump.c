@@ -167,6 +167,8 @@ static bool module_of(struct dl_phdr_info *info, module_t *m) {
     m->base = info->dlpi_addr;
     m->lo = lo;
     m->hi = hi;
+    m->gen_lo = m->gen_hi = 0;
+    m->superseded = false;
     build_id_of(info, m->build_id);
     if (!path || !*path) { /* the main program */
         ssize_t n = readlink("/proc/self/exe", m->path, sizeof m->path - 1);
