@@ -1,0 +1,56 @@
+#!/bin/bash
+# tests/tools/run.sh - `tally run`: the program's output and exit status pass through (a signal
+# as 128+N), the dumps land where asked (the program's and those of the processes it starts),
+# the closing lines say where, the peak, the live blocks and the next command, and the options
+# reach the library (--sample, --stats). A program that cannot run: 127 and one line.
+. "$top_srcdir/tests/preload/common.sh"
+tally=$top_builddir/tools/tally
+golden=$top_builddir/tests/tools/golden
+[ -x "$tally" ] || hard_error "$tally is not built"
+export PYTHONPATH=$top_srcdir/tests/prof
+
+cd "$tmp" || fatal "no scratch dir"
+"$tally" run --leaks --lib "$TALLY_LIB" -- "$golden" >o.txt 2>e.txt
+rc=$?
+[ $rc = 0 ] || fail "exit status $rc, want 0"
+[ "$(cat o.txt)" = "golden done" ] || fail "the program's output: $(cat o.txt)"
+dumps=(tally.golden.*.tly)
+[ ${#dumps[@]} = 1 ] && [ -f "${dumps[0]}" ] || fail "want one dump tally.golden.PID.tly, got: ${dumps[*]}"
+grep -q "^tally: dump ${dumps[0]} (every allocation): 683 allocations, peak 324 KiB$" e.txt ||
+    fail "the dump line: $(cat e.txt)"
+grep -q '^tally: 123 blocks (132 KiB) still live at exit$' e.txt || fail "the live-blocks line: $(cat e.txt)"
+grep -q "^tally: next: tally leaks ${dumps[0]}$" e.txt || fail "the next-command line: $(cat e.txt)"
+[ "$(wc -l <e.txt)" = 3 ] || fail "want three lines on stderr: $(cat e.txt)"
+
+# Exit status and signals pass through.
+"$tally" run --lib "$TALLY_LIB" -o st.tly -- sh -c 'exit 7' >/dev/null 2>&1
+[ $? = 7 ] || fail "exit 7 did not pass through"
+"$tally" run --lib "$TALLY_LIB" -o sig.tly -- sh -c 'kill -TERM $$' >/dev/null 2>e.txt
+[ $? = 143 ] || fail "a SIGTERM death did not give 143"
+grep -q 'was killed by signal 15' e.txt || fail "no word of the signal: $(cat e.txt)"
+"$tally" run --lib "$TALLY_LIB" -- ./no-such-program >/dev/null 2>e.txt
+[ $? = 127 ] || fail "a missing program did not give 127"
+[ "$(wc -l <e.txt)" = 1 ] && grep -q 'cannot run ./no-such-program: No such file' e.txt ||
+    fail "a missing program: $(cat e.txt)"
+
+# Forks: a shell that runs golden twice. dash leaves with _exit, which runs no exit handler,
+# so the shell writes no dump, and tally says so; the two children each leave theirs, named
+# after the command tally ran, and tally names them.
+mkdir fork && cd fork || fatal "mkdir"
+"$tally" run --all --lib "$TALLY_LIB" -- sh -c "'$golden' >/dev/null; '$golden' clean" >/dev/null 2>e.txt ||
+    fail "the shell failed"
+n=$(ls tally.sh.*.tly 2>/dev/null | wc -l)
+[ "$n" = 2 ] || fail "want 2 dumps (the shell's two children), got $n: $(ls)"
+grep -q '^tally: sh wrote no dump' e.txt || fail "no word of the shell's missing dump: $(cat e.txt)"
+grep -q '^tally: 2 dumps of the processes it started' e.txt || fail "no word of the children: $(cat e.txt)"
+cd .. || fatal "cd"
+
+# -o with %p and %e, --sample and --stats reach the library.
+"$tally" run --sample 64k --stats --lib "$TALLY_LIB" -o 'custom-%e-%p.tly' -- "$golden" >/dev/null 2>e.txt
+f=$(ls custom-golden-*.tly 2>/dev/null)
+[ -n "$f" ] || fail "-o custom-%e-%p.tly wrote nothing: $(ls)"
+/usr/bin/python3 -c 'import sys, dumpcheck; h = dumpcheck.parse(sys.argv[1])["header"]; sys.exit(h["mode"] != "sample" or h["sample_interval"] != 65536)' "$f" ||
+    fail "--sample 64k did not give a sample-mode dump with interval 65536"
+grep -q '^tally: arena memory' e.txt || fail "--stats printed no statistics: $(head -3 e.txt)"
+grep -q "^tally: next: tally report $f" e.txt || fail "a sampled run should suggest report: $(cat e.txt)"
+finish

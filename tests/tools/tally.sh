@@ -1,0 +1,73 @@
+#!/bin/bash
+# tests/tools/tally.sh - golden files of tally's output: `tally report` and `tally leaks`, as
+# text and as JSON, on dumps that `tally run --leaks` makes of tests/tools/golden.c (C, -O1 -g)
+# and tests/tools/golden_cxx.cpp (C++, -O2 -g: inlined frames, demangled names), normalized by
+# tests/tools/normalize.py. Then a stripped copy of golden: without its debug file every frame
+# of the program is module+offset, with it (--debug-dir) the output equals the unstripped one.
+# GOLDEN_UPDATE=1 rewrites the golden files instead of comparing.
+. "$top_srcdir/tests/preload/common.sh"
+need objcopy binutils
+tally=$top_builddir/tools/tally
+golden_dir=$top_srcdir/tests/tools/expected
+for f in "$tally" "$top_builddir/tests/tools/golden" "$top_builddir/tests/tools/golden_cxx"; do
+    [ -x "$f" ] || hard_error "$f is not built"
+done
+
+profile() { # NAME PROGRAM ARGS...: tally run --leaks, the dump in $tmp/NAME.tly
+    local name=$1
+    shift
+    "$tally" run --leaks --lib "$TALLY_LIB" -o "$tmp/$name.tly" -- "$@" >"$tmp/$name.out" \
+        2>"$tmp/$name.err" || fail "tally run $name failed: $(cat "$tmp/$name.err")"
+    [ -s "$tmp/$name.tly" ] || fail "tally run $name wrote no $tmp/$name.tly"
+}
+
+check() { # GOLDEN KIND ARGS...: tally ARGS..., normalized, against golden/GOLDEN
+    local g=$1 kind=$2
+    shift 2
+    "$tally" "$@" >"$tmp/raw" 2>"$tmp/err" || fail "tally $*: exit $?: $(cat "$tmp/err")"
+    [ -s "$tmp/err" ] && fail "tally $* printed on stderr: $(cat "$tmp/err")"
+    /usr/bin/python3 "$top_srcdir/tests/tools/normalize.py" "$kind" <"$tmp/raw" >"$tmp/got" ||
+        { fail "tally $*: output not normalizable"; return; }
+    if [ "${GOLDEN_UPDATE:-}" = 1 ]; then
+        cp "$tmp/got" "$golden_dir/$g"
+        say "updated $g"
+    elif ! diff -u "$golden_dir/$g" "$tmp/got" >"$tmp/diff"; then
+        fail "tally $* differs from $g:"
+        head -60 "$tmp/diff" >&2
+    fi
+}
+
+profile golden "$top_builddir/tests/tools/golden"
+grep -qx 'golden done' "$tmp/golden.out" || fail "golden's output went missing under tally run"
+check golden.report.txt text report "$tmp/golden.tly"
+check golden.report-count.txt text report --sort count --top 4 "$tmp/golden.tly"
+check golden.report-live.txt text report --sort live --top 3 "$tmp/golden.tly"
+check golden.report.json json report --json --top 0 "$tmp/golden.tly"
+check golden.leaks.txt text leaks "$tmp/golden.tly"
+check golden.leaks.json json leaks --json "$tmp/golden.tly"
+
+profile cxx "$top_builddir/tests/tools/golden_cxx"
+check cxx.leaks.txt text leaks "$tmp/cxx.tly"
+check cxx.leaks.json json leaks --json "$tmp/cxx.tly"
+check cxx.report.txt text report --top 4 "$tmp/cxx.tly"
+
+# A stripped copy, and its debug file where --debug-dir finds it by build-id.
+objcopy --only-keep-debug "$top_builddir/tests/tools/golden" "$tmp/golden.debug"
+objcopy --strip-all "$top_builddir/tests/tools/golden" "$tmp/stripped"
+bid=$(readelf -n "$tmp/stripped" | sed -n 's/.*Build ID: \([0-9a-f]*\).*/\1/p')
+[ -n "$bid" ] || fatal "the stripped copy has no build-id"
+mkdir -p "$tmp/dbg/.build-id/${bid:0:2}"
+mv "$tmp/golden.debug" "$tmp/dbg/.build-id/${bid:0:2}/${bid:2}.debug"
+profile stripped "$tmp/stripped"
+"$tally" leaks "$tmp/stripped.tly" >"$tmp/bare.txt" 2>&1 || fail "tally leaks on the stripped binary failed"
+grep -q 'golden\.c' "$tmp/bare.txt" && fail "file names without debug information:
+$(cat "$tmp/bare.txt")"
+n_frames=$(grep -c '^   \(at\|by\) stripped+0x[0-9a-f]*$' "$tmp/bare.txt")
+[ "$n_frames" -ge 10 ] || fail "want the stripped program's frames as stripped+0x..., got:
+$(cat "$tmp/bare.txt")"
+"$tally" leaks --debug-dir "$tmp/dbg" "$tmp/stripped.tly" >"$tmp/dbg.txt" 2>&1 ||
+    fail "tally leaks --debug-dir failed"
+/usr/bin/python3 "$top_srcdir/tests/tools/normalize.py" text <"$tmp/dbg.txt" >"$tmp/dbg.norm"
+diff -u "$golden_dir/golden.leaks.txt" "$tmp/dbg.norm" >"$tmp/diff" ||
+    { fail "with its debug file the stripped program's leaks differ from the unstripped one's:"; cat "$tmp/diff" >&2; }
+finish

@@ -1,0 +1,766 @@
+/* dumpfile.c: reads a tallymalloc dump (docs/FORMAT.md, version 1) into a dump_t.
+ *
+ * A dump comes from a program that may have crashed, been killed, or been a different version;
+ * or the file may not be a dump at all. Every failure is one line naming the file and, where it
+ * helps, the line: a version this reader does not know, a missing end (truncated), a malformed
+ * number, a record that refers to a frame, stack or site that was not defined. The reader never
+ * trusts a count or an id to size memory: arrays grow with the records actually read, stacks
+ * deeper than 1024 frames are refused, and ids are looked up in hash maps. Fields it does not know
+ * are ignored (the format adds fields without a new version); records it does not know are not. */
+#define _GNU_SOURCE
+#include "dumpfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#define MAX_TEXT ((size_t)8 << 30) /* a dump of more than 8 GiB of text is not one we wrote */
+#define MAX_DEPTH 1024
+
+/* ---- a small u32 -> u32 map (ids to indexes) ---------------------------------------------- */
+typedef struct idmap_s {
+    uint32_t *keys, *vals; /* key UINT32_MAX: empty */
+    size_t cap, used;
+} idmap_t;
+
+static bool idmap_put(idmap_t *m, uint32_t key, uint32_t val) {
+    if ((m->used + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 1024;
+        uint32_t *k = malloc(cap * sizeof *k), *v = malloc(cap * sizeof *v);
+        if (!k || !v) {
+            free(k);
+            free(v);
+            return false;
+        }
+        memset(k, 0xff, cap * sizeof *k);
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->keys[i] == UINT32_MAX)
+                continue;
+            size_t j = (m->keys[i] * 2654435761u) & (cap - 1);
+            while (k[j] != UINT32_MAX)
+                j = (j + 1) & (cap - 1);
+            k[j] = m->keys[i];
+            v[j] = m->vals[i];
+        }
+        free(m->keys);
+        free(m->vals);
+        m->keys = k;
+        m->vals = v;
+        m->cap = cap;
+    }
+    size_t j = (key * 2654435761u) & (m->cap - 1);
+    while (m->keys[j] != UINT32_MAX) {
+        if (m->keys[j] == key)
+            return false; /* defined twice */
+        j = (j + 1) & (m->cap - 1);
+    }
+    m->keys[j] = key;
+    m->vals[j] = val;
+    m->used++;
+    return true;
+}
+
+static bool idmap_get(const idmap_t *m, uint32_t key, uint32_t *val) {
+    if (!m->cap)
+        return false;
+    for (size_t j = (key * 2654435761u) & (m->cap - 1); m->keys[j] != UINT32_MAX;
+         j = (j + 1) & (m->cap - 1))
+        if (m->keys[j] == key) {
+            *val = m->vals[j];
+            return true;
+        }
+    return false;
+}
+
+static void idmap_free(idmap_t *m) {
+    free(m->keys);
+    free(m->vals);
+}
+
+/* ---- growing arrays ------------------------------------------------------------------------ */
+static bool reserve(void **p, size_t *cap, size_t n, size_t elem) {
+    if (n < *cap)
+        return true;
+    size_t c = *cap ? *cap * 2 : 64;
+    while (c <= n)
+        c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q)
+        return false;
+    memset((char *)q + *cap * elem, 0, (c - *cap) * elem);
+    *p = q;
+    *cap = c;
+    return true;
+}
+
+/* ---- the parser ------------------------------------------------------------------------------ */
+typedef struct parser_s {
+    const char *name;
+    char *err;
+    size_t errlen;
+    size_t lineno;
+    dump_t *d;
+    size_t cap_modules, cap_sites, cap_classes, cap_timeline, cap_blocks, cap_nodes;
+    uint32_t *node_depth;
+    size_t cap_depth;
+    idmap_t stacks; /* stack id -> node (depths are checked when the stack is read) */
+    idmap_t stack_depth;
+    idmap_t sites;  /* site id -> index */
+    bool seen_header, seen_totals, seen_arena;
+} parser_t;
+
+static bool fail(parser_t *p, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = p->lineno ? snprintf(p->err, p->errlen, "%s:%zu: ", p->name, p->lineno)
+                      : snprintf(p->err, p->errlen, "%s: ", p->name);
+    if (n >= 0 && (size_t)n < p->errlen)
+        vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static bool parse_u64(const char *s, size_t n, uint64_t *out) {
+    if (n == 0 || n > 20)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        unsigned dgt = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - dgt) / 10)
+            return false;
+        v = v * 10 + dgt;
+    }
+    *out = v;
+    return true;
+}
+
+static bool parse_i64(const char *s, size_t n, int64_t *out) {
+    bool neg = n > 0 && s[0] == '-';
+    uint64_t v;
+    if (!parse_u64(s + neg, n - neg, &v) || v > (uint64_t)INT64_MAX + neg)
+        return false;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return true;
+}
+
+static bool parse_hex(const char *s, size_t n, uint64_t *out) {
+    if (n < 3 || n > 18 || s[0] != '0' || s[1] != 'x')
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 2; i < n; i++) {
+        char c = s[i];
+        unsigned h;
+        if (c >= '0' && c <= '9')
+            h = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            h = (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            h = (unsigned)(c - 'A' + 10);
+        else
+            return false;
+        v = v << 4 | h;
+    }
+    *out = v;
+    return true;
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* %XX-encoded text; NULL on a broken escape. */
+static char *parse_text(const char *s, size_t n) {
+    char *out = malloc(n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int hi, lo;
+            if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0) {
+                free(out);
+                return NULL;
+            }
+            *o++ = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* "bucket:count,bucket:count" */
+static bool parse_hist(const char *s, size_t n, uint64_t *h) {
+    size_t i = 0;
+    while (i < n) {
+        size_t c = i;
+        while (c < n && s[c] != ':')
+            c++;
+        size_t e = c;
+        while (e < n && s[e] != ',')
+            e++;
+        uint64_t b, v;
+        if (c >= n || !parse_u64(s + i, c - i, &b) || b >= DUMP_NHIST ||
+            !parse_u64(s + c + 1, e - c - 1, &v))
+            return false;
+        h[b] = v;
+        i = e + 1;
+        if (e == n - 1)
+            return false; /* a trailing comma */
+    }
+    return true;
+}
+
+/* One field of a record. */
+typedef struct field_s {
+    const char *key, *val;
+    size_t klen, vlen;
+} field_t;
+
+#define MAX_FIELDS 64
+
+static bool key_is(const field_t *f, const char *k) {
+    return f->klen == strlen(k) && memcmp(f->key, k, f->klen) == 0;
+}
+
+/* Looks up key among the fields; NULL if absent. */
+static const field_t *find(const field_t *fs, size_t n, const char *k) {
+    for (size_t i = 0; i < n; i++)
+        if (key_is(&fs[i], k))
+            return &fs[i];
+    return NULL;
+}
+
+static bool get_u64(parser_t *p, const field_t *fs, size_t n, const char *k, bool need,
+                    uint64_t *out) {
+    const field_t *f = find(fs, n, k);
+    if (!f) {
+        if (need)
+            return fail(p, "field %s is missing", k);
+        *out = 0;
+        return true;
+    }
+    if (!parse_u64(f->val, f->vlen, out))
+        return fail(p, "%s=%.*s is not a number", k, (int)(f->vlen > 40 ? 40 : f->vlen), f->val);
+    return true;
+}
+
+static bool get_i64(parser_t *p, const field_t *fs, size_t n, const char *k, bool need,
+                    int64_t *out) {
+    const field_t *f = find(fs, n, k);
+    if (!f) {
+        if (need)
+            return fail(p, "field %s is missing", k);
+        *out = 0;
+        return true;
+    }
+    if (!parse_i64(f->val, f->vlen, out))
+        return fail(p, "%s=%.*s is not a number", k, (int)(f->vlen > 40 ? 40 : f->vlen), f->val);
+    return true;
+}
+
+static bool get_u32(parser_t *p, const field_t *fs, size_t n, const char *k, bool need,
+                    uint32_t *out) {
+    uint64_t v;
+    if (!get_u64(p, fs, n, k, need, &v))
+        return false;
+    if (v > UINT32_MAX)
+        return fail(p, "%s=%llu is too large", k, (unsigned long long)v);
+    *out = (uint32_t)v;
+    return true;
+}
+
+static bool get_hex(parser_t *p, const field_t *fs, size_t n, const char *k, uint64_t *out) {
+    const field_t *f = find(fs, n, k);
+    if (!f)
+        return fail(p, "field %s is missing", k);
+    if (!parse_hex(f->val, f->vlen, out))
+        return fail(p, "%s=%.*s is not a hexadecimal address", k,
+                    (int)(f->vlen > 40 ? 40 : f->vlen), f->val);
+    return true;
+}
+
+static bool get_text(parser_t *p, const field_t *fs, size_t n, const char *k, bool need,
+                     char **out) {
+    const field_t *f = find(fs, n, k);
+    *out = NULL;
+    if (!f)
+        return need ? fail(p, "field %s is missing", k) : true;
+    if (f->vlen == 1 && f->val[0] == '-')
+        return true;
+    *out = parse_text(f->val, f->vlen);
+    if (!*out)
+        return fail(p, "%s has a broken %%XX escape", k);
+    return true;
+}
+
+static bool get_hist(parser_t *p, const field_t *fs, size_t n, const char *k, uint64_t *h) {
+    const field_t *f = find(fs, n, k);
+    if (f && !parse_hist(f->val, f->vlen, h))
+        return fail(p, "%s is not a histogram (bucket:count,...)", k);
+    return true;
+}
+
+static bool rec_header(parser_t *p, const field_t *fs, size_t n) {
+    dump_t *d = p->d;
+    if (p->seen_header)
+        return fail(p, "a second header");
+    p->seen_header = true;
+    if (!get_text(p, fs, n, "program", false, &d->program) ||
+        !get_text(p, fs, n, "mode", true, &d->mode) ||
+        !get_text(p, fs, n, "unwinder", false, &d->unwinder) ||
+        !get_text(p, fs, n, "reason", false, &d->reason) ||
+        !get_text(p, fs, n, "version", false, &d->version) ||
+        !get_u64(p, fs, n, "pid", true, &d->pid) || !get_u64(p, fs, n, "ppid", false, &d->ppid) ||
+        !get_u64(p, fs, n, "sample_interval", false, &d->sample_interval) ||
+        !get_u64(p, fs, n, "count_scale", true, &d->count_scale) ||
+        !get_u64(p, fs, n, "depth", false, &d->depth) ||
+        !get_u32(p, fs, n, "gen", false, &d->gen) ||
+        !get_u64(p, fs, n, "start_ns", false, &d->start_ns) ||
+        !get_u64(p, fs, n, "dump_ns", false, &d->dump_ns) ||
+        !get_u64(p, fs, n, "duration_ns", false, &d->duration_ns))
+        return false;
+    if (!d->mode || (strcmp(d->mode, "all") != 0 && strcmp(d->mode, "sample") != 0))
+        return fail(p, "mode=%s: want all or sample", d->mode ? d->mode : "-");
+    if (d->count_scale == 0)
+        return fail(p, "count_scale=0");
+    d->all_mode = strcmp(d->mode, "all") == 0;
+    return true;
+}
+
+static bool rec_totals(parser_t *p, const field_t *fs, size_t n) {
+    dump_t *d = p->d;
+    if (p->seen_totals)
+        return fail(p, "a second totals record");
+    p->seen_totals = true;
+    return get_u64(p, fs, n, "alloc_bytes", false, &d->total_alloc_bytes) &&
+           get_i64(p, fs, n, "live_bytes", false, &d->total_live_bytes) &&
+           get_i64(p, fs, n, "peak_bytes", false, &d->peak_bytes) &&
+           get_u64(p, fs, n, "sites", false, &d->nsites_total) &&
+           get_u64(p, fs, n, "pinned_pool_bytes", false, &d->pinned_pool_bytes) &&
+           get_u64(p, fs, n, "pinned_large_bytes", false, &d->pinned_large_bytes);
+}
+
+static bool rec_module(parser_t *p, const field_t *fs, size_t n) {
+    dump_t *d = p->d;
+    if (!reserve((void **)&d->modules, &p->cap_modules, d->nmodules, sizeof *d->modules))
+        return fail(p, "out of memory");
+    dmodule_t *m = &d->modules[d->nmodules];
+    uint64_t unloaded = 0;
+    uint32_t gen_hi = UINT32_MAX;
+    bool ok = get_hex(p, fs, n, "base", &m->base) && get_hex(p, fs, n, "lo", &m->lo) &&
+              get_hex(p, fs, n, "hi", &m->hi) &&
+              get_text(p, fs, n, "build_id", false, &m->build_id) &&
+              get_text(p, fs, n, "path", true, &m->path) &&
+              get_u32(p, fs, n, "gen_lo", false, &m->gen_lo) &&
+              get_u64(p, fs, n, "unloaded", false, &unloaded);
+    if (ok && find(fs, n, "gen_hi"))
+        ok = get_u32(p, fs, n, "gen_hi", true, &gen_hi);
+    d->nmodules++; /* so that dump_free frees what was read */
+    if (!ok)
+        return false;
+    if (m->hi <= m->lo)
+        return fail(p, "module %s covers no addresses", m->path);
+    m->unloaded = unloaded != 0;
+    m->gen_hi = m->unloaded ? gen_hi : UINT32_MAX;
+    return true;
+}
+
+static bool rec_frame(parser_t *p, const field_t *fs, size_t n) {
+    dump_t *d = p->d;
+    uint32_t id = 0, parent = 0;
+    uint64_t ip = 0;
+    if (!get_u32(p, fs, n, "id", true, &id) || !get_u32(p, fs, n, "parent", true, &parent) ||
+        !get_hex(p, fs, n, "ip", &ip))
+        return false;
+    if (id != d->nnodes + 1)
+        return fail(p, "frame %u out of order (expected %zu)", id, d->nnodes + 1);
+    if (parent >= id)
+        return fail(p, "frame %u names parent %u, which does not come before it", id, parent);
+    if (!reserve((void **)&d->node_ip, &p->cap_nodes, id, sizeof *d->node_ip))
+        return fail(p, "out of memory");
+    if (p->cap_depth != p->cap_nodes) { /* node_parent and node_depth follow node_ip's size */
+        size_t cap = p->cap_nodes;
+        uint32_t *np = realloc(d->node_parent, cap * sizeof *np);
+        if (!np)
+            return fail(p, "out of memory");
+        d->node_parent = np;
+        uint32_t *nd = realloc(p->node_depth, cap * sizeof *nd);
+        if (!nd)
+            return fail(p, "out of memory");
+        p->node_depth = nd;
+        p->cap_depth = cap;
+    }
+    if (d->nnodes == 0) {
+        d->node_parent[0] = 0;
+        p->node_depth[0] = 0;
+    }
+    uint32_t depth = p->node_depth[parent] + 1;
+    if (depth > MAX_DEPTH)
+        return fail(p, "frame %u is %u frames deep; at most %d", id, depth, MAX_DEPTH);
+    d->node_ip[id] = ip;
+    d->node_parent[id] = parent;
+    p->node_depth[id] = depth;
+    d->nnodes = id;
+    return true;
+}
+
+static bool rec_stack(parser_t *p, const field_t *fs, size_t n) {
+    uint32_t id = 0, frame = 0, depth = 0;
+    if (!get_u32(p, fs, n, "id", true, &id) || !get_u32(p, fs, n, "frame", true, &frame) ||
+        !get_u32(p, fs, n, "depth", true, &depth))
+        return false;
+    if (frame > p->d->nnodes)
+        return fail(p, "stack %u names frame %u, which is not defined", id, frame);
+    uint32_t have = frame ? p->node_depth[frame] : 0; /* frame <= nnodes: defined */
+    if (have != depth)
+        return fail(p, "stack %u says depth=%u, its frames are %u", id, depth, have);
+    if (!idmap_put(&p->stacks, id, frame) || !idmap_put(&p->stack_depth, id, depth))
+        return fail(p, "stack %u is defined twice", id);
+    return true;
+}
+
+static bool rec_site(parser_t *p, const field_t *fs, size_t n) {
+    dump_t *d = p->d;
+    uint32_t id = 0, stack = 0;
+    if (!get_u32(p, fs, n, "id", true, &id) || !get_u32(p, fs, n, "stack", true, &stack))
+        return false;
+    uint32_t node = 0, depth = 0;
+    if (!idmap_get(&p->stacks, stack, &node) || !idmap_get(&p->stack_depth, stack, &depth))
+        return fail(p, "site %u names stack %u, which is not defined", id, stack);
+    if (!reserve((void **)&d->sites, &p->cap_sites, d->nsites, sizeof *d->sites))
+        return fail(p, "out of memory");
+    dsite_t *s = &d->sites[d->nsites];
+    memset(s, 0, sizeof *s);
+    s->id = id;
+    s->node = node;
+    s->nframes = depth;
+    if (!get_u64(p, fs, n, "alloc_count", false, &s->alloc_count) ||
+        !get_u64(p, fs, n, "alloc_bytes", false, &s->alloc_bytes) ||
+        !get_u64(p, fs, n, "granted_bytes", false, &s->granted_bytes) ||
+        !get_u64(p, fs, n, "free_count", false, &s->free_count) ||
+        !get_u64(p, fs, n, "free_bytes", false, &s->free_bytes) ||
+        !get_i64(p, fs, n, "live_count", false, &s->live_count) ||
+        !get_i64(p, fs, n, "live_bytes", false, &s->live_bytes) ||
+        !get_i64(p, fs, n, "max_live_bytes", false, &s->max_live_bytes) ||
+        !get_i64(p, fs, n, "peak_live_bytes", false, &s->peak_live_bytes) ||
+        !get_u64(p, fs, n, "temporary", false, &s->temporary) ||
+        !get_u64(p, fs, n, "samples", false, &s->samples) ||
+        !get_u64(p, fs, n, "pinned_bytes", false, &s->pinned_bytes) ||
+        !get_u32(p, fs, n, "gen", false, &s->gen) ||
+        !get_hist(p, fs, n, "size_hist", s->size_hist) ||
+        !get_hist(p, fs, n, "life_hist", s->life_hist))
+        return false;
+    if (!idmap_put(&p->sites, id, (uint32_t)d->nsites))
+        return fail(p, "site %u is defined twice", id);
+    d->nsites++;
+    return true;
+}
+
+static bool rec_class(parser_t *p, const field_t *fs, size_t n) {
+    dump_t *d = p->d;
+    if (!reserve((void **)&d->classes, &p->cap_classes, d->nclasses, sizeof *d->classes))
+        return fail(p, "out of memory");
+    dclass_t *c = &d->classes[d->nclasses];
+    if (!get_u64(p, fs, n, "size", true, &c->size) || !get_u64(p, fs, n, "pools", false, &c->pools) ||
+        !get_u64(p, fs, n, "blocks_in_use", false, &c->blocks_in_use) ||
+        !get_u64(p, fs, n, "free_blocks", false, &c->free_blocks) ||
+        !get_u64(p, fs, n, "blocks_cached", false, &c->blocks_cached) ||
+        !get_u64(p, fs, n, "mallocs", false, &c->mallocs) ||
+        !get_u64(p, fs, n, "bytes_requested", false, &c->bytes_requested) ||
+        !get_u64(p, fs, n, "bytes_granted", false, &c->bytes_granted) ||
+        !get_u64(p, fs, n, "bytes_held", false, &c->bytes_held))
+        return false;
+    d->nclasses++;
+    return true;
+}
+
+static bool rec_arena(parser_t *p, const field_t *fs, size_t n) {
+    dump_t *d = p->d;
+    if (p->seen_arena)
+        return fail(p, "a second arena record");
+    p->seen_arena = d->have_arena = true;
+    return get_u64(p, fs, n, "arenas", false, &d->arenas) &&
+           get_u64(p, fs, n, "arena_bytes", false, &d->arena_bytes) &&
+           get_u64(p, fs, n, "in_use_bytes", false, &d->in_use_bytes) &&
+           get_u64(p, fs, n, "free_block_bytes", false, &d->free_block_bytes) &&
+           get_u64(p, fs, n, "pool_overhead_bytes", false, &d->pool_overhead_bytes) &&
+           get_u64(p, fs, n, "empty_pool_bytes", false, &d->empty_pool_bytes) &&
+           get_u64(p, fs, n, "never_used_bytes", false, &d->never_used_bytes) &&
+           get_u64(p, fs, n, "large_mallocs", false, &d->large_mallocs) &&
+           get_u64(p, fs, n, "small_mallocs", false, &d->small_mallocs) &&
+           get_u64(p, fs, n, "system_heap_bytes", false, &d->system_heap_bytes);
+}
+
+static bool rec_timeline(parser_t *p, const field_t *fs, size_t n) {
+    dump_t *d = p->d;
+    if (!reserve((void **)&d->timeline, &p->cap_timeline, d->ntimeline, sizeof *d->timeline))
+        return fail(p, "out of memory");
+    dpoint_t *t = &d->timeline[d->ntimeline];
+    if (!get_u64(p, fs, n, "t_ns", true, &t->t_ns) ||
+        !get_i64(p, fs, n, "live_bytes", false, &t->live_bytes) ||
+        !get_u64(p, fs, n, "rss_bytes", false, &t->rss_bytes) ||
+        !get_u64(p, fs, n, "alloc_bytes", false, &t->alloc_bytes))
+        return false;
+    d->ntimeline++;
+    return true;
+}
+
+static bool rec_block(parser_t *p, const field_t *fs, size_t n) {
+    dump_t *d = p->d;
+    uint32_t site = 0, idx = 0;
+    if (!reserve((void **)&d->blocks, &p->cap_blocks, d->nblocks, sizeof *d->blocks))
+        return fail(p, "out of memory");
+    dblock_t *b = &d->blocks[d->nblocks];
+    if (!get_u32(p, fs, n, "site", true, &site) || !get_hex(p, fs, n, "addr", &b->addr) ||
+        !get_u64(p, fs, n, "size", true, &b->size))
+        return false;
+    if (!idmap_get(&p->sites, site, &idx))
+        return fail(p, "block at %#llx names site %u, which is not defined",
+                    (unsigned long long)b->addr, site);
+    b->site = idx;
+    d->sites[idx].leak_blocks++;
+    d->sites[idx].leak_bytes += b->size;
+    d->nblocks++;
+    return true;
+}
+
+static const struct {
+    const char *tag;
+    bool (*fn)(parser_t *, const field_t *, size_t);
+} records[] = {
+    {"header", rec_header}, {"totals", rec_totals}, {"module", rec_module},
+    {"frame", rec_frame},   {"stack", rec_stack},   {"site", rec_site},
+    {"class", rec_class},   {"arena", rec_arena},   {"timeline", rec_timeline},
+    {"block", rec_block},
+};
+
+static bool parse_line(parser_t *p, const char *s, size_t len) {
+    size_t t = 0;
+    while (t < len && s[t] != ' ')
+        t++;
+    field_t fs[MAX_FIELDS];
+    size_t n = 0;
+    for (size_t i = t + 1; i < len + 1 && t < len;) {
+        size_t e = i;
+        while (e < len && s[e] != ' ')
+            e++;
+        const char *eq = memchr(s + i, '=', e - i);
+        if (!eq || eq == s + i)
+            return fail(p, "'%.*s' is not key=value", (int)(e - i > 40 ? 40 : e - i), s + i);
+        if (n < MAX_FIELDS)
+            fs[n++] = (field_t){s + i, eq + 1, (size_t)(eq - (s + i)), (size_t)(s + e - eq - 1)};
+        i = e + 1;
+    }
+    for (size_t r = 0; r < sizeof records / sizeof records[0]; r++)
+        if (strlen(records[r].tag) == t && memcmp(records[r].tag, s, t) == 0) {
+            if (r > 0 && !p->seen_header)
+                return fail(p, "%s before the header", records[r].tag);
+            return records[r].fn(p, fs, n);
+        }
+    return fail(p, "unknown record '%.*s' (this tally reads format version 1)",
+                (int)(t > 40 ? 40 : t), s);
+}
+
+static bool parse_text_dump(parser_t *p, const char *text, size_t len) {
+    static const char magic[] = "tally-dump ";
+    if (len < sizeof magic - 1 || memcmp(text, magic, sizeof magic - 1) != 0)
+        return fail(p, "not a tallymalloc dump (no 'tally-dump' line at the start)");
+    const char *nl = memchr(text, '\n', len);
+    if (!nl)
+        return fail(p, "truncated: the first line does not end");
+    size_t vlen = (size_t)(nl - text) - (sizeof magic - 1);
+    if (vlen != 1 || text[sizeof magic - 1] != '1')
+        return fail(p, "dump format version %.*s; this tally reads version 1",
+                    (int)(vlen > 20 ? 20 : vlen), text + sizeof magic - 1);
+    if (len < 5 || memcmp(text + len - 4, "end\n", 4) != 0 || text[len - 5] != '\n')
+        return fail(p, "truncated: no 'end' line (the program may have died while dumping)");
+    const char *s = nl + 1, *end = text + len - 4;
+    p->lineno = 2;
+    while (s < end) {
+        const char *e = memchr(s, '\n', (size_t)(end - s));
+        if (!e)
+            e = end;
+        if (e == s)
+            return fail(p, "an empty line");
+        if (memchr(s, '\0', (size_t)(e - s)))
+            return fail(p, "a NUL byte: not text");
+        if (!parse_line(p, s, (size_t)(e - s)))
+            return false;
+        s = e + 1;
+        p->lineno++;
+    }
+    p->lineno = 0;
+    if (!p->seen_header)
+        return fail(p, "no header record");
+    if (!p->seen_totals)
+        return fail(p, "no totals record");
+    /* FORMAT.md: an all-mode dump at exit lists every live block, even when there is none */
+    p->d->has_blocks = p->d->all_mode && p->d->reason && strcmp(p->d->reason, "exit") == 0;
+    return true;
+}
+
+/* ---- input ----------------------------------------------------------------------------------- */
+static bool decompress(parser_t *p, const char *in, size_t inlen, char **out, size_t *outlen) {
+    ZSTD_DCtx *z = ZSTD_createDCtx();
+    if (!z)
+        return fail(p, "out of memory");
+    size_t cap = inlen * 4 + 4096, len = 0;
+    char *buf = malloc(cap);
+    ZSTD_inBuffer ib = {in, inlen, 0};
+    size_t ret = 1;
+    bool ok = buf != NULL;
+    while (ok) {
+        if (cap - len < 65536) {
+            if (cap >= MAX_TEXT) {
+                ok = fail(p, "decompresses to more than 8 GiB: not a dump");
+                break;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                ok = fail(p, "out of memory");
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ZSTD_outBuffer ob = {buf + len, cap - len, 0};
+        ret = ZSTD_decompressStream(z, &ob, &ib);
+        len += ob.pos;
+        if (ZSTD_isError(ret)) {
+            ok = fail(p, "broken zstd data (%s)", ZSTD_getErrorName(ret));
+            break;
+        }
+        if (ret == 0 && ib.pos == ib.size)
+            break; /* the frame is complete and all input used */
+        if (ib.pos == ib.size && ob.pos < ob.size) {
+            ok = fail(p, "truncated: the zstd frame ends early");
+            break;
+        }
+    }
+    ZSTD_freeDCtx(z);
+    if (!ok) {
+        free(buf);
+        return false;
+    }
+    *out = buf;
+    *outlen = len;
+    return true;
+}
+
+bool dump_parse(const char *name, const char *data, size_t len, dump_t *d, char *err,
+                size_t errlen) {
+    memset(d, 0, sizeof *d);
+    d->path = name;
+    parser_t p = {.name = name, .err = err, .errlen = errlen, .d = d};
+    char *text = NULL;
+    size_t tlen = 0;
+    bool ok;
+    if (len >= 4 && (unsigned char)data[0] == 0x28 && (unsigned char)data[1] == 0xb5 &&
+        (unsigned char)data[2] == 0x2f && (unsigned char)data[3] == 0xfd) {
+        ok = decompress(&p, data, len, &text, &tlen);
+    } else if (len == 0) {
+        ok = fail(&p, "empty file: not a tallymalloc dump");
+    } else {
+        text = malloc(len);
+        ok = text != NULL || fail(&p, "out of memory");
+        if (ok) {
+            memcpy(text, data, len);
+            tlen = len;
+        }
+    }
+    if (ok) {
+        d->text = text;
+        ok = parse_text_dump(&p, text, tlen);
+    } else {
+        free(text);
+    }
+    idmap_free(&p.stacks);
+    idmap_free(&p.stack_depth);
+    idmap_free(&p.sites);
+    free(p.node_depth);
+    if (!ok)
+        dump_free(d);
+    return ok;
+}
+
+bool dump_load(const char *path, dump_t *d, char *err, size_t errlen) {
+    memset(d, 0, sizeof *d);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return false;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return false;
+    }
+    if ((uint64_t)st.st_size > MAX_TEXT) {
+        snprintf(err, errlen, "%s: larger than 8 GiB: not a tallymalloc dump", path);
+        close(fd);
+        return false;
+    }
+    size_t len = (size_t)st.st_size, got = 0;
+    char *buf = malloc(len ? len : 1);
+    if (!buf) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        close(fd);
+        return false;
+    }
+    while (got < len) {
+        ssize_t r = read(fd, buf + got, len - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            snprintf(err, errlen, "%s: %s", path, r < 0 ? strerror(errno) : "shorter than its size");
+            free(buf);
+            close(fd);
+            return false;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    bool ok = dump_parse(path, buf, len, d, err, errlen);
+    free(buf);
+    return ok;
+}
+
+void dump_free(dump_t *d) {
+    for (size_t i = 0; i < d->nmodules; i++) {
+        free(d->modules[i].build_id);
+        free(d->modules[i].path);
+    }
+    free(d->modules);
+    free(d->program);
+    free(d->mode);
+    free(d->unwinder);
+    free(d->reason);
+    free(d->version);
+    free(d->sites);
+    free(d->classes);
+    free(d->timeline);
+    free(d->blocks);
+    free(d->node_ip);
+    free(d->node_parent);
+    free(d->text);
+    const char *path = d->path;
+    memset(d, 0, sizeof *d);
+    d->path = path;
+}

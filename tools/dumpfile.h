@@ -1,0 +1,105 @@
+/* dumpfile.h: a tallymalloc dump (docs/FORMAT.md, version 1) in memory, as tools/dumpfile.c
+ * reads it. The reader is strict about what it needs (a version it knows, the end line, every
+ * number well formed, every id it refers to defined) and ignores fields it does not know, as
+ * the format asks. Nothing here knows the library's internals: only the documented format. */
+#ifndef TALLY_DUMPFILE_H
+#define TALLY_DUMPFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DUMP_NHIST 64
+
+typedef struct dmodule_s {
+    uint64_t base, lo, hi;
+    char *build_id; /* hex, or NULL for "-" */
+    char *path;
+    bool unloaded;
+    uint32_t gen_lo, gen_hi; /* gen_hi is UINT32_MAX for a loaded module */
+} dmodule_t;
+
+typedef struct dsite_s {
+    uint32_t id;
+    uint64_t alloc_count, alloc_bytes, granted_bytes, free_count, free_bytes;
+    int64_t live_count, live_bytes, max_live_bytes, peak_live_bytes;
+    uint64_t temporary, samples, pinned_bytes;
+    uint32_t gen;
+    uint64_t size_hist[DUMP_NHIST], life_hist[DUMP_NHIST];
+    /* the stack: its innermost node in the frame tree (0: empty), and its depth */
+    uint32_t node, nframes;
+    /* filled by the readers of the dump */
+    uint64_t leak_blocks, leak_bytes; /* `block` records of this site */
+} dsite_t;
+
+typedef struct dclass_s {
+    uint64_t size, pools, blocks_in_use, free_blocks, blocks_cached, mallocs, bytes_requested,
+        bytes_granted, bytes_held;
+} dclass_t;
+
+typedef struct dpoint_s {
+    uint64_t t_ns, rss_bytes, alloc_bytes;
+    int64_t live_bytes;
+} dpoint_t;
+
+typedef struct dblock_s {
+    uint32_t site; /* index into sites, not id */
+    uint64_t addr, size;
+} dblock_t;
+
+typedef struct dump_s {
+    const char *path;
+    /* header */
+    char *program, *mode, *unwinder, *reason, *version;
+    uint64_t pid, ppid, sample_interval, count_scale, depth, start_ns, dump_ns, duration_ns;
+    uint32_t gen;
+    /* totals */
+    uint64_t total_alloc_bytes, nsites_total, pinned_pool_bytes, pinned_large_bytes;
+    int64_t total_live_bytes, peak_bytes;
+    /* records */
+    dmodule_t *modules;
+    size_t nmodules;
+    dsite_t *sites; /* in file order */
+    size_t nsites;
+    dclass_t *classes;
+    size_t nclasses;
+    bool have_arena;
+    uint64_t arenas, arena_bytes, in_use_bytes, free_block_bytes, pool_overhead_bytes,
+        empty_pool_bytes, never_used_bytes, large_mallocs, small_mallocs, system_heap_bytes;
+    dpoint_t *timeline;
+    size_t ntimeline;
+    dblock_t *blocks;
+    size_t nblocks;
+    bool all_mode;      /* mode=all: counts are exact */
+    bool has_blocks;    /* an all-mode exit dump: the live blocks are listed */
+    /* the frame tree: node k (1..nnodes) is ip[k] called from node parent[k] */
+    uint64_t *node_ip;
+    uint32_t *node_parent;
+    size_t nnodes;
+    char *text;
+} dump_t;
+
+/* The return addresses of a site's stack, innermost first: up to max of them; returns how many
+ * the stack has. */
+static inline uint32_t dump_frames(const dump_t *d, const dsite_t *s, uint64_t *out,
+                                   uint32_t max) {
+    uint32_t k = 0;
+    for (uint32_t n = s->node; n && k < max; n = d->node_parent[n])
+        out[k++] = d->node_ip[n];
+    return s->nframes;
+}
+
+/* Reads path (the text, or a zstd frame of it). On failure returns false with one line in err
+ * ("FILE: what is wrong"), and d holds nothing to free. */
+bool dump_load(const char *path, dump_t *d, char *err, size_t errlen);
+/* The same from memory (the fuzz target): data is copied. */
+bool dump_parse(const char *name, const char *data, size_t len, dump_t *d, char *err,
+                size_t errlen);
+void dump_free(dump_t *d);
+
+/* Counts in the dump are multiplied by count_scale: this turns one into a number of events. */
+static inline double dump_count(const dump_t *d, uint64_t v) {
+    return d->count_scale ? (double)v / (double)d->count_scale : (double)v;
+}
+
+#endif

@@ -1,0 +1,448 @@
+/* report.c: `tally report` (the summary, the top call sites, the size-class table) and
+ * `tally leaks` (the blocks still live at exit, by call site), as text for people or JSON
+ * (docs/JSON.md). */
+#define _GNU_SOURCE
+#include "report.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct totals_s {
+    double alloc_count, alloc_bytes, granted_bytes, free_count, free_bytes, temporary;
+    double live_count, live_bytes;
+} totals_t;
+
+static totals_t totals_of(const dump_t *d) {
+    totals_t t = {0};
+    for (size_t i = 0; i < d->nsites; i++) {
+        const dsite_t *s = &d->sites[i];
+        t.alloc_count += dump_count(d, s->alloc_count);
+        t.alloc_bytes += (double)s->alloc_bytes;
+        t.granted_bytes += (double)s->granted_bytes;
+        t.free_count += dump_count(d, s->free_count);
+        t.free_bytes += (double)s->free_bytes;
+        t.temporary += dump_count(d, s->temporary);
+        t.live_count += dump_count(d, (uint64_t)(s->live_count > 0 ? s->live_count : 0));
+        t.live_bytes += (double)s->live_bytes;
+    }
+    return t;
+}
+
+/* ---- sorting ------------------------------------------------------------------------------ */
+static const char *const measures[] = {"peak", "live", "allocated", "count", "temporary", NULL};
+
+bool report_measure_valid(const char *m) {
+    for (int i = 0; measures[i]; i++)
+        if (strcmp(m, measures[i]) == 0)
+            return true;
+    return false;
+}
+
+static double measure_of(const dump_t *d, const dsite_t *s, const char *m) {
+    if (strcmp(m, "peak") == 0)
+        return (double)s->peak_live_bytes;
+    if (strcmp(m, "live") == 0)
+        return (double)s->live_bytes;
+    if (strcmp(m, "allocated") == 0)
+        return (double)s->alloc_bytes;
+    if (strcmp(m, "count") == 0)
+        return dump_count(d, s->alloc_count);
+    return dump_count(d, s->temporary);
+}
+
+static const dump_t *sort_dump;
+static const char *sort_measure;
+
+static int by_measure(const void *a, const void *b) {
+    const dsite_t *x = *(const dsite_t *const *)a, *y = *(const dsite_t *const *)b;
+    double mx = measure_of(sort_dump, x, sort_measure), my = measure_of(sort_dump, y, sort_measure);
+    if (mx != my)
+        return mx > my ? -1 : 1;
+    if (x->alloc_bytes != y->alloc_bytes)
+        return x->alloc_bytes > y->alloc_bytes ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static const dsite_t **sorted_sites(const dump_t *d, const char *measure, size_t *n) {
+    const dsite_t **v = malloc((d->nsites ? d->nsites : 1) * sizeof *v);
+    if (!v)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < d->nsites; i++) /* site 0: memory from before the profiler */
+        if (d->sites[i].id != 0 && (d->sites[i].alloc_count || d->sites[i].pinned_bytes))
+            v[k++] = &d->sites[i];
+    sort_dump = d;
+    sort_measure = measure;
+    qsort(v, k, sizeof *v, by_measure);
+    *n = k;
+    return v;
+}
+
+/* ---- text ---------------------------------------------------------------------------------- */
+static void print_header(FILE *f, const dump_t *d, const char *what) {
+    fprintf(f, "%s: %s (pid %llu), %s, dump %s after %.2f s\n", what,
+            d->program ? d->program : "?", (unsigned long long)d->pid,
+            d->all_mode ? "every allocation recorded" : "sampled",
+            d->reason ? (strcmp(d->reason, "exit") == 0 ? "at exit" : d->reason) : "?",
+            (double)d->duration_ns / 1e9);
+    if (!d->all_mode) {
+        char b[32];
+        fprintf(f, "  sample mode: one allocation recorded per %s on average; counts and bytes "
+                   "marked ~ are estimates\n",
+                fmt_size(b, (double)d->sample_interval));
+    }
+}
+
+static void print_stack(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t *s,
+                        const char *indent) {
+    sym_frame_t fr[TOOL_MAX_FRAMES];
+    int n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
+    for (int i = 0; i < n; i++)
+        print_frame(f, indent, i == 0 ? "at" : "by", &fr[i]);
+    if (n == 0)
+        fprintf(f, "%s(no stack: allocated before the profiler started)\n", indent);
+}
+
+static void print_classes(FILE *f, const dump_t *d) {
+    char b1[32], b2[32], b3[32], b4[32], p[16];
+    if (!d->nclasses && !d->have_arena)
+        return;
+    fprintf(f, "\nSize classes (16-byte classes in 16 KiB pools; arenas are never returned to "
+               "the system):\n");
+    fprintf(f, "  %6s %6s %9s %9s %8s %12s %10s %10s %6s %10s\n", "class", "pools", "in use",
+            "free", "cached", "mallocs", "requested", "granted", "slack", "held");
+    for (size_t i = 0; i < d->nclasses; i++) {
+        const dclass_t *c = &d->classes[i];
+        char m[32];
+        fprintf(f, "  %6llu %6llu %9llu %9llu %8llu %12s %10s %10s %6s %10s\n",
+                (unsigned long long)c->size, (unsigned long long)c->pools,
+                (unsigned long long)c->blocks_in_use, (unsigned long long)c->free_blocks,
+                (unsigned long long)c->blocks_cached, fmt_count(m, (double)c->mallocs),
+                fmt_size(b1, (double)c->bytes_requested), fmt_size(b2, (double)c->bytes_granted),
+                fmt_pct(p, (double)(c->bytes_granted - c->bytes_requested),
+                        (double)c->bytes_granted),
+                fmt_size(b3, (double)c->bytes_held));
+    }
+    if (d->have_arena) {
+        fprintf(f, "  arena memory %s = in use %s", fmt_size(b1, (double)d->arena_bytes),
+                fmt_size(b2, (double)d->in_use_bytes));
+        fprintf(f, " + free blocks %s", fmt_size(b3, (double)d->free_block_bytes));
+        fprintf(f, " + pool overhead %s", fmt_size(b4, (double)d->pool_overhead_bytes));
+        fprintf(f, " + empty pools %s", fmt_size(b1, (double)d->empty_pool_bytes));
+        fprintf(f, " + not yet used %s\n", fmt_size(b2, (double)d->never_used_bytes));
+        fprintf(f, "  fragmentation: %s of arena memory is not in live blocks\n",
+                fmt_pct(p, (double)(d->arena_bytes - d->in_use_bytes), (double)d->arena_bytes));
+    }
+}
+
+static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *measure,
+                       size_t top) {
+    totals_t t = totals_of(d);
+    const char *est = d->all_mode ? "" : "~";
+    char a[32], b[32], c[32], p[16];
+    print_header(f, d, "tally report");
+    fprintf(f, "  allocations  %s%s, %s%s requested, %s granted (%s slack)\n", est,
+            fmt_count(a, t.alloc_count), est, fmt_size(b, t.alloc_bytes),
+            fmt_size(c, t.granted_bytes), fmt_pct(p, t.granted_bytes - t.alloc_bytes, t.granted_bytes));
+    fprintf(f, "  frees        %s%s, %s%s\n", est, fmt_count(a, t.free_count), est,
+            fmt_size(b, t.free_bytes));
+    fprintf(f, "  temporary    %s%s (%s of allocations: freed before any other allocation)\n",
+            est, fmt_count(a, t.temporary), fmt_pct(p, t.temporary, t.alloc_count));
+    fprintf(f, "  peak         %s%s live\n", est, fmt_size(a, (double)d->peak_bytes));
+    fprintf(f, "  live now     %s%s in %s%s blocks%s\n", est, fmt_size(a, t.live_bytes), est,
+            fmt_count(b, t.live_count), d->has_blocks ? " (candidate leaks: tally leaks)" : "");
+    size_t n = 0;
+    const dsite_t **v = sorted_sites(d, measure, &n);
+    if (!v)
+        return 1;
+    fprintf(f, "  call sites   %s\n", fmt_count(a, (double)n));
+    size_t shown = n < top ? n : top;
+    static const char *const what[] = {"peak", "bytes live at the program-wide peak",
+                                       "live", "bytes live now",
+                                       "allocated", "bytes allocated",
+                                       "count", "number of allocations",
+                                       "temporary", "temporary allocations"};
+    const char *desc = measure;
+    for (size_t i = 0; i < 10; i += 2)
+        if (strcmp(what[i], measure) == 0)
+            desc = what[i + 1];
+    fprintf(f, "\nTop %zu call sites by %s (%s):\n", shown, measure, desc);
+    double total_measure = 0;
+    for (size_t i = 0; i < n; i++)
+        total_measure += measure_of(d, v[i], measure);
+    for (size_t i = 0; i < shown; i++) {
+        const dsite_t *s = v[i];
+        char m1[32], m2[32], m3[32], m4[32], m5[32], m6[32], m7[32], q[16];
+        double val = measure_of(d, s, measure);
+        bool bytes = strcmp(measure, "count") != 0 && strcmp(measure, "temporary") != 0;
+        static const char *const suffix[] = {"peak", "at the peak", "live", "live now",
+                                             "allocated", "allocated", "count", "allocations",
+                                             "temporary", "temporary allocations"};
+        const char *sfx = measure;
+        for (size_t k = 0; k < 10; k += 2)
+            if (strcmp(suffix[k], measure) == 0)
+                sfx = suffix[k + 1];
+        fprintf(f, "\n#%zu %s%s %s (%s)\n", i + 1, est,
+                bytes ? fmt_size(m1, val) : fmt_count(m1, val), sfx,
+                fmt_pct(q, val, total_measure));
+        double nalloc = dump_count(d, s->alloc_count);
+        double nlive = dump_count(d, (uint64_t)(s->live_count > 0 ? s->live_count : 0));
+        fprintf(f, "   %s%s allocation%s of %s%s; %s%s at the peak, at most %s%s live; %s%s live "
+                   "now in %s%s block%s; %s%s temporary\n",
+                est, fmt_count(m1, nalloc), nalloc == 1 ? "" : "s", est,
+                fmt_size(m2, (double)s->alloc_bytes), est, fmt_size(m3, (double)s->peak_live_bytes),
+                est, fmt_size(m4, (double)s->max_live_bytes), est,
+                fmt_size(m5, (double)s->live_bytes), est, fmt_count(m6, nlive),
+                nlive == 1 ? "" : "s", est, fmt_count(m7, dump_count(d, s->temporary)));
+        print_stack(f, sym, d, s, "   ");
+    }
+    free(v);
+    print_classes(f, d);
+    return 0;
+}
+
+/* ---- JSON ---------------------------------------------------------------------------------- */
+static void json_num(FILE *f, const char *key, double v, bool *first) {
+    json_key(f, key, first);
+    fprintf(f, "%.0f", v);
+}
+
+static void json_dump_info(FILE *f, const dump_t *d, bool *first) {
+    json_key(f, "dump", first);
+    bool fi = true;
+    fputc('{', f);
+    json_key(f, "program", &fi);
+    json_str(f, d->program);
+    json_num(f, "pid", (double)d->pid, &fi);
+    json_key(f, "mode", &fi);
+    json_str(f, d->mode);
+    json_key(f, "estimates", &fi);
+    fputs(d->all_mode ? "false" : "true", f);
+    json_num(f, "sample_interval", (double)d->sample_interval, &fi);
+    json_key(f, "reason", &fi);
+    json_str(f, d->reason);
+    json_num(f, "duration_ns", (double)d->duration_ns, &fi);
+    fputc('}', f);
+}
+
+static void json_site(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t *s) {
+    bool fi = true;
+    fputc('{', f);
+    json_num(f, "id", s->id, &fi);
+    json_num(f, "alloc_count", dump_count(d, s->alloc_count), &fi);
+    json_num(f, "alloc_bytes", (double)s->alloc_bytes, &fi);
+    json_num(f, "granted_bytes", (double)s->granted_bytes, &fi);
+    json_num(f, "free_count", dump_count(d, s->free_count), &fi);
+    json_num(f, "free_bytes", (double)s->free_bytes, &fi);
+    json_num(f, "live_count", dump_count(d, (uint64_t)(s->live_count > 0 ? s->live_count : 0)),
+             &fi);
+    json_num(f, "live_bytes", (double)s->live_bytes, &fi);
+    json_num(f, "peak_bytes", (double)s->peak_live_bytes, &fi);
+    json_num(f, "max_live_bytes", (double)s->max_live_bytes, &fi);
+    json_num(f, "temporary", dump_count(d, s->temporary), &fi);
+    json_num(f, "pinned_bytes", (double)s->pinned_bytes, &fi);
+    json_num(f, "samples", (double)s->samples, &fi);
+    for (int h = 0; h < 2; h++) {
+        json_key(f, h ? "lifetime_histogram" : "size_histogram", &fi);
+        const uint64_t *hist = h ? s->life_hist : s->size_hist;
+        bool hf = true;
+        fputc('{', f);
+        for (int b = 0; b < DUMP_NHIST; b++)
+            if (hist[b]) {
+                char k[8];
+                snprintf(k, sizeof k, "%d", b);
+                json_num(f, k, dump_count(d, hist[b]), &hf);
+            }
+        fputc('}', f);
+    }
+    json_key(f, "frames", &fi);
+    sym_frame_t fr[TOOL_MAX_FRAMES];
+    json_frames(f, fr, site_stack(sym, d, s, fr, TOOL_MAX_FRAMES));
+    fputc('}', f);
+}
+
+static void json_leaks(FILE *f, symbolizer_t *sym, const dump_t *d, bool *first);
+
+static int report_json(FILE *f, const dump_t *d, symbolizer_t *sym, const char *measure,
+                       size_t top) {
+    totals_t t = totals_of(d);
+    bool first = true;
+    fputc('{', f);
+    json_num(f, "tally_json", 1, &first);
+    json_key(f, "command", &first);
+    json_str(f, "report");
+    json_dump_info(f, d, &first);
+    json_key(f, "totals", &first);
+    bool fi = true;
+    fputc('{', f);
+    json_num(f, "alloc_count", t.alloc_count, &fi);
+    json_num(f, "alloc_bytes", t.alloc_bytes, &fi);
+    json_num(f, "granted_bytes", t.granted_bytes, &fi);
+    json_num(f, "free_count", t.free_count, &fi);
+    json_num(f, "free_bytes", t.free_bytes, &fi);
+    json_num(f, "temporary", t.temporary, &fi);
+    json_num(f, "peak_bytes", (double)d->peak_bytes, &fi);
+    json_num(f, "live_count", t.live_count, &fi);
+    json_num(f, "live_bytes", t.live_bytes, &fi);
+    size_t n = 0;
+    const dsite_t **v = sorted_sites(d, measure, &n);
+    if (!v)
+        return 1;
+    json_num(f, "sites", (double)n, &fi);
+    fputc('}', f);
+    json_key(f, "sort", &first);
+    json_str(f, measure);
+    json_key(f, "sites", &first);
+    fputc('[', f);
+    for (size_t i = 0; i < n && i < top; i++) {
+        if (i)
+            fputc(',', f);
+        json_site(f, sym, d, v[i]);
+    }
+    fputc(']', f);
+    free(v);
+    json_key(f, "classes", &first);
+    fputc('[', f);
+    for (size_t i = 0; i < d->nclasses; i++) {
+        const dclass_t *c = &d->classes[i];
+        bool cf = true;
+        fputs(i ? ",{" : "{", f);
+        json_num(f, "size", (double)c->size, &cf);
+        json_num(f, "pools", (double)c->pools, &cf);
+        json_num(f, "blocks_in_use", (double)c->blocks_in_use, &cf);
+        json_num(f, "free_blocks", (double)c->free_blocks, &cf);
+        json_num(f, "blocks_cached", (double)c->blocks_cached, &cf);
+        json_num(f, "mallocs", (double)c->mallocs, &cf);
+        json_num(f, "bytes_requested", (double)c->bytes_requested, &cf);
+        json_num(f, "bytes_granted", (double)c->bytes_granted, &cf);
+        json_num(f, "bytes_held", (double)c->bytes_held, &cf);
+        fputc('}', f);
+    }
+    fputc(']', f);
+    if (d->have_arena) {
+        json_key(f, "arena", &first);
+        bool af = true;
+        fputc('{', f);
+        json_num(f, "arenas", (double)d->arenas, &af);
+        json_num(f, "arena_bytes", (double)d->arena_bytes, &af);
+        json_num(f, "in_use_bytes", (double)d->in_use_bytes, &af);
+        json_num(f, "free_block_bytes", (double)d->free_block_bytes, &af);
+        json_num(f, "pool_overhead_bytes", (double)d->pool_overhead_bytes, &af);
+        json_num(f, "empty_pool_bytes", (double)d->empty_pool_bytes, &af);
+        json_num(f, "never_used_bytes", (double)d->never_used_bytes, &af);
+        fputc('}', f);
+    }
+    json_leaks(f, sym, d, &first);
+    fputs("}\n", f);
+    return 0;
+}
+
+int cmd_report(const dump_t *d, symbolizer_t *sym, const report_opts_t *o) {
+    FILE *f = stdout;
+    int r = o->json ? report_json(f, d, sym, o->sort, o->top) : report_text(f, d, sym, o->sort, o->top);
+    return fflush(f) == 0 && !ferror(f) ? r : 1;
+}
+
+/* ---- leaks ----------------------------------------------------------------------------------- */
+static int by_leak(const void *a, const void *b) {
+    const dsite_t *x = *(const dsite_t *const *)a, *y = *(const dsite_t *const *)b;
+    if (x->leak_bytes != y->leak_bytes)
+        return x->leak_bytes > y->leak_bytes ? -1 : 1;
+    if (x->leak_blocks != y->leak_blocks)
+        return x->leak_blocks > y->leak_blocks ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Sites with live blocks, largest first; site 0 (memory from before the profiler started) is
+ * left out: nothing in the program can be blamed for it. */
+static const dsite_t **leak_sites(const dump_t *d, size_t *n, uint64_t *blocks,
+                                  uint64_t *bytes) {
+    const dsite_t **v = malloc((d->nsites ? d->nsites : 1) * sizeof *v);
+    size_t k = 0;
+    *blocks = *bytes = 0;
+    for (size_t i = 0; v && i < d->nsites; i++)
+        if (d->sites[i].leak_blocks && d->sites[i].id != 0) {
+            v[k++] = &d->sites[i];
+            *blocks += d->sites[i].leak_blocks;
+            *bytes += d->sites[i].leak_bytes;
+        }
+    if (v)
+        qsort(v, k, sizeof *v, by_leak);
+    *n = k;
+    return v;
+}
+
+static void json_leaks(FILE *f, symbolizer_t *sym, const dump_t *d, bool *first) {
+    size_t n = 0;
+    uint64_t blocks, bytes;
+    const dsite_t **v = leak_sites(d, &n, &blocks, &bytes);
+    json_key(f, "leaks", first);
+    if (!d->has_blocks || !v) {
+        fputs("null", f); /* not an all-mode exit dump: no list of live blocks */
+        free(v);
+        return;
+    }
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++) {
+        bool fi = true;
+        fputs(i ? ",{" : "{", f);
+        json_num(f, "site", v[i]->id, &fi);
+        json_num(f, "count", (double)v[i]->leak_blocks, &fi);
+        json_num(f, "bytes", (double)v[i]->leak_bytes, &fi);
+        json_key(f, "frames", &fi);
+        sym_frame_t fr[TOOL_MAX_FRAMES];
+        json_frames(f, fr, site_stack(sym, d, v[i], fr, TOOL_MAX_FRAMES));
+        fputc('}', f);
+    }
+    fputc(']', f);
+    free(v);
+}
+
+int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
+    FILE *f = stdout;
+    if (!d->has_blocks) {
+        tool_error("%s: no list of live blocks: it is a %s dump%s (run the program with "
+                   "`tally run --leaks`, or TALLY_PROFILE=all and TALLY_OUT)",
+                   d->path, d->all_mode ? "all-mode" : "sample-mode",
+                   d->all_mode ? " written before exit" : "");
+        return 2;
+    }
+    size_t n = 0;
+    uint64_t blocks, bytes;
+    const dsite_t **v = leak_sites(d, &n, &blocks, &bytes);
+    if (!v)
+        return 1;
+    if (o->json) {
+        bool first = true;
+        fputc('{', f);
+        json_num(f, "tally_json", 1, &first);
+        json_key(f, "command", &first);
+        json_str(f, "leaks");
+        json_dump_info(f, d, &first);
+        json_key(f, "summary", &first);
+        bool fi = true;
+        fputc('{', f);
+        json_num(f, "blocks", (double)blocks, &fi);
+        json_num(f, "bytes", (double)bytes, &fi);
+        json_num(f, "sites", (double)n, &fi);
+        fputc('}', f);
+        json_leaks(f, sym, d, &first);
+        fputs("}\n", f);
+    } else {
+        char a[32], b[32], c[32];
+        print_header(f, d, "tally leaks");
+        for (size_t i = 0; i < n; i++) {
+            fprintf(f, "\n%s bytes in %s block%s still live at exit, from call site %zu of %zu:\n",
+                    fmt_count(a, (double)v[i]->leak_bytes), fmt_count(b, (double)v[i]->leak_blocks),
+                    v[i]->leak_blocks == 1 ? "" : "s", i + 1, n);
+            print_stack(f, sym, d, v[i], "   ");
+        }
+        fprintf(f, "\nLEAK SUMMARY: %s bytes in %s blocks still live at exit, from %s call "
+                   "sites\n",
+                fmt_count(a, (double)bytes), fmt_count(b, (double)blocks), fmt_count(c, (double)n));
+    }
+    free(v);
+    if (fflush(f) != 0 || ferror(f))
+        return 1;
+    return blocks && o->error_exitcode ? o->error_exitcode : 0;
+}

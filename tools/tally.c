@@ -1,0 +1,433 @@
+/* tally.c: the `tally` command. `tally run` runs a program with libtallymalloc.so preloaded and
+ * says where its dump went; the other subcommands read dumps (docs/FORMAT.md) and print them
+ * for people or as JSON (tools/report.c). This file: the command line, the help, and `run`. */
+#define _GNU_SOURCE
+#include "report.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <glob.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef TALLY_LIBDIR
+#define TALLY_LIBDIR "/usr/local/lib"
+#endif
+#ifndef TALLY_VERSION
+#define TALLY_VERSION "0.0"
+#endif
+
+static const char usage_main[] =
+    "usage: tally COMMAND [OPTIONS] ...\n"
+    "\n"
+    "Profile a program's memory with tallymalloc, and read what it recorded.\n"
+    "\n"
+    "commands:\n"
+    "  run [OPTIONS] [--] PROGRAM [ARGS...]   run PROGRAM with the profiler; write a dump\n"
+    "  report [OPTIONS] DUMP                  totals, the top call sites, the size classes\n"
+    "  leaks [OPTIONS] DUMP                   blocks still live at exit, by call site\n"
+    "  help [COMMAND]                         this text, or a command's\n"
+    "\n"
+    "`tally help COMMAND` or `tally COMMAND --help` tells more; see also tally(1).\n";
+
+static const char usage_run[] =
+    "usage: tally run [-o FILE] [--all | --sample BYTES] [--leaks] [--stats] [--lib PATH]\n"
+    "                 [--] PROGRAM [ARGS...]\n"
+    "\n"
+    "Runs PROGRAM with libtallymalloc.so preloaded, passes its exit status through, and says\n"
+    "where the dump went, the peak, the blocks still live at exit, and what to type next.\n"
+    "Processes it forks or execs are profiled too, each writing its own dump.\n"
+    "\n"
+    "  -o, --output FILE   the dump's name (%p: the process id, %e: the program's name);\n"
+    "                      default tally.PROGRAM.%p.tly in the working directory\n"
+    "      --all           record every allocation exactly (needed for leaks)\n"
+    "      --sample BYTES  record one allocation per BYTES on average (default 512k)\n"
+    "      --leaks         --all, for `tally leaks`\n"
+    "      --stats         also print the allocator's statistics at exit\n"
+    "      --lib PATH      the library to preload (default: beside tally, or the build tree's)\n";
+
+static const char usage_report[] =
+    "usage: tally report [--sort MEASURE] [--top N] [--json] [--debug-dir DIR] DUMP\n"
+    "\n"
+    "The dump's totals (allocations, bytes, peak, live now, temporary allocations), the top\n"
+    "call sites with their symbolized stacks, and the allocator's size-class table. In sample\n"
+    "mode the figures are unbiased estimates, marked ~.\n"
+    "\n"
+    "  --sort MEASURE   peak (bytes live at the program-wide peak, the default), live (now),\n"
+    "                   allocated (bytes), count (allocations), temporary\n"
+    "  --top N          how many call sites (default 10; 0 for all)\n"
+    "  --json           JSON instead of text (docs/JSON.md)\n"
+    "  --debug-dir DIR  also look for separate debug files under DIR, as under /usr/lib/debug\n";
+
+static const char usage_leaks[] =
+    "usage: tally leaks [--error-exitcode N] [--json] [--debug-dir DIR] DUMP\n"
+    "\n"
+    "The blocks still live when the program exited, grouped by the call site that allocated\n"
+    "them, largest first, each with its symbolized stack, and a closing summary. It needs a\n"
+    "dump of every allocation written at exit (`tally run --leaks`).\n"
+    "\n"
+    "  --error-exitcode N  exit with N when there are live blocks (for CI jobs)\n"
+    "  --json              JSON instead of text (docs/JSON.md)\n"
+    "  --debug-dir DIR     also look for separate debug files under DIR\n";
+
+static const struct {
+    const char *name;
+    const char *usage;
+} commands[] = {{"run", usage_run}, {"report", usage_report}, {"leaks", usage_leaks}};
+
+static const char *usage_of(const char *cmd) {
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, cmd) == 0)
+            return commands[i].usage;
+    return NULL;
+}
+
+static int bad_usage(const char *cmd, const char *fmt, const char *arg) {
+    fprintf(stderr, "%s: ", tool_name);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see `tally help %s`)\n", cmd);
+    return 2;
+}
+
+static bool parse_size(const char *s, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    if (*s < '0' || *s > '9')
+        return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = 0;
+    switch (*end | 0x20) {
+    case 'k': shift = 10; end++; break;
+    case 'm': shift = 20; end++; break;
+    case 'g': shift = 30; end++; break;
+    default: break;
+    }
+    if (errno || *end || v == 0 || (shift && v > (~0ULL >> shift)))
+        return false;
+    *out = v << shift;
+    return true;
+}
+
+/* ---- reading subcommands --------------------------------------------------------------------- */
+static int read_cmd(const char *cmd, int argc, char **argv) {
+    report_opts_t ro = {.sort = "peak", .top = 10};
+    leaks_opts_t lo = {0};
+    const char *debug_dir = NULL;
+    static const struct option opts[] = {
+        {"sort", required_argument, NULL, 's'},      {"top", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},            {"debug-dir", required_argument, NULL, 'd'},
+        {"error-exitcode", required_argument, NULL, 'e'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    bool is_report = strcmp(cmd, "report") == 0;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 's':
+            if (!is_report || !report_measure_valid(optarg))
+                return bad_usage(cmd, is_report ? "--sort %s: want peak, live, allocated, count "
+                                                  "or temporary"
+                                                : "--sort: not an option of leaks (%s)",
+                                 optarg);
+            ro.sort = optarg;
+            break;
+        case 't': {
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (!is_report || *optarg < '0' || *optarg > '9' || *end || errno)
+                return bad_usage(cmd, "--top %s: want a number", optarg);
+            ro.top = v ? v : (size_t)-1;
+            break;
+        }
+        case 'j': ro.json = lo.json = true; break;
+        case 'd': debug_dir = optarg; break;
+        case 'e': {
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (is_report || *optarg < '0' || *optarg > '9' || *end || errno || v < 1 || v > 255)
+                return bad_usage(cmd, "--error-exitcode %s: want a number from 1 to 255", optarg);
+            lo.error_exitcode = (int)v;
+            break;
+        }
+        case 'h': fputs(usage_of(cmd), stdout); return 0;
+        case ':': return bad_usage(cmd, "%s needs a value", argv[optind - 1]);
+        default: return bad_usage(cmd, "unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return bad_usage(cmd, optind == argc ? "which dump?%s" : "one dump at a time%s", "");
+    dump_t d;
+    int r = load_or_complain(argv[optind], &d);
+    if (r)
+        return r;
+    symbolizer_t *sym = sym_new(&d, debug_dir);
+    if (!sym) {
+        tool_error("out of memory");
+        dump_free(&d);
+        return 1;
+    }
+    r = is_report ? cmd_report(&d, sym, &ro) : cmd_leaks(&d, sym, &lo);
+    sym_free(sym);
+    dump_free(&d);
+    return r;
+}
+
+/* ---- run ------------------------------------------------------------------------------------- */
+static bool readable(const char *p) {
+    return access(p, R_OK) == 0;
+}
+
+/* The library: beside the command once installed (bin/../lib), in the build tree when run from
+ * it (tools/../src/.libs), or in the configured libdir. */
+static bool find_library(char *out, size_t cap) {
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = '\0';
+            static const char *const rel[] = {"/../src/.libs/libtallymalloc.so",
+                                              "/../lib/libtallymalloc.so"};
+            for (size_t i = 0; i < 2; i++) {
+                if ((size_t)snprintf(out, cap, "%s%s", self, rel[i]) >= cap)
+                    continue;
+                char real[PATH_MAX];
+                if (readable(out) && realpath(out, real)) {
+                    snprintf(out, cap, "%s", real);
+                    return true;
+                }
+            }
+        }
+    }
+    snprintf(out, cap, "%s/libtallymalloc.so", TALLY_LIBDIR);
+    return readable(out);
+}
+
+/* pattern with %p and %e expanded as the library does */
+static void expand(char *out, size_t cap, const char *pattern, const char *pid, const char *name) {
+    size_t k = 0;
+    for (const char *s = pattern; *s && k + 1 < cap; s++) {
+        if (s[0] == '%' && s[1] == 'p') {
+            k += (size_t)snprintf(out + k, cap - k, "%s", pid);
+            s++;
+        } else if (s[0] == '%' && s[1] == 'e') {
+            k += (size_t)snprintf(out + k, cap - k, "%s", name);
+            s++;
+        } else if (s[0] == '%' && s[1] == '%') {
+            out[k++] = '%';
+            s++;
+        } else {
+            out[k++] = *s;
+        }
+        if (k >= cap)
+            k = cap - 1;
+    }
+    out[k] = '\0';
+}
+
+static int cmd_run(int argc, char **argv) {
+    const char *output = NULL, *lib_opt = NULL;
+    unsigned long long sample = 0;
+    bool all = false, leaks = false, stats = false;
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'}, {"all", no_argument, NULL, 'a'},
+        {"sample", required_argument, NULL, 's'}, {"leaks", no_argument, NULL, 'l'},
+        {"stats", no_argument, NULL, 'S'},        {"lib", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': output = optarg; break;
+        case 'a': all = true; break;
+        case 's':
+            if (!parse_size(optarg, &sample))
+                return bad_usage("run", "--sample %s: want a number of bytes (512k, 1M, ...)",
+                                 optarg);
+            break;
+        case 'l': leaks = all = true; break;
+        case 'S': stats = true; break;
+        case 'L': lib_opt = optarg; break;
+        case 'h': fputs(usage_run, stdout); return 0;
+        case ':': return bad_usage("run", "%s needs a value", argv[optind - 1]);
+        default: return bad_usage("run", "unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (all && sample)
+        return bad_usage("run", "--all and --sample %s: one or the other", "");
+    if (optind >= argc)
+        return bad_usage("run", "which program?%s", "");
+    char lib[PATH_MAX];
+    if (lib_opt) {
+        if (!realpath(lib_opt, lib) || !readable(lib)) {
+            tool_error("--lib %s: %s", lib_opt, strerror(errno));
+            return 2;
+        }
+    } else if (!find_library(lib, sizeof lib)) {
+        tool_error("libtallymalloc.so not found beside tally, in the build tree, or in %s "
+                   "(use --lib PATH)",
+                   TALLY_LIBDIR);
+        return 2;
+    }
+    const char *prog = argv[optind];
+    const char *name = sym_basename(prog);
+    char pattern[PATH_MAX + 64], cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) {
+        tool_error("cannot tell the working directory: %s", strerror(errno));
+        return 2;
+    }
+    if (output)
+        snprintf(pattern, sizeof pattern, "%s%s%s", output[0] == '/' ? "" : cwd,
+                 output[0] == '/' ? "" : "/", output);
+    else
+        snprintf(pattern, sizeof pattern, "%s/tally.%s.%%p.tly", cwd, name);
+
+    /* The child's environment: the library first in LD_PRELOAD. */
+    const char *old = getenv("LD_PRELOAD");
+    size_t plen = strlen(lib) + (old ? strlen(old) : 0) + 2;
+    char *preload = malloc(plen);
+    if (!preload) {
+        tool_error("out of memory");
+        return 1;
+    }
+    snprintf(preload, plen, "%s%s%s", lib, old && *old ? ":" : "", old ? old : "");
+    char sample_s[32];
+    snprintf(sample_s, sizeof sample_s, "%llu", sample);
+
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
+    sigaction(SIGINT, &ign, &old_int);
+    sigaction(SIGQUIT, &ign, &old_quit);
+    pid_t pid = fork();
+    if (pid < 0) {
+        tool_error("fork: %s", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGQUIT, &old_quit, NULL);
+        setenv("LD_PRELOAD", preload, 1);
+        setenv("TALLY_PROFILE", all ? "all" : "sample", 1);
+        setenv("TALLY_OUT", pattern, 1);
+        if (sample)
+            setenv("TALLY_SAMPLE", sample_s, 1);
+        if (stats)
+            setenv("TALLY_STATS", "1", 1);
+        execvp(prog, argv + optind);
+        int e = errno;
+        fprintf(stderr, "%s: cannot run %s: %s\n", tool_name, prog, strerror(e));
+        _exit(e == ENOENT ? 127 : 126);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGQUIT, &old_quit, NULL);
+    free(preload);
+    int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    char pid_s[32];
+    snprintf(pid_s, sizeof pid_s, "%ld", (long)pid);
+    if (WIFEXITED(status) && (rc == 126 || rc == 127)) {
+        char probe[PATH_MAX];
+        expand(probe, sizeof probe, pattern, pid_s, name);
+        if (!readable(probe))
+            return rc; /* exec failed (we said why), or the program ran and said 127 itself */
+    }
+
+    /* Where the dumps went: the program's own, and those of the processes it started. */
+    char main_dump[PATH_MAX], glob_pat[PATH_MAX];
+    expand(main_dump, sizeof main_dump, pattern, pid_s, name);
+    expand(glob_pat, sizeof glob_pat, pattern, "*", name); /* any process's */
+    size_t others = 0;
+    glob_t g;
+    if (strstr(pattern, "%p") && glob(glob_pat, 0, NULL, &g) == 0) {
+        for (size_t i = 0; i < g.gl_pathc; i++)
+            others += strcmp(g.gl_pathv[i], main_dump) != 0;
+        globfree(&g);
+    }
+    if (!WIFEXITED(status))
+        fprintf(stderr, "%s: %s was killed by signal %d (%s)\n", tool_name, prog,
+                WTERMSIG(status), strsignal(WTERMSIG(status)));
+    dump_t d;
+    char err[512];
+    if (!readable(main_dump)) {
+        fprintf(stderr, "%s: %s wrote no dump%s\n", tool_name, prog,
+                WIFEXITED(status) ? " (did it call _exit, or exec another program?)"
+                                  : ": the profiler writes at exit (TALLY_SIGNAL and "
+                                    "TALLY_INTERVAL write dumps while a program runs)");
+    } else if (!dump_load(main_dump, &d, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", tool_name, err);
+    } else {
+        char a[32], b[32], p[32];
+        double allocs = 0;
+        for (size_t i = 0; i < d.nsites; i++)
+            allocs += dump_count(&d, d.sites[i].alloc_count);
+        const char *shown = main_dump;
+        size_t cl = strlen(cwd);
+        if (strncmp(main_dump, cwd, cl) == 0 && main_dump[cl] == '/')
+            shown = main_dump + cl + 1;
+        fprintf(stderr, "%s: dump %s (%s): %s%s allocations, peak %s%s\n", tool_name, shown,
+                d.all_mode ? "every allocation" : "sampled", d.all_mode ? "" : "~",
+                fmt_count(a, allocs), d.all_mode ? "" : "~", fmt_size(p, (double)d.peak_bytes));
+        if (d.has_blocks) {
+            uint64_t blocks = 0, bytes = 0;
+            for (size_t i = 0; i < d.nsites; i++)
+                if (d.sites[i].id != 0) {
+                    blocks += d.sites[i].leak_blocks;
+                    bytes += d.sites[i].leak_bytes;
+                }
+            fprintf(stderr, "%s: %s blocks (%s) still live at exit\n", tool_name,
+                    fmt_count(a, (double)blocks), fmt_size(b, (double)bytes));
+        }
+        fprintf(stderr, "%s: next: tally %s %s\n", tool_name,
+                leaks || (d.has_blocks && !sample) ? "leaks" : "report", shown);
+        dump_free(&d);
+    }
+    if (others)
+        fprintf(stderr, "%s: %s%zu dump%s of the processes it started (%s)\n", tool_name,
+                readable(main_dump) ? "and " : "", others, others == 1 ? "" : "s", glob_pat);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("tally (tallymalloc) %s\n", TALLY_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0) {
+        if (argc == 2) {
+            fputs(usage_main, stdout);
+            return 0;
+        }
+        const char *u = usage_of(argv[2]);
+        if (!u) {
+            tool_error("no command '%s' (see `tally --help`)", argv[2]);
+            return 2;
+        }
+        fputs(u, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "report") == 0 || strcmp(cmd, "leaks") == 0)
+        return read_cmd(cmd, argc - 1, argv + 1);
+    tool_error("no command '%s' (see `tally --help`)", cmd);
+    return 2;
+}

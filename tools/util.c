@@ -1,0 +1,172 @@
+/* util.c: formatting, JSON, and stacks as tally shows them (util.h). */
+#define _GNU_SOURCE
+#include "util.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+const char *tool_name = "tally";
+
+void tool_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", tool_name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int load_or_complain(const char *path, dump_t *d) {
+    char err[512];
+    if (dump_load(path, d, err, sizeof err))
+        return 0;
+    tool_error("%s", err);
+    return 2;
+}
+
+const char *fmt_count(char buf[32], double v) {
+    char tmp[32];
+    bool neg = v < 0;
+    unsigned long long u = (unsigned long long)((neg ? -v : v) + 0.5);
+    int n = snprintf(tmp, sizeof tmp, "%llu", u);
+    char *o = buf;
+    if (neg)
+        *o++ = '-';
+    for (int i = 0; i < n; i++) {
+        *o++ = tmp[i];
+        if ((n - i - 1) % 3 == 0 && i != n - 1)
+            *o++ = ',';
+    }
+    *o = '\0';
+    return buf;
+}
+
+const char *fmt_size(char buf[32], double bytes) {
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    bool neg = bytes < 0;
+    double v = neg ? -bytes : bytes;
+    unsigned u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, 32, "%s%.0f B", neg ? "-" : "", v);
+    else
+        snprintf(buf, 32, "%s%.*f %s", neg ? "-" : "", v < 10 ? 2 : v < 100 ? 1 : 0, v, unit[u]);
+    return buf;
+}
+
+const char *fmt_pct(char buf[16], double part, double whole) {
+    if (whole == 0)
+        snprintf(buf, 16, "-");
+    else
+        snprintf(buf, 16, "%.1f%%", 100.0 * part / whole);
+    return buf;
+}
+
+void json_str(FILE *f, const char *s) {
+    if (!s) {
+        fputs("null", f);
+        return;
+    }
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+void json_key(FILE *f, const char *key, bool *first) {
+    if (!*first)
+        fputc(',', f);
+    *first = false;
+    json_str(f, key);
+    fputc(':', f);
+}
+
+/* The allocator's own frames: those of the C library and the dynamic loader (strdup, fopen
+ * and the like are libc calling malloc), and C++'s operator new; and at the other end, libc's
+ * frames that start the program or a thread. */
+static bool hidden(const sym_frame_t *fr) {
+    const char *m = sym_basename(fr->module);
+    if (m && (strncmp(m, "libc.so", 7) == 0 || strncmp(m, "ld-linux", 8) == 0))
+        return true;
+    return fr->function && (strncmp(fr->function, "operator new", 12) == 0 ||
+                            strncmp(fr->function, "operator delete", 15) == 0);
+}
+
+int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t *out,
+               int max) {
+    uint64_t ips[1024];
+    uint32_t n = dump_frames(d, s, ips, 1024);
+    if (n > 1024)
+        n = 1024;
+    int k = 0;
+    for (uint32_t i = 0; i < n && k < max; i++)
+        k += sym_lookup(sym, ips[i], s->gen, out + k, max - k);
+    int drop = 0;
+    while (drop < k && hidden(&out[drop]))
+        drop++;
+    if (drop == k)
+        return k; /* nothing but the allocator and libc: show it all */
+    /* ... and the outermost ones that only start the program or the thread (libc's
+     * __libc_start_main, start_thread, clone; _start, which crt1.o puts in the program), as
+     * valgrind leaves out what is below main. */
+    while (k > drop + 1 && (hidden(&out[k - 1]) ||
+                            (out[k - 1].function && strcmp(out[k - 1].function, "_start") == 0)))
+        k--;
+    memmove(out, out + drop, (size_t)(k - drop) * sizeof *out);
+    return k - drop;
+}
+
+void print_frame(FILE *f, const char *indent, const char *verb, const sym_frame_t *fr) {
+    fprintf(f, "%s%s ", indent, verb);
+    if (fr->function) {
+        fputs(fr->function, f);
+        if (fr->file && fr->line)
+            fprintf(f, " (%s:%u)", sym_basename(fr->file), fr->line);
+        else if (fr->module)
+            fprintf(f, " (in %s)", sym_basename(fr->module));
+        if (fr->inlined)
+            fputs(" [inlined]", f);
+    } else if (fr->module) {
+        fprintf(f, "%s+%#llx", sym_basename(fr->module), (unsigned long long)fr->offset);
+    } else {
+        fprintf(f, "%#llx (in no module)", (unsigned long long)fr->ip);
+    }
+    fputc('\n', f);
+}
+
+void json_frames(FILE *f, const sym_frame_t *fr, int n) {
+    fputc('[', f);
+    for (int i = 0; i < n; i++) {
+        bool first = true;
+        fputs(i ? ",{" : "{", f);
+        json_key(f, "function", &first);
+        json_str(f, fr[i].function);
+        json_key(f, "file", &first);
+        json_str(f, fr[i].file);
+        json_key(f, "line", &first);
+        if (fr[i].line)
+            fprintf(f, "%u", fr[i].line);
+        else
+            fputs("null", f);
+        json_key(f, "module", &first);
+        json_str(f, fr[i].module);
+        json_key(f, "offset", &first);
+        if (fr[i].module)
+            fprintf(f, "%llu", (unsigned long long)fr[i].offset);
+        else
+            fputs("null", f);
+        json_key(f, "inlined", &first);
+        fputs(fr[i].inlined ? "true" : "false", f);
+        fputc('}', f);
+    }
+    fputc(']', f);
+}

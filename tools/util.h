@@ -1,0 +1,40 @@
+/* util.h: what the tally subcommands share: numbers for people, JSON, and a site's stack as it
+ * is shown (symbolized, the allocator's and libc's innermost frames left out). */
+#ifndef TALLY_UTIL_H
+#define TALLY_UTIL_H
+
+#include "dumpfile.h"
+#include "symbols.h"
+
+#include <stdio.h>
+
+#define TOOL_MAX_FRAMES 512 /* shown frames of one stack, inlined ones included */
+
+/* "4,545,241" */
+const char *fmt_count(char buf[32], double v);
+/* "2.1 MiB", "434 KiB", "512 B" */
+const char *fmt_size(char buf[32], double bytes);
+/* "12.6%" of part in whole ("-" when whole is 0) */
+const char *fmt_pct(char buf[16], double part, double whole);
+
+/* JSON */
+void json_str(FILE *f, const char *s); /* a string literal, or null */
+void json_key(FILE *f, const char *key, bool *first); /* ,"key": */
+
+/* The stack of site s as shown: symbolized, innermost first, with leading frames in libc, the
+ * dynamic loader and operator new dropped, and the outermost ones that start the program or a
+ * thread (libc's, and _start), unless nothing else is left. Returns the number of frames
+ * written to out. */
+int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t *out, int max);
+
+/* "at FUNC (FILE:LINE)" / "by FUNC (in MODULE)" / "by MODULE+0xOFF" / "by 0xIP" */
+void print_frame(FILE *f, const char *indent, const char *verb, const sym_frame_t *fr);
+void json_frames(FILE *f, const sym_frame_t *fr, int n);
+
+/* Reports failure of the reader in one line and returns the exit status for it. */
+int load_or_complain(const char *path, dump_t *d);
+
+extern const char *tool_name; /* "tally" */
+void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
