@@ -2,6 +2,8 @@
  * says where its dump went; the other subcommands read dumps (docs/FORMAT.md) and print them
  * for people or as JSON (tools/report.c). This file: the command line, the help, and `run`. */
 #define _GNU_SOURCE
+#include "diff.h"
+#include "flame.h"
 #include "report.h"
 
 #include <errno.h>
@@ -31,6 +33,8 @@ static const char usage_main[] =
     "  run [OPTIONS] [--] PROGRAM [ARGS...]   run PROGRAM with the profiler; write a dump\n"
     "  report [OPTIONS] DUMP                  totals, the top call sites, the size classes\n"
     "  leaks [OPTIONS] DUMP                   blocks still live at exit, by call site\n"
+    "  flame [OPTIONS] DUMP                   a flame graph (SVG), or folded stacks\n"
+    "  diff [OPTIONS] OLD NEW                 how each call site grew from one dump to another\n"
     "  help [COMMAND]                         this text, or a command's\n"
     "\n"
     "`tally help COMMAND` or `tally COMMAND --help` tells more; see also tally(1).\n";
@@ -75,10 +79,39 @@ static const char usage_leaks[] =
     "  --json              JSON instead of text (docs/JSON.md)\n"
     "  --debug-dir DIR     also look for separate debug files under DIR\n";
 
+static const char usage_flame[] =
+    "usage: tally flame [--measure MEASURE] [--folded] [--debug-dir DIR] DUMP > graph.svg\n"
+    "\n"
+    "The call sites as a flame graph: one self-contained interactive SVG on standard output\n"
+    "(hover for figures, click a frame to zoom, Search to highlight), or with --folded the\n"
+    "folded-stack text that flamegraph.pl, inferno and speedscope read.\n"
+    "\n"
+    "  --measure MEASURE  peak (bytes at the program-wide peak, the default), allocated (bytes),\n"
+    "                     live (bytes live when dumped), leaked (bytes still live at exit)\n"
+    "  --folded           `outermost;...;innermost BYTES` lines instead of SVG\n"
+    "  --debug-dir DIR    also look for separate debug files under DIR\n";
+
+static const char usage_diff[] =
+    "usage: tally diff [--sort MEASURE] [--top N] [--json] [--debug-dir DIR] OLD NEW\n"
+    "\n"
+    "How each call site grew from the dump OLD to the dump NEW of the same program: a series\n"
+    "of TALLY_INTERVAL or TALLY_SIGNAL dumps of a long-running process, or two runs. Sites are\n"
+    "matched by their stacks (module and offset of every frame), whatever the load addresses.\n"
+    "\n"
+    "  --sort MEASURE   live (bytes live, the default), allocated (bytes), count (allocations),\n"
+    "                   peak (bytes at the program-wide peak): the growth that sorts the sites\n"
+    "  --top N          how many call sites (default 10; 0 for all)\n"
+    "  --json           JSON instead of text (docs/JSON.md)\n"
+    "  --debug-dir DIR  also look for separate debug files under DIR\n";
+
 static const struct {
     const char *name;
     const char *usage;
-} commands[] = {{"run", usage_run}, {"report", usage_report}, {"leaks", usage_leaks}};
+} commands[] = {{"run", usage_run},
+                {"diff", usage_diff},
+                {"report", usage_report},
+                {"leaks", usage_leaks},
+                {"flame", usage_flame}};
 
 static const char *usage_of(const char *cmd) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -117,13 +150,16 @@ static bool parse_size(const char *s, unsigned long long *out) {
 static int read_cmd(const char *cmd, int argc, char **argv) {
     report_opts_t ro = {.sort = "peak", .top = 10};
     leaks_opts_t lo = {0};
+    flame_opts_t fo = {.measure = "peak"};
     const char *debug_dir = NULL;
     static const struct option opts[] = {
         {"sort", required_argument, NULL, 's'},      {"top", required_argument, NULL, 't'},
         {"json", no_argument, NULL, 'j'},            {"debug-dir", required_argument, NULL, 'd'},
         {"error-exitcode", required_argument, NULL, 'e'}, {"help", no_argument, NULL, 'h'},
+        {"measure", required_argument, NULL, 'm'},   {"folded", no_argument, NULL, 'f'},
         {NULL, 0, NULL, 0}};
-    bool is_report = strcmp(cmd, "report") == 0;
+    bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
+         is_flame = strcmp(cmd, "flame") == 0;
     int c;
     optind = 1;
     opterr = 0;
@@ -146,12 +182,29 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             ro.top = v ? v : (size_t)-1;
             break;
         }
-        case 'j': ro.json = lo.json = true; break;
+        case 'j':
+            if (is_flame)
+                return bad_usage(cmd, "--json: not an option of flame%s", "");
+            ro.json = lo.json = true;
+            break;
+        case 'm':
+            if (!is_flame || !flame_measure_valid(optarg))
+                return bad_usage(cmd, is_flame ? "--measure %s: want peak, allocated, live or "
+                                                 "leaked"
+                                               : "--measure: an option of flame (%s)",
+                                 optarg);
+            fo.measure = optarg;
+            break;
+        case 'f':
+            if (!is_flame)
+                return bad_usage(cmd, "--folded: an option of flame%s", "");
+            fo.folded = true;
+            break;
         case 'd': debug_dir = optarg; break;
         case 'e': {
             errno = 0;
             long v = strtol(optarg, &end, 10);
-            if (is_report || *optarg < '0' || *optarg > '9' || *end || errno || v < 1 || v > 255)
+            if (!is_leaks || *optarg < '0' || *optarg > '9' || *end || errno || v < 1 || v > 255)
                 return bad_usage(cmd, "--error-exitcode %s: want a number from 1 to 255", optarg);
             lo.error_exitcode = (int)v;
             break;
@@ -173,7 +226,8 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         dump_free(&d);
         return 1;
     }
-    r = is_report ? cmd_report(&d, sym, &ro) : cmd_leaks(&d, sym, &lo);
+    r = is_report ? cmd_report(&d, sym, &ro) : is_leaks ? cmd_leaks(&d, sym, &lo)
+                                                      : cmd_flame(&d, sym, &fo);
     sym_free(sym);
     dump_free(&d);
     return r;
@@ -397,6 +451,64 @@ static int cmd_run(int argc, char **argv) {
     return rc;
 }
 
+static int diff_cmd(int argc, char **argv) {
+    diff_opts_t o = {.sort = "live", .top = 10};
+    const char *debug_dir = NULL;
+    static const struct option opts[] = {
+        {"sort", required_argument, NULL, 's'}, {"top", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},       {"debug-dir", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 's':
+            if (!diff_measure_valid(optarg))
+                return bad_usage("diff", "--sort %s: want live, allocated, count or peak", optarg);
+            o.sort = optarg;
+            break;
+        case 't': {
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end || errno)
+                return bad_usage("diff", "--top %s: want a number", optarg);
+            o.top = v ? v : (size_t)-1;
+            break;
+        }
+        case 'j': o.json = true; break;
+        case 'd': debug_dir = optarg; break;
+        case 'h': fputs(usage_diff, stdout); return 0;
+        case ':': return bad_usage("diff", "%s needs a value", argv[optind - 1]);
+        default: return bad_usage("diff", "unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 2)
+        return bad_usage("diff", "want two dumps, OLD and NEW%s", "");
+    dump_t a, b;
+    int r = load_or_complain(argv[optind], &a);
+    if (r)
+        return r;
+    r = load_or_complain(argv[optind + 1], &b);
+    if (r) {
+        dump_free(&a);
+        return r;
+    }
+    symbolizer_t *sa = sym_new(&a, debug_dir), *sb = sym_new(&b, debug_dir);
+    if (!sa || !sb) {
+        tool_error("out of memory");
+        r = 1;
+    } else {
+        r = cmd_diff(&a, &b, sa, sb, &o);
+    }
+    sym_free(sa);
+    sym_free(sb);
+    dump_free(&a);
+    dump_free(&b);
+    return r;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(usage_main, stderr);
@@ -426,7 +538,9 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
-    if (strcmp(cmd, "report") == 0 || strcmp(cmd, "leaks") == 0)
+    if (strcmp(cmd, "diff") == 0)
+        return diff_cmd(argc - 1, argv + 1);
+    if (strcmp(cmd, "report") == 0 || strcmp(cmd, "leaks") == 0 || strcmp(cmd, "flame") == 0)
         return read_cmd(cmd, argc - 1, argv + 1);
     tool_error("no command '%s' (see `tally --help`)", cmd);
     return 2;

@@ -70,12 +70,16 @@ usage bad-top '--top x: want a number' report --top x "$tmp/good.tly"
 usage bad-exitcode '--error-exitcode 0' leaks --error-exitcode 0 "$tmp/good.tly"
 usage unknown-option 'unknown option --frob' report --frob "$tmp/good.tly"
 usage unknown-command "no command 'frob'" frob
+usage flame-measure '--measure bogus: want peak, allocated' flame --measure bogus "$tmp/good.tly"
+usage flame-json '--json: not an option of flame' flame --json "$tmp/good.tly"
+usage diff-one 'want two dumps' diff "$tmp/good.tly"
+usage diff-sort '--sort temporary: want live' diff --sort temporary "$tmp/good.tly" "$tmp/good.tly"
 usage run-nothing 'which program' run
 usage run-sample '--sample 0' run --sample 0 -- true
 usage run-both '--all and --sample' run --all --sample 1M -- true
 "$tally" >/dev/null 2>"$tmp/e.txt"
 [ $? = 2 ] && grep -q '^usage: tally' "$tmp/e.txt" || fail "tally without a command: want its usage and 2"
-for c in run report leaks; do
+for c in run report leaks flame diff; do
     "$tally" help "$c" | grep -q "^usage: tally $c" || fail "tally help $c"
     "$tally" "$c" --help | grep -q "^usage: tally $c" || fail "tally $c --help"
 done
@@ -86,6 +90,13 @@ done
 timeout 20 "$tally" leaks "$tmp/sampled.tly" >"$tmp/o.txt" 2>"$tmp/e.txt"
 [ $? = 2 ] && [ "$(wc -l <"$tmp/e.txt")" = 1 ] && grep -q 'no list of live blocks: it is a sample-mode dump' "$tmp/e.txt" ||
     fail "leaks on a sample-mode dump: $(cat "$tmp/e.txt")"
+timeout 20 "$tally" flame --measure leaked "$tmp/sampled.tly" >"$tmp/o.txt" 2>"$tmp/e.txt"
+[ $? = 2 ] && [ "$(wc -l <"$tmp/e.txt")" = 1 ] && [ ! -s "$tmp/o.txt" ] ||
+    fail "flame --measure leaked on a sample-mode dump: $(cat "$tmp/e.txt")"
+# A broken NEW in diff: one line naming it.
+timeout 20 "$tally" diff "$tmp/good.tly" "$tmp/cut.txt" >"$tmp/o.txt" 2>"$tmp/e.txt"
+[ $? = 2 ] && [ "$(wc -l <"$tmp/e.txt")" = 1 ] && grep -q 'cut.txt: truncated' "$tmp/e.txt" ||
+    fail "diff with a truncated NEW: $(cat "$tmp/e.txt")"
 # --error-exitcode: N with leaks, 0 without.
 "$tally" leaks --error-exitcode 3 "$tmp/good.tly" >/dev/null
 [ $? = 3 ] || fail "--error-exitcode 3 with leaks did not exit 3"

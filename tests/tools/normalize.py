@@ -19,6 +19,8 @@ if kind == "text":
             break
         line = re.sub(r"^(tally \w+): .* \(pid \d+\), (.*) after [0-9.]+ s$",
                       r"\1: PROGRAM (pid PID), \2 after T s", line)
+        line = re.sub(r"^  (old|new) .*/([^/ ]+) \(pid \d+\), (.*) after [0-9.]+ s$",
+                      r"  \1 \2 (pid PID), \3 after T s", line)
         out.append(line)
     while out and out[-1] == "":
         out.pop()

@@ -9,6 +9,7 @@
 need objcopy binutils
 tally=$top_builddir/tools/tally
 golden_dir=$top_srcdir/tests/tools/expected
+export PYTHONPATH=$top_srcdir/tests/prof
 for f in "$tally" "$top_builddir/tests/tools/golden" "$top_builddir/tests/tools/golden_cxx"; do
     [ -x "$f" ] || hard_error "$f is not built"
 done
@@ -45,6 +46,35 @@ check golden.report-live.txt text report --sort live --top 3 "$tmp/golden.tly"
 check golden.report.json json report --json --top 0 "$tmp/golden.tly"
 check golden.leaks.txt text leaks "$tmp/golden.tly"
 check golden.leaks.json json leaks --json "$tmp/golden.tly"
+
+check golden.flame.folded text flame --folded "$tmp/golden.tly"
+check golden.flame-leaked.folded text flame --folded --measure leaked "$tmp/golden.tly"
+# The SVG: well-formed, the whole at the root, a frame per function with its share.
+"$tally" flame --measure allocated "$tmp/golden.tly" >"$tmp/g.svg" || fail "tally flame failed"
+/usr/bin/python3 - "$tmp/g.svg" "$tmp/golden.tly" <<'PY' || fail "the flame graph is not right"
+import sys, xml.dom.minidom
+import dumpcheck
+svg = xml.dom.minidom.parse(sys.argv[1])
+titles = [t.firstChild.data for t in svg.getElementsByTagName("title")]
+total = sum(s["alloc_bytes"] for s in dumpcheck.parse(sys.argv[2])["site"] if s["id"] != 0)
+print("root:", titles[0], "- allocated in the dump:", total)
+bad = []
+if titles[0] != "all (%s KiB, 100%%)" % ("%.0f" % (total / 1024)):
+    bad.append("the root is %r, want the %d bytes allocated" % (titles[0], total))
+for fn in ("main", "big_blocks", "parse_records", "make_name", "grow_buffer", "lose_list"):
+    if not any(t.startswith(fn + " (") for t in titles):
+        bad.append("no frame for %s" % fn)
+if not svg.getElementsByTagName("script"):
+    bad.append("no script: not interactive")
+for b in bad:
+    print("FAIL:", b)
+sys.exit(1 if bad else 0)
+PY
+
+# diff: from a run that frees everything to one that does not.
+profile clean "$top_builddir/tests/tools/golden" clean
+check golden.diff.txt text diff "$tmp/clean.tly" "$tmp/golden.tly"
+check golden.diff-count.txt text diff --sort count --top 3 "$tmp/clean.tly" "$tmp/golden.tly"
 
 profile cxx "$top_builddir/tests/tools/golden_cxx"
 check cxx.leaks.txt text leaks "$tmp/cxx.tly"

@@ -1,0 +1,344 @@
+/* flame.c: `tally flame`: the call sites as a flame graph, weighed by a measure (bytes at the
+ * peak, allocated, live now, or still live at exit), either as folded stacks (one line a stack,
+ * outermost frame first, `a;b;c VALUE`, which flamegraph.pl, inferno and speedscope read) or as
+ * one self-contained interactive SVG: hover for a frame's figures, click to zoom into it, search
+ * to highlight. */
+#define _GNU_SOURCE
+#include "flame.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const measures[] = {"peak", "allocated", "live", "leaked", NULL};
+
+bool flame_measure_valid(const char *m) {
+    for (int i = 0; measures[i]; i++)
+        if (strcmp(m, measures[i]) == 0)
+            return true;
+    return false;
+}
+
+static double weight(const dump_t *d, const dsite_t *s, const char *m) {
+    (void)d;
+    if (strcmp(m, "peak") == 0)
+        return s->peak_live_bytes > 0 ? (double)s->peak_live_bytes : 0;
+    if (strcmp(m, "allocated") == 0)
+        return (double)s->alloc_bytes;
+    if (strcmp(m, "live") == 0)
+        return s->live_bytes > 0 ? (double)s->live_bytes : 0;
+    return (double)s->leak_bytes;
+}
+
+/* A frame as one name: "func", "func [inlined]" is not kept apart (a flame graph merges by
+ * name), "module+0x..." or "0x..." when nothing names it. */
+static void frame_name(char *out, size_t cap, const sym_frame_t *f) {
+    if (f->function)
+        snprintf(out, cap, "%s", f->function);
+    else if (f->module)
+        snprintf(out, cap, "%s+%#llx", sym_basename(f->module), (unsigned long long)f->offset);
+    else
+        snprintf(out, cap, "%#llx", (unsigned long long)f->ip);
+    for (char *p = out; *p; p++)
+        if (*p == ';' || *p == '\n')
+            *p = ':'; /* the folded format's separators */
+}
+
+/* ---- the tree ------------------------------------------------------------------------------ */
+typedef struct fnode_s {
+    char *name;
+    double value;
+    struct fnode_s *child, *next; /* children in insertion order */
+    struct fnode_s *last;
+} fnode_t;
+
+static fnode_t *node_new(const char *name) {
+    fnode_t *n = calloc(1, sizeof *n);
+    if (n)
+        n->name = strdup(name);
+    return n;
+}
+
+static fnode_t *child_named(fnode_t *p, const char *name) {
+    for (fnode_t *c = p->child; c; c = c->next)
+        if (strcmp(c->name, name) == 0)
+            return c;
+    fnode_t *c = node_new(name);
+    if (!c || !c->name) {
+        free(c);
+        return NULL;
+    }
+    if (p->last)
+        p->last->next = c;
+    else
+        p->child = c;
+    p->last = c;
+    return c;
+}
+
+static void tree_free(fnode_t *n) {
+    while (n) {
+        fnode_t *next = n->next;
+        tree_free(n->child);
+        free(n->name);
+        free(n);
+        n = next;
+    }
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp((*(fnode_t *const *)a)->name, (*(fnode_t *const *)b)->name);
+}
+
+/* Children in name order, as flamegraph.pl lays them out: the same input gives the same graph. */
+static void tree_sort(fnode_t *n) {
+    size_t k = 0;
+    for (fnode_t *c = n->child; c; c = c->next)
+        k++;
+    if (k > 1) {
+        fnode_t **v = malloc(k * sizeof *v);
+        if (v) {
+            size_t i = 0;
+            for (fnode_t *c = n->child; c; c = c->next)
+                v[i++] = c;
+            qsort(v, k, sizeof *v, by_name);
+            for (i = 0; i + 1 < k; i++)
+                v[i]->next = v[i + 1];
+            v[k - 1]->next = NULL;
+            n->child = v[0];
+            n->last = v[k - 1];
+            free(v);
+        }
+    }
+    for (fnode_t *c = n->child; c; c = c->next)
+        tree_sort(c);
+}
+
+/* ---- SVG ----------------------------------------------------------------------------------- */
+#define ROW 18
+#define WIDTH 1200
+#define PAD 10
+
+static void xml_text(FILE *f, const char *s) {
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default:
+            if ((unsigned char)*s >= 0x20 || *s == '\t')
+                fputc(*s, f);
+        }
+    }
+}
+
+static unsigned depth_of(const fnode_t *n) {
+    unsigned best = 0;
+    for (const fnode_t *c = n->child; c; c = c->next) {
+        unsigned d = depth_of(c) + 1;
+        if (d > best)
+            best = d;
+    }
+    return best;
+}
+
+static unsigned hash(const char *s) {
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static void svg_nodes(FILE *f, const fnode_t *n, double x, unsigned level, unsigned height,
+                      double scale, double total, const char *unit_bytes) {
+    for (const fnode_t *c = n->child; c; c = c->next) {
+        double w = c->value * scale;
+        if (w >= 0.3) {
+            double y = (double)height - ROW * (level + 1) - PAD;
+            unsigned h = hash(c->name);
+            char v[32];
+            if (*unit_bytes)
+                fmt_size(v, c->value);
+            else
+                fmt_count(v, c->value);
+            fputs("<g class=\"f\"><title>", f);
+            xml_text(f, c->name);
+            fprintf(f, " (%s, %.2f%%)</title><rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" "
+                       "height=\"%d\" fill=\"rgb(%u,%u,%u)\" rx=\"2\"/><text x=\"%.1f\" y=\"%.0f\">",
+                    v, total > 0 ? 100.0 * c->value / total : 0.0, x, y, w, ROW - 1,
+                    205 + h % 50, 80 + (h >> 8) % 120, 40 + (h >> 16) % 50, x + 3, y + 12);
+            /* the label as fits at 7 pixels a character (the script refits it on zoom) */
+            size_t fit = w > 6 ? (size_t)((w - 6) / 7) : 0, len = strlen(c->name);
+            if (fit >= 3) {
+                char label[1024];
+                snprintf(label, sizeof label, "%.*s%s", (int)(len <= fit ? len : fit - 2), c->name,
+                         len <= fit ? "" : "..");
+                xml_text(f, label);
+            }
+            fputs("</text></g>\n", f);
+            svg_nodes(f, c, x, level + 1, height, scale, total, unit_bytes);
+        }
+        x += w;
+    }
+}
+
+/* The script: frames are laid out in file order; zooming rescales the x of every frame from its
+ * original (data-x, data-w). Text is fitted to its box. Search highlights and sums matches. */
+static const char svg_script[] =
+    "<script type=\"text/ecmascript\"><![CDATA[\n"
+    "'use strict';\n"
+    "var W, frames = [], details, matchedText;\n"
+    "function init(evt) {\n"
+    "  W = +document.documentElement.getAttribute('data-width');\n"
+    "  details = document.getElementById('details');\n"
+    "  matchedText = document.getElementById('matched');\n"
+    "  var gs = document.getElementsByClassName('f');\n"
+    "  for (var i = 0; i < gs.length; i++) {\n"
+    "    var g = gs[i], r = g.getElementsByTagName('rect')[0];\n"
+    "    g.ox = +r.getAttribute('x'); g.ow = +r.getAttribute('width'); g.oy = +r.getAttribute('y');\n"
+    "    g.name = g.getElementsByTagName('title')[0].textContent;\n"
+    "    g.onclick = function() { zoom(this); };\n"
+    "    g.onmouseover = function() { details.textContent = this.name; };\n"
+    "    g.onmouseout = function() { details.textContent = ' '; };\n"
+    "    frames.push(g);\n"
+    "  }\n"
+    "  document.getElementById('reset').onclick = function() { unzoom(); };\n"
+    "  document.getElementById('search').onclick = function() { search(); };\n"
+    "  unzoom();\n"
+    "}\n"
+    "function place(g, x, w) {\n"
+    "  var r = g.getElementsByTagName('rect')[0], t = g.getElementsByTagName('text')[0];\n"
+    "  r.setAttribute('x', x); r.setAttribute('width', Math.max(w, 0));\n"
+    "  t.setAttribute('x', x + 3);\n"
+    "  var label = g.name.replace(/ \\([^()]*\\)$/, ''), fit = Math.floor((w - 6) / 7);\n"
+    "  t.textContent = fit < 3 ? '' : label.length <= fit ? label : label.slice(0, fit - 2) + '..';\n"
+    "  g.style.display = w < 0.3 ? 'none' : '';\n"
+    "}\n"
+    "function zoom(z) {\n"
+    "  var scale = (W - 20) / z.ow;\n"
+    "  for (var i = 0; i < frames.length; i++) {\n"
+    "    var g = frames[i];\n"
+    "    var inside = g.ox + 1e-6 >= z.ox && g.ox + g.ow <= z.ox + z.ow + 1e-6;\n"
+    "    if (inside && g.oy <= z.oy) { place(g, 10 + (g.ox - z.ox) * scale, g.ow * scale); g.style.opacity = 1; }\n"
+    "    else if (g.oy > z.oy && g.ox <= z.ox + 1e-6 && g.ox + g.ow >= z.ox + z.ow - 1e-6) { place(g, 10, W - 20); g.style.opacity = 0.5; }\n"
+    "    else { g.style.display = 'none'; }\n"
+    "  }\n"
+    "}\n"
+    "function unzoom() {\n"
+    "  for (var i = 0; i < frames.length; i++) { place(frames[i], frames[i].ox, frames[i].ow); frames[i].style.opacity = 1; }\n"
+    "}\n"
+    "function search() {\n"
+    "  var term = prompt('Frames to highlight (a regular expression):', '');\n"
+    "  if (term === null) return;\n"
+    "  var re = new RegExp(term), hit = 0, seen = [];\n"
+    "  for (var i = 0; i < frames.length; i++) {\n"
+    "    var g = frames[i], r = g.getElementsByTagName('rect')[0];\n"
+    "    if (!r.orig) r.orig = r.getAttribute('fill');\n"
+    "    if (term !== '' && re.test(g.name)) {\n"
+    "      r.setAttribute('fill', 'rgb(230,0,230)');\n"
+    "      var nested = false;\n"
+    "      for (var k = 0; k < seen.length; k++) if (g.ox >= seen[k][0] && g.ox + g.ow <= seen[k][1]) nested = true;\n"
+    "      if (!nested) { hit += g.ow; seen.push([g.ox, g.ox + g.ow]); }\n"
+    "    } else r.setAttribute('fill', r.orig);\n"
+    "  }\n"
+    "  matchedText.textContent = term === '' ? ' ' : 'matched: ' + (100 * hit / (W - 20)).toFixed(1) + '%';\n"
+    "}\n"
+    "]]></script>\n";
+
+static int write_svg(FILE *f, const dump_t *d, fnode_t *root, const char *measure) {
+    unsigned depth = depth_of(root);
+    unsigned height = ROW * (depth + 1) + 3 * PAD + 40;
+    double scale = root->value > 0 ? (WIDTH - 2 * PAD) / root->value : 0;
+    bool bytes = true;
+    char total[32];
+    fmt_size(total, root->value);
+    fprintf(f, "<?xml version=\"1.0\" standalone=\"no\"?>\n"
+               "<svg version=\"1.1\" width=\"%d\" height=\"%u\" viewBox=\"0 0 %d %u\" "
+               "xmlns=\"http://www.w3.org/2000/svg\" onload=\"init(evt)\" data-width=\"%d\">\n",
+            WIDTH, height, WIDTH, height, WIDTH);
+    fputs("<style type=\"text/css\">text { font-family: monospace; font-size: 12px; fill: #000; }"
+          " .f:hover rect { stroke: #000; stroke-width: 0.5; cursor: pointer; }"
+          " #title { font-size: 16px; } .button { fill: #335; cursor: pointer; }</style>\n",
+          f);
+    fputs(svg_script, f);
+    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%u\" fill=\"#f8f8f0\"/>\n", WIDTH,
+            height);
+    fprintf(f, "<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">", WIDTH / 2);
+    xml_text(f, sym_basename(d->program ? d->program : "?"));
+    fprintf(f, ": %s by %s</text>\n", total,
+            strcmp(measure, "peak") == 0        ? "call site at the program's peak"
+            : strcmp(measure, "allocated") == 0 ? "call site, allocated"
+            : strcmp(measure, "live") == 0      ? "call site, live when dumped"
+                                                : "call site, still live at exit");
+    fprintf(f, "<text id=\"reset\" class=\"button\" x=\"%d\" y=\"24\">Reset zoom</text>\n", PAD);
+    fprintf(f, "<text id=\"search\" class=\"button\" x=\"%d\" y=\"24\">Search</text>\n",
+            WIDTH - PAD - 60);
+    fprintf(f, "<text id=\"matched\" x=\"%d\" y=\"%u\"> </text>\n", WIDTH - PAD - 160,
+            height - 8);
+    fprintf(f, "<text id=\"details\" x=\"%d\" y=\"%u\"> </text>\n", PAD, height - 8);
+    /* the root: everything */
+    fprintf(f, "<g class=\"f\"><title>all (%s, 100%%)</title><rect x=\"%d\" y=\"%u\" "
+               "width=\"%d\" height=\"%d\" fill=\"rgb(230,180,80)\" rx=\"2\"/>"
+               "<text x=\"%d\" y=\"%u\"></text></g>\n",
+            total, PAD, height - ROW - PAD - 30, WIDTH - 2 * PAD, ROW - 1, PAD + 3,
+            height - ROW - PAD - 30 + 12);
+    svg_nodes(f, root, PAD, 1, height - 30, scale, root->value, bytes ? "b" : "");
+    fputs("</svg>\n", f);
+    return 0;
+}
+
+/* ---- the command ------------------------------------------------------------------------------ */
+int cmd_flame(const dump_t *d, symbolizer_t *sym, const flame_opts_t *o) {
+    if (strcmp(o->measure, "leaked") == 0 && !d->has_blocks) {
+        tool_error("%s: --measure leaked needs a dump of every allocation written at exit "
+                   "(`tally run --leaks`)",
+                   d->path);
+        return 2;
+    }
+    fnode_t *root = node_new("all");
+    if (!root || !root->name) {
+        free(root);
+        tool_error("out of memory");
+        return 1;
+    }
+    FILE *f = stdout;
+    sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
+    if (!fr) {
+        tree_free(root);
+        return 1;
+    }
+    char name[1024];
+    for (size_t i = 0; i < d->nsites; i++) {
+        const dsite_t *s = &d->sites[i];
+        double v = weight(d, s, o->measure);
+        if (v <= 0 || s->id == 0)
+            continue;
+        int n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
+        if (o->folded) {
+            for (int k = n - 1; k >= 0; k--) {
+                frame_name(name, sizeof name, &fr[k]);
+                fputs(name, f);
+                if (k)
+                    fputc(';', f);
+            }
+            fprintf(f, "%s%.0f\n", n ? " " : "[no stack] ", v);
+            continue;
+        }
+        fnode_t *node = root;
+        root->value += v;
+        for (int k = n - 1; k >= 0 && node; k--) {
+            frame_name(name, sizeof name, &fr[k]);
+            node = child_named(node, name);
+            if (node)
+                node->value += v;
+        }
+    }
+    free(fr);
+    int r = 0;
+    if (!o->folded) {
+        tree_sort(root);
+        r = write_svg(f, d, root, o->measure);
+    }
+    tree_free(root);
+    return fflush(f) == 0 && !ferror(f) ? r : 1;
+}
