@@ -57,18 +57,6 @@ static size_t khash(const char *s) {
     return h;
 }
 
-static double value(const dump_t *d, const dsite_t *s, const char *m) {
-    if (!s)
-        return 0;
-    if (strcmp(m, "live") == 0)
-        return (double)s->live_bytes;
-    if (strcmp(m, "allocated") == 0)
-        return (double)s->alloc_bytes;
-    if (strcmp(m, "count") == 0)
-        return dump_count(d, s->alloc_count);
-    return (double)s->peak_live_bytes;
-}
-
 static int by_delta(const void *a, const void *b) {
     const pair_t *x = a, *y = b;
     if (x->delta != y->delta)
@@ -180,7 +168,7 @@ int cmd_diff(const dump_t *a, const dump_t *b, symbolizer_t *sa, symbolizer_t *s
         return 1;
     }
     for (size_t i = 0; i < n; i++)
-        pairs[i].delta = value(b, pairs[i].new_, o->sort) - value(a, pairs[i].old, o->sort);
+        pairs[i].delta = site_measure(b, pairs[i].new_, o->sort) - site_measure(a, pairs[i].old, o->sort);
     qsort(pairs, n, sizeof *pairs, by_delta);
     size_t shown = n < o->top ? n : o->top;
     sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
@@ -210,10 +198,10 @@ int cmd_diff(const dump_t *a, const dump_t *b, symbolizer_t *sa, symbolizer_t *s
             json_key(f, "delta", &fi);
             fprintf(f, "{\"alloc_count\":%.0f,\"alloc_bytes\":%.0f,\"live_count\":%.0f,"
                        "\"live_bytes\":%.0f}",
-                    value(b, p->new_, "count") - value(a, p->old, "count"),
-                    value(b, p->new_, "allocated") - value(a, p->old, "allocated"),
+                    site_measure(b, p->new_, "count") - site_measure(a, p->old, "count"),
+                    site_measure(b, p->new_, "allocated") - site_measure(a, p->old, "allocated"),
                     live_count(b, p->new_) - live_count(a, p->old),
-                    value(b, p->new_, "live") - value(a, p->old, "live"));
+                    site_measure(b, p->new_, "live") - site_measure(a, p->old, "live"));
             json_key(f, "frames", &fi);
             json_frames(f, fr,
                         p->new_ ? site_stack(sb, b, p->new_, fr, TOOL_MAX_FRAMES)
@@ -247,15 +235,15 @@ int cmd_diff(const dump_t *a, const dump_t *b, symbolizer_t *sa, symbolizer_t *s
                 signed_size(z, p->delta);
             else
                 signed_count(z, p->delta);
-            double ov = value(a, p->old, o->sort), nv = value(b, p->new_, o->sort);
+            double ov = site_measure(a, p->old, o->sort), nv = site_measure(b, p->new_, o->sort);
             fprintf(f, "\n#%zu %s %s (%s -> %s)%s\n", i + 1, z, desc,
                     bytes ? fmt_size(x, ov) : fmt_count(x, ov),
                     bytes ? fmt_size(y, nv) : fmt_count(y, nv),
                     !p->old ? ", new" : !p->new_ ? ", gone" : "");
             char lb[40], lc[40], ac[40];
-            signed_size(lb, value(b, p->new_, "live") - value(a, p->old, "live"));
+            signed_size(lb, site_measure(b, p->new_, "live") - site_measure(a, p->old, "live"));
             signed_count(lc, live_count(b, p->new_) - live_count(a, p->old));
-            signed_count(ac, value(b, p->new_, "count") - value(a, p->old, "count"));
+            signed_count(ac, site_measure(b, p->new_, "count") - site_measure(a, p->old, "count"));
             fprintf(f, "   live %s in %s blocks; %s allocations\n", lb, lc, ac);
             int k = p->new_ ? site_stack(sb, b, p->new_, fr, TOOL_MAX_FRAMES)
                             : site_stack(sa, a, p->old, fr, TOOL_MAX_FRAMES);

@@ -19,14 +19,8 @@ bool flame_measure_valid(const char *m) {
 }
 
 static double weight(const dump_t *d, const dsite_t *s, const char *m) {
-    (void)d;
-    if (strcmp(m, "peak") == 0)
-        return s->peak_live_bytes > 0 ? (double)s->peak_live_bytes : 0;
-    if (strcmp(m, "allocated") == 0)
-        return (double)s->alloc_bytes;
-    if (strcmp(m, "live") == 0)
-        return s->live_bytes > 0 ? (double)s->live_bytes : 0;
-    return (double)s->leak_bytes;
+    double v = site_measure(d, s, m);
+    return v > 0 ? v : 0; /* a live figure can dip below 0 in sample mode */
 }
 
 /* A frame as one name: "func", "func [inlined]" is not kept apart (a flame graph merges by

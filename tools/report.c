@@ -38,24 +38,13 @@ bool report_measure_valid(const char *m) {
     return false;
 }
 
-static double measure_of(const dump_t *d, const dsite_t *s, const char *m) {
-    if (strcmp(m, "peak") == 0)
-        return (double)s->peak_live_bytes;
-    if (strcmp(m, "live") == 0)
-        return (double)s->live_bytes;
-    if (strcmp(m, "allocated") == 0)
-        return (double)s->alloc_bytes;
-    if (strcmp(m, "count") == 0)
-        return dump_count(d, s->alloc_count);
-    return dump_count(d, s->temporary);
-}
 
 static const dump_t *sort_dump;
 static const char *sort_measure;
 
 static int by_measure(const void *a, const void *b) {
     const dsite_t *x = *(const dsite_t *const *)a, *y = *(const dsite_t *const *)b;
-    double mx = measure_of(sort_dump, x, sort_measure), my = measure_of(sort_dump, y, sort_measure);
+    double mx = site_measure(sort_dump, x, sort_measure), my = site_measure(sort_dump, y, sort_measure);
     if (mx != my)
         return mx > my ? -1 : 1;
     if (x->alloc_bytes != y->alloc_bytes)
@@ -169,11 +158,11 @@ static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
     fprintf(f, "\nTop %zu call sites by %s (%s):\n", shown, measure, desc);
     double total_measure = 0;
     for (size_t i = 0; i < n; i++)
-        total_measure += measure_of(d, v[i], measure);
+        total_measure += site_measure(d, v[i], measure);
     for (size_t i = 0; i < shown; i++) {
         const dsite_t *s = v[i];
         char m1[32], m2[32], m3[32], m4[32], m5[32], m6[32], m7[32], q[16];
-        double val = measure_of(d, s, measure);
+        double val = site_measure(d, s, measure);
         bool bytes = strcmp(measure, "count") != 0 && strcmp(measure, "temporary") != 0;
         static const char *const suffix[] = {"peak", "at the peak", "live", "live now",
                                              "allocated", "allocated", "count", "allocations",

@@ -146,6 +146,17 @@ static bool parse_size(const char *s, unsigned long long *out) {
     return true;
 }
 
+/* "--top N": 0 means all */
+static bool parse_top(const char *s, size_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end || errno)
+        return false;
+    *out = v ? v : (size_t)-1;
+    return true;
+}
+
 /* ---- reading subcommands --------------------------------------------------------------------- */
 static int read_cmd(const char *cmd, int argc, char **argv) {
     report_opts_t ro = {.sort = "peak", .top = 10};
@@ -174,14 +185,10 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
                                  optarg);
             ro.sort = optarg;
             break;
-        case 't': {
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (!is_report || *optarg < '0' || *optarg > '9' || *end || errno)
+        case 't':
+            if (!is_report || !parse_top(optarg, &ro.top))
                 return bad_usage(cmd, "--top %s: want a number", optarg);
-            ro.top = v ? v : (size_t)-1;
             break;
-        }
         case 'j':
             if (is_flame)
                 return bad_usage(cmd, "--json: not an option of flame%s", "");
@@ -462,21 +469,16 @@ static int diff_cmd(int argc, char **argv) {
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 's':
             if (!diff_measure_valid(optarg))
                 return bad_usage("diff", "--sort %s: want live, allocated, count or peak", optarg);
             o.sort = optarg;
             break;
-        case 't': {
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*optarg < '0' || *optarg > '9' || *end || errno)
+        case 't':
+            if (!parse_top(optarg, &o.top))
                 return bad_usage("diff", "--top %s: want a number", optarg);
-            o.top = v ? v : (size_t)-1;
             break;
-        }
         case 'j': o.json = true; break;
         case 'd': debug_dir = optarg; break;
         case 'h': fputs(usage_diff, stdout); return 0;

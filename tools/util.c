@@ -16,6 +16,22 @@ void tool_error(const char *fmt, ...) {
     va_end(ap);
 }
 
+double site_measure(const dump_t *d, const dsite_t *s, const char *m) {
+    if (!s)
+        return 0;
+    if (strcmp(m, "peak") == 0)
+        return (double)s->peak_live_bytes;
+    if (strcmp(m, "live") == 0)
+        return (double)s->live_bytes;
+    if (strcmp(m, "allocated") == 0)
+        return (double)s->alloc_bytes;
+    if (strcmp(m, "count") == 0)
+        return dump_count(d, s->alloc_count);
+    if (strcmp(m, "temporary") == 0)
+        return dump_count(d, s->temporary);
+    return (double)s->leak_bytes;
+}
+
 int load_or_complain(const char *path, dump_t *d) {
     char err[512];
     if (dump_load(path, d, err, sizeof err))

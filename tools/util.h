@@ -31,6 +31,11 @@ int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t
 void print_frame(FILE *f, const char *indent, const char *verb, const sym_frame_t *fr);
 void json_frames(FILE *f, const sym_frame_t *fr, int n);
 
+/* A site's figure by name: peak (bytes live at the program-wide peak), live (bytes live when
+ * dumped), allocated (bytes), count (allocations), temporary (allocations), leaked (bytes still
+ * live at exit, from the block list); 0 for a NULL site. */
+double site_measure(const dump_t *d, const dsite_t *s, const char *m);
+
 /* Reports failure of the reader in one line and returns the exit status for it. */
 int load_or_complain(const char *path, dump_t *d);
 
