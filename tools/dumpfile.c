@@ -20,7 +20,11 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#ifdef DUMP_MAX_TEXT /* the fuzz target's is smaller */
+#define MAX_TEXT ((size_t)(DUMP_MAX_TEXT))
+#else
 #define MAX_TEXT ((size_t)8 << 30) /* a dump of more than 8 GiB of text is not one we wrote */
+#endif
 #define MAX_DEPTH 1024
 
 /* ---- a small u32 -> u32 map (ids to indexes) ---------------------------------------------- */
@@ -628,7 +632,7 @@ static bool decompress(parser_t *p, const char *in, size_t inlen, char **out, si
     while (ok) {
         if (cap - len < 65536) {
             if (cap >= MAX_TEXT) {
-                ok = fail(p, "decompresses to more than 8 GiB: not a dump");
+                ok = fail(p, "decompresses to more than %zu MiB: not a dump", MAX_TEXT >> 20);
                 break;
             }
             char *nb = realloc(buf, cap * 2);

@@ -1,0 +1,26 @@
+#!/bin/bash
+# tests/tools/fuzz.sh - a short run of the dump reader's libFuzzer target (tools/fuzz_dump.c),
+# built with clang's -fsanitize=fuzzer,address,undefined and seeded with real dumps (text and
+# zstd): 20 seconds of mutated input must not crash, hang, leak or refuse without a message.
+. "$top_srcdir/tests/preload/common.sh"
+need clang clang
+tally=$top_builddir/tools/tally
+[ -x "$tally" ] || hard_error "$tally is not built"
+libs="-ldw -lelf -lzstd -lstdc++"
+clang -g -O1 -fsanitize=fuzzer,address,undefined -DDUMP_MAX_TEXT='(64u<<20)' \
+    -I"$top_srcdir/tools" "$top_srcdir/tools/fuzz_dump.c" "$top_srcdir/tools/dumpfile.c" \
+    "$top_srcdir/tools/symbols.c" $libs -o "$tmp/fuzz_dump" 2>"$tmp/cc.err" ||
+    hard_error "cannot build the fuzz target (Debian packages clang libclang-rt-14-dev): $(head -5 "$tmp/cc.err")"
+mkdir -p "$tmp/corpus"
+"$tally" run --leaks --lib "$TALLY_LIB" -o "$tmp/corpus/golden.tly" -- "$top_builddir/tests/tools/golden" \
+    >/dev/null 2>&1 || fatal "no seed dump"
+"$tally" run --lib "$TALLY_LIB" -o "$tmp/corpus/sampled.tly" -- "$top_builddir/tests/tools/golden" \
+    >/dev/null 2>&1 || fatal "no seed dump"
+zstd -dcq "$tmp/corpus/golden.tly" >"$tmp/corpus/golden.txt"
+(cd "$tmp" && timeout 120 ./fuzz_dump -max_total_time=20 -rss_limit_mb=1024 -max_len=65536 \
+    -timeout=10 -print_final_stats=1 corpus >fuzz.log 2>&1)
+rc=$?
+grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$tmp/fuzz.log"
+[ $rc = 0 ] || { fail "the fuzz target failed (exit $rc):"; grep -A30 -E 'ERROR|SUMMARY|crash|timeout' "$tmp/fuzz.log" | head -60 >&2; }
+ls "$tmp"/crash-* "$tmp"/leak-* "$tmp"/timeout-* 2>/dev/null && fail "the fuzzer left a reproducer"
+finish
