@@ -667,8 +667,9 @@ static bool decompress(parser_t *p, const char *in, size_t inlen, char **out, si
     return true;
 }
 
-bool dump_parse(const char *name, const char *data, size_t len, dump_t *d, char *err,
-                size_t errlen) {
+/* data is the file's bytes; own: data is malloc'd and becomes the dump's text (no copy). */
+static bool parse_bytes(const char *name, char *data, size_t len, bool own, dump_t *d, char *err,
+                        size_t errlen) {
     memset(d, 0, sizeof *d);
     d->path = name;
     parser_t p = {.name = name, .err = err, .errlen = errlen, .d = d};
@@ -678,8 +679,16 @@ bool dump_parse(const char *name, const char *data, size_t len, dump_t *d, char 
     if (len >= 4 && (unsigned char)data[0] == 0x28 && (unsigned char)data[1] == 0xb5 &&
         (unsigned char)data[2] == 0x2f && (unsigned char)data[3] == 0xfd) {
         ok = decompress(&p, data, len, &text, &tlen);
+        if (own)
+            free(data);
     } else if (len == 0) {
         ok = fail(&p, "empty file: not a tallymalloc dump");
+        if (own)
+            free(data);
+    } else if (own) {
+        text = data;
+        tlen = len;
+        ok = true;
     } else {
         text = malloc(len);
         ok = text != NULL || fail(&p, "out of memory");
@@ -701,6 +710,11 @@ bool dump_parse(const char *name, const char *data, size_t len, dump_t *d, char 
     if (!ok)
         dump_free(d);
     return ok;
+}
+
+bool dump_parse(const char *name, const char *data, size_t len, dump_t *d, char *err,
+                size_t errlen) {
+    return parse_bytes(name, (char *)data, len, false, d, err, errlen);
 }
 
 bool dump_load(const char *path, dump_t *d, char *err, size_t errlen) {
@@ -741,9 +755,7 @@ bool dump_load(const char *path, dump_t *d, char *err, size_t errlen) {
         got += (size_t)r;
     }
     close(fd);
-    bool ok = dump_parse(path, buf, len, d, err, errlen);
-    free(buf);
-    return ok;
+    return parse_bytes(path, buf, len, true, d, err, errlen);
 }
 
 void dump_free(dump_t *d) {
