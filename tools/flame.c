@@ -199,6 +199,7 @@ static const char svg_script[] =
     "  document.getElementById('reset').onclick = function() { unzoom(); };\n"
     "  document.getElementById('search').onclick = function() { search(); };\n"
     "  unzoom();\n"
+    "  document.documentElement.setAttribute('data-ready', frames.length);\n"
     "}\n"
     "function place(g, x, w) {\n"
     "  var r = g.getElementsByTagName('rect')[0], t = g.getElementsByTagName('text')[0];\n"
@@ -283,6 +284,10 @@ static int write_svg(FILE *f, const dump_t *d, fnode_t *root, const char *measur
 
 /* ---- the command ------------------------------------------------------------------------------ */
 int cmd_flame(const dump_t *d, symbolizer_t *sym, const flame_opts_t *o) {
+    return flame_write(stdout, d, sym, o);
+}
+
+int flame_write(FILE *f, const dump_t *d, symbolizer_t *sym, const flame_opts_t *o) {
     if (strcmp(o->measure, "leaked") == 0 && !d->has_blocks) {
         tool_error("%s: --measure leaked needs a dump of every allocation written at exit "
                    "(`tally run --leaks`)",
@@ -295,7 +300,6 @@ int cmd_flame(const dump_t *d, symbolizer_t *sym, const flame_opts_t *o) {
         tool_error("out of memory");
         return 1;
     }
-    FILE *f = stdout;
     sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
     if (!fr) {
         tree_free(root);

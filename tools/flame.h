@@ -11,5 +11,7 @@ typedef struct flame_opts_s {
 
 bool flame_measure_valid(const char *m);
 int cmd_flame(const dump_t *d, symbolizer_t *sym, const flame_opts_t *o);
+/* The same to f (the HTML page embeds the SVG). */
+int flame_write(FILE *f, const dump_t *d, symbolizer_t *sym, const flame_opts_t *o);
 
 #endif

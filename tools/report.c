@@ -7,12 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct totals_s {
-    double alloc_count, alloc_bytes, granted_bytes, free_count, free_bytes, temporary;
-    double live_count, live_bytes;
-} totals_t;
-
-static totals_t totals_of(const dump_t *d) {
+totals_t totals_of(const dump_t *d) {
     totals_t t = {0};
     for (size_t i = 0; i < d->nsites; i++) {
         const dsite_t *s = &d->sites[i];
@@ -52,7 +47,7 @@ static int by_measure(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static const dsite_t **sorted_sites(const dump_t *d, const char *measure, size_t *n) {
+const dsite_t **sorted_sites(const dump_t *d, const char *measure, size_t *n) {
     const dsite_t **v = malloc((d->nsites ? d->nsites : 1) * sizeof *v);
     if (!v)
         return NULL;
@@ -344,7 +339,7 @@ static int by_leak(const void *a, const void *b) {
 
 /* Sites with live blocks, largest first; site 0 (memory from before the profiler started) is
  * left out: nothing in the program can be blamed for it. */
-static const dsite_t **leak_sites(const dump_t *d, size_t *n, uint64_t *blocks,
+const dsite_t **leak_sites(const dump_t *d, size_t *n, uint64_t *blocks,
                                   uint64_t *bytes) {
     const dsite_t **v = malloc((d->nsites ? d->nsites : 1) * sizeof *v);
     size_t k = 0;

@@ -15,6 +15,18 @@ typedef struct leaks_opts_s {
     int error_exitcode; /* exit with this when there are leaks; 0: never */
 } leaks_opts_t;
 
+typedef struct totals_s {
+    double alloc_count, alloc_bytes, granted_bytes, free_count, free_bytes, temporary;
+    double live_count, live_bytes;
+} totals_t;
+
+/* Over every site of the dump, in events (counts divided by count_scale). */
+totals_t totals_of(const dump_t *d);
+/* The sites but site 0, largest first by measure (report_measure_valid); free() the array. */
+const dsite_t **sorted_sites(const dump_t *d, const char *measure, size_t *n);
+/* The sites with blocks still live at exit, largest first, and their totals; free() it. */
+const dsite_t **leak_sites(const dump_t *d, size_t *n, uint64_t *blocks, uint64_t *bytes);
+
 bool report_measure_valid(const char *m);
 int cmd_report(const dump_t *d, symbolizer_t *sym, const report_opts_t *o);
 int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o);

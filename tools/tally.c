@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "diff.h"
 #include "flame.h"
+#include "html.h"
 #include "report.h"
 
 #include <errno.h>
@@ -35,6 +36,7 @@ static const char usage_main[] =
     "  leaks [OPTIONS] DUMP                   blocks still live at exit, by call site\n"
     "  flame [OPTIONS] DUMP                   a flame graph (SVG), or folded stacks\n"
     "  diff [OPTIONS] OLD NEW                 how each call site grew from one dump to another\n"
+    "  html [OPTIONS] DUMP -o PAGE.html       all of it on one self-contained page\n"
     "  help [COMMAND]                         this text, or a command's\n"
     "\n"
     "`tally help COMMAND` or `tally COMMAND --help` tells more; see also tally(1).\n";
@@ -104,10 +106,22 @@ static const char usage_diff[] =
     "  --json           JSON instead of text (docs/JSON.md)\n"
     "  --debug-dir DIR  also look for separate debug files under DIR\n";
 
+static const char usage_html[] =
+    "usage: tally html [-o FILE] [--top N] [--debug-dir DIR] DUMP\n"
+    "\n"
+    "One self-contained HTML page (it needs no network and no other file): the summary, a\n"
+    "sortable table of the top call sites with their stacks, the flame graph of the peak, the\n"
+    "memory timeline and the size-class occupancy as charts, and the blocks still live at exit.\n"
+    "\n"
+    "  -o, --output FILE  write the page here (default: standard output)\n"
+    "  --top N            call sites in the table (default 100; 0 for all)\n"
+    "  --debug-dir DIR    also look for separate debug files under DIR\n";
+
 static const struct {
     const char *name;
     const char *usage;
 } commands[] = {{"run", usage_run},
+                {"html", usage_html},
                 {"diff", usage_diff},
                 {"report", usage_report},
                 {"leaks", usage_leaks},
@@ -162,21 +176,28 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
     report_opts_t ro = {.sort = "peak", .top = 10};
     leaks_opts_t lo = {0};
     flame_opts_t fo = {.measure = "peak"};
+    html_opts_t ho = {.top = 100};
+    const char *output = NULL;
     const char *debug_dir = NULL;
     static const struct option opts[] = {
         {"sort", required_argument, NULL, 's'},      {"top", required_argument, NULL, 't'},
         {"json", no_argument, NULL, 'j'},            {"debug-dir", required_argument, NULL, 'd'},
         {"error-exitcode", required_argument, NULL, 'e'}, {"help", no_argument, NULL, 'h'},
         {"measure", required_argument, NULL, 'm'},   {"folded", no_argument, NULL, 'f'},
-        {NULL, 0, NULL, 0}};
+        {"output", required_argument, NULL, 'o'},    {NULL, 0, NULL, 0}};
     bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
-         is_flame = strcmp(cmd, "flame") == 0;
+         is_flame = strcmp(cmd, "flame") == 0, is_html = strcmp(cmd, "html") == 0;
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, is_html ? ":ho:" : ":h", opts, NULL)) != -1) {
         char *end;
         switch (c) {
+        case 'o':
+            if (!is_html)
+                return bad_usage(cmd, "-o: an option of html and run%s", "");
+            output = optarg;
+            break;
         case 's':
             if (!is_report || !report_measure_valid(optarg))
                 return bad_usage(cmd, is_report ? "--sort %s: want peak, live, allocated, count "
@@ -186,12 +207,12 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             ro.sort = optarg;
             break;
         case 't':
-            if (!is_report || !parse_top(optarg, &ro.top))
+            if (!(is_report || is_html) || !parse_top(optarg, is_html ? &ho.top : &ro.top))
                 return bad_usage(cmd, "--top %s: want a number", optarg);
             break;
         case 'j':
-            if (is_flame)
-                return bad_usage(cmd, "--json: not an option of flame%s", "");
+            if (is_flame || is_html)
+                return bad_usage(cmd, "--json: not an option of flame or html%s", "");
             ro.json = lo.json = true;
             break;
         case 'm':
@@ -233,8 +254,35 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         dump_free(&d);
         return 1;
     }
-    r = is_report ? cmd_report(&d, sym, &ro) : is_leaks ? cmd_leaks(&d, sym, &lo)
-                                                      : cmd_flame(&d, sym, &fo);
+    if (is_html) {
+        /* written to a temporary file and renamed: a half-written page never replaces one */
+        char tmp[4096];
+        ho.out = stdout;
+        if (output) {
+            snprintf(tmp, sizeof tmp, "%s.tmp.%ld", output, (long)getpid());
+            ho.out = fopen(tmp, "w");
+            if (!ho.out) {
+                tool_error("cannot write %s: %s", tmp, strerror(errno));
+                sym_free(sym);
+                dump_free(&d);
+                return 1;
+            }
+        }
+        r = cmd_html(&d, sym, &ho);
+        if (output) {
+            if (fclose(ho.out) != 0 && r == 0)
+                r = 1;
+            if (r == 0 && rename(tmp, output) != 0) {
+                tool_error("cannot write %s: %s", output, strerror(errno));
+                r = 1;
+            }
+            if (r)
+                unlink(tmp);
+        }
+    } else {
+        r = is_report ? cmd_report(&d, sym, &ro) : is_leaks ? cmd_leaks(&d, sym, &lo)
+                                                          : cmd_flame(&d, sym, &fo);
+    }
     sym_free(sym);
     dump_free(&d);
     return r;
@@ -542,7 +590,8 @@ int main(int argc, char **argv) {
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "diff") == 0)
         return diff_cmd(argc - 1, argv + 1);
-    if (strcmp(cmd, "report") == 0 || strcmp(cmd, "leaks") == 0 || strcmp(cmd, "flame") == 0)
+    if (strcmp(cmd, "report") == 0 || strcmp(cmd, "leaks") == 0 || strcmp(cmd, "flame") == 0 ||
+        strcmp(cmd, "html") == 0)
         return read_cmd(cmd, argc - 1, argv + 1);
     tool_error("no command '%s' (see `tally --help`)", cmd);
     return 2;

@@ -1,0 +1,73 @@
+#!/bin/bash
+# tests/tools/html.sh - `tally html` in a real browser: the page of golden's dump is opened in
+# headless Chromium (Debian's chromium), whose DOM after the page's script has run must show
+# no script error, the sortable table with golden's eight call sites (and sorting by a column
+# must work), the flame graph (its own script run: every frame set up), both charts drawn, and
+# the leaks; a screenshot is saved as tests/tools/html-screenshot.png.
+. "$top_srcdir/tests/preload/common.sh"
+need chromium chromium
+tally=$top_builddir/tools/tally
+[ -x "$tally" ] || hard_error "$tally is not built"
+
+"$tally" run --leaks --lib "$TALLY_LIB" -o "$tmp/g.tly" -- "$top_builddir/tests/tools/golden" \
+    >/dev/null 2>&1 || fatal "no dump"
+"$tally" html -o "$tmp/page.html" "$tmp/g.tly" 2>"$tmp/e.txt" || fail "tally html failed: $(cat "$tmp/e.txt")"
+[ -s "$tmp/page.html" ] || fatal "no page"
+grep -qiE '(src|href)="https?:' "$tmp/page.html" && fail "the page loads something from the network"
+
+browse() { # URL OUT...: chromium's DOM of URL after its scripts ran
+    timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --user-data-dir="$tmp/profile" --virtual-time-budget=5000 "$@" 2>>"$tmp/chromium.log"
+}
+browse --dump-dom "file://$tmp/page.html#selftest" >"$tmp/dom.html" || fail "chromium failed: $(tail -3 "$tmp/chromium.log")"
+/usr/bin/python3 - "$tmp/dom.html" "$tmp/flame.svg" <<'PY' || fail "the page did not render as it should"
+import base64, re, sys
+dom = open(sys.argv[1]).read()
+bad = []
+def want(what, ok):
+    if not ok:
+        bad.append(what)
+body = re.search(r"<body([^>]*)>", dom)
+want("the page's script did not finish (no data-ready)", body and 'data-ready="1"' in body.group(1))
+errors = re.search(r'<pre id="errors">(.*?)</pre>', dom, re.S)
+want("script errors: %r" % (errors.group(1) if errors else "no #errors"), errors and errors.group(1) == "")
+sites = re.search(r'<table id="sites">.*?<tbody>(.*?)</tbody>', dom, re.S)
+rows = re.findall(r"<tr>", sites.group(1)) if sites else []
+want("the call-site table has %d rows, want 8" % len(rows), len(rows) == 8)
+for fn in ("big_blocks", "build_table", "make_name", "parse_records", "lose_list"):
+    want("no %s in the table" % fn, sites and fn in sites.group(1))
+want("sorting by allocations did not put parse_records' 500 first",
+     body and 'data-sorted-first="500"' in body.group(1))
+tl = re.search(r'<svg class="chart" id="timeline".*?</svg>', dom, re.S)
+series = re.findall(r'<polyline class="series"[^>]*points="([^"]+)"', tl.group(0)) if tl else []
+want("the timeline has %d series, want 2 with points" % len(series),
+     len(series) == 2 and all(len(s.split()) >= 2 for s in series))
+cl = re.search(r'<svg class="chart" id="classes".*?</svg>', dom, re.S)
+want("the size-class chart has no bars", cl and cl.group(0).count('class="bar"') >= 3)
+want("no leak summary of golden's 123 blocks",
+     '<p id="leak-summary">134,848 bytes in 123 blocks from 6 call sites.</p>' in dom)
+fl = re.search(r'<object class="flame" id="flame" [^>]*data="data:image/svg\+xml;base64,([^"]+)"', dom)
+want("no flame graph object", fl)
+if fl:
+    open(sys.argv[2], "wb").write(base64.b64decode(fl.group(1)))
+for b in bad:
+    print("FAIL:", b)
+sys.exit(1 if bad else 0)
+PY
+# The flame graph's own script, in its own document: every frame set up, no error.
+if [ -s "$tmp/flame.svg" ]; then
+    browse --dump-dom "file://$tmp/flame.svg" >"$tmp/flame.dom" || fail "chromium failed on the flame graph"
+    n=$(sed -n 's/.*data-ready="\([0-9]*\)".*/\1/p' "$tmp/flame.dom" | head -1)
+    frames=$(grep -o '<g class="f">' "$tmp/flame.svg" | wc -l)
+    [ "$frames" -ge 5 ] || fail "the flame graph has only $frames frames"
+    [ "$n" = "$frames" ] || fail "the flame graph's script set up ${n:-no} frames of $frames"
+fi
+shot=$top_builddir/tests/tools/html-screenshot.png
+rm -f "$shot"
+browse --screenshot="$shot" --window-size=1280,2000 "file://$tmp/page.html" >/dev/null ||
+    fail "no screenshot"
+[ -s "$shot" ] && [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' ')" = 89504e470d0a1a0a ] ||
+    fail "the screenshot is not a PNG"
+say "screenshot: $shot"
+finish
