@@ -1,8 +1,8 @@
 /* flame.c: `tally flame`: the call sites as a flame graph, weighed by a measure (bytes at the
  * peak, allocated, live now, or still live at exit), either as folded stacks (one line a stack,
- * outermost frame first, `a;b;c VALUE`, which flamegraph.pl, inferno and speedscope read) or as
- * one self-contained interactive SVG: hover for a frame's figures, click to zoom into it, search
- * to highlight. */
+ * outermost frame first, `a;b;c VALUE`, which flamegraph.pl, inferno and speedscope read), as
+ * the tree in JSON (d3-flame-graph's shape), or as one self-contained interactive SVG: hover for
+ * a frame's figures, click to zoom into it, search to highlight. */
 #define _GNU_SOURCE
 #include "flame.h"
 
@@ -282,6 +282,19 @@ static int write_svg(FILE *f, const dump_t *d, fnode_t *root, const char *measur
     return 0;
 }
 
+/* ---- JSON: the tree as d3-flame-graph reads it ------------------------------------------------ */
+static void json_node(FILE *f, const fnode_t *n) {
+    fputs("{\"name\":", f);
+    json_str(f, n->name);
+    fprintf(f, ",\"value\":%.0f,\"children\":[", n->value);
+    for (const fnode_t *c = n->child; c; c = c->next) {
+        json_node(f, c);
+        if (c->next)
+            fputc(',', f);
+    }
+    fputs("]}", f);
+}
+
 /* ---- the command ------------------------------------------------------------------------------ */
 int cmd_flame(const dump_t *d, symbolizer_t *sym, const flame_opts_t *o) {
     return flame_write(stdout, d, sym, o);
@@ -333,7 +346,14 @@ int flame_write(FILE *f, const dump_t *d, symbolizer_t *sym, const flame_opts_t 
     }
     free(fr);
     int r = 0;
-    if (!o->folded) {
+    if (o->json) {
+        tree_sort(root);
+        fprintf(f, "{\"tally_json\":1,\"command\":\"flame\",\"measure\":");
+        json_str(f, o->measure);
+        fputs(",\"root\":", f);
+        json_node(f, root);
+        fputs("}\n", f);
+    } else if (!o->folded) {
         tree_sort(root);
         r = write_svg(f, d, root, o->measure);
     }

@@ -7,6 +7,7 @@
 typedef struct flame_opts_s {
     const char *measure; /* peak, allocated, live, leaked */
     bool folded;         /* folded stacks instead of SVG */
+    bool json;           /* the tree as JSON instead of SVG */
 } flame_opts_t;
 
 bool flame_measure_valid(const char *m);

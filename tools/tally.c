@@ -82,7 +82,7 @@ static const char usage_leaks[] =
     "  --debug-dir DIR     also look for separate debug files under DIR\n";
 
 static const char usage_flame[] =
-    "usage: tally flame [--measure MEASURE] [--folded] [--debug-dir DIR] DUMP > graph.svg\n"
+    "usage: tally flame [--measure MEASURE] [--folded | --json] [--debug-dir DIR] DUMP > graph.svg\n"
     "\n"
     "The call sites as a flame graph: one self-contained interactive SVG on standard output\n"
     "(hover for figures, click a frame to zoom, Search to highlight), or with --folded the\n"
@@ -91,6 +91,7 @@ static const char usage_flame[] =
     "  --measure MEASURE  peak (bytes at the program-wide peak, the default), allocated (bytes),\n"
     "                     live (bytes live when dumped), leaked (bytes still live at exit)\n"
     "  --folded           `outermost;...;innermost BYTES` lines instead of SVG\n"
+    "  --json             the tree as JSON ({name, value, children}, as d3-flame-graph reads)\n"
     "  --debug-dir DIR    also look for separate debug files under DIR\n";
 
 static const char usage_diff[] =
@@ -211,9 +212,9 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
                 return bad_usage(cmd, "--top %s: want a number", optarg);
             break;
         case 'j':
-            if (is_flame || is_html)
-                return bad_usage(cmd, "--json: not an option of flame or html%s", "");
-            ro.json = lo.json = true;
+            if (is_html)
+                return bad_usage(cmd, "--json: not an option of html%s", "");
+            ro.json = lo.json = fo.json = true;
             break;
         case 'm':
             if (!is_flame || !flame_measure_valid(optarg))
@@ -244,6 +245,8 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
     }
     if (optind != argc - 1)
         return bad_usage(cmd, optind == argc ? "which dump?%s" : "one dump at a time%s", "");
+    if (fo.folded && fo.json)
+        return bad_usage(cmd, "--folded and --json: one or the other%s", "");
     dump_t d;
     int r = load_or_complain(argv[optind], &d);
     if (r)

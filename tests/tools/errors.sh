@@ -71,7 +71,8 @@ usage bad-exitcode '--error-exitcode 0' leaks --error-exitcode 0 "$tmp/good.tly"
 usage unknown-option 'unknown option --frob' report --frob "$tmp/good.tly"
 usage unknown-command "no command 'frob'" frob
 usage flame-measure '--measure bogus: want peak, allocated' flame --measure bogus "$tmp/good.tly"
-usage flame-json '--json: not an option of flame' flame --json "$tmp/good.tly"
+usage html-json '--json: not an option of html' html --json "$tmp/good.tly"
+usage flame-both '--folded and --json' flame --folded --json "$tmp/good.tly"
 usage diff-one 'want two dumps' diff "$tmp/good.tly"
 usage diff-sort '--sort temporary: want live' diff --sort temporary "$tmp/good.tly" "$tmp/good.tly"
 usage run-nothing 'which program' run
@@ -79,7 +80,7 @@ usage run-sample '--sample 0' run --sample 0 -- true
 usage run-both '--all and --sample' run --all --sample 1M -- true
 "$tally" >/dev/null 2>"$tmp/e.txt"
 [ $? = 2 ] && grep -q '^usage: tally' "$tmp/e.txt" || fail "tally without a command: want its usage and 2"
-for c in run report leaks flame diff; do
+for c in run report leaks flame diff html; do
     "$tally" help "$c" | grep -q "^usage: tally $c" || fail "tally help $c"
     "$tally" "$c" --help | grep -q "^usage: tally $c" || fail "tally $c --help"
 done

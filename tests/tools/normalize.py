@@ -27,9 +27,13 @@ if kind == "text":
     print("\n".join(out))
 else:
     j = json.loads(data)
-    j["dump"]["program"] = os.path.basename(j["dump"]["program"] or "")
-    j["dump"]["pid"] = 0
-    j["dump"]["duration_ns"] = 0
+    for side in ("dump", "old", "new"):
+        if side in j:
+            j[side]["program"] = os.path.basename(j[side]["program"] or "")
+            j[side]["pid"] = 0
+            j[side]["duration_ns"] = 0
+            if "path" in j[side]:
+                j[side]["path"] = os.path.basename(j[side]["path"])
     j.pop("classes", None)
     j.pop("arena", None)
 

@@ -49,6 +49,7 @@ check golden.leaks.json json leaks --json "$tmp/golden.tly"
 
 check golden.flame.folded text flame --folded "$tmp/golden.tly"
 check golden.flame-leaked.folded text flame --folded --measure leaked "$tmp/golden.tly"
+check golden.flame.json json flame --json "$tmp/golden.tly"
 # The SVG: well-formed, the whole at the root, a frame per function with its share.
 "$tally" flame --measure allocated "$tmp/golden.tly" >"$tmp/g.svg" || fail "tally flame failed"
 /usr/bin/python3 - "$tmp/g.svg" "$tmp/golden.tly" <<'PY' || fail "the flame graph is not right"
@@ -75,6 +76,7 @@ PY
 profile clean "$top_builddir/tests/tools/golden" clean
 check golden.diff.txt text diff "$tmp/clean.tly" "$tmp/golden.tly"
 check golden.diff-count.txt text diff --sort count --top 3 "$tmp/clean.tly" "$tmp/golden.tly"
+check golden.diff.json json diff --json --top 5 "$tmp/clean.tly" "$tmp/golden.tly"
 
 profile cxx "$top_builddir/tests/tools/golden_cxx"
 check cxx.leaks.txt text leaks "$tmp/cxx.tly"
