@@ -53,4 +53,10 @@ f=$(ls custom-golden-*.tly 2>/dev/null)
     fail "--sample 64k did not give a sample-mode dump with interval 65536"
 grep -q '^tally: arena memory' e.txt || fail "--stats printed no statistics: $(head -3 e.txt)"
 grep -q "^tally: next: tally report $f" e.txt || fail "a sampled run should suggest report: $(cat e.txt)"
+# In sample mode the report's figures are estimates, and say so.
+"$tally" report "$f" >rep.txt 2>e.txt || fail "report of a sampled dump failed: $(cat e.txt)"
+grep -q '^  sample mode: one allocation recorded per 64.0 KiB on average' rep.txt &&
+    grep -q '^  allocations  ~' rep.txt || fail "the sampled report does not mark its estimates: $(head -5 rep.txt)"
+"$tally" report --json "$f" | /usr/bin/python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin)["dump"]["estimates"] is True else 1)' ||
+    fail "the sampled report's JSON does not say estimates: true"
 finish
