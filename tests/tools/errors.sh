@@ -81,10 +81,10 @@ usage run-both '--all and --sample' run --all --sample 1M -- true
 "$tally" >/dev/null 2>"$tmp/e.txt"
 [ $? = 2 ] && grep -q '^usage: tally' "$tmp/e.txt" || fail "tally without a command: want its usage and 2"
 for c in run report leaks flame diff html; do
-    "$tally" help "$c" | grep -q "^usage: tally $c" || fail "tally help $c"
-    "$tally" "$c" --help | grep -q "^usage: tally $c" || fail "tally $c --help"
+    "$tally" help "$c" | grep "^usage: tally $c" >/dev/null || fail "tally help $c"
+    "$tally" "$c" --help | grep "^usage: tally $c" >/dev/null || fail "tally $c --help"
 done
-"$tally" --help | grep -q '^usage: tally COMMAND' || fail "tally --help"
+"$tally" --help | grep "^usage: tally COMMAND" >/dev/null || fail "tally --help"
 
 # leaks on a dump that has no list of live blocks (sample mode): one line, exit 2.
 "$tally" run --lib "$TALLY_LIB" -o "$tmp/sampled.tly" -- "$top_builddir/tests/tools/golden" >/dev/null 2>&1
