@@ -267,6 +267,14 @@ static bool parse_cie(const uint8_t *p, cie_t *c) {
 
 #define CFA_STACK 16
 
+/* A rule that is not an offset, for rbp (register 6) or the return address register. */
+static void set_how(cfa_state_t *s, const cie_t *c, uint64_t reg, int bp_how, int ra_how) {
+    if (reg == 6)
+        s->bp_how = bp_how;
+    else if (reg == c->ra_reg)
+        s->ra_how = ra_how;
+}
+
 /* Runs a CFA program until the location passes target. */
 static bool run_cfa(const cie_t *c, const uint8_t *p, const uint8_t *end, uintptr_t loc,
                     uintptr_t target, cfa_state_t *s, const cfa_state_t *init) {
@@ -303,26 +311,15 @@ static bool run_cfa(const cie_t *c, const uint8_t *p, const uint8_t *end, uintpt
                 goto set_offset;
             case 0x06: reg = rd_uleb(&r); goto restore;
             case 0x07: /* undefined */
-                reg = rd_uleb(&r);
-                if (reg == 6)
-                    s->bp_how = REG_UNDEF;
-                else if (reg == c->ra_reg)
-                    s->ra_how = REG_UNDEF;
+                set_how(s, c, rd_uleb(&r), REG_UNDEF, REG_UNDEF);
                 break;
-            case 0x08: /* same_value */
-                reg = rd_uleb(&r);
-                if (reg == 6)
-                    s->bp_how = REG_SAME;
-                else if (reg == c->ra_reg)
-                    s->ra_how = REG_OTHER;
+            case 0x08: /* same_value: the return address the same as the callee's is no rule */
+                set_how(s, c, rd_uleb(&r), REG_SAME, REG_OTHER);
                 break;
             case 0x09: /* register */
                 reg = rd_uleb(&r);
                 rd_uleb(&r);
-                if (reg == 6)
-                    s->bp_how = REG_OTHER;
-                else if (reg == c->ra_reg)
-                    s->ra_how = REG_OTHER;
+                set_how(s, c, reg, REG_OTHER, REG_OTHER);
                 break;
             case 0x0a: /* remember_state */
                 if (depth == CFA_STACK)
@@ -355,10 +352,7 @@ static bool run_cfa(const cie_t *c, const uint8_t *p, const uint8_t *end, uintpt
                 if (n > (uint64_t)(r.end - r.p))
                     return false;
                 r.p += n;
-                if (reg == 6)
-                    s->bp_how = REG_OTHER;
-                else if (reg == c->ra_reg)
-                    s->ra_how = REG_OTHER;
+                set_how(s, c, reg, REG_OTHER, REG_OTHER);
                 break;
             }
             case 0x11: /* offset_extended_sf */
@@ -377,10 +371,7 @@ static bool run_cfa(const cie_t *c, const uint8_t *p, const uint8_t *end, uintpt
                     rd_uleb(&r);
                 else
                     rd_sleb(&r);
-                if (reg == 6)
-                    s->bp_how = REG_OTHER;
-                else if (reg == c->ra_reg)
-                    s->ra_how = REG_OTHER;
+                set_how(s, c, reg, REG_OTHER, REG_OTHER);
                 break;
             case 0x2e: rd_uleb(&r); break; /* GNU_args_size */
             case 0x2f:                     /* GNU_negative_offset_extended */

@@ -250,32 +250,33 @@ static const field_t *find(const field_t *fs, size_t n, const char *k) {
     return NULL;
 }
 
+/* The field k: false with a message if it is missing and needed; *f NULL if it is missing. */
+static bool field(parser_t *p, const field_t *fs, size_t n, const char *k, bool need,
+                  const field_t **f) {
+    *f = find(fs, n, k);
+    return *f || !need || fail(p, "field %s is missing", k);
+}
+
+static bool not_a_number(parser_t *p, const char *k, const field_t *f) {
+    return fail(p, "%s=%.*s is not a number", k, (int)(f->vlen > 40 ? 40 : f->vlen), f->val);
+}
+
 static bool get_u64(parser_t *p, const field_t *fs, size_t n, const char *k, bool need,
                     uint64_t *out) {
-    const field_t *f = find(fs, n, k);
-    if (!f) {
-        if (need)
-            return fail(p, "field %s is missing", k);
-        *out = 0;
-        return true;
-    }
-    if (!parse_u64(f->val, f->vlen, out))
-        return fail(p, "%s=%.*s is not a number", k, (int)(f->vlen > 40 ? 40 : f->vlen), f->val);
-    return true;
+    const field_t *f;
+    *out = 0;
+    if (!field(p, fs, n, k, need, &f))
+        return false;
+    return !f || parse_u64(f->val, f->vlen, out) || not_a_number(p, k, f);
 }
 
 static bool get_i64(parser_t *p, const field_t *fs, size_t n, const char *k, bool need,
                     int64_t *out) {
-    const field_t *f = find(fs, n, k);
-    if (!f) {
-        if (need)
-            return fail(p, "field %s is missing", k);
-        *out = 0;
-        return true;
-    }
-    if (!parse_i64(f->val, f->vlen, out))
-        return fail(p, "%s=%.*s is not a number", k, (int)(f->vlen > 40 ? 40 : f->vlen), f->val);
-    return true;
+    const field_t *f;
+    *out = 0;
+    if (!field(p, fs, n, k, need, &f))
+        return false;
+    return !f || parse_i64(f->val, f->vlen, out) || not_a_number(p, k, f);
 }
 
 static bool get_u32(parser_t *p, const field_t *fs, size_t n, const char *k, bool need,
