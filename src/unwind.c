@@ -907,28 +907,12 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
         unsigned lim = bot < top + max ? bot : top + max;
         unsigned j = confirm(c, q, rbp_q, lim);
         c->counts.reused += j + 1 - q;
-        if (j + 1 == lim) {
-            if (lim < bot || complete || lim - top == max) {
-                marked = tail_intact ? q : bot;
-                goto settle;
-            }
-            /* The stored stack stopped short of max frames without reaching the end: go on. */
-            s = (ustate_t){c->rip[j], c->rsp[j], c->rbp[j], 0};
-            st = step(c, t, hi, &s, &c->fl[j]);
-            n = 0;
-            if (st == WALK_OK)
-                st = walk(c, t, hi, &s, 0, 0, max - (j + 1 - top), &n, &q);
-            c->counts.walked += n;
-            if (st == WALK_FOREIGN)
-                goto foreign;
-            place_scratch(c, j + 1, n);
-            bot = j + 1 + n;
-            complete = st == WALK_END;
-            tail_intact = false;
-            marked = bot;
+        if (j + 1 == lim && (lim < bot || complete || lim - top == max)) {
+            marked = tail_intact ? q : bot;
             goto settle;
         }
-        /* Frame j + 1 changed: step out of j, then walk until the stored stack matches. */
+        /* Frame j + 1 changed, or the stored stack stopped short of max frames without reaching
+         * the end: step out of j, then walk until what is left of the stored stack matches. */
         s = (ustate_t){c->rip[j], c->rsp[j], c->rbp[j], 0};
         st = step(c, t, hi, &s, &c->fl[j]);
         n = 0;
