@@ -121,11 +121,12 @@ typedef struct lgen_s {
 static lgen_t *lgen;
 static unsigned nlgen;
 
-static uint32_t gen_lo_of(uintptr_t base, uintptr_t lo, uintptr_t hi) { /* under gone_lock */
-    for (unsigned i = 0; i < nlgen; i++)
-        if (lgen[i].base == base && lgen[i].lo == lo && lgen[i].hi == hi)
-            return lgen[i].gen_lo;
-    return 0;
+/* The entry of t for the module at base covering [lo, hi), or -1. */
+static int lgen_find(const lgen_t *t, unsigned n, uintptr_t base, uintptr_t lo, uintptr_t hi) {
+    for (unsigned i = 0; i < n; i++)
+        if (t[i].base == base && t[i].lo == lo && t[i].hi == hi)
+            return (int)i;
+    return -1;
 }
 
 static void build_id_of(struct dl_phdr_info *info, char *out) {
@@ -216,9 +217,9 @@ static int put_module(struct dl_phdr_info *info, size_t size, void *arg) {
     mod_walk_t *w = arg;
     module_t m;
     if (module_of(info, &m)) {
-        for (unsigned i = 0; i < w->nlgen; i++)
-            if (w->lgen[i].base == m.base && w->lgen[i].lo == m.lo && w->lgen[i].hi == m.hi)
-                m.gen_lo = w->lgen[i].gen_lo;
+        int k = lgen_find(w->lgen, w->nlgen, m.base, m.lo, m.hi);
+        if (k >= 0)
+            m.gen_lo = w->lgen[k].gen_lo;
         put_module_rec(w->f, &m, false);
     }
     return 0;
@@ -294,11 +295,11 @@ void prof_module_closing(uintptr_t base, const char *name, uintptr_t *lo, uintpt
         pthread_mutex_lock(&gone_lock);
         if (!gone)
             gone = os_map(GONE_MAX * sizeof *gone);
-        c.m.gen_lo = gen_lo_of(c.m.base, c.m.lo, c.m.hi);
+        int k = lgen_find(lgen, nlgen, c.m.base, c.m.lo, c.m.hi);
+        c.m.gen_lo = k >= 0 ? lgen[k].gen_lo : 0;
         c.m.gen_hi = atomic_load(&prof.gen);
-        for (unsigned i = 0; i < nlgen; i++)
-            if (lgen[i].base == c.m.base && lgen[i].lo == c.m.lo && lgen[i].hi == c.m.hi)
-                lgen[i] = lgen[--nlgen];
+        if (k >= 0)
+            lgen[k] = lgen[--nlgen]; /* loaded no more */
         if (gone) {
             /* The same file at the same place in the same generations is listed once. */
             module_t *dup = NULL;
@@ -325,9 +326,7 @@ void prof_module_closing(uintptr_t base, const char *name, uintptr_t *lo, uintpt
  * stacks taken from now on are told apart from older ones by it (prof.h). */
 void prof_module_seen(uintptr_t base, uintptr_t lo, uintptr_t hi, const char *build_id) {
     pthread_mutex_lock(&gone_lock);
-    bool known = false;
-    for (unsigned i = 0; i < nlgen && !known; i++)
-        known = lgen[i].base == base && lgen[i].lo == lo && lgen[i].hi == hi;
+    bool known = lgen_find(lgen, nlgen, base, lo, hi) >= 0;
     if (!lgen)
         lgen = os_map(GONE_MAX * sizeof *lgen);
     unsigned ng = ngone < GONE_MAX ? ngone : GONE_MAX;

@@ -240,6 +240,15 @@ typedef struct stack_s {
 } stack_t;
 
 static uint64_t pow_ba[PROF_MAX_DEPTH + 1], pow_bb[PROF_MAX_DEPTH + 1]; /* B^k */
+
+/* How many of libunwind's innermost frames are ours (record, and the malloc path where it is
+ * not a tail call). */
+static int own_frames(const uintptr_t *fr, int n) {
+    int i = 0;
+    while (i < n && fr[i] >= prof.self_lo && fr[i] < prof.self_hi)
+        i++;
+    return i;
+}
 static void stack_finish(stack_t *st, stack_sums_t s);
 static _Atomic uint64_t unwind_checked, unwind_mismatch;
 
@@ -249,9 +258,7 @@ static noinline void check_against_libunwind(const stack_t *st) {
     void *buf[PROF_MAX_DEPTH + UNW_OWN_FRAMES];
     if (!prof.have_unwinder)
         return;
-    int n = unw_bt(buf, (int)prof.depth + UNW_OWN_FRAMES), i = 0;
-    while (i < n && (uintptr_t)buf[i] >= prof.self_lo && (uintptr_t)buf[i] < prof.self_hi)
-        i++;
+    int n = unw_bt(buf, (int)prof.depth + UNW_OWN_FRAMES), i = own_frames((uintptr_t *)buf, n);
     unsigned k = (unsigned)(n - i) < prof.depth ? (unsigned)(n - i) : prof.depth;
     bool same = k == st->n;
     for (unsigned j = 0; same && j < k; j++)
@@ -292,13 +299,10 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
     if (opt.unwind != UNWIND_LIBUNWIND)
         n = unwind_stack(h, prof.depth, prof.self_lo, prof.self_hi, &fr, &sums);
     if (n < 0 && prof.have_unwinder) {
-        /* Our own frames come first (record, and the malloc path where it is not a tail
-         * call): skip them. */
         n = unw_bt((void **)st->buf, (int)prof.depth + UNW_OWN_FRAMES);
         fr = st->buf;
         sums = NULL;
-        while (i < n && fr[i] >= prof.self_lo && fr[i] < prof.self_hi)
-            i++;
+        i = own_frames(fr, n);
     }
     if (i >= n) {
         st->buf[0] = (uintptr_t)caller;
