@@ -203,7 +203,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             if (!is_report || !report_measure_valid(optarg))
                 return bad_usage(cmd, is_report ? "--sort %s: want peak, live, allocated, count "
                                                   "or temporary"
-                                                : "--sort: not an option of leaks (%s)",
+                                                : "--sort: an option of report and diff (%s)",
                                  optarg);
             ro.sort = optarg;
             break;
