@@ -445,6 +445,25 @@ static void put_block(fmt_t *f, uint32_t site, uintptr_t addr, uint64_t size) {
     fmt_char(f, '\n');
 }
 
+static void put_classified(uintptr_t addr, uint64_t size, uint32_t site, unsigned kind,
+                           unsigned heur, void *arg) {
+    static const char *const kinds[LEAK_NKINDS] = {"definite", "indirect", "possible",
+                                                   "reachable"};
+    fmt_t *f = arg;
+    fmt_str(f, "block");
+    kv(f, "site", site);
+    fmt_str(f, " addr=");
+    fmt_hex(f, addr);
+    kv(f, "size", size);
+    fmt_str(f, " kind=");
+    fmt_str(f, kinds[kind]);
+    if (heur) {
+        fmt_str(f, " heuristic=");
+        fmt_str(f, leak_heuristic_name(heur));
+    }
+    fmt_char(f, '\n');
+}
+
 static void blocks_large(const lent_t *e, void *arg) {
     put_block(arg, e->site, e->addr, e->size);
 }
@@ -541,6 +560,8 @@ static uint64_t realtime_ns(void) {
 
 static void write_dump(fmt_t *f, enum dump_reason why) {
     uint32_t nsites = atomic_load_explicit(&prof.nsites, memory_order_acquire);
+    static const leak_result_t none;
+    const leak_result_t *lr = why == DUMP_EXIT ? leak_result() : &none;
     uint64_t npools = (g.next_pool - g.base) / POOL_SIZE;
     prof_timeline_point();
 
@@ -602,6 +623,15 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         kv(f, "unwind_checked", checked);
         kv(f, "unwind_mismatch", mismatch);
     }
+    if (lr->done) {
+        kv(f, "leak_check", 1);
+        kv0(f, "leak_approx", lr->approx);
+        kv(f, "leak_threads", lr->threads);
+        kv0(f, "leak_unstopped", lr->unstopped);
+        kv(f, "leak_scan_ns", lr->scan_ns);
+        kv(f, "leak_root_bytes", lr->root_bytes);
+        kv(f, "leak_block_bytes", lr->block_bytes);
+    }
     fmt_char(f, '\n');
 
     put_modules(f);
@@ -639,6 +669,18 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
                                                    : __atomic_load_n(&s->samples, __ATOMIC_RELAXED));
         kv0(f, "pinned_bytes", pc.pinned ? pc.pinned[id] : 0);
         kv0(f, "gen", s->gen);
+        if (lr->done && id < lr->nsites) {
+            static const char *const kc[LEAK_NKINDS] = {"definite_count", "indirect_count",
+                                                        "possible_count", "reachable_count"};
+            static const char *const kb[LEAK_NKINDS] = {"definite_bytes", "indirect_bytes",
+                                                        "possible_bytes", "reachable_bytes"};
+            const leak_site_t *ls = &lr->sites[id];
+            for (unsigned k = 0; k < LEAK_NKINDS; k++) {
+                kv0(f, kc[k], ls->count[k]);
+                kv0(f, kb[k], ls->bytes[k]);
+            }
+            kv0(f, "held_bytes", ls->held_bytes);
+        }
         hist(f, "size_hist", s->size_hist);
         hist(f, "life_hist", s->life_hist);
         fmt_char(f, '\n');
@@ -688,7 +730,9 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         fmt_char(f, '\n');
     }
 
-    if (prof.mode == PROFILE_ALL && why == DUMP_EXIT) {
+    if (lr->done) {
+        leak_foreach_block(put_classified, f);
+    } else if (prof.mode == PROFILE_ALL && why == DUMP_EXIT) {
         blocks_pools(f, npools);
         prof_ltab_foreach(blocks_large, f);
     }
@@ -837,7 +881,8 @@ static bool zsink_close(zsink_t *z, bool ok) {
     return ok;
 }
 
-static int dump_to(const char *pattern, enum dump_reason why) {
+/* Writes a dump; the final path goes to out_path (4096 bytes) when given. */
+static int dump_to(const char *pattern, enum dump_reason why, char *out_path) {
     if (!prof.started)
         return -1;
     int saved = errno;
@@ -887,6 +932,8 @@ static int dump_to(const char *pattern, enum dump_reason why) {
         errno = saved;
         return -1;
     }
+    if (out_path)
+        memcpy(out_path, path, sizeof path);
     errno = saved;
     return 0;
 }
@@ -896,12 +943,88 @@ static int dump_to(const char *pattern, enum dump_reason why) {
 TALLY_EXPORT int tally_dump(const char *path) {
     if (!tally_init_global() || !prof.started)
         return -1;
-    return dump_to(path ? path : opt.out ? opt.out : DEFAULT_DUMP, DUMP_API);
+    return dump_to(path ? path : opt.out ? opt.out : DEFAULT_DUMP, DUMP_API, NULL);
 }
 
-void prof_dump_at_exit(void) {
-    if (opt.out)
-        dump_to(opt.out, DUMP_EXIT);
+/* "1,234,567", as memcheck prints its numbers. */
+static void fmt_grouped(fmt_t *f, uint64_t v) {
+    char d[24];
+    int n = 0;
+    do {
+        d[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n-- > 0) {
+        fmt_char(f, d[n]);
+        if (n > 0 && n % 3 == 0)
+            fmt_char(f, ',');
+    }
+}
+
+static void summary_line(fmt_t *f, const char *label, uint64_t bytes, uint64_t blocks) {
+    fmt_str(f, label);
+    fmt_grouped(f, bytes);
+    fmt_str(f, " bytes in ");
+    fmt_grouped(f, blocks);
+    fmt_str(f, " blocks\n");
+}
+
+/* TALLY_LEAKS=1: memcheck's LEAK SUMMARY on stderr, and where the call sites are. */
+static void print_leak_summary(const char *path) {
+    const leak_result_t *r = leak_result();
+    char buf[2048];
+    fmt_t f;
+    fmt_init(&f, buf, sizeof buf, 2);
+    fmt_str(&f, "tally: LEAK SUMMARY (pid ");
+    fmt_u64(&f, (uint64_t)getpid());
+    fmt_str(&f, r->approx ? ", approximate: see the dump):\n" : "):\n");
+    summary_line(&f, "tally:    definitely lost: ", r->bytes[LEAK_DEFINITE], r->count[LEAK_DEFINITE]);
+    summary_line(&f, "tally:    indirectly lost: ", r->bytes[LEAK_INDIRECT], r->count[LEAK_INDIRECT]);
+    summary_line(&f, "tally:      possibly lost: ", r->bytes[LEAK_POSSIBLE], r->count[LEAK_POSSIBLE]);
+    summary_line(&f, "tally:    still reachable: ", r->bytes[LEAK_REACHABLE], r->count[LEAK_REACHABLE]);
+    bool any = false;
+    for (unsigned h = 1; h < LEAK_NHEUR; h++)
+        any |= r->heur_count[h] != 0;
+    if (any) {
+        fmt_str(&f, "tally:                       of which reachable via heuristic:\n");
+        for (unsigned h = 1; h < LEAK_NHEUR; h++) {
+            if (!r->heur_count[h])
+                continue;
+            fmt_str(&f, "tally:                         ");
+            fmt_strw(&f, leak_heuristic_name(h), 19);
+            summary_line(&f, ": ", r->heur_bytes[h], r->heur_count[h]);
+        }
+    }
+    summary_line(&f, "tally:         suppressed: ", 0, 0);
+    if (path) {
+        fmt_str(&f, "tally: the call sites: tally leaks ");
+        fmt_str(&f, path);
+        fmt_char(&f, '\n');
+    }
+    fmt_flush(&f);
+}
+
+/* The exit handler. The leak check wants the stack pointer and registers of the code that
+ * called exit: this frame and everything below it are ours. */
+noinline void prof_dump_at_exit(void) {
+    bool leaks = opt.leaks != LEAKS_OFF && prof.started;
+    if (leaks) {
+        /* the callee-saved registers: the caller's values (the others are ours by now) */
+        uintptr_t regs[6];
+        __asm__ volatile("mov %%rbx, 0(%0)\n\tmov %%rbp, 8(%0)\n\tmov %%r12, 16(%0)\n\t"
+                         "mov %%r13, 24(%0)\n\tmov %%r14, 32(%0)\n\tmov %%r15, 40(%0)"
+                         :
+                         : "r"(regs)
+                         : "memory");
+        uintptr_t sp = (uintptr_t)__builtin_frame_address(0) + 16;
+        leak_check(sp, regs, 6);
+    }
+    char path[4096];
+    int r = dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_EXIT, path);
+    if (leaks && opt.leaks == LEAKS_REPORT && leak_result()->done)
+        print_leak_summary(r == 0 ? path : NULL);
+    if (leaks)
+        leak_release();
 }
 
 /* ---- dumps on a signal and on a timer ---------------------------------------------------------
@@ -940,9 +1063,9 @@ static void *helper_main(void *arg) {
             char buf[64];
             if (read(wake_fd[0], buf, sizeof buf) <= 0)
                 continue;
-            dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_SIGNAL);
+            dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_SIGNAL, NULL);
         } else if (r == 0 && next) {
-            dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_INTERVAL);
+            dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_INTERVAL, NULL);
             next += (uint64_t)opt.interval * 1000000000u;
         }
     }

@@ -420,6 +420,7 @@ void heap_fork_child(void) {
     /* Only the forking thread exists now. The other threads' heaps are consistent (we held
      * their locks), so hand their pools over as if those threads had exited: the child can then
      * free their blocks and reuse the memory. */
+    os_fork_child();
     arena_fork_child();
     prof_fork_child();
     pthread_mutex_init(&reg_lock, NULL);

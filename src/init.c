@@ -127,6 +127,6 @@ __attribute__((constructor)) static void tally_constructor(void) {
      * ELF destructor, so the statistics see the program's final state. */
     if (opt.stats != STATS_OFF)
         atexit(stats_print_at_exit);
-    if (opt.out && opt.profile != PROFILE_OFF)
+    if ((opt.out || opt.leaks != LEAKS_OFF) && opt.profile != PROFILE_OFF)
         atexit(prof_dump_at_exit);
 }

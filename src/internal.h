@@ -34,6 +34,10 @@ void *os_reserve(size_t *size);           /* PROT_NONE range aligned to ARENA_SI
 bool os_commit(void *addr, size_t size);  /* make part of the range readable and writable */
 void *os_map(size_t size);                /* fresh zeroed RW memory for our own metadata */
 void os_unmap(void *p, size_t size);
+/* The os_map ranges now mapped, as pairs [lo, hi) into out (2 * max words); *complete is false
+ * when some were not recorded (the registry is full) or did not fit. */
+unsigned os_meta_ranges(uintptr_t *out, unsigned max, bool *complete);
+void os_fork_child(void);
 bool os_write_all(int fd, const char *buf, size_t len); /* false on a write error */
 
 /* ---- fmt.c: formatting without allocating; messages to stderr ----------------------------- */
@@ -68,6 +72,7 @@ void tally_message(const char *a, const char *b, const char *c);
 enum stats_mode { STATS_OFF = 0, STATS_TEXT, STATS_JSON };
 enum profile_mode { PROFILE_OFF = 0, PROFILE_SAMPLE, PROFILE_ALL };
 enum unwind_mode { UNWIND_FAST = 0, UNWIND_LIBUNWIND, UNWIND_CHECK };
+enum leaks_mode { LEAKS_OFF = 0, LEAKS_REPORT, LEAKS_QUIET };
 #define PROF_MAX_DEPTH 128
 typedef struct options_s {
     int stats;              /* enum stats_mode: TALLY_STATS */
@@ -83,6 +88,7 @@ typedef struct options_s {
     int signal;             /* TALLY_SIGNAL: dump on this signal; 0 for none */
     unsigned interval;      /* TALLY_INTERVAL: dump every this many seconds; 0 for never */
     bool compress;          /* TALLY_COMPRESS: dumps as zstd when libzstd.so.1 loads */
+    int leaks;              /* enum leaks_mode: TALLY_LEAKS, the reachability check at exit */
 } options_t;
 extern options_t opt;
 void options_init(char **env); /* reads TALLY_* once; warns on unknown or malformed values */

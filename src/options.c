@@ -22,10 +22,12 @@ options_t opt = {
     .signal = 0,
     .interval = 0,
     .compress = true,
+    .leaks = LEAKS_OFF,
 };
+static bool profile_given; /* TALLY_PROFILE was set: TALLY_LEAKS says so if it overrides it */
 
 enum opt_type { OPT_BOOL, OPT_SIZE, OPT_STATS, OPT_STRING, OPT_PROFILE, OPT_DEPTH, OPT_SIGNAL,
-                OPT_SECONDS, OPT_UNWIND };
+                OPT_SECONDS, OPT_UNWIND, OPT_LEAKS };
 
 typedef struct option_desc_s {
     const char *name; /* without the TALLY_ prefix */
@@ -48,6 +50,7 @@ static const option_desc_t options[] = {
     {"SIGNAL", OPT_SIGNAL, &opt.signal, "write a dump on this signal (e.g. USR2)"},
     {"INTERVAL", OPT_SECONDS, &opt.interval, "write a dump every this many seconds"},
     {"COMPRESS", OPT_BOOL, &opt.compress, "compress dumps with zstd (libzstd.so.1) when it loads"},
+    {"LEAKS", OPT_LEAKS, &opt.leaks, "leak kinds by reachability at exit: 0, 1 (and a summary on stderr) or quiet; implies PROFILE=all"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -133,6 +136,17 @@ static bool parse_unwind(const char *s, int *out) {
     return true;
 }
 
+static bool parse_leaks(const char *s, int *out) {
+    bool b;
+    if (strcasecmp(s, "quiet") == 0)
+        *out = LEAKS_QUIET;
+    else if (parse_bool(s, &b))
+        *out = b ? LEAKS_REPORT : LEAKS_OFF;
+    else
+        return false;
+    return true;
+}
+
 static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out) {
     size_t v;
     if (!parse_size(s, &v) || (s[strlen(s) - 1] < '0' || s[strlen(s) - 1] > '9') || v < lo ||
@@ -180,7 +194,11 @@ static void option_set(const option_desc_t *d, const char *val) {
             opt.sample = (size_t)512 << 10;
         break;
     case OPT_STATS: ok = parse_stats(val, (int *)d->value); break;
-    case OPT_PROFILE: ok = parse_profile(val, (int *)d->value); break;
+    case OPT_PROFILE:
+        ok = parse_profile(val, (int *)d->value);
+        profile_given |= ok;
+        break;
+    case OPT_LEAKS: ok = parse_leaks(val, (int *)d->value); break;
     case OPT_UNWIND: ok = parse_unwind(val, (int *)d->value); break;
     case OPT_DEPTH: ok = parse_uint(val, 1, PROF_MAX_DEPTH, (unsigned *)d->value); break;
     case OPT_SIGNAL: ok = parse_signal(val, (int *)d->value); break;
@@ -231,6 +249,13 @@ void options_init(char **env) {
             tally_message("ignoring unknown option TALLY_", nm, " (see TALLY_VERBOSE=1)");
         }
     }
+    /* The leak check classifies every live block, so it needs every allocation recorded. */
+    if (opt.leaks != LEAKS_OFF && opt.profile != PROFILE_ALL) {
+        if (profile_given)
+            tally_message("TALLY_LEAKS needs every allocation recorded: using TALLY_PROFILE=all",
+                          NULL, NULL);
+        opt.profile = PROFILE_ALL;
+    }
 }
 
 void options_print(void) {
@@ -252,6 +277,11 @@ void options_print(void) {
         }
         case OPT_PROFILE: {
             static const char *const m[] = {"off", "sample", "all"};
+            fmt_str(&f, m[*(int *)d->value]);
+            break;
+        }
+        case OPT_LEAKS: {
+            static const char *const m[] = {"0", "1", "quiet"};
             fmt_str(&f, m[*(int *)d->value]);
             break;
         }

@@ -1,9 +1,11 @@
 /* os.c: every memory system call the allocator makes. Exports os_reserve (the PROT_NONE range
- * that holds all arenas), os_commit (make an arena usable), os_map (metadata) and os_write_all.
+ * that holds all arenas), os_commit (make an arena usable), os_map (metadata), os_write_all, and
+ * the registry of our metadata mappings that the leak check leaves out of its roots.
  * Nothing here allocates or touches errno visibly: callers that must preserve errno save it. */
 #include "internal.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -33,12 +35,84 @@ bool os_commit(void *addr, size_t size) {
     return mprotect(addr, size, PROT_READ | PROT_WRITE) == 0;
 }
 
+/* ---- the registry of metadata mappings ------------------------------------------------------
+ * Every os_map is recorded here, so that the leak check (leak.c) can leave the allocator's and
+ * the profiler's own memory out of its roots: the large-block table holds the address of every
+ * live large block, and would otherwise make each of them reachable. A slot with size 0 is free.
+ * The lock is a spinlock held for a few instructions; the child of a fork resets it. */
+#define META_MAX 16384
+static struct {
+    uintptr_t addr, size;
+} meta[META_MAX];
+static unsigned nmeta; /* slots in use or freed: [0, nmeta) */
+static _Atomic bool meta_full;
+static atomic_flag meta_lock = ATOMIC_FLAG_INIT;
+
+static void meta_acquire(void) {
+    while (atomic_flag_test_and_set_explicit(&meta_lock, memory_order_acquire))
+        ;
+}
+
+static void meta_release(void) {
+    atomic_flag_clear_explicit(&meta_lock, memory_order_release);
+}
+
+static void meta_add(void *p, size_t size) {
+    meta_acquire();
+    unsigned i = 0;
+    while (i < nmeta && meta[i].size != 0)
+        i++;
+    if (i < META_MAX) {
+        meta[i].addr = (uintptr_t)p;
+        meta[i].size = size;
+        if (i == nmeta)
+            nmeta++;
+    } else {
+        atomic_store(&meta_full, true);
+    }
+    meta_release();
+}
+
+static void meta_remove(void *p) {
+    meta_acquire();
+    for (unsigned i = 0; i < nmeta; i++)
+        if (meta[i].addr == (uintptr_t)p && meta[i].size) {
+            meta[i].size = 0;
+            break;
+        }
+    while (nmeta > 0 && meta[nmeta - 1].size == 0)
+        nmeta--;
+    meta_release();
+}
+
+unsigned os_meta_ranges(uintptr_t *out, unsigned max, bool *complete) {
+    meta_acquire();
+    unsigned n = 0;
+    for (unsigned i = 0; i < nmeta && n < max; i++)
+        if (meta[i].size) {
+            out[2 * n] = meta[i].addr;
+            out[2 * n + 1] = meta[i].addr + meta[i].size;
+            n++;
+        }
+    *complete = !atomic_load(&meta_full) && n <= max;
+    meta_release();
+    return n;
+}
+
+void os_fork_child(void) {
+    atomic_flag_clear(&meta_lock);
+}
+
 void *os_map(size_t size) {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED)
+        return NULL;
+    meta_add(p, size);
+    return p;
 }
 
 void os_unmap(void *p, size_t size) {
+    meta_remove(p);
     munmap(p, size);
 }
 

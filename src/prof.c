@@ -586,23 +586,7 @@ void prof_pool_init(pool_t *p, unsigned c) {
 }
 
 /* all mode: entries change without a lock; only the block's owner of the moment writes its
- * entry, and the table lives as long as the pool serves its class.
- *
- * (ptr - first block) / bsize by a multiply: with r = ceil(2^32 / bsize) and offsets below
- * 2^14, (k * bsize * r) >> 32 is exactly k. */
-#define RECIP(c) (uint32_t)((((uint64_t)1 << 32) + CLASS_SIZE(c) - 1) / CLASS_SIZE(c))
-static const uint32_t recip[NCLASSES] = {
-    RECIP(0),  RECIP(1),  RECIP(2),  RECIP(3),  RECIP(4),  RECIP(5),  RECIP(6),  RECIP(7),
-    RECIP(8),  RECIP(9),  RECIP(10), RECIP(11), RECIP(12), RECIP(13), RECIP(14), RECIP(15),
-    RECIP(16), RECIP(17), RECIP(18), RECIP(19), RECIP(20), RECIP(21), RECIP(22), RECIP(23),
-    RECIP(24), RECIP(25), RECIP(26), RECIP(27), RECIP(28), RECIP(29), RECIP(30), RECIP(31),
-};
-
-static inline unsigned block_index(const pool_t *p, const void *ptr) {
-    uint64_t off = (uintptr_t)ptr - (uintptr_t)p - POOL_HEADER;
-    return (unsigned)((off * recip[p->szidx]) >> 32);
-}
-
+ * entry, and the table lives as long as the pool serves its class. */
 /* all mode: a pool set up before the profiler started gets its table at its first tracked
  * block; it keeps it for as long as it serves this class. */
 static ptag_t *table_install(pool_t *p) {
@@ -735,12 +719,24 @@ static bool ltab_remove(uintptr_t a, lent_t *out) {
     return e != NULL;
 }
 
-void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg) {
-    pthread_mutex_lock(&ltab_lock);
+void prof_ltab_foreach_locked(void (*fn)(const lent_t *, void *), void *arg) {
     lent_t *t = atomic_load_explicit(&prof.ltab, memory_order_relaxed);
     for (size_t i = 0; i < prof.ltab_cap; i++)
         if (t[i].addr > 1)
             fn(&t[i], arg);
+}
+
+void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg) {
+    pthread_mutex_lock(&ltab_lock);
+    prof_ltab_foreach_locked(fn, arg);
+    pthread_mutex_unlock(&ltab_lock);
+}
+
+void prof_ltab_lock(void) {
+    pthread_mutex_lock(&ltab_lock);
+}
+
+void prof_ltab_unlock(void) {
     pthread_mutex_unlock(&ltab_lock);
 }
 

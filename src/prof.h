@@ -53,6 +53,28 @@ static inline uint32_t ptag_slack(ptag_t t) {
     return t.stamp & ((1u << PROF_SLACK_BITS) - 1);
 }
 
+/* (ptr - first block) / bsize by a multiply: with r = ceil(2^32 / bsize) and offsets below
+ * 2^14, (k * bsize * r) >> 32 is exactly k (and so is floor for an interior offset). */
+#define PROF_RECIP(c) (uint32_t)((((uint64_t)1 << 32) + CLASS_SIZE(c) - 1) / CLASS_SIZE(c))
+static const uint32_t prof_recip[NCLASSES] = {
+    PROF_RECIP(0),  PROF_RECIP(1),  PROF_RECIP(2),  PROF_RECIP(3),  PROF_RECIP(4),
+    PROF_RECIP(5),  PROF_RECIP(6),  PROF_RECIP(7),  PROF_RECIP(8),  PROF_RECIP(9),
+    PROF_RECIP(10), PROF_RECIP(11), PROF_RECIP(12), PROF_RECIP(13), PROF_RECIP(14),
+    PROF_RECIP(15), PROF_RECIP(16), PROF_RECIP(17), PROF_RECIP(18), PROF_RECIP(19),
+    PROF_RECIP(20), PROF_RECIP(21), PROF_RECIP(22), PROF_RECIP(23), PROF_RECIP(24),
+    PROF_RECIP(25), PROF_RECIP(26), PROF_RECIP(27), PROF_RECIP(28), PROF_RECIP(29),
+    PROF_RECIP(30), PROF_RECIP(31),
+};
+
+/* The index of the block of class c at byte offset off past the pool header. */
+static inline unsigned block_index_of(unsigned c, uint64_t off) {
+    return (unsigned)((off * prof_recip[c]) >> 32);
+}
+
+static inline unsigned block_index(const pool_t *p, const void *ptr) {
+    return block_index_of(p->szidx, (uintptr_t)ptr - (uintptr_t)p - POOL_HEADER);
+}
+
 typedef struct site_s {
     /* Line 0: what every allocation and free of the site writes, under `lock` (a spinlock: one
      * atomic instruction per event instead of one per counter; none while the process has one
@@ -145,6 +167,11 @@ bool prof_large_take(void *ptr, lent_t *out);
 void prof_large_put_back(const lent_t *e);
 void prof_large_freed(const lent_t *e);
 void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg);
+/* The same under the table's lock, held by the caller (the leak check holds it throughout:
+ * no tracked large block can be freed meanwhile). */
+void prof_ltab_foreach_locked(void (*fn)(const lent_t *, void *), void *arg);
+void prof_ltab_lock(void);
+void prof_ltab_unlock(void);
 
 /* For dump.c. */
 int64_t prof_site_peak_live(const site_t *s);
@@ -153,5 +180,33 @@ void prof_unwind_checked(uint64_t *checked, uint64_t *mismatch); /* TALLY_UNWIND
 uint64_t prof_now_ns(void);
 uint64_t prof_alloc_bytes_total(void); /* sum over heaps */
 double prof_inv_p(uint64_t n); /* 1 / P(a request of n bytes is sampled); 1 in all mode */
+
+/* ---- leak.c: the reachability check at exit (TALLY_LEAKS) ---------------------------------- */
+enum leak_kind { LEAK_DEFINITE = 0, LEAK_INDIRECT, LEAK_POSSIBLE, LEAK_REACHABLE, LEAK_NKINDS };
+#define LEAK_NHEUR 5 /* memcheck's heuristics, 1..4; 0 is none */
+typedef struct leak_site_s {
+    uint64_t count[LEAK_NKINDS], bytes[LEAK_NKINDS];
+    uint64_t held_bytes; /* indirectly lost bytes the site's definitely lost blocks lead to */
+} leak_site_t;
+typedef struct leak_result_s {
+    bool done;   /* the check ran and the rest is valid */
+    bool approx; /* some thread kept running, or some of our mappings went unlisted */
+    leak_site_t *sites; /* by site id, below nsites */
+    uint32_t nsites;
+    uint64_t count[LEAK_NKINDS], bytes[LEAK_NKINDS];
+    uint64_t heur_count[LEAK_NHEUR], heur_bytes[LEAK_NHEUR]; /* "of which reachable via" */
+    uint64_t scan_ns, root_bytes, block_bytes, root_faults;
+    unsigned threads, unstopped; /* other threads stopped; not stopped */
+} leak_result_t;
+/* At exit, on the exiting thread: sp is the stack pointer of the exit handler's caller, regs
+ * that thread's registers there. Writes one line to stderr if it cannot run. */
+bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs);
+const leak_result_t *leak_result(void);
+/* Every block the check classified, by address (pools, then large blocks). */
+void leak_foreach_block(void (*fn)(uintptr_t addr, uint64_t size, uint32_t site, unsigned kind,
+                                   unsigned heur, void *arg),
+                        void *arg);
+const char *leak_heuristic_name(unsigned h);
+void leak_release(void); /* unmaps the check's memory */
 
 #endif /* TALLY_PROF_H */

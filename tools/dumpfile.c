@@ -348,11 +348,41 @@ static bool rec_header(parser_t *p, const field_t *fs, size_t n) {
     return true;
 }
 
+const char *const dkind_names[DKIND_N] = {"definite", "indirect", "possible", "reachable"};
+const char *const dheur_names[DHEUR_N] = {"none", "stdstring", "length64", "newarray",
+                                          "multipleinheritance"};
+
+/* A field whose value is one of names[0..n): its index; absent: dflt. */
+static bool get_word(parser_t *p, const field_t *fs, size_t n, const char *k,
+                     const char *const *names, unsigned nnames, unsigned dflt, uint8_t *out) {
+    const field_t *f = find(fs, n, k);
+    *out = (uint8_t)dflt;
+    if (!f)
+        return true;
+    for (unsigned i = 0; i < nnames; i++)
+        if (strlen(names[i]) == f->vlen && memcmp(names[i], f->val, f->vlen) == 0) {
+            *out = (uint8_t)i;
+            return true;
+        }
+    return fail(p, "%s=%.*s is not one of the values docs/FORMAT.md lists", k, (int)f->vlen,
+                f->val);
+}
+
 static bool rec_totals(parser_t *p, const field_t *fs, size_t n) {
     dump_t *d = p->d;
     if (p->seen_totals)
         return fail(p, "a second totals record");
     p->seen_totals = true;
+    uint64_t check = 0;
+    if (!get_u64(p, fs, n, "leak_check", false, &check) ||
+        !get_u64(p, fs, n, "leak_approx", false, &d->leak_approx) ||
+        !get_u64(p, fs, n, "leak_threads", false, &d->leak_threads) ||
+        !get_u64(p, fs, n, "leak_unstopped", false, &d->leak_unstopped) ||
+        !get_u64(p, fs, n, "leak_scan_ns", false, &d->leak_scan_ns) ||
+        !get_u64(p, fs, n, "leak_root_bytes", false, &d->leak_root_bytes) ||
+        !get_u64(p, fs, n, "leak_block_bytes", false, &d->leak_block_bytes))
+        return false;
+    d->leak_check = check != 0;
     return get_u64(p, fs, n, "alloc_bytes", false, &d->total_alloc_bytes) &&
            get_i64(p, fs, n, "live_bytes", false, &d->total_live_bytes) &&
            get_i64(p, fs, n, "peak_bytes", false, &d->peak_bytes) &&
@@ -468,6 +498,7 @@ static bool rec_site(parser_t *p, const field_t *fs, size_t n) {
         !get_u64(p, fs, n, "samples", false, &s->samples) ||
         !get_u64(p, fs, n, "pinned_bytes", false, &s->pinned_bytes) ||
         !get_u32(p, fs, n, "gen", false, &s->gen) ||
+        !get_u64(p, fs, n, "held_bytes", false, &s->held_bytes) ||
         !get_hist(p, fs, n, "size_hist", s->size_hist) ||
         !get_hist(p, fs, n, "life_hist", s->life_hist))
         return false;
@@ -533,14 +564,30 @@ static bool rec_block(parser_t *p, const field_t *fs, size_t n) {
         return fail(p, "out of memory");
     dblock_t *b = &d->blocks[d->nblocks];
     if (!get_u32(p, fs, n, "site", true, &site) || !get_hex(p, fs, n, "addr", &b->addr) ||
-        !get_u64(p, fs, n, "size", true, &b->size))
+        !get_u64(p, fs, n, "size", true, &b->size) ||
+        !get_word(p, fs, n, "kind", dkind_names, DKIND_N, DKIND_N, &b->kind) ||
+        !get_word(p, fs, n, "heuristic", dheur_names, DHEUR_N, DHEUR_NONE, &b->heur))
         return false;
     if (!idmap_get(&p->sites, site, &idx))
         return fail(p, "block at %#llx names site %u, which is not defined",
                     (unsigned long long)b->addr, site);
+    if (d->leak_check != (b->kind != DKIND_N))
+        return fail(p, "block at %#llx %s a kind, but totals say %s", (unsigned long long)b->addr,
+                    b->kind != DKIND_N ? "has" : "lacks",
+                    d->leak_check ? "the leak check ran" : "no leak check ran");
     b->site = idx;
     d->sites[idx].leak_blocks++;
     d->sites[idx].leak_bytes += b->size;
+    if (b->kind != DKIND_N) {
+        d->sites[idx].kind_blocks[b->kind]++;
+        d->sites[idx].kind_bytes[b->kind] += b->size;
+        d->kind_blocks[b->kind]++;
+        d->kind_bytes[b->kind] += b->size;
+    }
+    if (b->heur != DHEUR_NONE) {
+        d->heur_blocks[b->heur]++;
+        d->heur_bytes[b->heur] += b->size;
+    }
     d->nblocks++;
     return true;
 }

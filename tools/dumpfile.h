@@ -11,6 +11,14 @@
 
 #define DUMP_NHIST 64
 
+/* A live block's kind from the leak check (memcheck's), in memcheck's report order. */
+enum dkind { DKIND_DEFINITE = 0, DKIND_INDIRECT, DKIND_POSSIBLE, DKIND_REACHABLE, DKIND_N };
+/* memcheck's heuristics that can make an interior pointer count as a start pointer */
+enum dheur { DHEUR_NONE = 0, DHEUR_STDSTRING, DHEUR_LENGTH64, DHEUR_NEWARRAY,
+             DHEUR_MULTIPLEINHERITANCE, DHEUR_N };
+extern const char *const dkind_names[DKIND_N]; /* "definite", ... as in the dump */
+extern const char *const dheur_names[DHEUR_N];
+
 typedef struct dmodule_s {
     uint64_t base, lo, hi;
     char *build_id; /* hex, or NULL for "-" */
@@ -28,8 +36,10 @@ typedef struct dsite_s {
     uint64_t size_hist[DUMP_NHIST], life_hist[DUMP_NHIST];
     /* the stack: its innermost node in the frame tree (0: empty), and its depth */
     uint32_t node, nframes;
+    uint64_t held_bytes; /* leak check: indirectly lost bytes its definitely lost blocks lead to */
     /* filled by the readers of the dump */
     uint64_t leak_blocks, leak_bytes; /* `block` records of this site */
+    uint64_t kind_blocks[DKIND_N], kind_bytes[DKIND_N]; /* the same by kind (leak check) */
 } dsite_t;
 
 typedef struct dclass_s {
@@ -44,6 +54,8 @@ typedef struct dpoint_s {
 
 typedef struct dblock_s {
     uint32_t site; /* index into sites, not id */
+    uint8_t kind;  /* enum dkind; DKIND_N when the dump has no leak check */
+    uint8_t heur;  /* enum dheur */
     uint64_t addr, size;
 } dblock_t;
 
@@ -56,6 +68,11 @@ typedef struct dump_s {
     /* totals */
     uint64_t total_alloc_bytes, nsites_total, pinned_pool_bytes, pinned_large_bytes;
     int64_t total_live_bytes, peak_bytes;
+    bool leak_check; /* the blocks carry their kinds */
+    uint64_t leak_approx, leak_threads, leak_unstopped, leak_scan_ns, leak_root_bytes,
+        leak_block_bytes;
+    uint64_t kind_blocks[DKIND_N], kind_bytes[DKIND_N]; /* over every block */
+    uint64_t heur_blocks[DHEUR_N], heur_bytes[DHEUR_N];
     /* records */
     dmodule_t *modules;
     size_t nmodules;

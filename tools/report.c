@@ -245,7 +245,7 @@ static void json_site(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t
     fputc('}', f);
 }
 
-static void json_leaks(FILE *f, symbolizer_t *sym, const dump_t *d, bool *first);
+static void json_leaks(FILE *f, symbolizer_t *sym, const dump_t *d, unsigned kinds, bool *first);
 
 static int report_json(FILE *f, const dump_t *d, symbolizer_t *sym, const char *measure,
                        size_t top) {
@@ -316,7 +316,7 @@ static int report_json(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
         json_num(f, "never_used_bytes", (double)d->never_used_bytes, &af);
         fputc('}', f);
     }
-    json_leaks(f, sym, d, &first);
+    json_leaks(f, sym, d, LEAKS_DEFAULT_KINDS, &first);
     fputs("}\n", f);
     return 0;
 }
@@ -356,46 +356,159 @@ const dsite_t **leak_sites(const dump_t *d, size_t *n, uint64_t *blocks,
     return v;
 }
 
-static void json_leaks(FILE *f, symbolizer_t *sym, const dump_t *d, bool *first) {
+/* ---- memcheck's loss records ------------------------------------------------------------------
+ * With a leak check in the dump, a loss record is one (call site, kind) pair, as memcheck's is one
+ * (allocation stack, kind) pair, and they are sorted as memcheck sorts them: by bytes (a
+ * definitely lost record counting the indirectly lost bytes it leads to), then reachable,
+ * possible, indirect, definite, then by blocks. Without one, a record is a site's live blocks. */
+typedef struct loss_s {
+    const dsite_t *site;
+    unsigned kind; /* enum dkind; DKIND_N without a leak check */
+    uint64_t blocks, bytes, held;
+} loss_t;
+
+static unsigned kind_rank(unsigned k) { /* memcheck's Reachable < Possible < Indirect < Definite */
+    static const unsigned rank[DKIND_N + 1] = {3, 2, 1, 0, 4};
+    return rank[k];
+}
+
+static int by_loss(const void *a, const void *b) {
+    const loss_t *x = a, *y = b;
+    uint64_t tx = x->bytes + x->held, ty = y->bytes + y->held;
+    if (tx != ty)
+        return tx < ty ? -1 : 1;
+    if (kind_rank(x->kind) != kind_rank(y->kind))
+        return kind_rank(x->kind) < kind_rank(y->kind) ? -1 : 1;
+    if (x->blocks != y->blocks)
+        return x->blocks < y->blocks ? -1 : 1;
+    return x->site->id < y->site->id ? -1 : x->site->id > y->site->id;
+}
+
+/* Every loss record of the dump, sorted; free() it. NULL only when out of memory. */
+static loss_t *loss_records(const dump_t *d, size_t *n) {
+    size_t per = d->leak_check ? DKIND_N : 1, k = 0;
+    loss_t *v = malloc((d->nsites ? d->nsites : 1) * per * sizeof *v);
+    for (size_t i = 0; v && i < d->nsites; i++) {
+        const dsite_t *st = &d->sites[i];
+        if (!d->leak_check) {
+            if (st->leak_blocks && st->id != 0)
+                v[k++] = (loss_t){st, DKIND_N, st->leak_blocks, st->leak_bytes, 0};
+            continue;
+        }
+        for (unsigned kd = 0; kd < DKIND_N; kd++)
+            if (st->kind_blocks[kd])
+                v[k++] = (loss_t){st, kd, st->kind_blocks[kd], st->kind_bytes[kd],
+                                  kd == DKIND_DEFINITE ? st->held_bytes : 0};
+    }
+    if (v)
+        qsort(v, k, sizeof *v, by_loss);
+    *n = k;
+    return v;
+}
+
+static bool shown(const loss_t *l, unsigned kinds) {
+    return l->kind == DKIND_N || (kinds >> l->kind & 1);
+}
+
+static void json_kind_totals(FILE *f, const char *key, const uint64_t *blocks,
+                             const uint64_t *bytes, const char *const *names, unsigned from,
+                             unsigned n, bool *first) {
+    json_key(f, key, first);
+    bool fk = true;
+    fputc('{', f);
+    for (unsigned k = from; k < n; k++) {
+        json_key(f, names[k], &fk);
+        bool fi = true;
+        fputc('{', f);
+        json_num(f, "blocks", (double)blocks[k], &fi);
+        json_num(f, "bytes", (double)bytes[k], &fi);
+        fputc('}', f);
+    }
+    fputc('}', f);
+}
+
+static void json_leaks(FILE *f, symbolizer_t *sym, const dump_t *d, unsigned kinds, bool *first) {
     size_t n = 0;
-    uint64_t blocks, bytes;
-    const dsite_t **v = leak_sites(d, &n, &blocks, &bytes);
+    loss_t *v = d->has_blocks ? loss_records(d, &n) : NULL;
     json_key(f, "leaks", first);
-    if (!d->has_blocks || !v) {
+    if (!v) {
         fputs("null", f); /* not an all-mode exit dump: no list of live blocks */
-        free(v);
         return;
     }
     fputc('[', f);
+    bool fl = true;
     for (size_t i = 0; i < n; i++) {
+        if (!shown(&v[i], kinds))
+            continue;
         bool fi = true;
-        fputs(i ? ",{" : "{", f);
-        json_num(f, "site", v[i]->id, &fi);
-        json_num(f, "count", (double)v[i]->leak_blocks, &fi);
-        json_num(f, "bytes", (double)v[i]->leak_bytes, &fi);
+        fputs(fl ? "{" : ",{", f);
+        fl = false;
+        json_num(f, "record", (double)(i + 1), &fi);
+        json_key(f, "kind", &fi);
+        json_str(f, v[i].kind == DKIND_N ? NULL : dkind_names[v[i].kind]);
+        json_num(f, "site", v[i].site->id, &fi);
+        json_num(f, "count", (double)v[i].blocks, &fi);
+        json_num(f, "bytes", (double)v[i].bytes, &fi);
+        json_num(f, "indirect_bytes", (double)v[i].held, &fi);
         json_key(f, "frames", &fi);
         sym_frame_t fr[TOOL_MAX_FRAMES];
-        json_frames(f, fr, site_stack(sym, d, v[i], fr, TOOL_MAX_FRAMES));
+        json_frames(f, fr, site_stack(sym, d, v[i].site, fr, TOOL_MAX_FRAMES));
         fputc('}', f);
     }
     fputc(']', f);
     free(v);
 }
 
+static void summary_line(FILE *f, const char *label, uint64_t bytes, uint64_t blocks) {
+    char a[32], b[32];
+    fprintf(f, "%s%s bytes in %s blocks\n", label, fmt_count(a, (double)bytes),
+            fmt_count(b, (double)blocks));
+}
+
+/* memcheck's LEAK SUMMARY, line for line. */
+static void print_leak_summary(FILE *f, const dump_t *d) {
+    fprintf(f, "\nLEAK SUMMARY:\n");
+    summary_line(f, "   definitely lost: ", d->kind_bytes[DKIND_DEFINITE], d->kind_blocks[DKIND_DEFINITE]);
+    summary_line(f, "   indirectly lost: ", d->kind_bytes[DKIND_INDIRECT], d->kind_blocks[DKIND_INDIRECT]);
+    summary_line(f, "     possibly lost: ", d->kind_bytes[DKIND_POSSIBLE], d->kind_blocks[DKIND_POSSIBLE]);
+    summary_line(f, "   still reachable: ", d->kind_bytes[DKIND_REACHABLE], d->kind_blocks[DKIND_REACHABLE]);
+    bool any = false;
+    for (unsigned h = 1; h < DHEUR_N; h++)
+        any |= d->heur_blocks[h] != 0;
+    if (any) {
+        fprintf(f, "                      of which reachable via heuristic:\n");
+        for (unsigned h = 1; h < DHEUR_N; h++)
+            if (d->heur_blocks[h]) {
+                char label[64];
+                snprintf(label, sizeof label, "                        %-19s: ", dheur_names[h]);
+                summary_line(f, label, d->heur_bytes[h], d->heur_blocks[h]);
+            }
+    }
+    summary_line(f, "        suppressed: ", 0, 0);
+}
+
 int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
-    FILE *f = stdout;
+    FILE *f = o->out ? o->out : stdout;
     if (!d->has_blocks) {
         tool_error("%s: no list of live blocks: it is a %s dump%s (run the program with "
-                   "`tally run --leaks`, or TALLY_PROFILE=all and TALLY_OUT)",
+                   "`tally run --leaks`, or TALLY_LEAKS=1)",
                    d->path, d->all_mode ? "all-mode" : "sample-mode",
                    d->all_mode ? " written before exit" : "");
         return 2;
     }
+    unsigned kinds = o->kinds ? o->kinds : LEAKS_DEFAULT_KINDS;
     size_t n = 0;
-    uint64_t blocks, bytes;
-    const dsite_t **v = leak_sites(d, &n, &blocks, &bytes);
+    loss_t *v = loss_records(d, &n);
     if (!v)
         return 1;
+    uint64_t blocks = 0, bytes = 0, sites = 0, hit = 0;
+    for (size_t i = 0; i < n; i++)
+        if (shown(&v[i], kinds)) {
+            blocks += v[i].blocks;
+            bytes += v[i].bytes;
+            sites++;
+        }
+    hit = blocks;
     if (o->json) {
         bool first = true;
         fputc('{', f);
@@ -408,18 +521,58 @@ int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
         fputc('{', f);
         json_num(f, "blocks", (double)blocks, &fi);
         json_num(f, "bytes", (double)bytes, &fi);
-        json_num(f, "sites", (double)n, &fi);
+        json_num(f, "records", (double)sites, &fi);
+        json_key(f, "classified", &fi);
+        fputs(d->leak_check ? "true" : "false", f);
+        if (d->leak_check) {
+            json_key(f, "approximate", &fi);
+            fputs(d->leak_approx ? "true" : "false", f);
+            json_kind_totals(f, "kinds", d->kind_blocks, d->kind_bytes, dkind_names, 0, DKIND_N,
+                             &fi);
+            json_kind_totals(f, "reachable_via_heuristic", d->heur_blocks, d->heur_bytes,
+                             dheur_names, 1, DHEUR_N, &fi);
+        }
         fputc('}', f);
-        json_leaks(f, sym, d, &first);
+        json_leaks(f, sym, d, kinds, &first);
         fputs("}\n", f);
+    } else if (d->leak_check) {
+        print_header(f, d, "tally leaks");
+        if (d->leak_approx)
+            fprintf(f, "  approximate: %llu thread%s kept running during the scan (they block "
+                       "signals or did not answer)\n",
+                    (unsigned long long)d->leak_unstopped, d->leak_unstopped == 1 ? "" : "s");
+        for (size_t i = 0; i < n; i++) {
+            if (!shown(&v[i], kinds))
+                continue;
+            char a[32], b[32], c[32], e[32], g[32], h[32];
+            if (v[i].held)
+                fprintf(f, "\n%s (%s direct, %s indirect) bytes in %s blocks are definitely lost "
+                           "in loss record %s of %s\n",
+                        fmt_count(a, (double)(v[i].bytes + v[i].held)),
+                        fmt_count(b, (double)v[i].bytes), fmt_count(c, (double)v[i].held),
+                        fmt_count(e, (double)v[i].blocks), fmt_count(g, (double)(i + 1)),
+                        fmt_count(h, (double)n));
+            else
+                fprintf(f, "\n%s bytes in %s blocks are %s in loss record %s of %s\n",
+                        fmt_count(a, (double)v[i].bytes), fmt_count(b, (double)v[i].blocks),
+                        leak_kind_text[v[i].kind], fmt_count(c, (double)(i + 1)),
+                        fmt_count(e, (double)n));
+            print_stack(f, sym, d, v[i].site, "   ");
+        }
+        print_leak_summary(f, d);
+        if (!(kinds >> DKIND_REACHABLE & 1) && d->kind_blocks[DKIND_REACHABLE])
+            fprintf(f, "Reachable blocks (those to which a pointer was found) are not shown.\n"
+                       "To see them, add: --kinds all\n");
     } else {
         char a[32], b[32], c[32];
         print_header(f, d, "tally leaks");
+        fprintf(f, "  no leak check in this dump (TALLY_LEAKS was not set): every block still "
+                   "live at exit is listed\n");
         for (size_t i = 0; i < n; i++) {
             fprintf(f, "\n%s bytes in %s block%s still live at exit, from call site %zu of %zu:\n",
-                    fmt_count(a, (double)v[i]->leak_bytes), fmt_count(b, (double)v[i]->leak_blocks),
-                    v[i]->leak_blocks == 1 ? "" : "s", i + 1, n);
-            print_stack(f, sym, d, v[i], "   ");
+                    fmt_count(a, (double)v[i].bytes), fmt_count(b, (double)v[i].blocks),
+                    v[i].blocks == 1 ? "" : "s", i + 1, n);
+            print_stack(f, sym, d, v[i].site, "   ");
         }
         fprintf(f, "\nLEAK SUMMARY: %s bytes in %s blocks still live at exit, from %s call "
                    "sites\n",
@@ -428,5 +581,32 @@ int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
     free(v);
     if (fflush(f) != 0 || ferror(f))
         return 1;
-    return blocks && o->error_exitcode ? o->error_exitcode : 0;
+    return hit && o->error_exitcode ? o->error_exitcode : 0;
+}
+
+const char *const leak_kind_text[DKIND_N] = {"definitely lost", "indirectly lost", "possibly lost",
+                                             "still reachable"};
+
+bool leak_kinds_parse(const char *s, unsigned *out) {
+    unsigned bits = 0;
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        bool ok = false;
+        if (n == 3 && strncmp(s, "all", 3) == 0) {
+            bits |= (1u << DKIND_N) - 1;
+            ok = true;
+        }
+        for (unsigned k = 0; k < DKIND_N && !ok; k++)
+            if (strlen(dkind_names[k]) == n && strncmp(s, dkind_names[k], n) == 0) {
+                bits |= 1u << k;
+                ok = true;
+            }
+        if (!ok)
+            return false;
+        s += n;
+        if (*s == ',' && *++s == '\0')
+            return false;
+    }
+    *out = bits;
+    return bits != 0;
 }

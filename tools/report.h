@@ -12,8 +12,15 @@ typedef struct report_opts_s {
 
 typedef struct leaks_opts_s {
     bool json;
-    int error_exitcode; /* exit with this when there are leaks; 0: never */
+    int error_exitcode; /* exit with this when there are leaks of the kinds shown; 0: never */
+    unsigned kinds;     /* bits 1 << enum dkind; 0: LEAKS_DEFAULT_KINDS */
+    FILE *out;          /* NULL: stdout */
 } leaks_opts_t;
+#define LEAKS_DEFAULT_KINDS                                                                    \
+    (1u << DKIND_DEFINITE | 1u << DKIND_INDIRECT | 1u << DKIND_POSSIBLE)
+extern const char *const leak_kind_text[DKIND_N]; /* "definitely lost", ... */
+/* "definite,possible" or "all" into bits; false if a word is not a kind */
+bool leak_kinds_parse(const char *s, unsigned *out);
 
 typedef struct totals_s {
     double alloc_count, alloc_bytes, granted_bytes, free_count, free_bytes, temporary;

@@ -33,7 +33,7 @@ static const char usage_main[] =
     "commands:\n"
     "  run [OPTIONS] [--] PROGRAM [ARGS...]   run PROGRAM with the profiler; write a dump\n"
     "  report [OPTIONS] DUMP                  totals, the top call sites, the size classes\n"
-    "  leaks [OPTIONS] DUMP                   blocks still live at exit, by call site\n"
+    "  leaks [OPTIONS] DUMP                   leaks by kind (memcheck's), with their call sites\n"
     "  flame [OPTIONS] DUMP                   a flame graph (SVG), or folded stacks\n"
     "  diff [OPTIONS] OLD NEW                 how each call site grew from one dump to another\n"
     "  html [OPTIONS] DUMP -o PAGE.html       all of it on one self-contained page\n"
@@ -42,8 +42,8 @@ static const char usage_main[] =
     "`tally help COMMAND` or `tally COMMAND --help` tells more; see also tally(1).\n";
 
 static const char usage_run[] =
-    "usage: tally run [-o FILE] [--all | --sample BYTES] [--leaks] [--stats] [--lib PATH]\n"
-    "                 [--] PROGRAM [ARGS...]\n"
+    "usage: tally run [-o FILE] [--all | --sample BYTES] [--leaks [--error-exitcode N]]\n"
+    "                 [--stats] [--lib PATH] [--] PROGRAM [ARGS...]\n"
     "\n"
     "Runs PROGRAM with libtallymalloc.so preloaded, passes its exit status through, and says\n"
     "where the dump went, the peak, the blocks still live at exit, and what to type next.\n"
@@ -53,7 +53,11 @@ static const char usage_run[] =
     "                      default tally.PROGRAM.%p.tly in the working directory\n"
     "      --all           record every allocation exactly (needed for leaks)\n"
     "      --sample BYTES  record one allocation per BYTES on average (default 512k)\n"
-    "      --leaks         --all, for `tally leaks`\n"
+    "      --leaks         --all, and at exit the leak check: every live block classified as\n"
+    "                      memcheck does (definitely, indirectly, possibly lost, still\n"
+    "                      reachable); the leaks and memcheck's LEAK SUMMARY are printed\n"
+    "      --error-exitcode N  with --leaks: exit with N when anything is definitely,\n"
+    "                      indirectly or possibly lost (for CI jobs)\n"
     "      --stats         also print the allocator's statistics at exit\n"
     "      --lib PATH      the library to preload (default: beside tally, or the build tree's)\n";
 
@@ -71,13 +75,17 @@ static const char usage_report[] =
     "  --debug-dir DIR  also look for separate debug files under DIR, as under /usr/lib/debug\n";
 
 static const char usage_leaks[] =
-    "usage: tally leaks [--error-exitcode N] [--json] [--debug-dir DIR] DUMP\n"
+    "usage: tally leaks [--kinds LIST] [--error-exitcode N] [--json] [--debug-dir DIR] DUMP\n"
     "\n"
-    "The blocks still live when the program exited, grouped by the call site that allocated\n"
-    "them, largest first, each with its symbolized stack, and a closing summary. It needs a\n"
-    "dump of every allocation written at exit (`tally run --leaks`).\n"
+    "The blocks still live when the program exited, as valgrind memcheck reports them: loss\n"
+    "records (a call site and a kind: definitely, indirectly or possibly lost, or still\n"
+    "reachable), smallest first, each with its symbolized stack, then memcheck's LEAK SUMMARY.\n"
+    "It needs the dump of `tally run --leaks` (TALLY_LEAKS=1). A dump of every allocation\n"
+    "written at exit without the check lists the live blocks by call site, unclassified.\n"
     "\n"
-    "  --error-exitcode N  exit with N when there are live blocks (for CI jobs)\n"
+    "  --kinds LIST        the kinds to show: definite, indirect, possible, reachable, or all\n"
+    "                      (default definite,indirect,possible); the summary counts them all\n"
+    "  --error-exitcode N  exit with N when a block of the kinds shown is live (for CI jobs)\n"
     "  --json              JSON instead of text (docs/JSON.md)\n"
     "  --debug-dir DIR     also look for separate debug files under DIR\n";
 
@@ -185,7 +193,8 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         {"json", no_argument, NULL, 'j'},            {"debug-dir", required_argument, NULL, 'd'},
         {"error-exitcode", required_argument, NULL, 'e'}, {"help", no_argument, NULL, 'h'},
         {"measure", required_argument, NULL, 'm'},   {"folded", no_argument, NULL, 'f'},
-        {"output", required_argument, NULL, 'o'},    {NULL, 0, NULL, 0}};
+        {"output", required_argument, NULL, 'o'},    {"kinds", required_argument, NULL, 'k'},
+        {NULL, 0, NULL, 0}};
     bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
          is_flame = strcmp(cmd, "flame") == 0, is_html = strcmp(cmd, "html") == 0;
     int c;
@@ -230,6 +239,13 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             fo.folded = true;
             break;
         case 'd': debug_dir = optarg; break;
+        case 'k':
+            if (!is_leaks || !leak_kinds_parse(optarg, &lo.kinds))
+                return bad_usage(cmd, is_leaks ? "--kinds %s: want a list of definite, indirect, "
+                                                 "possible, reachable, or all"
+                                               : "--kinds: an option of leaks (%s)",
+                                 optarg);
+            break;
         case 'e': {
             errno = 0;
             long v = strtol(optarg, &end, 10);
@@ -349,15 +365,18 @@ static int cmd_run(int argc, char **argv) {
     const char *output = NULL, *lib_opt = NULL;
     unsigned long long sample = 0;
     bool all = false, leaks = false, stats = false;
+    int leak_exitcode = 0;
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'}, {"all", no_argument, NULL, 'a'},
         {"sample", required_argument, NULL, 's'}, {"leaks", no_argument, NULL, 'l'},
         {"stats", no_argument, NULL, 'S'},        {"lib", required_argument, NULL, 'L'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+        {"help", no_argument, NULL, 'h'},         {"error-exitcode", required_argument, NULL, 'e'},
+        {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+:o:h", opts, NULL)) != -1) {
+        char *end;
         switch (c) {
         case 'o': output = optarg; break;
         case 'a': all = true; break;
@@ -369,6 +388,14 @@ static int cmd_run(int argc, char **argv) {
         case 'l': leaks = all = true; break;
         case 'S': stats = true; break;
         case 'L': lib_opt = optarg; break;
+        case 'e': {
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end || errno || v < 1 || v > 255)
+                return bad_usage("run", "--error-exitcode %s: want a number from 1 to 255", optarg);
+            leak_exitcode = (int)v;
+            break;
+        }
         case 'h': fputs(usage_run, stdout); return 0;
         case ':': return bad_usage("run", "%s needs a value", argv[optind - 1]);
         default: return bad_usage("run", "unknown option %s", argv[optind - 1]);
@@ -376,6 +403,8 @@ static int cmd_run(int argc, char **argv) {
     }
     if (all && sample)
         return bad_usage("run", "--all and --sample %s: one or the other", "");
+    if (leak_exitcode && !leaks)
+        return bad_usage("run", "--error-exitcode: an option of --leaks%s", "");
     if (optind >= argc)
         return bad_usage("run", "which program?%s", "");
     char lib[PATH_MAX];
@@ -433,6 +462,8 @@ static int cmd_run(int argc, char **argv) {
             setenv("TALLY_SAMPLE", sample_s, 1);
         if (stats)
             setenv("TALLY_STATS", "1", 1);
+        if (leaks)
+            setenv("TALLY_LEAKS", "quiet", 1); /* tally prints the report, symbolized */
         execvp(prog, argv + optind);
         int e = errno;
         fprintf(stderr, "%s: cannot run %s: %s\n", tool_name, prog, strerror(e));
@@ -489,7 +520,15 @@ static int cmd_run(int argc, char **argv) {
         fprintf(stderr, "%s: dump %s (%s): %s%s allocations, peak %s%s\n", tool_name, shown,
                 d.all_mode ? "every allocation" : "sampled", d.all_mode ? "" : "~",
                 fmt_count(a, allocs), d.all_mode ? "" : "~", fmt_size(p, (double)d.peak_bytes));
-        if (d.has_blocks) {
+        if (d.leak_check) {
+            /* what memcheck and LeakSanitizer print at exit: the leaks and the summary */
+            symbolizer_t *sym = sym_new(&d, NULL);
+            leaks_opts_t lo = {.out = stderr, .error_exitcode = leak_exitcode};
+            int lr = sym ? cmd_leaks(&d, sym, &lo) : 1;
+            sym_free(sym);
+            if (lr == leak_exitcode && leak_exitcode && rc == 0)
+                rc = leak_exitcode;
+        } else if (d.has_blocks) {
             uint64_t blocks = 0, bytes = 0;
             for (size_t i = 0; i < d.nsites; i++)
                 if (d.sites[i].id != 0) {

@@ -1,0 +1,1086 @@
+/* leak.c: the leak check at exit (TALLY_LEAKS): valgrind memcheck's four kinds of live block,
+ * decided the way memcheck decides them, inside the process, at allocator speed.
+ *
+ * WHEN
+ *   From the exit handler (dump.c), which the constructor registered first and so runs last:
+ *   after the program's atexit handlers, its C++ static destructors and every ELF destructor.
+ *
+ * THE BLOCKS
+ *   `all` mode knows every live block: a pool block is live iff its side-table tag names a site,
+ *   a large block iff it is in the large table. They are gathered into "slots" in address order
+ *   (pool slots first: the pools' range lies apart from glibc's heap; then the large blocks,
+ *   sorted), which is the order memcheck's chunk array has. Sizes are the requested sizes.
+ *
+ * FREEZING
+ *   The large table's lock is taken first (no tracked large block can be freed, so the scan may
+ *   read them), then every other thread is stopped: a queued real-time signal carrying a cookie
+ *   (rt_tgsigqueueinfo), whose handler saves the thread's registers and stack pointer and waits
+ *   on a futex. Nothing the scan does afterwards takes a lock a stopped thread could hold: it
+ *   reads /proc with raw system calls and maps its memory with mmap. A thread that blocks the
+ *   signal (read from /proc/self/task/TID/status) or does not answer within a second keeps
+ *   running; its stack is then scanned whole, and the result says the scan was approximate.
+ *   Reads of root memory are guarded: a fault (a mapping gone, a file mapping past its end)
+ *   skips the page.
+ *
+ * ROOTS (memcheck's: every readable and writable mapping that is not the heap)
+ *   Every rw mapping in /proc/self/maps, less: the arena range (blocks are reached, not roots),
+ *   every mapping of the allocator's and profiler's own metadata (os.c's registry), this
+ *   library's own data, glibc's heap ([heap], the heaps of its other arenas, and the extent of
+ *   every tracked large block wherever it lies), device mappings, and the part of each stopped
+ *   thread's stack below its stack pointer's red zone. Then the saved registers of every thread.
+ *
+ * MARKING (memcheck's, state by state; see the numbered comments below)
+ *   Phase 1 marks from the roots: a pointer to a block's start from a root or from a Reachable
+ *   block makes it Reachable; any other pointer makes an Unreached block Possible. memcheck's
+ *   four heuristics may accept an interior pointer as a start pointer. Phase 2 walks the blocks
+ *   still Unreached in address order: each leads a clique, and every Unreached block it reaches
+ *   (by any pointer) becomes indirectly lost, its bytes added to the leader's. Leaders that stay
+ *   Unreached are definitely lost. */
+#include "prof.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+enum { S_REACHABLE = 0, S_POSSIBLE, S_INDIRECT, S_UNREACHED, S_NONE }; /* memcheck's order */
+#define GLIBC_HEAP_MAX ((uintptr_t)64 << 20) /* HEAP_MAX_SIZE of a non-main glibc arena */
+#define STOP_WAIT_NS 1000000000ull
+#define MAX_THREADS 8192
+#define STOP_COOKIE ((void *)(uintptr_t)0x9a11eda7ac0ffee1ull) /* not a user-space address */
+
+typedef struct lpool_s {
+    uint32_t first;  /* its block i is slot first + i */
+    uint16_t carved; /* 0: no tracked block, not looked at */
+    uint8_t cls;
+    uint8_t pad;
+} lpool_t;
+
+typedef struct lblk_s {
+    uintptr_t addr;
+    uint64_t size;
+    uint32_t site;
+    uint32_t pad;
+} lblk_t;
+
+typedef struct range_s {
+    uintptr_t lo, hi;
+} range_t;
+
+typedef struct mapping_s {
+    uintptr_t lo, hi;
+    uint8_t r, w, x, file, heap, dev;
+} mapping_t;
+
+typedef struct thread_rec_s {
+    pid_t tid;
+    _Atomic int state; /* 0 sent, 1 stopped, 2 left, 3 not stopped */
+    uintptr_t sp;
+    uintptr_t regs[NGREG];
+} thread_rec_t;
+
+/* Everything the check builds lives in mappings made here and dropped after the dump. */
+static struct {
+    /* blocks */
+    uintptr_t base, span;  /* the pools' range [base, base + span) */
+    lpool_t *pools;
+    uint64_t npools, npslots, nslots;
+    lblk_t *large;
+    uint64_t nlarge, large_cap;
+    uint32_t *live;         /* the pools with tracked blocks, by address */
+    uint64_t nlive;
+    uintptr_t lmin, lspan;  /* large blocks lie in [lmin, lmin + lspan) */
+    uint32_t *site;         /* per slot; 0: not a block */
+    uint16_t *psize;        /* per pool slot: requested size */
+    uint8_t *state, *heur;
+    uint64_t *ind;          /* per slot: indirect bytes of a clique leader */
+    /* the mark stack */
+    uint64_t *stack;
+    uint64_t nstack, capstack;
+    uint8_t *pending;
+    /* memory */
+    mapping_t *maps;
+    size_t nmaps;
+    range_t *excl;
+    size_t nexcl, capexcl;
+    thread_rec_t *threads;
+    unsigned nthreads;
+    bool failed;
+} L;
+
+static leak_result_t result;
+
+/* ---- scratch memory ----------------------------------------------------------------------- */
+typedef struct scratch_s {
+    void *p;
+    size_t size;
+} scratch_t;
+#define NSCRATCH 64
+static scratch_t scratch[NSCRATCH];
+static unsigned nscratch;
+
+static void *grab(size_t bytes) {
+    bytes = (bytes + 4095) & ~(size_t)4095;
+    if (bytes == 0)
+        bytes = 4096;
+    void *p = nscratch < NSCRATCH ? os_map(bytes) : NULL;
+    if (!p) {
+        L.failed = true;
+        return NULL;
+    }
+    scratch[nscratch++] = (scratch_t){p, bytes};
+    return p;
+}
+
+/* A bigger copy of old (grabbed before); old is unmapped. */
+static void *regrow(void *old, size_t oldbytes, size_t bytes) {
+    void *p = grab(bytes);
+    if (!p || !old)
+        return p;
+    memcpy(p, old, oldbytes);
+    for (unsigned i = 0; i < nscratch; i++)
+        if (scratch[i].p == old) {
+            os_unmap(old, scratch[i].size);
+            scratch[i] = scratch[--nscratch];
+            break;
+        }
+    return p;
+}
+
+static void release_all(void) {
+    while (nscratch > 0) {
+        nscratch--;
+        os_unmap(scratch[nscratch].p, scratch[nscratch].size);
+    }
+}
+
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static pid_t my_tid(void) {
+    return (pid_t)syscall(SYS_gettid);
+}
+
+/* A small /proc file into buf (NUL-terminated); false if it cannot be read. */
+static bool read_small(const char *path, char *buf, size_t cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        if (n == cap - 1)
+            break;
+    }
+    close(fd);
+    buf[n] = '\0';
+    return n > 0;
+}
+
+/* The whole of a /proc file, in scratch memory; NULL if it cannot be read. */
+static char *read_proc(const char *path, size_t *len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = grab(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            buf = regrow(buf, n, cap * 2);
+            cap *= 2;
+            continue;
+        }
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (buf)
+        buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static uintptr_t parse_hex(const char **s) {
+    uintptr_t v = 0;
+    for (;; (*s)++) {
+        char c = **s;
+        if (c >= '0' && c <= '9')
+            v = v * 16 + (uintptr_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = v * 16 + (uintptr_t)(c - 'a' + 10);
+        else
+            return v;
+    }
+}
+
+/* ---- the blocks --------------------------------------------------------------------------- */
+static void count_large(const lent_t *e, void *arg) {
+    (void)e;
+    (*(uint64_t *)arg)++;
+}
+
+static void add_large(const lent_t *e, void *arg) {
+    (void)arg;
+    if (L.nlarge < L.large_cap)
+        L.large[L.nlarge++] = (lblk_t){e->addr, e->size, e->site, 0};
+}
+
+static void sort_large(lblk_t *v, uint64_t n) {
+    /* heapsort: no recursion, no allocation */
+    for (uint64_t i = n / 2; i-- > 0;) {
+        for (uint64_t r = i;;) {
+            uint64_t c = 2 * r + 1;
+            if (c >= n)
+                break;
+            if (c + 1 < n && v[c + 1].addr > v[c].addr)
+                c++;
+            if (v[r].addr >= v[c].addr)
+                break;
+            lblk_t t = v[r];
+            v[r] = v[c];
+            v[c] = t;
+            r = c;
+        }
+    }
+    for (uint64_t end = n; end-- > 1;) {
+        lblk_t t = v[0];
+        v[0] = v[end];
+        v[end] = t;
+        for (uint64_t r = 0;;) {
+            uint64_t c = 2 * r + 1;
+            if (c >= end)
+                break;
+            if (c + 1 < end && v[c + 1].addr > v[c].addr)
+                c++;
+            if (v[r].addr >= v[c].addr)
+                break;
+            t = v[r];
+            v[r] = v[c];
+            v[c] = t;
+            r = c;
+        }
+    }
+}
+
+/* Under ltab_lock (prof_ltab_lock), with the other threads stopped. */
+static bool gather_blocks(void) {
+    L.base = g.base;
+    L.span = g.next_pool - g.base;
+    L.npools = L.span / POOL_SIZE;
+    L.pools = grab(L.npools * sizeof(lpool_t));
+    uint64_t slots = 0;
+    for (uint64_t i = 0; L.pools && i < L.npools; i++) {
+        pool_t *p = (pool_t *)(g.base + i * POOL_SIZE);
+        ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
+        if (!t || (p->state != POOL_OWNED && p->state != POOL_FULL && p->state != POOL_UNOWNED))
+            continue;
+        L.pools[i] = (lpool_t){(uint32_t)slots, (uint16_t)p->carved, p->szidx, 0};
+        slots += p->carved;
+        L.nlive++;
+    }
+    L.live = grab(L.nlive * sizeof(uint32_t));
+    for (uint64_t i = 0, k = 0; L.live && i < L.npools; i++)
+        if (L.pools[i].carved)
+            L.live[k++] = (uint32_t)i;
+    L.npslots = slots;
+    uint64_t nl = 0;
+    prof_ltab_foreach_locked(count_large, &nl);
+    L.large_cap = nl;
+    L.large = grab(nl * sizeof(lblk_t));
+    if (L.failed || slots + nl >= UINT32_MAX)
+        return false;
+    prof_ltab_foreach_locked(add_large, NULL);
+    sort_large(L.large, L.nlarge);
+    L.nslots = slots + L.nlarge;
+    L.site = grab(L.nslots * sizeof(uint32_t));
+    L.psize = grab(L.npslots * sizeof(uint16_t));
+    L.state = grab(L.nslots);
+    L.heur = grab(L.nslots);
+    L.pending = grab(L.nslots);
+    L.ind = grab(L.nslots * sizeof(uint64_t));
+    if (L.failed)
+        return false;
+    memset(L.state, S_NONE, L.nslots);
+    for (uint64_t i = 0; i < L.npools; i++) {
+        const lpool_t *lp = &L.pools[i];
+        if (!lp->carved)
+            continue;
+        pool_t *p = (pool_t *)(g.base + i * POOL_SIZE);
+        const ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
+        for (unsigned b = 0; b < lp->carved; b++) {
+            if (!t[b].site)
+                continue;
+            L.site[lp->first + b] = t[b].site;
+            L.psize[lp->first + b] = (uint16_t)(CLASS_SIZE(lp->cls) - ptag_slack(t[b]));
+            L.state[lp->first + b] = S_UNREACHED;
+        }
+    }
+    for (uint64_t i = 0; i < L.nlarge; i++) {
+        L.site[L.npslots + i] = L.large[i].site;
+        L.state[L.npslots + i] = S_UNREACHED;
+    }
+    if (L.nlarge) {
+        L.lmin = L.large[0].addr;
+        const lblk_t *last = &L.large[L.nlarge - 1];
+        L.lspan = last->addr + (last->size ? last->size : 1) - L.lmin;
+    }
+    return true;
+}
+
+/* The block a word points into: its slot, start and requested size, or false. memcheck's
+ * test: data <= w < data + max(size, 1). */
+static inline bool find_block(uintptr_t w, uint64_t *slot, uintptr_t *start, uint64_t *size) {
+    uintptr_t off = w - L.base;
+    if (off < L.span) {
+        const lpool_t *lp = &L.pools[off >> POOL_SHIFT];
+        uint64_t boff = (off & (POOL_SIZE - 1)) - POOL_HEADER; /* wraps in the header */
+        if (boff >= (uint64_t)lp->carved * CLASS_SIZE(lp->cls))
+            return false;
+        unsigned idx = block_index_of(lp->cls, boff);
+        uint64_t s = lp->first + idx;
+        if (L.state[s] == S_NONE)
+            return false;
+        uintptr_t b = (w - boff) + (uintptr_t)idx * CLASS_SIZE(lp->cls);
+        uint64_t n = L.psize[s];
+        if (w - b >= (n ? n : 1))
+            return false;
+        *slot = s;
+        *start = b;
+        *size = n;
+        return true;
+    }
+    if (w - L.lmin < L.lspan) {
+        uint64_t lo = 0, hi = L.nlarge; /* the last block with addr <= w */
+        while (hi - lo > 1) {
+            uint64_t mid = (lo + hi) / 2;
+            if (L.large[mid].addr <= w)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        const lblk_t *b = &L.large[lo];
+        if (w < b->addr || w - b->addr >= (b->size ? b->size : 1))
+            return false;
+        *slot = L.npslots + lo;
+        *start = b->addr;
+        *size = b->size;
+        return true;
+    }
+    return false;
+}
+
+static inline bool maybe_block(uintptr_t w) {
+    return w - L.base < L.span || w - L.lmin < L.lspan;
+}
+
+/* A slot's start and size, for the blocks on the mark stack. */
+static void slot_block(uint64_t s, uintptr_t *start, uint64_t *size) {
+    if (s >= L.npslots) {
+        *start = L.large[s - L.npslots].addr;
+        *size = L.large[s - L.npslots].size;
+        return;
+    }
+    uint64_t lo = 0, hi = L.nlive; /* the last pool whose first slot is <= s */
+    while (hi - lo > 1) {
+        uint64_t mid = (lo + hi) / 2;
+        if (L.pools[L.live[mid]].first <= s)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const lpool_t *lp = &L.pools[L.live[lo]];
+    *start = L.base + (uint64_t)L.live[lo] * POOL_SIZE + POOL_HEADER +
+             (s - lp->first) * CLASS_SIZE(lp->cls);
+    *size = L.psize[s];
+}
+
+static void push(uint64_t s) {
+    if (L.pending[s])
+        return;
+    if (L.nstack == L.capstack) {
+        uint64_t cap = L.capstack ? L.capstack * 2 : 65536;
+        uint64_t *n = regrow(L.stack, L.nstack * sizeof(uint64_t), cap * sizeof(uint64_t));
+        if (!n)
+            return; /* L.failed: the result is thrown away */
+        L.stack = n;
+        L.capstack = cap;
+    }
+    L.pending[s] = 1;
+    L.stack[L.nstack++] = s;
+}
+
+/* ---- memcheck's heuristics (--leak-check-heuristics=all, its default) --------------------- */
+enum { H_NONE = 0, H_STDSTRING, H_LENGTH64, H_NEWARRAY, H_MULTIPLEINHERITANCE, H_N };
+static const char *const heur_names[H_N] = {"none", "stdstring", "length64", "newarray",
+                                             "multipleinheritance"};
+
+static const mapping_t *mapping_of(uintptr_t a) {
+    size_t lo = 0, hi = L.nmaps;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (L.maps[mid].hi <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < L.nmaps && L.maps[lo].lo <= a ? &L.maps[lo] : NULL;
+}
+
+/* A vtable: in a readable file mapping, and among its first 21 words, two non-zero ones that
+ * point into executable file mappings before any that does not. */
+static bool is_vtable(uintptr_t v) {
+    const mapping_t *m = mapping_of(v);
+    if (!m || !m->file || !m->r)
+        return false;
+    unsigned ok = 0;
+    for (unsigned i = 0; i < 21 && v + (i + 1) * 8 <= m->hi - 8; i++) {
+        uintptr_t f = ((const uintptr_t *)v)[i];
+        if (f == 0)
+            continue;
+        const mapping_t *fm = mapping_of(f);
+        if (!fm || !fm->file || !fm->x)
+            return false;
+        if (++ok == 2)
+            return true;
+    }
+    return false;
+}
+
+/* Only for an interior pointer w into the block [b, b + n). Block words are always readable. */
+static unsigned heuristic(uintptr_t w, uintptr_t b, uint64_t n) {
+    const uintptr_t *d = (const uintptr_t *)b;
+    if (w == b + 24 && n >= 24) { /* the old std::string: length, capacity, refcount, chars */
+        uintptr_t cap = d[1];
+        if (24 + cap + 1 == n && d[0] <= cap)
+            return H_STDSTRING;
+    }
+    if (w == b + 8 && n >= 8) {
+        if (d[0] > 0 && n - 8 == d[0])
+            return H_LENGTH64;
+        if (d[0] > 0 && (n - 8) % d[0] == 0)
+            return H_NEWARRAY;
+    }
+    if ((w & 7) == 0 && n >= 8 && w + 8 <= b + n) {
+        uintptr_t inner = *(const uintptr_t *)w, first = d[0];
+        if ((inner & 7) == 0 && inner >= 4096 && (first & 7) == 0 && first >= 4096 &&
+            is_vtable(inner) && is_vtable(first))
+            return H_MULTIPLEINHERITANCE;
+    }
+    return H_NONE;
+}
+
+/* ---- phase 1: from the roots ----------------------------------------------------------------- */
+static void push_root(uintptr_t w, bool prior_definite) {
+    uint64_t s, n;
+    uintptr_t b;
+    if (!find_block(w, &s, &b, &n))
+        return;
+    if (L.state[s] == S_REACHABLE) {
+        if (L.heur[s] && w == b)
+            L.heur[s] = H_NONE;
+        return;
+    }
+    bool via_start = w == b;
+    if (!via_start) {
+        L.heur[s] = (uint8_t)heuristic(w, b, n); /* memcheck overwrites it, even with none */
+        via_start = L.heur[s] != H_NONE;
+    }
+    if (via_start && prior_definite) {
+        L.state[s] = S_REACHABLE;
+        push(s);
+    } else if (L.state[s] == S_UNREACHED) {
+        L.state[s] = S_POSSIBLE;
+        push(s);
+    }
+}
+
+static void scan_block_words(uintptr_t b, uint64_t n, bool prior_definite) {
+    const uintptr_t *p = (const uintptr_t *)b, *end = (const uintptr_t *)((b + n) & ~(uintptr_t)7);
+    for (; p < end; p++)
+        if (maybe_block(*p))
+            push_root(*p, prior_definite);
+}
+
+static void mark_from_stack(void) {
+    while (L.nstack > 0 && !L.failed) {
+        uint64_t s = L.stack[--L.nstack];
+        L.pending[s] = 0;
+        uintptr_t b;
+        uint64_t n;
+        slot_block(s, &b, &n);
+        result.block_bytes += n;
+        scan_block_words(b, n, L.state[s] != S_POSSIBLE);
+    }
+}
+
+/* ---- reading root memory, guarded against faults --------------------------------------------- */
+static sigjmp_buf fault_jmp;
+static volatile sig_atomic_t fault_armed;
+static volatile uintptr_t fault_addr;
+static pid_t scanner_tid;
+static struct sigaction old_segv, old_bus;
+
+static void on_fault(int sig, siginfo_t *si, void *uc) {
+    if (fault_armed && my_tid() == scanner_tid) {
+        fault_addr = (uintptr_t)si->si_addr;
+        fault_armed = 0;
+        siglongjmp(fault_jmp, 1);
+    }
+    /* another thread's own fault: hand it to the program's handler */
+    const struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
+    if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
+        old->sa_sigaction(sig, si, uc);
+    } else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+    } else {
+        sigaction(sig, old, NULL); /* the fault repeats, under the default action */
+    }
+}
+
+static void scan_root(uintptr_t lo, uintptr_t hi) {
+    lo = (lo + 7) & ~(uintptr_t)7;
+    hi &= ~(uintptr_t)7;
+    volatile uintptr_t pos = lo;
+    while (pos < hi) {
+        if (sigsetjmp(fault_jmp, 0)) {
+            uintptr_t next = (fault_addr & ~(uintptr_t)4095) + 4096;
+            pos = next > pos ? next : pos + 4096;
+            result.root_faults++;
+            continue;
+        }
+        fault_armed = 1;
+        const uintptr_t *p = (const uintptr_t *)pos, *end = (const uintptr_t *)hi;
+        for (; p < end; p++)
+            if (maybe_block(*p))
+                push_root(*p, true);
+        fault_armed = 0;
+        result.root_bytes += hi - pos;
+        break;
+    }
+}
+
+/* ---- the memory map ------------------------------------------------------------------------- */
+static bool read_maps(void) {
+    size_t len;
+    char *text = read_proc("/proc/self/maps", &len);
+    if (!text)
+        return false;
+    size_t lines = 1;
+    for (size_t i = 0; i < len; i++)
+        lines += text[i] == '\n';
+    L.maps = grab(lines * sizeof(mapping_t));
+    if (!L.maps)
+        return false;
+    const char *s = text;
+    while (*s) {
+        const char *eol = strchr(s, '\n');
+        if (!eol)
+            eol = s + strlen(s);
+        mapping_t m = {0};
+        m.lo = parse_hex(&s);
+        if (*s == '-')
+            s++;
+        m.hi = parse_hex(&s);
+        if (*s == ' ' && eol - s > 5) {
+            m.r = s[1] == 'r';
+            m.w = s[2] == 'w';
+            m.x = s[3] == 'x';
+            /* offset, device, inode, then the path after spaces */
+            unsigned fields = 0;
+            const char *q = s + 5;
+            while (q < eol && fields < 3) {
+                while (q < eol && *q == ' ')
+                    q++;
+                while (q < eol && *q != ' ')
+                    q++;
+                fields++;
+            }
+            while (q < eol && *q == ' ')
+                q++;
+            size_t plen = (size_t)(eol - q);
+            m.file = plen > 0 && q[0] == '/';
+            m.heap = plen == 6 && memcmp(q, "[heap]", 6) == 0;
+            m.dev = plen > 5 && memcmp(q, "/dev/", 5) == 0 && !(plen >= 9 && memcmp(q, "/dev/zero", 9) == 0) &&
+                    !(plen > 9 && memcmp(q, "/dev/shm/", 9) == 0);
+            if (m.hi > m.lo)
+                L.maps[L.nmaps++] = m;
+        }
+        s = *eol ? eol + 1 : eol;
+    }
+    return L.nmaps > 0;
+}
+
+static void exclude(uintptr_t lo, uintptr_t hi) {
+    if (hi <= lo)
+        return;
+    if (L.nexcl == L.capexcl) {
+        size_t cap = L.capexcl ? L.capexcl * 2 : 4096;
+        range_t *n = regrow(L.excl, L.nexcl * sizeof(range_t), cap * sizeof(range_t));
+        if (!n)
+            return;
+        L.excl = n;
+        L.capexcl = cap;
+    }
+    L.excl[L.nexcl++] = (range_t){lo, hi};
+}
+
+static void sort_ranges(range_t *v, size_t n) {
+    for (size_t gap = n / 2; gap > 0; gap /= 2) /* shell sort: a few thousand ranges */
+        for (size_t i = gap; i < n; i++) {
+            range_t t = v[i];
+            size_t j = i;
+            for (; j >= gap && v[j - gap].lo > t.lo; j -= gap)
+                v[j] = v[j - gap];
+            v[j] = t;
+        }
+}
+
+/* A heap of one of glibc's other arenas: 64 MiB aligned, starting with its heap_info (arena,
+ * previous heap, size, mprotect_size), the arena either just after it or in another heap. */
+static bool is_glibc_heap(const mapping_t *m) {
+    if ((m->lo & (GLIBC_HEAP_MAX - 1)) != 0 || m->file || !m->r || !m->w)
+        return false;
+    const uintptr_t *h = (const uintptr_t *)m->lo;
+    uintptr_t ar = h[0], prev = h[1], size = h[2], mprot = h[3];
+    if (size == 0 || size > GLIBC_HEAP_MAX || mprot < size || size > m->hi - m->lo)
+        return false;
+    if (prev == 0)
+        return ar > m->lo && ar < m->lo + 128;
+    return (prev & (GLIBC_HEAP_MAX - 1)) == 0 && (ar & ~(GLIBC_HEAP_MAX - 1)) != m->lo;
+}
+
+/* The whole mapping around a stack pointer, below its red zone, is dead stack. */
+static void exclude_dead_stack(uintptr_t sp) {
+    const mapping_t *m = mapping_of(sp);
+    if (m && sp - 128 > m->lo)
+        exclude(m->lo, sp - 128);
+}
+
+#define META_RANGES 16384
+
+static void build_exclusions(uintptr_t self_sp) {
+    exclude(g.base, g.base + g.reserve);
+    exclude(prof.self_lo, prof.self_hi);
+    for (size_t i = 0; i < L.nmaps; i++) {
+        const mapping_t *m = &L.maps[i];
+        if (m->heap || is_glibc_heap(m))
+            exclude(m->lo, m->hi);
+    }
+    /* every tracked large block, header and all, wherever glibc put it */
+    for (uint64_t i = 0; i < L.nlarge; i++) {
+        uintptr_t a = L.large[i].addr;
+        uintptr_t csize = ((const uintptr_t *)a)[-1] & ~(uintptr_t)7;
+        if (csize < 32 || csize > ((uintptr_t)1 << 46))
+            csize = L.large[i].size + 16;
+        exclude(a - 16, a - 16 + csize);
+    }
+    exclude_dead_stack(self_sp);
+    for (unsigned i = 0; i < L.nthreads; i++)
+        if (atomic_load(&L.threads[i].state) == 1)
+            exclude_dead_stack(L.threads[i].sp);
+    /* Last, our own mappings, this scan's among them: everything is mapped by now. */
+    uintptr_t *meta = grab(2 * META_RANGES * sizeof(uintptr_t));
+    range_t *room = L.nexcl + META_RANGES + 1 > L.capexcl
+                        ? regrow(L.excl, L.nexcl * sizeof(range_t),
+                                 (L.nexcl + META_RANGES + 1) * sizeof(range_t))
+                        : L.excl;
+    if (!meta || !room)
+        return;
+    L.excl = room;
+    L.capexcl = L.nexcl + META_RANGES + 1;
+    bool complete;
+    unsigned n = os_meta_ranges(meta, META_RANGES, &complete);
+    for (unsigned i = 0; i < n; i++)
+        exclude(meta[2 * i], meta[2 * i + 1]);
+    result.approx |= !complete;
+    sort_ranges(L.excl, L.nexcl);
+    size_t k = 0; /* merged: sorted, disjoint */
+    for (size_t i = 0; i < L.nexcl; i++) {
+        if (k > 0 && L.excl[i].lo <= L.excl[k - 1].hi) {
+            if (L.excl[i].hi > L.excl[k - 1].hi)
+                L.excl[k - 1].hi = L.excl[i].hi;
+        } else {
+            L.excl[k++] = L.excl[i];
+        }
+    }
+    L.nexcl = k;
+}
+
+static void scan_roots(void) {
+    size_t e = 0;
+    for (size_t i = 0; i < L.nmaps && !L.failed; i++) {
+        const mapping_t *m = &L.maps[i];
+        if (!m->r || !m->w || m->dev)
+            continue;
+        uintptr_t lo = m->lo;
+        while (lo < m->hi) {
+            while (e < L.nexcl && L.excl[e].hi <= lo)
+                e++;
+            if (e < L.nexcl && L.excl[e].lo <= lo) { /* lo is excluded */
+                lo = L.excl[e].hi;
+                continue;
+            }
+            uintptr_t end = e < L.nexcl && L.excl[e].lo < m->hi ? L.excl[e].lo : m->hi;
+            scan_root(lo, end);
+            lo = end;
+        }
+    }
+}
+
+/* ---- stopping the other threads --------------------------------------------------------------- */
+static _Atomic int stw_phase; /* 1 while threads are being stopped or are stopped */
+static _Atomic uint32_t stw_release;
+static _Atomic uint32_t stw_arrived;
+static int stop_sig;
+static struct sigaction old_stop;
+static bool stop_installed;
+
+static long futex(_Atomic uint32_t *w, int op, uint32_t val, const struct timespec *ts) {
+    return syscall(SYS_futex, (uint32_t *)w, op, val, ts, NULL, 0);
+}
+
+static void on_stop(int sig, siginfo_t *si, void *ucv) {
+    if (si->si_code != SI_QUEUE || si->si_value.sival_ptr != STOP_COOKIE) {
+        if ((old_stop.sa_flags & SA_SIGINFO) && old_stop.sa_sigaction)
+            old_stop.sa_sigaction(sig, si, ucv);
+        else if (old_stop.sa_handler != SIG_DFL && old_stop.sa_handler != SIG_IGN)
+            old_stop.sa_handler(sig);
+        return;
+    }
+    if (!atomic_load(&stw_phase))
+        return; /* late: the scan is over */
+    int saved = errno;
+    pid_t tid = my_tid();
+    thread_rec_t *me = NULL;
+    for (unsigned i = 0; i < L.nthreads; i++)
+        if (L.threads[i].tid == tid)
+            me = &L.threads[i];
+    if (me) {
+        const ucontext_t *uc = ucv;
+        memcpy(me->regs, uc->uc_mcontext.gregs, sizeof me->regs);
+        me->sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+        atomic_store(&me->state, 1);
+        atomic_fetch_add(&stw_arrived, 1);
+        futex(&stw_arrived, FUTEX_WAKE_PRIVATE, 1, NULL);
+        while (atomic_load(&stw_release) == 0)
+            futex(&stw_release, FUTEX_WAIT_PRIVATE, 0, NULL);
+        atomic_store(&me->state, 2);
+    }
+    errno = saved;
+}
+
+/* Is sig blocked in thread tid? Unknown counts as not. */
+static bool blocks_signal(pid_t tid, int sig) {
+    char path[64];
+    fmt_t f;
+    fmt_init(&f, path, sizeof path - 1, -1);
+    fmt_str(&f, "/proc/self/task/");
+    fmt_u64(&f, (uint64_t)tid);
+    fmt_str(&f, "/status");
+    path[f.len] = '\0';
+    char st[4096];
+    const char *p = read_small(path, st, sizeof st) ? strstr(st, "\nSigBlk:") : NULL;
+    if (!p)
+        return false;
+    p += 8;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    uint64_t mask = parse_hex(&p);
+    return (mask >> (sig - 1)) & 1;
+}
+
+static bool known_thread(pid_t tid) {
+    for (unsigned i = 0; i < L.nthreads; i++)
+        if (L.threads[i].tid == tid)
+            return true;
+    return false;
+}
+
+/* Sends the stop signal to every thread not yet known; returns how many were new. */
+static int stop_new_threads(pid_t self) {
+    int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int added = 0;
+    char buf[4096];
+    long n;
+    while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < n;) {
+            const char *ent = buf + off;
+            unsigned short reclen;
+            memcpy(&reclen, ent + 16, sizeof reclen);
+            const char *name = ent + 19;
+            off += reclen;
+            pid_t tid = 0;
+            for (const char *c = name; *c >= '0' && *c <= '9'; c++)
+                tid = tid * 10 + (*c - '0');
+            if (tid <= 0 || tid == self || known_thread(tid) || L.nthreads >= MAX_THREADS)
+                continue;
+            thread_rec_t *t = &L.threads[L.nthreads];
+            t->tid = tid;
+            atomic_store(&t->state, 0);
+            if (blocks_signal(tid, stop_sig)) {
+                atomic_store(&t->state, 3);
+            } else {
+                siginfo_t si;
+                memset(&si, 0, sizeof si);
+                si.si_signo = stop_sig;
+                si.si_code = SI_QUEUE;
+                si.si_pid = getpid();
+                si.si_uid = getuid();
+                si.si_value.sival_ptr = STOP_COOKIE;
+                if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, stop_sig, &si) != 0)
+                    continue; /* gone already */
+            }
+            L.nthreads++;
+            added++;
+        }
+    }
+    close(fd);
+    return added;
+}
+
+static unsigned count_state(int st) {
+    unsigned k = 0;
+    for (unsigned i = 0; i < L.nthreads; i++)
+        k += atomic_load(&L.threads[i].state) == st;
+    return k;
+}
+
+static bool stop_world(void) {
+    stop_sig = SIGRTMAX - 4;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_stop;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    if (sigaction(stop_sig, &sa, &old_stop) != 0)
+        return false;
+    stop_installed = true;
+    L.threads = grab(MAX_THREADS * sizeof(thread_rec_t));
+    if (!L.threads)
+        return false;
+    atomic_store(&stw_release, 0);
+    atomic_store(&stw_arrived, 0);
+    atomic_store(&stw_phase, 1);
+    pid_t self = my_tid();
+    uint64_t deadline = now_ns() + STOP_WAIT_NS;
+    /* Threads stopped cannot make new ones; loop until a listing finds none new. */
+    for (;;) {
+        int added = stop_new_threads(self);
+        if (added < 0)
+            return false;
+        while (count_state(0) > 0 && now_ns() < deadline) {
+            uint32_t seen = atomic_load(&stw_arrived);
+            if (count_state(0) == 0)
+                break;
+            struct timespec ts = {0, 10 * 1000000};
+            futex(&stw_arrived, FUTEX_WAIT_PRIVATE, seen, &ts);
+        }
+        if (added == 0 || now_ns() >= deadline)
+            break;
+    }
+    result.threads = count_state(1);
+    result.unstopped = L.nthreads - result.threads;
+    result.approx |= result.unstopped > 0;
+    return true;
+}
+
+static void start_world(void) {
+    if (!stop_installed)
+        return;
+    atomic_store(&stw_release, 1);
+    futex(&stw_release, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
+    /* Wait (a little) for the stopped ones to leave the handler: their records are unmapped
+     * after the dump. */
+    uint64_t deadline = now_ns() + STOP_WAIT_NS;
+    while (count_state(1) > 0 && now_ns() < deadline)
+        sched_yield();
+    atomic_store(&stw_phase, 0);
+    /* A signal still pending (a thread that never answered) would meet the default action of a
+     * real-time signal, which ends the process: keep the handler then (it returns at once). */
+    if (count_state(0) == 0)
+        sigaction(stop_sig, &old_stop, NULL);
+}
+
+/* ---- phase 2 and the result ------------------------------------------------------------------- */
+static void clique_scan(uint64_t leader) {
+    while (L.nstack > 0 && !L.failed) {
+        uint64_t j = L.stack[--L.nstack];
+        L.pending[j] = 0;
+        uintptr_t b;
+        uint64_t n;
+        slot_block(j, &b, &n);
+        const uintptr_t *p = (const uintptr_t *)b, *end = (const uintptr_t *)((b + n) & ~(uintptr_t)7);
+        for (; p < end; p++) {
+            uint64_t k, kn;
+            uintptr_t kb;
+            if (!maybe_block(*p) || !find_block(*p, &k, &kb, &kn))
+                continue;
+            if (L.state[k] != S_UNREACHED || k == leader)
+                continue;
+            push(k);
+            L.ind[leader] += kn + L.ind[k];
+            L.state[k] = S_INDIRECT;
+        }
+    }
+}
+
+static uint64_t slot_size(uint64_t s) {
+    return s >= L.npslots ? L.large[s - L.npslots].size : L.psize[s];
+}
+
+static void tally_results(uint32_t nsites) {
+    result.sites = grab((size_t)nsites * sizeof(leak_site_t));
+    if (!result.sites)
+        return;
+    result.nsites = nsites;
+    for (uint64_t s = 0; s < L.nslots; s++) {
+        if (L.state[s] == S_NONE)
+            continue;
+        unsigned kind = L.state[s] == S_UNREACHED  ? LEAK_DEFINITE
+                        : L.state[s] == S_INDIRECT ? LEAK_INDIRECT
+                        : L.state[s] == S_POSSIBLE ? LEAK_POSSIBLE
+                                                   : LEAK_REACHABLE;
+        uint64_t n = slot_size(s);
+        result.count[kind]++;
+        result.bytes[kind] += n;
+        if (L.heur[s]) {
+            result.heur_count[L.heur[s]]++;
+            result.heur_bytes[L.heur[s]] += n;
+        }
+        uint32_t site = L.site[s];
+        if (site < nsites) {
+            leak_site_t *ls = &result.sites[site];
+            ls->count[kind]++;
+            ls->bytes[kind] += n;
+            if (kind == LEAK_DEFINITE)
+                ls->held_bytes += L.ind[s];
+        }
+    }
+}
+
+void leak_foreach_block(void (*fn)(uintptr_t addr, uint64_t size, uint32_t site, unsigned kind,
+                                   unsigned heur, void *arg),
+                        void *arg) {
+    if (!result.done)
+        return;
+    for (uint64_t i = 0; i < L.npools; i++) {
+        const lpool_t *lp = &L.pools[i];
+        for (unsigned b = 0; b < lp->carved; b++) {
+            uint64_t s = lp->first + b;
+            if (L.state[s] == S_NONE)
+                continue;
+            unsigned kind = L.state[s] == S_UNREACHED  ? LEAK_DEFINITE
+                            : L.state[s] == S_INDIRECT ? LEAK_INDIRECT
+                            : L.state[s] == S_POSSIBLE ? LEAK_POSSIBLE
+                                                       : LEAK_REACHABLE;
+            fn(L.base + i * POOL_SIZE + POOL_HEADER + (uintptr_t)b * CLASS_SIZE(lp->cls),
+               L.psize[s], L.site[s], kind, L.heur[s], arg);
+        }
+    }
+    for (uint64_t i = 0; i < L.nlarge; i++) {
+        uint64_t s = L.npslots + i;
+        unsigned kind = L.state[s] == S_UNREACHED  ? LEAK_DEFINITE
+                        : L.state[s] == S_INDIRECT ? LEAK_INDIRECT
+                        : L.state[s] == S_POSSIBLE ? LEAK_POSSIBLE
+                                                   : LEAK_REACHABLE;
+        fn(L.large[i].addr, L.large[i].size, L.large[i].site, kind, L.heur[s], arg);
+    }
+}
+
+const char *leak_heuristic_name(unsigned h) {
+    return h < H_N ? heur_names[h] : "none";
+}
+
+const leak_result_t *leak_result(void) {
+    return &result;
+}
+
+void leak_release(void) {
+    release_all();
+    memset(&L, 0, sizeof L);
+    result.done = false;
+}
+
+/* ---- the check ---------------------------------------------------------------------------------- */
+bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs) {
+    uint64_t t0 = now_ns();
+    memset(&result, 0, sizeof result);
+    memset(&L, 0, sizeof L);
+    prof_enter();
+    uint32_t nsites = atomic_load_explicit(&prof.nsites, memory_order_acquire);
+    scanner_tid = my_tid();
+    prof_ltab_lock();
+    bool stopped = stop_world();
+    bool ok = stopped && read_maps() && gather_blocks();
+    if (ok) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_fault;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+        sigaction(SIGSEGV, &sa, &old_segv);
+        sigaction(SIGBUS, &sa, &old_bus);
+        build_exclusions(sp);
+        scan_roots(); /* 1. the memory roots, in address order */
+        for (unsigned i = 0; i < nregs; i++) /* 2. the registers: ours, then the others' */
+            if (maybe_block(regs[i]))
+                push_root(regs[i], true);
+        for (unsigned t = 0; t < L.nthreads; t++)
+            if (atomic_load(&L.threads[t].state) == 1)
+                for (unsigned i = 0; i < NGREG; i++)
+                    if (maybe_block(L.threads[t].regs[i]))
+                        push_root(L.threads[t].regs[i], true);
+        mark_from_stack(); /* 3. everything reachable from them */
+        /* 4. cliques, by address: the large blocks below the pools' range, the pools, the
+         * large blocks above it */
+        uint64_t below = 0;
+        while (below < L.nlarge && L.large[below].addr < L.base)
+            below++;
+        for (uint64_t i = 0; i < L.nslots && !L.failed; i++) {
+            uint64_t s = i < below ? L.npslots + i
+                         : i < below + L.npslots ? i - below
+                                                 : L.npslots + (i - L.npslots);
+            if (L.state[s] != S_UNREACHED)
+                continue;
+            push(s);
+            clique_scan(s);
+        }
+        sigaction(SIGSEGV, &old_segv, NULL);
+        sigaction(SIGBUS, &old_bus, NULL);
+        ok = !L.failed;
+    }
+    start_world();
+    prof_ltab_unlock();
+    if (ok)
+        tally_results(nsites);
+    ok = ok && !L.failed;
+    if (!ok) {
+        tally_message(stopped ? "leak check failed: cannot read /proc/self/maps or map memory"
+                              : "leak check failed: cannot list or stop the threads (/proc/self/task)",
+                      "; live blocks are not classified", NULL);
+        release_all();
+    }
+    result.done = ok;
+    result.scan_ns = now_ns() - t0;
+    prof_leave();
+    return ok;
+}
