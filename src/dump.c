@@ -977,6 +977,16 @@ static void print_leak_summary(const char *path) {
     fmt_init(&f, buf, sizeof buf, 2);
     fmt_str(&f, "tally: LEAK SUMMARY (pid ");
     fmt_u64(&f, (uint64_t)getpid());
+    uint64_t live = 0;
+    for (unsigned k = 0; k < LEAK_NKINDS; k++)
+        live += r->count[k];
+    if (live == 0) {
+        fmt_str(&f, "tally: all heap blocks were freed -- no leaks are possible (pid ");
+        fmt_u64(&f, (uint64_t)getpid());
+        fmt_str(&f, ")\n");
+        fmt_flush(&f);
+        return;
+    }
     fmt_str(&f, r->approx ? ", approximate: see the dump):\n" : "):\n");
     summary_line(&f, "tally:    definitely lost: ", r->bytes[LEAK_DEFINITE], r->count[LEAK_DEFINITE]);
     summary_line(&f, "tally:    indirectly lost: ", r->bytes[LEAK_INDIRECT], r->count[LEAK_INDIRECT]);
@@ -1004,6 +1014,18 @@ static void print_leak_summary(const char *path) {
     fmt_flush(&f);
 }
 
+/* exit's code, for the leak check (leak.c: where the exiting thread's live stack starts). */
+static void exit_code_range(uintptr_t *lo, uintptr_t *hi) {
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    void *fn = dlsym(RTLD_DEFAULT, "exit");
+    *lo = *hi = 0;
+    if (fn && dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) && sym && sym->st_size) {
+        *lo = (uintptr_t)fn;
+        *hi = *lo + sym->st_size;
+    }
+}
+
 /* The exit handler. The leak check wants the stack pointer and registers of the code that
  * called exit: this frame and everything below it are ours. */
 noinline void prof_dump_at_exit(void) {
@@ -1016,8 +1038,9 @@ noinline void prof_dump_at_exit(void) {
                          :
                          : "r"(regs)
                          : "memory");
-        uintptr_t sp = (uintptr_t)__builtin_frame_address(0) + 16;
-        leak_check(sp, regs, 6);
+        uintptr_t sp = (uintptr_t)__builtin_frame_address(0) + 16, exit_lo, exit_hi;
+        exit_code_range(&exit_lo, &exit_hi);
+        leak_check(sp, regs, 6, exit_lo, exit_hi);
     }
     char path[4096];
     int r = dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_EXIT, path);

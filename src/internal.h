@@ -229,6 +229,8 @@ static inline uint64_t stack_fmix(uint64_t x) {
 int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_t self_hi,
                  const uintptr_t **out, const stack_sums_t **sums);
 void unwind_forget(uintptr_t lo, uintptr_t hi); /* after dlclose: code in [lo, hi) is gone */
+/* The CFA of the frame that returns to ra, when its CFI rule is rsp + offset: that offset. */
+bool unwind_rsp_offset(uintptr_t ra, uintptr_t *off);
 typedef struct unwind_counts_s {
     uint64_t stacks;  /* walks done here */
     uint64_t foreign; /* walks handed to libunwind */

@@ -667,11 +667,42 @@ static bool is_glibc_heap(const mapping_t *m) {
     return (prev & (GLIBC_HEAP_MAX - 1)) == 0 && (ar & ~(GLIBC_HEAP_MAX - 1)) != m->lo;
 }
 
-/* The whole mapping around a stack pointer, below its red zone, is dead stack. */
-static void exclude_dead_stack(uintptr_t sp) {
+/* Where the exiting thread's live stack starts, as memcheck sees it. memcheck scans at the
+ * exit_group system call, when exit's frame and the one exit called (glibc's
+ * __run_exit_handlers) are all that is left above _exit. Our handler runs deeper (a library's
+ * atexit handler under _dl_fini and __cxa_finalize), and the frames between hold stale words of
+ * the program's that memcheck never sees. So: find the return address into exit above sp (slot
+ * A, the top of the frame exit called), then the slot B below it whose return address has the
+ * CFI rule "CFA = rsp + off" with B + 8 + off == A + 8: the frame exit called was at B + 8 when
+ * it called on. Without both, sp stays. */
+static uintptr_t exit_frame_sp(uintptr_t sp, uintptr_t exit_lo, uintptr_t exit_hi) {
     const mapping_t *m = mapping_of(sp);
-    if (m && sp - 128 > m->lo)
-        exclude(m->lo, sp - 128);
+    if (!m || exit_lo == exit_hi)
+        return sp;
+    uintptr_t lim = m->hi - 8 < sp + 65536 ? m->hi - 8 : sp + 65536, a;
+    for (a = sp; a <= lim; a += 8) {
+        uintptr_t v = *(const uintptr_t *)a;
+        if (v > exit_lo && v <= exit_hi) /* a return address follows its call: exit is noreturn,
+                                            its last call may end it */
+            break;
+    }
+    if (a > lim)
+        return sp;
+    for (uintptr_t b = a - 8; b >= sp; b -= 8) {
+        uintptr_t off;
+        if (unwind_rsp_offset(*(const uintptr_t *)b, &off) && b + 8 + off == a + 8)
+            return b + 8;
+    }
+    return sp;
+}
+
+/* The mapping around a stack pointer, below it and its red zone, is dead stack. A thread
+ * stopped by a signal may be in a leaf function that keeps data in the 128 bytes below its
+ * stack pointer; the exiting thread is in a call, and its red zone is dead too. */
+static void exclude_dead_stack(uintptr_t sp, uintptr_t redzone) {
+    const mapping_t *m = mapping_of(sp);
+    if (m && sp - redzone > m->lo)
+        exclude(m->lo, sp - redzone);
 }
 
 #define META_RANGES 16384
@@ -692,10 +723,10 @@ static void build_exclusions(uintptr_t self_sp) {
             csize = L.large[i].size + 16;
         exclude(a - 16, a - 16 + csize);
     }
-    exclude_dead_stack(self_sp);
+    exclude_dead_stack(self_sp, 0);
     for (unsigned i = 0; i < L.nthreads; i++)
         if (atomic_load(&L.threads[i].state) == 1)
-            exclude_dead_stack(L.threads[i].sp);
+            exclude_dead_stack(L.threads[i].sp, 128);
     /* Last, our own mappings, this scan's among them: everything is mapped by now. */
     uintptr_t *meta = grab(2 * META_RANGES * sizeof(uintptr_t));
     range_t *room = L.nexcl + META_RANGES + 1 > L.capexcl
@@ -1022,7 +1053,8 @@ void leak_release(void) {
 }
 
 /* ---- the check ---------------------------------------------------------------------------------- */
-bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs) {
+bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs, uintptr_t exit_lo,
+                uintptr_t exit_hi) {
     uint64_t t0 = now_ns();
     memset(&result, 0, sizeof result);
     memset(&L, 0, sizeof L);
@@ -1039,7 +1071,7 @@ bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs) {
         sa.sa_flags = SA_SIGINFO | SA_NODEFER;
         sigaction(SIGSEGV, &sa, &old_segv);
         sigaction(SIGBUS, &sa, &old_bus);
-        build_exclusions(sp);
+        build_exclusions(exit_frame_sp(sp, exit_lo, exit_hi));
         scan_roots(); /* 1. the memory roots, in address order */
         for (unsigned i = 0; i < nregs; i++) /* 2. the registers: ours, then the others' */
             if (maybe_block(regs[i]))

@@ -199,8 +199,10 @@ typedef struct leak_result_s {
     unsigned threads, unstopped; /* other threads stopped; not stopped */
 } leak_result_t;
 /* At exit, on the exiting thread: sp is the stack pointer of the exit handler's caller, regs
- * that thread's registers there. Writes one line to stderr if it cannot run. */
-bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs);
+ * that thread's registers there, [exit_lo, exit_hi) the code of exit (0, 0 if unknown). Writes
+ * one line to stderr if it cannot run. */
+bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs, uintptr_t exit_lo,
+                uintptr_t exit_hi);
 const leak_result_t *leak_result(void);
 /* Every block the check classified, by address (pools, then large blocks). */
 void leak_foreach_block(void (*fn)(uintptr_t addr, uint64_t size, uint32_t site, unsigned kind,

@@ -690,6 +690,15 @@ typedef struct unw_cache_s {
     } l0[UNW_L0];
 } unw_cache_t;
 
+/* The CFA of the frame that returns to ra, if its rule is rsp + offset: that offset. */
+bool unwind_rsp_offset(uintptr_t ra, uintptr_t *off) {
+    uint64_t r = rule_get(atomic_load_explicit(&rtab, memory_order_acquire), ra);
+    if (RULE_KIND(r) != RULE_STEP || RULE_FP(r))
+        return false;
+    *off = RULE_CFA_OFF(r);
+    return true;
+}
+
 typedef struct ustate_s {
     uintptr_t rip, rsp, rbp, slot;
 } ustate_t;

@@ -559,7 +559,13 @@ int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
                         fmt_count(e, (double)n));
             print_stack(f, sym, d, v[i].site, "   ");
         }
-        print_leak_summary(f, d);
+        uint64_t live = 0;
+        for (unsigned k = 0; k < DKIND_N; k++)
+            live += d->kind_blocks[k];
+        if (live == 0)
+            fprintf(f, "\nAll heap blocks were freed -- no leaks are possible\n");
+        else
+            print_leak_summary(f, d);
         if (!(kinds >> DKIND_REACHABLE & 1) && d->kind_blocks[DKIND_REACHABLE])
             fprintf(f, "Reachable blocks (those to which a pointer was found) are not shown.\n"
                        "To see them, add: --kinds all\n");
