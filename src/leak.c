@@ -69,6 +69,11 @@ typedef struct lblk_s {
     uint32_t pad;
 } lblk_t;
 
+typedef struct mark_s {
+    uint64_t slot;
+    uintptr_t start;
+} mark_t;
+
 typedef struct range_s {
     uintptr_t lo, hi;
 } range_t;
@@ -101,7 +106,7 @@ static struct {
     uint8_t *state, *heur;
     uint64_t *ind;          /* per slot: indirect bytes of a clique leader */
     /* the mark stack */
-    uint64_t *stack;
+    struct mark_s *stack;
     uint64_t nstack, capstack;
     uint8_t *pending;
     /* memory */
@@ -412,19 +417,37 @@ static void slot_block(uint64_t s, uintptr_t *start, uint64_t *size) {
     *size = L.psize[s];
 }
 
-static void push(uint64_t s) {
+static void push(uint64_t s, uintptr_t start) {
     if (L.pending[s])
         return;
     if (L.nstack == L.capstack) {
         uint64_t cap = L.capstack ? L.capstack * 2 : 65536;
-        uint64_t *n = regrow(L.stack, L.nstack * sizeof(uint64_t), cap * sizeof(uint64_t));
+        mark_t *n = regrow(L.stack, L.nstack * sizeof(mark_t), cap * sizeof(mark_t));
         if (!n)
             return; /* L.failed: the result is thrown away */
         L.stack = n;
         L.capstack = cap;
     }
     L.pending[s] = 1;
-    L.stack[L.nstack++] = s;
+    L.stack[L.nstack++] = (mark_t){s, start};
+}
+
+static uint64_t slot_size(uint64_t s) {
+    return s >= L.npslots ? L.large[s - L.npslots].size : L.psize[s];
+}
+
+/* Pops up to MARK_BATCH blocks and asks for their memory before reading any: a heap of lists
+ * is a chase from pointer to pointer, and a batch is that many chases in flight. */
+#define MARK_BATCH 16
+static unsigned pop_batch(mark_t *out) {
+    unsigned k = 0;
+    while (k < MARK_BATCH && L.nstack > 0) {
+        mark_t m = L.stack[--L.nstack];
+        L.pending[m.slot] = 0;
+        __builtin_prefetch((const void *)m.start);
+        out[k++] = m;
+    }
+    return k;
 }
 
 /* ---- memcheck's heuristics (--leak-check-heuristics=all, its default) --------------------- */
@@ -505,10 +528,10 @@ static void push_root(uintptr_t w, bool prior_definite) {
     }
     if (via_start && prior_definite) {
         L.state[s] = S_REACHABLE;
-        push(s);
+        push(s, b);
     } else if (L.state[s] == S_UNREACHED) {
         L.state[s] = S_POSSIBLE;
-        push(s);
+        push(s, b);
     }
 }
 
@@ -520,15 +543,14 @@ static void scan_block_words(uintptr_t b, uint64_t n, bool prior_definite) {
 }
 
 static void mark_from_stack(void) {
-    while (L.nstack > 0 && !L.failed) {
-        uint64_t s = L.stack[--L.nstack];
-        L.pending[s] = 0;
-        uintptr_t b;
-        uint64_t n;
-        slot_block(s, &b, &n);
-        result.block_bytes += n;
-        scan_block_words(b, n, L.state[s] != S_POSSIBLE);
-    }
+    mark_t batch[MARK_BATCH];
+    unsigned k;
+    while (!L.failed && (k = pop_batch(batch)) > 0)
+        for (unsigned i = 0; i < k; i++) {
+            uint64_t n = slot_size(batch[i].slot);
+            result.block_bytes += n;
+            scan_block_words(batch[i].start, n, L.state[batch[i].slot] != S_POSSIBLE);
+        }
 }
 
 /* ---- reading root memory, guarded against faults --------------------------------------------- */
@@ -954,29 +976,25 @@ static void start_world(void) {
 
 /* ---- phase 2 and the result ------------------------------------------------------------------- */
 static void clique_scan(uint64_t leader) {
-    while (L.nstack > 0 && !L.failed) {
-        uint64_t j = L.stack[--L.nstack];
-        L.pending[j] = 0;
-        uintptr_t b;
-        uint64_t n;
-        slot_block(j, &b, &n);
-        const uintptr_t *p = (const uintptr_t *)b, *end = (const uintptr_t *)((b + n) & ~(uintptr_t)7);
-        for (; p < end; p++) {
-            uint64_t k, kn;
-            uintptr_t kb;
-            if (!maybe_block(*p) || !find_block(*p, &k, &kb, &kn))
-                continue;
-            if (L.state[k] != S_UNREACHED || k == leader)
-                continue;
-            push(k);
-            L.ind[leader] += kn + L.ind[k];
-            L.state[k] = S_INDIRECT;
+    mark_t batch[MARK_BATCH];
+    unsigned nb;
+    while (!L.failed && (nb = pop_batch(batch)) > 0)
+        for (unsigned i = 0; i < nb; i++) {
+            uintptr_t b = batch[i].start;
+            uint64_t n = slot_size(batch[i].slot);
+            const uintptr_t *p = (const uintptr_t *)b, *end = (const uintptr_t *)((b + n) & ~(uintptr_t)7);
+            for (; p < end; p++) {
+                uint64_t k, kn;
+                uintptr_t kb;
+                if (!maybe_block(*p) || !find_block(*p, &k, &kb, &kn))
+                    continue;
+                if (L.state[k] != S_UNREACHED || k == leader)
+                    continue;
+                push(k, kb);
+                L.ind[leader] += kn + L.ind[k];
+                L.state[k] = S_INDIRECT;
+            }
         }
-    }
-}
-
-static uint64_t slot_size(uint64_t s) {
-    return s >= L.npslots ? L.large[s - L.npslots].size : L.psize[s];
 }
 
 static void tally_results(uint32_t nsites) {
@@ -1093,7 +1111,10 @@ bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs, uintptr_t e
                                                  : L.npslots + (i - L.npslots);
             if (L.state[s] != S_UNREACHED)
                 continue;
-            push(s);
+            uintptr_t b;
+            uint64_t n;
+            slot_block(s, &b, &n);
+            push(s, b);
             clique_scan(s);
         }
         sigaction(SIGSEGV, &old_segv, NULL);

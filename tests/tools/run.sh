@@ -10,7 +10,7 @@ golden=$top_builddir/tests/tools/golden
 export PYTHONPATH=$top_srcdir/tests/prof
 
 cd "$tmp" || fatal "no scratch dir"
-"$tally" run --leaks --lib "$TALLY_LIB" -- "$golden" >o.txt 2>e.txt
+"$tally" run --all --lib "$TALLY_LIB" -- "$golden" >o.txt 2>e.txt
 rc=$?
 [ $rc = 0 ] || fail "exit status $rc, want 0"
 [ "$(cat o.txt)" = "golden done" ] || fail "the program's output: $(cat o.txt)"
@@ -21,6 +21,24 @@ grep -q "^tally: dump ${dumps[0]} (every allocation): 683 allocations, peak 324 
 grep -q '^tally: 123 blocks (132 KiB) still live at exit$' e.txt || fail "the live-blocks line: $(cat e.txt)"
 grep -q "^tally: next: tally leaks ${dumps[0]}$" e.txt || fail "the next-command line: $(cat e.txt)"
 [ "$(wc -l <e.txt)" = 3 ] || fail "want three lines on stderr: $(cat e.txt)"
+rm -f tally.golden.*.tly
+
+# --leaks: the leak check's report (as `tally leaks` prints it) between the dump line and the next
+# command; --error-exitcode N when something is lost, the program's own status when nothing is.
+"$tally" run --leaks --lib "$TALLY_LIB" -o lk.tly -- "$golden" >o.txt 2>e.txt
+[ $? = 0 ] || fail "--leaks: exit status $?, want 0"
+"$tally" leaks lk.tly >want.txt || fail "tally leaks lk.tly failed"
+head -1 e.txt | grep -q '^tally: dump lk.tly (every allocation): 683 allocations' || fail "--leaks: the dump line: $(head -1 e.txt)"
+sed -n '2,$p' e.txt | sed '$d' | diff - want.txt >/dev/null || fail "--leaks: the report is not tally leaks': $(cat e.txt)"
+tail -1 e.txt | grep -qx 'tally: next: tally leaks lk.tly' || fail "--leaks: the last line: $(tail -1 e.txt)"
+grep -qx '   definitely lost: 48 bytes in 1 blocks' e.txt || fail "--leaks: no LEAK SUMMARY: $(cat e.txt)"
+"$tally" run --leaks --error-exitcode 9 --lib "$TALLY_LIB" -o lk.tly -- "$golden" >/dev/null 2>&1
+[ $? = 9 ] || fail "--leaks --error-exitcode 9 with a leak did not exit 9"
+"$tally" run --leaks --error-exitcode 9 --lib "$TALLY_LIB" -o lk.tly -- "$golden" clean >/dev/null 2>e.txt
+[ $? = 0 ] || fail "--error-exitcode 9 without leaks did not exit 0"
+grep -qx 'All heap blocks were freed -- no leaks are possible' e.txt || fail "clean: $(cat e.txt)"
+"$tally" run --error-exitcode 9 --lib "$TALLY_LIB" -o lk.tly -- "$golden" >/dev/null 2>e.txt
+[ $? = 2 ] && grep -q -- '--error-exitcode: an option of --leaks' e.txt || fail "--error-exitcode without --leaks: $(cat e.txt)"
 
 # Exit status and signals pass through.
 "$tally" run --lib "$TALLY_LIB" -o st.tly -- sh -c 'exit 7' >/dev/null 2>&1

@@ -91,7 +91,7 @@ bid=$(readelf -n "$tmp/stripped" | sed -n 's/.*Build ID: \([0-9a-f]*\).*/\1/p')
 mkdir -p "$tmp/dbg/.build-id/${bid:0:2}"
 mv "$tmp/golden.debug" "$tmp/dbg/.build-id/${bid:0:2}/${bid:2}.debug"
 profile stripped "$tmp/stripped"
-"$tally" leaks "$tmp/stripped.tly" >"$tmp/bare.txt" 2>&1 || fail "tally leaks on the stripped binary failed"
+"$tally" leaks --kinds all "$tmp/stripped.tly" >"$tmp/bare.txt" 2>&1 || fail "tally leaks on the stripped binary failed"
 grep -q 'golden\.c' "$tmp/bare.txt" && fail "file names without debug information:
 $(cat "$tmp/bare.txt")"
 n_frames=$(grep -c '^   \(at\|by\) stripped+0x[0-9a-f]*$' "$tmp/bare.txt")
