@@ -85,7 +85,7 @@ typedef struct mapping_s {
 
 typedef struct thread_rec_s {
     pid_t tid;
-    _Atomic int state; /* 0 sent, 1 stopped, 2 left, 3 not stopped */
+    _Atomic int state; /* 0 sent, 1 stopped, 2 left, 3 blocks the signal, 4 gone */
     uintptr_t sp;
     uintptr_t regs[NGREG];
 } thread_rec_t;
@@ -823,7 +823,8 @@ static void on_stop(int sig, siginfo_t *si, void *ucv) {
     int saved = errno;
     pid_t tid = my_tid();
     thread_rec_t *me = NULL;
-    for (unsigned i = 0; i < L.nthreads; i++)
+    unsigned n = __atomic_load_n(&L.nthreads, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++)
         if (L.threads[i].tid == tid)
             me = &L.threads[i];
     if (me) {
@@ -887,9 +888,12 @@ static int stop_new_threads(pid_t self) {
                 tid = tid * 10 + (*c - '0');
             if (tid <= 0 || tid == self || known_thread(tid) || L.nthreads >= MAX_THREADS)
                 continue;
+            /* The record is published before the signal goes: the handler looks for it. */
             thread_rec_t *t = &L.threads[L.nthreads];
             t->tid = tid;
             atomic_store(&t->state, 0);
+            __atomic_store_n(&L.nthreads, L.nthreads + 1, __ATOMIC_RELEASE);
+            added++;
             if (blocks_signal(tid, stop_sig)) {
                 atomic_store(&t->state, 3);
             } else {
@@ -901,10 +905,8 @@ static int stop_new_threads(pid_t self) {
                 si.si_uid = getuid();
                 si.si_value.sival_ptr = STOP_COOKIE;
                 if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, stop_sig, &si) != 0)
-                    continue; /* gone already */
+                    atomic_store(&t->state, 4); /* gone already */
             }
-            L.nthreads++;
-            added++;
         }
     }
     close(fd);
@@ -952,7 +954,7 @@ static bool stop_world(void) {
             break;
     }
     result.threads = count_state(1);
-    result.unstopped = L.nthreads - result.threads;
+    result.unstopped = count_state(0) + count_state(3);
     result.approx |= result.unstopped > 0;
     return true;
 }
