@@ -342,30 +342,56 @@ int cmd_html(const dump_t *d, symbolizer_t *sym, const html_opts_t *o) {
               "allocation recorded (<code>tally run --leaks</code>).</p>\n",
               f);
     } else {
-        uint64_t blocks, bytes;
         size_t nl = 0;
-        const dsite_t **lv = leak_sites(d, &nl, &blocks, &bytes);
-        fprintf(f, "<p id=\"leak-summary\">%s bytes in %s blocks from %s call sites.</p>\n",
-                fmt_count(a, (double)bytes), fmt_count(b, (double)blocks),
-                fmt_count(c, (double)nl));
-        fputs("<table id=\"leaks\"><thead><tr><th data-sort data-num=\"1\">bytes</th>"
-              "<th data-sort data-num=\"1\">blocks</th><th data-sort class=\"txt\">call site</th>"
-              "</tr></thead><tbody>\n",
-              f);
+        loss_t *lv = loss_records(d, &nl);
+        uint64_t blocks = 0, bytes = 0;
         for (size_t i = 0; lv && i < nl; i++) {
+            blocks += lv[i].blocks;
+            bytes += lv[i].bytes;
+        }
+        if (d->leak_check) {
+            /* memcheck's LEAK SUMMARY, as a table */
+            fputs("<table id=\"leak-kinds\"><thead><tr><th class=\"txt\">LEAK SUMMARY</th>"
+                  "<th>bytes</th><th>blocks</th></tr></thead><tbody>\n", f);
+            for (unsigned k = 0; k < DKIND_N; k++)
+                fprintf(f, "<tr><td class=\"txt\">%s</td><td>%s</td><td>%s</td></tr>\n",
+                        leak_kind_text[k], fmt_count(a, (double)d->kind_bytes[k]),
+                        fmt_count(b, (double)d->kind_blocks[k]));
+            fputs("</tbody></table>\n", f);
+            fprintf(f, "<p id=\"leak-summary\">%s bytes in %s blocks: %s lost%s. Kinds as "
+                       "valgrind's memcheck decides them.</p>\n",
+                    fmt_count(a, (double)bytes), fmt_count(b, (double)blocks),
+                    fmt_count(c, (double)(d->kind_bytes[DKIND_DEFINITE] +
+                                          d->kind_bytes[DKIND_INDIRECT] +
+                                          d->kind_bytes[DKIND_POSSIBLE])),
+                    d->leak_approx ? " (approximate: some thread kept running during the check)"
+                                   : "");
+        } else {
+            fprintf(f, "<p id=\"leak-summary\">%s bytes in %s blocks from %s call sites "
+                       "(not classified: run with <code>tally run --leaks</code> for the "
+                       "kinds).</p>\n",
+                    fmt_count(a, (double)bytes), fmt_count(b, (double)blocks),
+                    fmt_count(c, (double)nl));
+        }
+        fputs("<table id=\"leaks\"><thead><tr><th data-sort data-num=\"1\">bytes</th>"
+              "<th data-sort data-num=\"1\">blocks</th><th data-sort class=\"txt\">kind</th>"
+              "<th data-sort class=\"txt\">call site</th></tr></thead><tbody>\n",
+              f);
+        for (size_t i = nl; lv && i-- > 0;) { /* largest first */
             char *buf = NULL;
             size_t len = 0;
             FILE *mm = open_memstream(&buf, &len);
             if (!mm)
                 break;
-            stack_pre(mm, sym, d, lv[i], first, sizeof first);
+            stack_pre(mm, sym, d, lv[i].site, first, sizeof first);
             fclose(mm);
+            const char *kind = lv[i].kind < DKIND_N ? leak_kind_text[lv[i].kind] : "live";
             fprintf(f, "<tr><td data-v=\"%llu\">%s</td><td data-v=\"%llu\">%s</td>"
-                       "<td class=\"txt\" data-v=\"",
-                    (unsigned long long)lv[i]->leak_bytes,
-                    fmt_count(a, (double)lv[i]->leak_bytes),
-                    (unsigned long long)lv[i]->leak_blocks,
-                    fmt_count(b, (double)lv[i]->leak_blocks));
+                       "<td class=\"txt\" data-v=\"%s\">%s</td><td class=\"txt\" data-v=\"",
+                    (unsigned long long)(lv[i].bytes + lv[i].held),
+                    fmt_count(a, (double)(lv[i].bytes + lv[i].held)),
+                    (unsigned long long)lv[i].blocks, fmt_count(b, (double)lv[i].blocks), kind,
+                    kind);
             esc(f, first);
             fprintf(f, "\">%s</td></tr>\n", buf);
             free(buf);

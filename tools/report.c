@@ -361,12 +361,6 @@ const dsite_t **leak_sites(const dump_t *d, size_t *n, uint64_t *blocks,
  * (allocation stack, kind) pair, and they are sorted as memcheck sorts them: by bytes (a
  * definitely lost record counting the indirectly lost bytes it leads to), then reachable,
  * possible, indirect, definite, then by blocks. Without one, a record is a site's live blocks. */
-typedef struct loss_s {
-    const dsite_t *site;
-    unsigned kind; /* enum dkind; DKIND_N without a leak check */
-    uint64_t blocks, bytes, held;
-} loss_t;
-
 static unsigned kind_rank(unsigned k) { /* memcheck's Reachable < Possible < Indirect < Definite */
     static const unsigned rank[DKIND_N + 1] = {3, 2, 1, 0, 4};
     return rank[k];
@@ -384,8 +378,7 @@ static int by_loss(const void *a, const void *b) {
     return x->site->id < y->site->id ? -1 : x->site->id > y->site->id;
 }
 
-/* Every loss record of the dump, sorted; free() it. NULL only when out of memory. */
-static loss_t *loss_records(const dump_t *d, size_t *n) {
+loss_t *loss_records(const dump_t *d, size_t *n) {
     size_t per = d->leak_check ? DKIND_N : 1, k = 0;
     loss_t *v = malloc((d->nsites ? d->nsites : 1) * per * sizeof *v);
     for (size_t i = 0; v && i < d->nsites; i++) {

@@ -34,6 +34,16 @@ const dsite_t **sorted_sites(const dump_t *d, const char *measure, size_t *n);
 /* The sites with blocks still live at exit, largest first, and their totals; free() it. */
 const dsite_t **leak_sites(const dump_t *d, size_t *n, uint64_t *blocks, uint64_t *bytes);
 
+/* A loss record: with a leak check in the dump, one (call site, kind) pair, as memcheck's is one
+ * (allocation stack, kind) pair; without, a site's live blocks (kind DKIND_N). */
+typedef struct loss_s {
+    const dsite_t *site;
+    unsigned kind;
+    uint64_t blocks, bytes, held; /* held: indirectly lost bytes a definite record leads to */
+} loss_t;
+/* Every loss record of the dump, in memcheck's order; free() it. NULL only when out of memory. */
+loss_t *loss_records(const dump_t *d, size_t *n);
+
 bool report_measure_valid(const char *m);
 int cmd_report(const dump_t *d, symbolizer_t *sym, const report_opts_t *o);
 int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o);

@@ -46,7 +46,17 @@ want("the timeline has %d series, want 2 with points" % len(series),
 cl = re.search(r'<svg class="chart" id="classes".*?</svg>', dom, re.S)
 want("the size-class chart has no bars", cl and cl.group(0).count('class="bar"') >= 3)
 want("no leak summary of golden's 123 blocks",
-     '<p id="leak-summary">134,848 bytes in 123 blocks from 6 call sites.</p>' in dom)
+     '<p id="leak-summary">134,848 bytes in 123 blocks: 960 lost. Kinds as valgrind' in dom)
+want("the LEAK SUMMARY table lacks golden's 19 indirectly lost blocks",
+     re.search(r'<td class="txt">indirectly lost</td><td>912</td><td>19</td>', dom))
+rows = re.search(r'<table id="leaks">.*?<tbody>(.*?)</tbody>', dom, re.S)
+recs = re.findall(r'<tr><td data-v="(\d+)">[^<]*</td><td data-v="(\d+)">[^<]*</td><td class="txt" data-v="([a-z ]+)"',
+                  rows.group(1) if rows else "")
+want("the leaks table: want golden's 7 loss records, largest first, got %s" % recs,
+     len(recs) == 7 and recs[0] == ("100000", "1", "still reachable")
+     and [int(r[0]) for r in recs] == sorted((int(r[0]) for r in recs), reverse=True))
+want("the leaks table lacks the definitely lost list (960 bytes with what it leads to)",
+     ("960", "1", "definitely lost") in recs)
 fl = re.search(r'<object class="flame" id="flame" [^>]*data="data:image/svg\+xml;base64,([^"]+)"', dom)
 want("no flame graph object", fl)
 if fl:
