@@ -18,6 +18,54 @@ uint64_t alloc_large_unowned(void) {
     return atomic_load_explicit(&large_unowned, memory_order_relaxed);
 }
 
+/* ---- blocks from before the profiler started ------------------------------------------------
+ * glibc blocks allocated before our constructor started the profiler (by the constructors of the
+ * libraries initialized before ours) are noted here, so that `all` mode can adopt them
+ * (prof_start: a leak check must follow the pointers they hold). Freed ones are forgotten. */
+#define EARLY_MAX 256
+static struct {
+    void *p;
+    size_t n;
+} early[EARLY_MAX];
+static unsigned early_used;
+static bool early_closed;
+static _Atomic unsigned early_live; /* early_used, for free's test without the lock */
+static atomic_flag early_lock = ATOMIC_FLAG_INIT;
+
+static noinline void early_note(void *p, size_t n) {
+    while (atomic_flag_test_and_set_explicit(&early_lock, memory_order_acquire))
+        ;
+    if (!early_closed && early_used < EARLY_MAX) {
+        early[early_used].p = p;
+        early[early_used].n = n;
+        atomic_store_explicit(&early_live, ++early_used, memory_order_relaxed);
+    }
+    atomic_flag_clear_explicit(&early_lock, memory_order_release);
+}
+
+static noinline void early_forget(void *p) {
+    while (atomic_flag_test_and_set_explicit(&early_lock, memory_order_acquire))
+        ;
+    for (unsigned i = 0; i < early_used; i++)
+        if (early[i].p == p) {
+            early[i] = early[--early_used];
+            break;
+        }
+    atomic_store_explicit(&early_live, early_used, memory_order_relaxed);
+    atomic_flag_clear_explicit(&early_lock, memory_order_release);
+}
+
+void alloc_early_take(void (*fn)(void *p, size_t n, void *arg), void *arg) {
+    while (atomic_flag_test_and_set_explicit(&early_lock, memory_order_acquire))
+        ;
+    early_closed = true;
+    for (unsigned i = 0; i < early_used; i++)
+        fn(early[i].p, early[i].n, arg);
+    early_used = 0;
+    atomic_store_explicit(&early_live, 0, memory_order_relaxed);
+    atomic_flag_clear_explicit(&early_lock, memory_order_release);
+}
+
 /* ---- system malloc ------------------------------------------------------------------------
  * Every block glibc gives us passes here: counted, and offered to the profiler by the same byte
  * counter as pool blocks. A thread's first request may be a large one: it gets its heap here,
@@ -32,6 +80,8 @@ static noinline void *large_done(void *p, size_t n, void *caller) {
         atomic_fetch_add_explicit(&large_unowned, 1, memory_order_relaxed);
         return p;
     }
+    if (unlikely(!prof.started) && opt.profile == PROFILE_ALL && !early_closed)
+        early_note(p, n);
     h->stats.nlarge++;
     h->stats.nlarge_bytes += n;
     if ((h->sample_left -= (int64_t)n) <= 0)
@@ -171,6 +221,8 @@ static noinline void free_profiled(pool_t *p, void *ptr) {
 static noinline void free_large(void *ptr) {
     if (atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0)
         prof_free_large(ptr);
+    else if (unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
+        early_forget(ptr);
     __libc_free(ptr); /* glibc's block, or one from before us: glibc checks it as usual */
 }
 
@@ -245,6 +297,8 @@ static noinline void *realloc_large(void *ptr, size_t n, void *caller) {
     lent_t old;
     if (tracked)
         tracked = prof_large_take(ptr, &old);
+    else if (unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
+        early_forget(ptr); /* the new block is noted again if the profiler has not started */
     void *r = __libc_realloc(ptr, n);
     if (r == NULL) {
         if (tracked)

@@ -1031,6 +1031,17 @@ static void exit_code_range(uintptr_t *lo, uintptr_t *hi) {
 noinline void prof_dump_at_exit(void) {
     bool leaks = opt.leaks != LEAKS_OFF && prof.started;
     if (leaks) {
+        /* What valgrind does before its check (--run-cxx-freeres=yes, its default): libstdc++
+         * frees its own memory, the exception emergency pool above all. Every destructor has run;
+         * only a thread still running that throws with no memory left could want it. glibc's
+         * counterpart (__libc_freeres) is not called: stdio is flushed after this handler. */
+        prof_enter(); /* dlsym may allocate (its error text): ours, untracked */
+        void (*cxx_freeres)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "_ZN9__gnu_cxx9__freeresEv");
+        prof_leave();
+        if (cxx_freeres)
+            cxx_freeres(); /* its frees are the program's: recorded */
+    }
+    if (leaks) {
         /* the callee-saved registers: the caller's values (the others are ours by now) */
         uintptr_t regs[6];
         __asm__ volatile("mov %%rbx, 0(%0)\n\tmov %%rbp, 8(%0)\n\tmov %%r12, 16(%0)\n\t"
@@ -1039,7 +1050,9 @@ noinline void prof_dump_at_exit(void) {
                          : "r"(regs)
                          : "memory");
         uintptr_t sp = (uintptr_t)__builtin_frame_address(0) + 16, exit_lo, exit_hi;
+        prof_enter();
         exit_code_range(&exit_lo, &exit_hi);
+        prof_leave();
         leak_check(sp, regs, 6, exit_lo, exit_hi);
     }
     char path[4096];

@@ -42,6 +42,7 @@ static void *(*_Atomic real_dlopen)(const char *, int);
 static int (*_Atomic real_dlclose)(void *);
 
 static void resolve_next(void) {
+    prof_enter(); /* what dlopen allocates here is ours: untracked, never adopted */
     /* dlopen: the next definition after ours is glibc's (dlsym(RTLD_NEXT) makes no allocator
      * call on glibc 2.36). malloc_usable_size must be glibc's own, not merely the next one: a
      * program linked with jemalloc (Debian's redis) has jemalloc's next in line, and it would
@@ -56,6 +57,7 @@ static void resolve_next(void) {
         if (libc)
             atomic_store(&raw_usable, (size_t(*)(void *))dlsym(libc, "malloc_usable_size"));
     }
+    prof_leave();
 }
 
 size_t raw_usable_size_of(void *p) {

@@ -171,6 +171,9 @@ size_t raw_usable_size_of(void *p);   /* glibc's malloc_usable_size, found with 
 
 /* ---- alloc.c ---------------------------------------------------------------------------- */
 uint64_t alloc_large_unowned(void);
+/* The glibc blocks allocated before the profiler started (all mode), each once, to fn; none are
+ * noted after this. */
+void alloc_early_take(void (*fn)(void *p, size_t n, void *arg), void *arg);
 
 /* ---- prof.c: the call-site profiler (prof.h) --------------------------------------------- */
 /* A heap's sample_left ran out: record ptr (n bytes requested) if profiling; returns ptr. */

@@ -123,7 +123,9 @@ static int64_t draw_interval(heap_t *h) {
 }
 
 static void reset_counter(heap_t *h) {
-    if (!prof.started || prof.mode == PROFILE_OFF)
+    if (!prof.started) /* all mode tags pool blocks even before the start (adopt_early) */
+        h->sample_left = opt.profile == PROFILE_ALL ? 0 : INT64_MAX;
+    else if (prof.mode == PROFILE_OFF)
         h->sample_left = INT64_MAX;
     else if (prof.mode == PROFILE_ALL)
         h->sample_left = 0;
@@ -746,6 +748,7 @@ bool prof_promotes(heap_t *h) {
 }
 
 static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls);
+static void early_tag(void *ptr, size_t n);
 
 void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller) {
     return record(h, ptr, n, caller, LENT_LARGE);
@@ -756,6 +759,9 @@ void *prof_alloc_promoted(heap_t *h, void *ptr, size_t n, void *caller) {
 }
 
 static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
+    if (unlikely(!prof.started) && opt.profile == PROFILE_ALL && !tls_in_prof && ptr &&
+        h->kind == HEAP_REAL && !h->in_slow && ptr_is_ours(ptr))
+        early_tag(ptr, n); /* before the start: adopted by prof_start */
     if (!prof.started || tls_in_prof || ptr == NULL || h->kind != HEAP_REAL || h->in_slow ||
         (prof.mode == PROFILE_SAMPLE && ptr_is_ours(ptr))) {
         /* Not started, or re-entered from the unwinder or from a signal handler that
@@ -804,8 +810,8 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
 
 void prof_free_small(pool_t *p, void *ptr) {
     ptag_t e;
-    if (!untag_block(p, ptr, &e))
-        return;
+    if (!untag_block(p, ptr, &e) || !prof.started)
+        return; /* untracked, or tagged before the start: nothing was counted yet */
     /* Re-entered from a signal handler that interrupted the profiler, which may hold this
      * site's spinlock: the entry is cleared, the free is not credited. */
     if (tls_in_prof)
@@ -866,6 +872,48 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *arg) {
     return 0;
 }
 
+/* ---- adopting the blocks of before the start (all mode) ----------------------------------------
+ * The constructors of the libraries initialized before ours allocate before the profiler starts.
+ * Their blocks are adopted under PROF_SITE_EARLY (no stack): a leak check must know them, or a
+ * registry made then would hide what it later points to. Pool blocks are tagged as they are
+ * allocated (early_tag, with their requested size); large ones were noted by alloc.c. */
+static void early_tag(void *ptr, size_t n) {
+    pool_t *p = pool_of(ptr);
+    ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
+    if (t || (t = table_install(p)) != NULL)
+        t[block_index(p, ptr)] = (ptag_t){.site = PROF_SITE_EARLY, .stamp = (uint32_t)(p->bsize - n)};
+}
+
+static void adopt_one(heap_t *h, uint64_t n, uint64_t granted) {
+    record_alloc(h, prof_site(PROF_SITE_EARLY), n, weights_of(n), granted);
+}
+
+static void adopt_large(void *p, size_t n, void *arg) {
+    ltab_insert((uintptr_t)p, n, (uint64_t)counter_add((_Atomic int64_t *)&prof.seq, 1),
+                PROF_SITE_EARLY, LENT_LARGE);
+    adopt_one(arg, n, raw_usable_size_of(p));
+}
+
+static void adopt_early(void) {
+    heap_t *h = tls_heap;
+    alloc_early_take(adopt_large, h);
+    uint64_t npools = (g.next_pool - g.base) / POOL_SIZE;
+    for (uint64_t i = 0; i < npools; i++) {
+        pool_t *p = (pool_t *)(g.base + i * POOL_SIZE);
+        ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
+        if (!t || (p->state != POOL_OWNED && p->state != POOL_FULL && p->state != POOL_UNOWNED))
+            continue;
+        for (unsigned j = 0; j < p->carved; j++) {
+            if (t[j].site != PROF_SITE_EARLY)
+                continue;
+            uint64_t stamp = (uint64_t)counter_add((_Atomic int64_t *)&prof.seq, 1);
+            uint32_t slack = ptag_slack(t[j]);
+            t[j].stamp = (uint32_t)(stamp << PROF_SLACK_BITS) | slack;
+            adopt_one(h, p->bsize - slack, p->bsize);
+        }
+    }
+}
+
 static void heap_reset_counter(heap_t *h, void *arg) {
     (void)arg;
     if (h->kind == HEAP_REAL)
@@ -885,6 +933,16 @@ void prof_start(void) {
         pow_bb[d] = pow_bb[d - 1] * STACK_HASH_BB;
     }
     prof.count_scale = prof.mode == PROFILE_ALL ? 1 : PROF_COUNT_SCALE;
+    /* Site 0: untracked blocks; site 1: stacks beyond the table's capacity; in all mode, site 2:
+     * the blocks live at the start, adopted first (before anything below allocates). */
+    pthread_mutex_lock(&site_lock);
+    site_slot_locked(0);
+    for (uint32_t id = 0; id <= PROF_SITE_EARLY; id++)
+        prof.chunks[0][id].frames = (const uintptr_t *)"";
+    atomic_store(&prof.nsites, prof.mode == PROFILE_ALL ? PROF_SITE_EARLY + 1 : 2);
+    pthread_mutex_unlock(&site_lock);
+    if (prof.mode == PROFILE_ALL && prof.chunks[0])
+        adopt_early();
     dl_iterate_phdr(find_self, (void *)(uintptr_t)&prof_start);
     void *lib = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
     if (lib) {
@@ -903,12 +961,6 @@ void prof_start(void) {
     prof.t0_ns = prof_now_ns();
     prof.timeline = os_map(PROF_TIMELINE_MAX * sizeof(tpoint_t));
     prof.tl_interval_ns = 10 * 1000000ull;
-    /* Site 0: untracked blocks; site 1: stacks beyond the table's capacity. */
-    pthread_mutex_lock(&site_lock);
-    site_slot_locked(0);
-    prof.chunks[0][0].frames = prof.chunks[0][1].frames = (const uintptr_t *)"";
-    atomic_store(&prof.nsites, 2);
-    pthread_mutex_unlock(&site_lock);
     atomic_thread_fence(memory_order_seq_cst);
     prof.started = true;
     heap_foreach(heap_reset_counter, NULL);

@@ -40,6 +40,7 @@
 #define PROF_SITES_PER_CHUNK 1024u
 #define PROF_MAX_CHUNKS 1024u     /* at most 1M distinct stacks; more go to site 1 */
 #define PROF_SITE_OVERFLOW 1u
+#define PROF_SITE_EARLY 2u    /* all mode: blocks live when the profiler started (no stack) */
 #define PROF_SLACK_BITS 5         /* granted - requested of a pool block: 0..16 */
 #define PROF_STAMP_BITS (32 - PROF_SLACK_BITS) /* allocation stamp kept per pool block */
 #define PROF_TIMELINE_MAX 4096u
