@@ -436,12 +436,16 @@ static void pin_large(const lent_t *e, void *arg) {
 }
 
 /* ---- live blocks (all mode, at exit) ---------------------------------------------------------- */
-static void put_block(fmt_t *f, uint32_t site, uintptr_t addr, uint64_t size) {
+static void put_block_fields(fmt_t *f, uint32_t site, uintptr_t addr, uint64_t size) {
     fmt_str(f, "block");
     kv(f, "site", site);
     fmt_str(f, " addr=");
     fmt_hex(f, addr);
     kv(f, "size", size);
+}
+
+static void put_block(fmt_t *f, uint32_t site, uintptr_t addr, uint64_t size) {
+    put_block_fields(f, site, addr, size);
     fmt_char(f, '\n');
 }
 
@@ -450,11 +454,7 @@ static void put_classified(uintptr_t addr, uint64_t size, uint32_t site, unsigne
     static const char *const kinds[LEAK_NKINDS] = {"definite", "indirect", "possible",
                                                    "reachable"};
     fmt_t *f = arg;
-    fmt_str(f, "block");
-    kv(f, "site", site);
-    fmt_str(f, " addr=");
-    fmt_hex(f, addr);
-    kv(f, "size", size);
+    put_block_fields(f, site, addr, size);
     fmt_str(f, " kind=");
     fmt_str(f, kinds[kind]);
     if (heur) {

@@ -175,22 +175,26 @@ static pid_t my_tid(void) {
     return (pid_t)syscall(SYS_gettid);
 }
 
-/* A small /proc file into buf (NUL-terminated); false if it cannot be read. */
-static bool read_small(const char *path, char *buf, size_t cap) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    size_t n = 0;
-    for (;;) {
+/* Reads fd into buf from n on until the end of the file or until buf (cap bytes, one kept for
+ * the NUL) is full; returns the new length. */
+static size_t read_more(int fd, char *buf, size_t n, size_t cap) {
+    while (n + 1 < cap) {
         ssize_t r = read(fd, buf + n, cap - 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             break;
         n += (size_t)r;
-        if (n == cap - 1)
-            break;
     }
+    return n;
+}
+
+/* A small /proc file into buf (NUL-terminated); false if it cannot be read. */
+static bool read_small(const char *path, char *buf, size_t cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    size_t n = read_more(fd, buf, 0, cap);
     close(fd);
     buf[n] = '\0';
     return n > 0;
@@ -203,18 +207,9 @@ static char *read_proc(const char *path, size_t *len) {
         return NULL;
     size_t cap = 1 << 16, n = 0;
     char *buf = grab(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            buf = regrow(buf, n, cap * 2);
-            cap *= 2;
-            continue;
-        }
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        n += (size_t)r;
+    while (buf && (n = read_more(fd, buf, n, cap)) + 1 == cap) { /* full: there may be more */
+        buf = regrow(buf, n, cap * 2);
+        cap *= 2;
     }
     close(fd);
     if (buf)
@@ -248,40 +243,30 @@ static void add_large(const lent_t *e, void *arg) {
         L.large[L.nlarge++] = (lblk_t){e->addr, e->size, e->site, 0};
 }
 
-static void sort_large(lblk_t *v, uint64_t n) {
-    /* heapsort: no recursion, no allocation */
-    for (uint64_t i = n / 2; i-- > 0;) {
-        for (uint64_t r = i;;) {
-            uint64_t c = 2 * r + 1;
-            if (c >= n)
-                break;
-            if (c + 1 < n && v[c + 1].addr > v[c].addr)
-                c++;
-            if (v[r].addr >= v[c].addr)
-                break;
-            lblk_t t = v[r];
-            v[r] = v[c];
-            v[c] = t;
-            r = c;
-        }
+static void sift_down(lblk_t *v, uint64_t r, uint64_t n) {
+    for (;;) {
+        uint64_t c = 2 * r + 1;
+        if (c >= n)
+            return;
+        if (c + 1 < n && v[c + 1].addr > v[c].addr)
+            c++;
+        if (v[r].addr >= v[c].addr)
+            return;
+        lblk_t t = v[r];
+        v[r] = v[c];
+        v[c] = t;
+        r = c;
     }
+}
+
+static void sort_large(lblk_t *v, uint64_t n) { /* heapsort: no recursion, no allocation */
+    for (uint64_t i = n / 2; i-- > 0;)
+        sift_down(v, i, n);
     for (uint64_t end = n; end-- > 1;) {
         lblk_t t = v[0];
         v[0] = v[end];
         v[end] = t;
-        for (uint64_t r = 0;;) {
-            uint64_t c = 2 * r + 1;
-            if (c >= end)
-                break;
-            if (c + 1 < end && v[c + 1].addr > v[c].addr)
-                c++;
-            if (v[r].addr >= v[c].addr)
-                break;
-            t = v[r];
-            v[r] = v[c];
-            v[c] = t;
-            r = c;
-        }
+        sift_down(v, 0, end);
     }
 }
 
@@ -999,6 +984,15 @@ static void clique_scan(uint64_t leader) {
         }
 }
 
+static unsigned kind_of(uint64_t slot) {
+    switch (L.state[slot]) {
+    case S_UNREACHED: return LEAK_DEFINITE;
+    case S_INDIRECT: return LEAK_INDIRECT;
+    case S_POSSIBLE: return LEAK_POSSIBLE;
+    default: return LEAK_REACHABLE;
+    }
+}
+
 static void tally_results(uint32_t nsites) {
     result.sites = grab((size_t)nsites * sizeof(leak_site_t));
     if (!result.sites)
@@ -1007,10 +1001,7 @@ static void tally_results(uint32_t nsites) {
     for (uint64_t s = 0; s < L.nslots; s++) {
         if (L.state[s] == S_NONE)
             continue;
-        unsigned kind = L.state[s] == S_UNREACHED  ? LEAK_DEFINITE
-                        : L.state[s] == S_INDIRECT ? LEAK_INDIRECT
-                        : L.state[s] == S_POSSIBLE ? LEAK_POSSIBLE
-                                                   : LEAK_REACHABLE;
+        unsigned kind = kind_of(s);
         uint64_t n = slot_size(s);
         result.count[kind]++;
         result.bytes[kind] += n;
@@ -1040,21 +1031,13 @@ void leak_foreach_block(void (*fn)(uintptr_t addr, uint64_t size, uint32_t site,
             uint64_t s = lp->first + b;
             if (L.state[s] == S_NONE)
                 continue;
-            unsigned kind = L.state[s] == S_UNREACHED  ? LEAK_DEFINITE
-                            : L.state[s] == S_INDIRECT ? LEAK_INDIRECT
-                            : L.state[s] == S_POSSIBLE ? LEAK_POSSIBLE
-                                                       : LEAK_REACHABLE;
             fn(L.base + i * POOL_SIZE + POOL_HEADER + (uintptr_t)b * CLASS_SIZE(lp->cls),
-               L.psize[s], L.site[s], kind, L.heur[s], arg);
+               L.psize[s], L.site[s], kind_of(s), L.heur[s], arg);
         }
     }
     for (uint64_t i = 0; i < L.nlarge; i++) {
         uint64_t s = L.npslots + i;
-        unsigned kind = L.state[s] == S_UNREACHED  ? LEAK_DEFINITE
-                        : L.state[s] == S_INDIRECT ? LEAK_INDIRECT
-                        : L.state[s] == S_POSSIBLE ? LEAK_POSSIBLE
-                                                   : LEAK_REACHABLE;
-        fn(L.large[i].addr, L.large[i].size, L.large[i].site, kind, L.heur[s], arg);
+        fn(L.large[i].addr, L.large[i].size, L.large[i].site, kind_of(s), L.heur[s], arg);
     }
 }
 
