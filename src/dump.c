@@ -631,6 +631,21 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         kv(f, "leak_scan_ns", lr->scan_ns);
         kv(f, "leak_root_bytes", lr->root_bytes);
         kv(f, "leak_block_bytes", lr->block_bytes);
+        for (unsigned h = 1; h < LEAK_NHEUR; h++) {
+            char key[64];
+            fmt_t k;
+            fmt_init(&k, key, sizeof key - 1, -1);
+            fmt_str(&k, "leak_");
+            fmt_str(&k, leak_heuristic_name(h));
+            size_t stem = k.len;
+            fmt_str(&k, "_count");
+            key[k.len] = '\0';
+            kv0(f, key, lr->heur_count[h]);
+            k.len = stem;
+            fmt_str(&k, "_bytes");
+            key[k.len] = '\0';
+            kv0(f, key, lr->heur_bytes[h]);
+        }
     }
     fmt_char(f, '\n');
 

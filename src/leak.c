@@ -1029,7 +1029,7 @@ void leak_foreach_block(void (*fn)(uintptr_t addr, uint64_t size, uint32_t site,
         const lpool_t *lp = &L.pools[i];
         for (unsigned b = 0; b < lp->carved; b++) {
             uint64_t s = lp->first + b;
-            if (L.state[s] == S_NONE)
+            if (L.state[s] == S_NONE || L.state[s] == S_REACHABLE)
                 continue;
             fn(L.base + i * POOL_SIZE + POOL_HEADER + (uintptr_t)b * CLASS_SIZE(lp->cls),
                L.psize[s], L.site[s], kind_of(s), L.heur[s], arg);
@@ -1037,6 +1037,8 @@ void leak_foreach_block(void (*fn)(uintptr_t addr, uint64_t size, uint32_t site,
     }
     for (uint64_t i = 0; i < L.nlarge; i++) {
         uint64_t s = L.npslots + i;
+        if (L.state[s] == S_REACHABLE)
+            continue;
         fn(L.large[i].addr, L.large[i].size, L.large[i].site, kind_of(s), L.heur[s], arg);
     }
 }
@@ -1062,11 +1064,13 @@ bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs, uintptr_t e
     memset(&result, 0, sizeof result);
     memset(&L, 0, sizeof L);
     prof_enter();
-    uint32_t nsites = atomic_load_explicit(&prof.nsites, memory_order_acquire);
+    uint32_t nsites = 0;
     scanner_tid = my_tid();
     prof_ltab_lock();
     bool stopped = stop_world();
     bool ok = stopped && read_maps() && gather_blocks();
+    /* No thread makes a site now (those still running allocated no block gathered). */
+    nsites = atomic_load_explicit(&prof.nsites, memory_order_acquire);
     if (ok) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);

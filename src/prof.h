@@ -205,7 +205,8 @@ typedef struct leak_result_s {
 bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs, uintptr_t exit_lo,
                 uintptr_t exit_hi);
 const leak_result_t *leak_result(void);
-/* Every block the check classified, by address (pools, then large blocks). */
+/* Every block the check found lost (definitely, indirectly or possibly), by address (pools, then
+ * large blocks); the reachable ones are counted in the result only. */
 void leak_foreach_block(void (*fn)(uintptr_t addr, uint64_t size, uint32_t site, unsigned kind,
                                    unsigned heur, void *arg),
                         void *arg);

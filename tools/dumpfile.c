@@ -383,6 +383,14 @@ static bool rec_totals(parser_t *p, const field_t *fs, size_t n) {
         !get_u64(p, fs, n, "leak_block_bytes", false, &d->leak_block_bytes))
         return false;
     d->leak_check = check != 0;
+    for (unsigned h = 1; h < DHEUR_N; h++) {
+        char kc[64], kb[64];
+        snprintf(kc, sizeof kc, "leak_%s_count", dheur_names[h]);
+        snprintf(kb, sizeof kb, "leak_%s_bytes", dheur_names[h]);
+        if (!get_u64(p, fs, n, kc, false, &d->heur_blocks[h]) ||
+            !get_u64(p, fs, n, kb, false, &d->heur_bytes[h]))
+            return false;
+    }
     return get_u64(p, fs, n, "alloc_bytes", false, &d->total_alloc_bytes) &&
            get_i64(p, fs, n, "live_bytes", false, &d->total_live_bytes) &&
            get_i64(p, fs, n, "peak_bytes", false, &d->peak_bytes) &&
@@ -499,6 +507,14 @@ static bool rec_site(parser_t *p, const field_t *fs, size_t n) {
         !get_u64(p, fs, n, "pinned_bytes", false, &s->pinned_bytes) ||
         !get_u32(p, fs, n, "gen", false, &s->gen) ||
         !get_u64(p, fs, n, "held_bytes", false, &s->held_bytes) ||
+        !get_u64(p, fs, n, "definite_count", false, &s->kind_blocks[DKIND_DEFINITE]) ||
+        !get_u64(p, fs, n, "definite_bytes", false, &s->kind_bytes[DKIND_DEFINITE]) ||
+        !get_u64(p, fs, n, "indirect_count", false, &s->kind_blocks[DKIND_INDIRECT]) ||
+        !get_u64(p, fs, n, "indirect_bytes", false, &s->kind_bytes[DKIND_INDIRECT]) ||
+        !get_u64(p, fs, n, "possible_count", false, &s->kind_blocks[DKIND_POSSIBLE]) ||
+        !get_u64(p, fs, n, "possible_bytes", false, &s->kind_bytes[DKIND_POSSIBLE]) ||
+        !get_u64(p, fs, n, "reachable_count", false, &s->kind_blocks[DKIND_REACHABLE]) ||
+        !get_u64(p, fs, n, "reachable_bytes", false, &s->kind_bytes[DKIND_REACHABLE]) ||
         !get_hist(p, fs, n, "size_hist", s->size_hist) ||
         !get_hist(p, fs, n, "life_hist", s->life_hist))
         return false;
@@ -568,6 +584,9 @@ static bool rec_block(parser_t *p, const field_t *fs, size_t n) {
         !get_word(p, fs, n, "kind", dkind_names, DKIND_N, DKIND_N, &b->kind) ||
         !get_word(p, fs, n, "heuristic", dheur_names, DHEUR_N, DHEUR_NONE, &b->heur))
         return false;
+    if (b->kind == DKIND_REACHABLE)
+        return fail(p, "block at %#llx is still reachable: only lost blocks are listed",
+                    (unsigned long long)b->addr);
     if (!idmap_get(&p->sites, site, &idx))
         return fail(p, "block at %#llx names site %u, which is not defined",
                     (unsigned long long)b->addr, site);
@@ -578,16 +597,6 @@ static bool rec_block(parser_t *p, const field_t *fs, size_t n) {
     b->site = idx;
     d->sites[idx].leak_blocks++;
     d->sites[idx].leak_bytes += b->size;
-    if (b->kind != DKIND_N) {
-        d->sites[idx].kind_blocks[b->kind]++;
-        d->sites[idx].kind_bytes[b->kind] += b->size;
-        d->kind_blocks[b->kind]++;
-        d->kind_bytes[b->kind] += b->size;
-    }
-    if (b->heur != DHEUR_NONE) {
-        d->heur_blocks[b->heur]++;
-        d->heur_bytes[b->heur] += b->size;
-    }
     d->nblocks++;
     return true;
 }
@@ -664,6 +673,11 @@ static bool parse_text_dump(parser_t *p, const char *text, size_t len) {
         return fail(p, "no totals record");
     /* FORMAT.md: an all-mode dump at exit lists every live block, even when there is none */
     p->d->has_blocks = p->d->all_mode && p->d->reason && strcmp(p->d->reason, "exit") == 0;
+    for (size_t i = 0; p->d->leak_check && i < p->d->nsites; i++) /* the kinds, over all sites */
+        for (unsigned k = 0; k < DKIND_N; k++) {
+            p->d->kind_blocks[k] += p->d->sites[i].kind_blocks[k];
+            p->d->kind_bytes[k] += p->d->sites[i].kind_bytes[k];
+        }
     return true;
 }
 

@@ -36,10 +36,12 @@ typedef struct dsite_s {
     uint64_t size_hist[DUMP_NHIST], life_hist[DUMP_NHIST];
     /* the stack: its innermost node in the frame tree (0: empty), and its depth */
     uint32_t node, nframes;
-    uint64_t held_bytes; /* leak check: indirectly lost bytes its definitely lost blocks lead to */
+    /* leak check: its live blocks by kind, and the indirectly lost bytes its definitely lost
+     * blocks lead to */
+    uint64_t kind_blocks[DKIND_N], kind_bytes[DKIND_N];
+    uint64_t held_bytes;
     /* filled by the readers of the dump */
-    uint64_t leak_blocks, leak_bytes; /* `block` records of this site */
-    uint64_t kind_blocks[DKIND_N], kind_bytes[DKIND_N]; /* the same by kind (leak check) */
+    uint64_t leak_blocks, leak_bytes; /* `block` records of this site (with a leak check: lost) */
 } dsite_t;
 
 typedef struct dclass_s {
@@ -71,8 +73,8 @@ typedef struct dump_s {
     bool leak_check; /* the blocks carry their kinds */
     uint64_t leak_approx, leak_threads, leak_unstopped, leak_scan_ns, leak_root_bytes,
         leak_block_bytes;
-    uint64_t kind_blocks[DKIND_N], kind_bytes[DKIND_N]; /* over every block */
-    uint64_t heur_blocks[DHEUR_N], heur_bytes[DHEUR_N];
+    uint64_t kind_blocks[DKIND_N], kind_bytes[DKIND_N]; /* over every site */
+    uint64_t heur_blocks[DHEUR_N], heur_bytes[DHEUR_N]; /* memcheck's "reachable via heuristic" */
     /* records */
     dmodule_t *modules;
     size_t nmodules;

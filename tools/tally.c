@@ -97,7 +97,8 @@ static const char usage_flame[] =
     "folded-stack text that flamegraph.pl, inferno and speedscope read.\n"
     "\n"
     "  --measure MEASURE  peak (bytes at the program-wide peak, the default), allocated (bytes),\n"
-    "                     live (bytes live when dumped), leaked (bytes still live at exit)\n"
+    "                     live (bytes live when dumped), leaked (bytes still live at exit;\n"
+    "                     with the leak check, those definitely, indirectly or possibly lost)\n"
     "  --folded           `outermost;...;innermost BYTES` lines instead of SVG\n"
     "  --json             the tree as JSON ({name, value, children}, as d3-flame-graph reads)\n"
     "  --debug-dir DIR    also look for separate debug files under DIR\n";
