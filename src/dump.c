@@ -1043,7 +1043,8 @@ static void exit_code_range(uintptr_t *lo, uintptr_t *hi) {
 
 /* The exit handler. The leak check wants the stack pointer and registers of the code that
  * called exit: this frame and everything below it are ours. */
-noinline void prof_dump_at_exit(void) {
+noinline void prof_dump_at_exit(void *unused) {
+    (void)unused;
     bool leaks = opt.leaks != LEAKS_OFF && prof.started;
     if (leaks) {
         /* What valgrind does before its check (--run-cxx-freeres=yes, its default): libstdc++

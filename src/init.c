@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 extern char **__environ;
+extern int __cxa_atexit(void (*fn)(void *), void *arg, void *dso);
 
 static _Atomic int init_state; /* 0 not yet, 1 running, 2 done, 3 failed (all to glibc) */
 
@@ -125,10 +126,15 @@ __attribute__((constructor)) static void tally_constructor(void) {
         if (g.reserve)
             tally_message("arenas reserved; pools serve requests up to 512 bytes", NULL, NULL);
     }
-    /* atexit from a preloaded library's constructor runs after every other exit handler and
-     * ELF destructor, so the statistics see the program's final state. */
+    /* The exit handlers must see the program's final state: after its own atexit handlers and
+     * every ELF destructor. atexit() from a library registers under the library's DSO handle,
+     * and __cxa_finalize runs such a handler at that library's turn in _dl_fini, before the
+     * destructors of the libraries initialized before ours (the program's own libraries,
+     * libstdc++). A handler without a DSO handle runs only from exit's list, in reverse order of
+     * registration: ours come before _dl_fini's (registered by __libc_start_main after the
+     * constructors), so they run after it. */
     if (opt.stats != STATS_OFF)
-        atexit(stats_print_at_exit);
+        __cxa_atexit(stats_print_at_exit, NULL, NULL);
     if ((opt.out || opt.leaks != LEAKS_OFF) && opt.profile != PROFILE_OFF)
-        atexit(prof_dump_at_exit);
+        __cxa_atexit(prof_dump_at_exit, NULL, NULL);
 }

@@ -246,7 +246,7 @@ void unwind_fork_parent(void);
 void unwind_fork_child(void);
 
 /* ---- dump.c ------------------------------------------------------------------------------ */
-void prof_dump_at_exit(void);
+void prof_dump_at_exit(void *unused); /* the exit handler (__cxa_atexit) */
 void prof_dump_init(void); /* after prof_start: the pid, and the signal/interval helper */
 void prof_dump_fork_child(void);
 void prof_dump_fork_prepare(void);
@@ -264,7 +264,7 @@ void prof_build_id(const struct dl_phdr_info *info, char out[65]); /* hex, or "-
 void prof_load_range(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *hi);
 
 /* ---- stats.c ------------------------------------------------------------------------------ */
-void stats_print_at_exit(void);
+void stats_print_at_exit(void *unused); /* the exit handler (__cxa_atexit) */
 struct tally_stats;
 void stats_collect(struct tally_stats *s);
 uint64_t pool_pending_remote(const pool_t *p); /* remote frees not yet collected (bounded walk) */

@@ -250,7 +250,8 @@ TALLY_EXPORT int tally_stats_print(int fd, int json) {
     return 0;
 }
 
-void stats_print_at_exit(void) {
+void stats_print_at_exit(void *unused) {
+    (void)unused;
     int saved = errno;
     int fd = 2;
     if (opt.stats_file) {
