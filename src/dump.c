@@ -631,6 +631,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         kv(f, "leak_scan_ns", lr->scan_ns);
         kv(f, "leak_root_bytes", lr->root_bytes);
         kv(f, "leak_block_bytes", lr->block_bytes);
+        kv0(f, "leak_untracked_bytes", lr->untracked_bytes);
         for (unsigned h = 1; h < LEAK_NHEUR; h++) {
             char key[64];
             fmt_t k;

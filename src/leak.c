@@ -49,7 +49,9 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-enum { S_REACHABLE = 0, S_POSSIBLE, S_INDIRECT, S_UNREACHED, S_NONE }; /* memcheck's order */
+/* A slot's state: memcheck's four, in its order; then not a block: an untracked block (S_NONE,
+ * the library's own or ld.so's on its behalf: a root), a free one (S_FREE). */
+enum { S_REACHABLE = 0, S_POSSIBLE, S_INDIRECT, S_UNREACHED, S_NONE, S_FREE };
 #define GLIBC_HEAP_MAX ((uintptr_t)64 << 20) /* HEAP_MAX_SIZE of a non-main glibc arena */
 #define STOP_WAIT_NS 1000000000ull
 #define MAX_THREADS 8192
@@ -96,8 +98,8 @@ static struct {
     uintptr_t base, span;  /* the pools' range [base, base + span) */
     lpool_t *pools;
     uint64_t npools, npslots, nslots;
-    lblk_t *large;
-    uint64_t nlarge, large_cap;
+    lblk_t *large, *own; /* the large blocks; the library's own (site 0, roots) */
+    uint64_t nlarge, nown, large_cap;
     uint32_t *live;         /* the pools with tracked blocks, by address */
     uint64_t nlive;
     uintptr_t lmin, lspan;  /* large blocks lie in [lmin, lmin + lspan) */
@@ -239,8 +241,12 @@ static void count_large(const lent_t *e, void *arg) {
 
 static void add_large(const lent_t *e, void *arg) {
     (void)arg;
-    if (L.nlarge < L.large_cap)
+    if (e->site == 0) { /* the library's own: a root, not a block */
+        if (L.nown < L.large_cap)
+            L.own[L.nown++] = (lblk_t){e->addr, e->size, 0, 0};
+    } else if (L.nlarge < L.large_cap) {
         L.large[L.nlarge++] = (lblk_t){e->addr, e->size, e->site, 0};
+    }
 }
 
 static void sift_down(lblk_t *v, uint64_t r, uint64_t n) {
@@ -270,6 +276,70 @@ static void sort_large(lblk_t *v, uint64_t n) { /* heapsort: no recursion, no al
     }
 }
 
+/* The slot of a pool block's address, if its pool is one of the gathered; else UINT64_MAX. */
+static uint64_t pool_slot(const void *b) {
+    uintptr_t off = (uintptr_t)b - L.base;
+    if (off >= L.span)
+        return UINT64_MAX;
+    const lpool_t *lp = &L.pools[off >> POOL_SHIFT];
+    uint64_t boff = (off & (POOL_SIZE - 1)) - POOL_HEADER;
+    if (boff >= (uint64_t)lp->carved * CLASS_SIZE(lp->cls))
+        return UINT64_MAX;
+    return lp->first + block_index_of(lp->cls, boff);
+}
+
+static void free_one(const void *b) {
+    uint64_t s = pool_slot(b);
+    if (s != UINT64_MAX && L.state[s] == S_NONE)
+        L.state[s] = S_FREE;
+}
+
+static void free_bins(heap_t *h, void *arg) {
+    (void)arg;
+    if (h->kind != HEAP_REAL)
+        return;
+    for (unsigned c = 0; c < NCLASSES; c++)
+        for (void **sl = h->bin[c].low; sl < h->bin[c].top && sl < h->bin[c].high; sl++)
+            free_one(*sl);
+}
+
+/* The carved pool blocks that no tag names are free (in a pool's free list, its remote list, or
+ * a thread's bin) or untracked: blocks the library allocated for itself, among them what ld.so
+ * allocated for the libraries it dlopened (their link maps are in ld.so's list of the program's:
+ * the scan takes them as roots). With the threads stopped, the lists are still. */
+static void mark_free_blocks(void) {
+    for (uint64_t k = 0; k < L.nlive; k++) {
+        const pool_t *p = (const pool_t *)(g.base + (uint64_t)L.live[k] * POOL_SIZE);
+        unsigned n = 0, lim = 2 * p->capacity;
+        for (const block_t *b = p->free; b && n < lim; b = b->next, n++)
+            free_one(b);
+        uintptr_t tf = atomic_load_explicit(&((pool_t *)p)->thread_free, memory_order_acquire);
+        for (const block_t *b = (const block_t *)(tf & ~TF_FLAGS); b && n < 2 * lim; b = b->next, n++)
+            free_one(b);
+    }
+    heap_foreach_unlocked(free_bins, NULL);
+}
+
+static void scan_root(uintptr_t lo, uintptr_t hi);
+
+/* The untracked live blocks, as roots (after the memory map's). */
+static void scan_untracked(void) {
+    for (uint64_t i = 0; i < L.nown; i++) {
+        scan_root(L.own[i].addr, L.own[i].addr + L.own[i].size);
+        result.untracked_bytes += L.own[i].size;
+    }
+    for (uint64_t k = 0; k < L.nlive; k++) {
+        const lpool_t *lp = &L.pools[L.live[k]];
+        uintptr_t first = L.base + (uint64_t)L.live[k] * POOL_SIZE + POOL_HEADER;
+        for (unsigned b = 0; b < lp->carved; b++)
+            if (L.state[lp->first + b] == S_NONE) {
+                uintptr_t a = first + (uintptr_t)b * CLASS_SIZE(lp->cls);
+                scan_root(a, a + CLASS_SIZE(lp->cls));
+                result.untracked_bytes += CLASS_SIZE(lp->cls);
+            }
+    }
+}
+
 /* Under ltab_lock (prof_ltab_lock), with the other threads stopped. */
 static bool gather_blocks(void) {
     L.base = g.base;
@@ -279,8 +349,8 @@ static bool gather_blocks(void) {
     uint64_t slots = 0;
     for (uint64_t i = 0; L.pools && i < L.npools; i++) {
         pool_t *p = (pool_t *)(g.base + i * POOL_SIZE);
-        ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
-        if (!t || (p->state != POOL_OWNED && p->state != POOL_FULL && p->state != POOL_UNOWNED))
+        if (p->carved == 0 ||
+            (p->state != POOL_OWNED && p->state != POOL_FULL && p->state != POOL_UNOWNED))
             continue;
         L.pools[i] = (lpool_t){(uint32_t)slots, (uint16_t)p->carved, p->szidx, 0};
         slots += p->carved;
@@ -295,6 +365,7 @@ static bool gather_blocks(void) {
     prof_ltab_foreach_locked(count_large, &nl);
     L.large_cap = nl;
     L.large = grab(nl * sizeof(lblk_t));
+    L.own = grab(nl * sizeof(lblk_t));
     if (L.failed || slots + nl >= UINT32_MAX)
         return false;
     prof_ltab_foreach_locked(add_large, NULL);
@@ -315,7 +386,7 @@ static bool gather_blocks(void) {
             continue;
         pool_t *p = (pool_t *)(g.base + i * POOL_SIZE);
         const ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
-        for (unsigned b = 0; b < lp->carved; b++) {
+        for (unsigned b = 0; t && b < lp->carved; b++) {
             if (!t[b].site)
                 continue;
             L.site[lp->first + b] = t[b].site;
@@ -327,6 +398,7 @@ static bool gather_blocks(void) {
         L.site[L.npslots + i] = L.large[i].site;
         L.state[L.npslots + i] = S_UNREACHED;
     }
+    mark_free_blocks();
     if (L.nlarge) {
         L.lmin = L.large[0].addr;
         const lblk_t *last = &L.large[L.nlarge - 1];
@@ -346,7 +418,7 @@ static inline bool find_block(uintptr_t w, uint64_t *slot, uintptr_t *start, uin
             return false;
         unsigned idx = block_index_of(lp->cls, boff);
         uint64_t s = lp->first + idx;
-        if (L.state[s] == S_NONE)
+        if (L.state[s] >= S_NONE)
             return false;
         uintptr_t b = (w - boff) + (uintptr_t)idx * CLASS_SIZE(lp->cls);
         uint64_t n = L.psize[s];
@@ -722,13 +794,14 @@ static void build_exclusions(uintptr_t self_sp) {
         if (m->heap || is_glibc_heap(m))
             exclude(m->lo, m->hi);
     }
-    /* every tracked large block, header and all, wherever glibc put it */
-    for (uint64_t i = 0; i < L.nlarge; i++) {
-        uintptr_t a = L.large[i].addr;
-        uintptr_t csize = ((const uintptr_t *)a)[-1] & ~(uintptr_t)7;
+    /* every large block in the table, header and all, wherever glibc put it (the library's
+     * own are scanned on their own) */
+    for (uint64_t i = 0; i < L.nlarge + L.nown; i++) {
+        const lblk_t *b = i < L.nlarge ? &L.large[i] : &L.own[i - L.nlarge];
+        uintptr_t csize = ((const uintptr_t *)b->addr)[-1] & ~(uintptr_t)7;
         if (csize < 32 || csize > ((uintptr_t)1 << 46))
-            csize = L.large[i].size + 16;
-        exclude(a - 16, a - 16 + csize);
+            csize = b->size + 16;
+        exclude(b->addr - 16, b->addr - 16 + csize);
     }
     exclude_dead_stack(self_sp, 0);
     for (unsigned i = 0; i < L.nthreads; i++)
@@ -999,7 +1072,7 @@ static void tally_results(uint32_t nsites) {
         return;
     result.nsites = nsites;
     for (uint64_t s = 0; s < L.nslots; s++) {
-        if (L.state[s] == S_NONE)
+        if (L.state[s] >= S_NONE)
             continue;
         unsigned kind = kind_of(s);
         uint64_t n = slot_size(s);
@@ -1029,7 +1102,7 @@ void leak_foreach_block(void (*fn)(uintptr_t addr, uint64_t size, uint32_t site,
         const lpool_t *lp = &L.pools[i];
         for (unsigned b = 0; b < lp->carved; b++) {
             uint64_t s = lp->first + b;
-            if (L.state[s] == S_NONE || L.state[s] == S_REACHABLE)
+            if (L.state[s] >= S_NONE || L.state[s] == S_REACHABLE)
                 continue;
             fn(L.base + i * POOL_SIZE + POOL_HEADER + (uintptr_t)b * CLASS_SIZE(lp->cls),
                L.psize[s], L.site[s], kind_of(s), L.heur[s], arg);
@@ -1079,7 +1152,8 @@ bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs, uintptr_t e
         sigaction(SIGSEGV, &sa, &old_segv);
         sigaction(SIGBUS, &sa, &old_bus);
         build_exclusions(exit_frame_sp(sp, exit_lo, exit_hi));
-        scan_roots(); /* 1. the memory roots, in address order */
+        scan_roots(); /* 1. the memory roots, in address order, then the untracked blocks */
+        scan_untracked();
         for (unsigned i = 0; i < nregs; i++) /* 2. the registers: ours, then the others' */
             if (maybe_block(regs[i]))
                 push_root(regs[i], true);

@@ -25,6 +25,18 @@ prof_state_t prof;
 
 static pthread_mutex_t site_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t ltab_lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread int tls_ltab_held TLS_IE; /* this thread holds ltab_lock */
+static __thread int tls_own TLS_IE;       /* in prof_enter: the library's own calls (dlopen...) */
+
+static void ltab_acquire(void) {
+    pthread_mutex_lock(&ltab_lock);
+    tls_ltab_held = 1;
+}
+
+static void ltab_release(void) {
+    tls_ltab_held = 0;
+    pthread_mutex_unlock(&ltab_lock);
+}
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t tl_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -680,11 +692,11 @@ static bool ltab_maybe_has(uintptr_t a) {
 }
 
 static void ltab_insert(uintptr_t a, uint64_t size, uint64_t stamp, uint32_t site, uint8_t cls) {
-    pthread_mutex_lock(&ltab_lock);
+    ltab_acquire();
     lent_t *e = ltab_find_locked(a);
     if (!e) {
         if ((prof.ltab_used + 1) * 2 > prof.ltab_cap && !ltab_grow_locked()) {
-            pthread_mutex_unlock(&ltab_lock);
+            ltab_release();
             return;
         }
         lent_t *t = atomic_load_explicit(&prof.ltab, memory_order_relaxed);
@@ -703,13 +715,13 @@ static void ltab_insert(uintptr_t a, uint64_t size, uint64_t stamp, uint32_t sit
     e->site = site;
     e->cls = cls;
     __atomic_store_n(&e->addr, a, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&ltab_lock);
+    ltab_release();
 }
 
 static bool ltab_remove(uintptr_t a, lent_t *out) {
     if (!ltab_maybe_has(a))
         return false;
-    pthread_mutex_lock(&ltab_lock);
+    ltab_acquire();
     lent_t *e = ltab_find_locked(a);
     if (e) {
         *out = *e;
@@ -717,7 +729,7 @@ static bool ltab_remove(uintptr_t a, lent_t *out) {
         prof.ltab_tomb++;
         atomic_fetch_sub_explicit(&prof.ltab_live, 1, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&ltab_lock);
+    ltab_release();
     return e != NULL;
 }
 
@@ -729,17 +741,17 @@ void prof_ltab_foreach_locked(void (*fn)(const lent_t *, void *), void *arg) {
 }
 
 void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg) {
-    pthread_mutex_lock(&ltab_lock);
+    ltab_acquire();
     prof_ltab_foreach_locked(fn, arg);
-    pthread_mutex_unlock(&ltab_lock);
+    ltab_release();
 }
 
 void prof_ltab_lock(void) {
-    pthread_mutex_lock(&ltab_lock);
+    ltab_acquire();
 }
 
 void prof_ltab_unlock(void) {
-    pthread_mutex_unlock(&ltab_lock);
+    ltab_release();
 }
 
 /* ---- the hooks ---------------------------------------------------------------------------------- */
@@ -769,6 +781,12 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
          * sample mode (sampled small requests are promoted, see prof.h): untracked. */
         if (h->kind == HEAP_REAL && !tls_in_prof)
             reset_counter(h);
+        /* The library's own glibc blocks (the dynamic loader's records of what it dlopens for
+         * us sit in its list of the program's) go in the table under site 0, uncounted: the
+         * leak check scans them as roots (pool blocks it finds by their missing tags). */
+        if (tls_own && !tls_ltab_held && ptr && cls == LENT_LARGE && !ptr_is_ours(ptr) &&
+            opt.profile == PROFILE_ALL && h->kind == HEAP_REAL && !h->in_slow)
+            ltab_insert((uintptr_t)ptr, n, 0, 0, LENT_LARGE);
         return ptr;
     }
     tls_in_prof = 1;
@@ -825,6 +843,8 @@ void prof_free_small(pool_t *p, void *ptr) {
 }
 
 void prof_large_freed(const lent_t *e) {
+    if (e->site == 0)
+        return; /* the library's own: never counted */
     tls_in_prof = 1;
     record_free(prof_site(e->site), weights_of(e->size), stamp_now() - e->stamp);
     tls_in_prof = 0;
@@ -924,6 +944,7 @@ void prof_start(void) {
     if (opt.profile == PROFILE_OFF || prof.started || !g.reserve)
         return;
     tls_in_prof = 1; /* dlopen below allocates: untracked */
+    tls_own = 1;
     prof.mode = opt.profile;
     prof.rate = opt.sample ? opt.sample : 1;
     prof.depth = opt.depth ? opt.depth : 32;
@@ -966,18 +987,19 @@ void prof_start(void) {
     heap_foreach(heap_reset_counter, NULL);
     if (prof.timeline)
         prof_timeline_point();
+    tls_own = 0;
     tls_in_prof = 0;
 }
 
 static void prof_lock_all(void) {
     pthread_mutex_lock(&site_lock);
-    pthread_mutex_lock(&ltab_lock);
+    ltab_acquire();
     pthread_mutex_lock(&tl_lock);
 }
 
 static void prof_unlock_all(void) {
     pthread_mutex_unlock(&tl_lock);
-    pthread_mutex_unlock(&ltab_lock);
+    ltab_release();
     pthread_mutex_unlock(&site_lock);
 }
 
@@ -1010,6 +1032,7 @@ void prof_fork_child(void) {
     pthread_mutex_init(&ltab_lock, NULL);
     pthread_mutex_init(&tl_lock, NULL);
     pthread_mutex_init(&tab_lock, NULL);
+    tls_ltab_held = 0;
     tls_in_prof = 0;
 }
 
@@ -1024,8 +1047,10 @@ void prof_modules_changed(uintptr_t lo, uintptr_t hi) {
 
 void prof_enter(void) {
     tls_in_prof++;
+    tls_own++;
 }
 
 void prof_leave(void) {
+    tls_own--;
     tls_in_prof--;
 }

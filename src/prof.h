@@ -197,6 +197,7 @@ typedef struct leak_result_s {
     uint64_t count[LEAK_NKINDS], bytes[LEAK_NKINDS];
     uint64_t heur_count[LEAK_NHEUR], heur_bytes[LEAK_NHEUR]; /* "of which reachable via" */
     uint64_t scan_ns, root_bytes, block_bytes, root_faults;
+    uint64_t untracked_bytes; /* of the roots: the library's own live pool blocks */
     unsigned threads, unstopped; /* other threads stopped; not stopped */
 } leak_result_t;
 /* At exit, on the exiting thread: sp is the stack pointer of the exit handler's caller, regs

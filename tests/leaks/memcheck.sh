@@ -3,7 +3,7 @@
 # tests/leaks runs under `tally run --leaks` and under
 # `valgrind --leak-check=full --show-leak-kinds=all`; memcheck_cmp.py wants the same LEAK SUMMARY
 # (bytes and blocks of each of the four kinds, and the heuristics' lines) and the same loss
-# records from both: 15 programs of ours, git and sqlite3. The one difference it allows, a thread's DTV being 16 or 32 bytes larger
+# records from both: 15 programs of ours, git, sqlite3 and CPython. The one difference it allows, a thread's DTV being 16 or 32 bytes larger
 # under tallymalloc because the library and libunwind have thread-local storage, is explained
 # there. memcheck frees glibc's and libstdc++'s own memory at exit (--run-libc-freeres,
 # --run-cxx-freeres); the programs print nothing, so that glibc's stdio buffers are not live.
@@ -72,6 +72,15 @@ printf '%s\n' "create table t(a integer primary key, b text);" \
     "insert into t(b) select printf('row %d', value) from generate_series(1, 2000);" \
     "create index tb on t(b);" "select count(*), max(b) from t where b like 'row 1%';" >"$tmp/sqlite3.in"
 compare sqlite3 --run-libc-freeres=no -- sqlite3 :memory:
+
+# CPython, with its allocations all through malloc, a fixed hash seed (hash randomization would
+# make two runs allocate differently), and memcheck comparing 32 frames as tallymalloc does (it
+# compares 12 by default, merging records that tallymalloc keeps apart).
+need /usr/bin/python3 python3
+export PYTHONMALLOC=malloc PYTHONHASHSEED=0
+compare cpython --run-libc-freeres=no --num-callers=32 -- /usr/bin/python3 -c \
+    'import json, collections; d = {str(i): [i] * 3 for i in range(2000)}; print(len(collections.Counter(json.dumps(d))))'
+unset PYTHONMALLOC PYTHONHASHSEED
 
 # The comparison can fail: a report with one block moved to another kind is caught.
 sed 's/are possibly lost/are definitely lost/' "$tmp/leakcases-interior.tally" >"$tmp/moved.tally"
