@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include "report.h"
 
+#include "suppress.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -385,13 +387,13 @@ loss_t *loss_records(const dump_t *d, size_t *n) {
         const dsite_t *st = &d->sites[i];
         if (!d->leak_check) {
             if (st->leak_blocks && st->id != 0)
-                v[k++] = (loss_t){st, DKIND_N, st->leak_blocks, st->leak_bytes, 0};
+                v[k++] = (loss_t){st, DKIND_N, st->leak_blocks, st->leak_bytes, 0, false};
             continue;
         }
         for (unsigned kd = 0; kd < DKIND_N; kd++)
             if (st->kind_blocks[kd])
                 v[k++] = (loss_t){st, kd, st->kind_blocks[kd], st->kind_bytes[kd],
-                                  kd == DKIND_DEFINITE ? st->held_bytes : 0};
+                                  kd == DKIND_DEFINITE ? st->held_bytes : 0, false};
     }
     if (v)
         qsort(v, k, sizeof *v, by_loss);
@@ -400,7 +402,51 @@ loss_t *loss_records(const dump_t *d, size_t *n) {
 }
 
 static bool shown(const loss_t *l, unsigned kinds) {
-    return l->kind == DKIND_N || (kinds >> l->kind & 1);
+    return !l->suppressed && (l->kind == DKIND_N || (kinds >> l->kind & 1));
+}
+
+/* What the LEAK SUMMARY counts: the kinds less what suppressions took, and what they took. */
+typedef struct leak_totals_s {
+    uint64_t blocks[DKIND_N], bytes[DKIND_N];
+    uint64_t sup_blocks, sup_bytes;
+} leak_totals_t;
+
+/* Marks the records a suppression matches (each with every frame of its stack, as memcheck
+ * matches them); false with one line on stderr if the file cannot be read. */
+static bool apply_suppressions(const dump_t *d, symbolizer_t *sym, const char *path, loss_t *v,
+                               size_t n, leak_totals_t *t) {
+    for (unsigned k = 0; k < DKIND_N; k++) {
+        t->blocks[k] = d->kind_blocks[k];
+        t->bytes[k] = d->kind_bytes[k];
+    }
+    if (!path)
+        return true;
+    supps_t s;
+    char err[512];
+    if (!supp_load(path, &s, err, sizeof err)) {
+        tool_error("%s", err);
+        return false;
+    }
+    sym_want_aliases(sym); /* before any frame is symbolized: frames are cached */
+    for (size_t i = 0; i < n; i++) {
+        sym_frame_t fr[TOOL_MAX_FRAMES];
+        int nf = site_stack_all(sym, d, v[i].site, fr, TOOL_MAX_FRAMES);
+        supp_t *sp = supp_match(&s, fr, nf, v[i].kind);
+        if (!sp)
+            continue;
+        v[i].suppressed = true;
+        sp->records++;
+        sp->blocks += v[i].blocks;
+        sp->bytes += v[i].bytes;
+        t->sup_blocks += v[i].blocks; /* memcheck: the direct bytes go to "suppressed" */
+        t->sup_bytes += v[i].bytes;
+        if (v[i].kind < DKIND_N) {
+            t->blocks[v[i].kind] -= v[i].blocks;
+            t->bytes[v[i].kind] -= v[i].bytes;
+        }
+    }
+    supp_free(&s);
+    return true;
 }
 
 static void json_kind_totals(FILE *f, const char *key, const uint64_t *blocks,
@@ -420,9 +466,8 @@ static void json_kind_totals(FILE *f, const char *key, const uint64_t *blocks,
     fputc('}', f);
 }
 
-static void json_leaks(FILE *f, symbolizer_t *sym, const dump_t *d, unsigned kinds, bool *first) {
-    size_t n = 0;
-    loss_t *v = d->has_blocks ? loss_records(d, &n) : NULL;
+static void json_leak_records(FILE *f, symbolizer_t *sym, const dump_t *d, const loss_t *v,
+                              size_t n, unsigned kinds, bool *first) {
     json_key(f, "leaks", first);
     if (!v) {
         fputs("null", f); /* not an all-mode exit dump: no list of live blocks */
@@ -449,6 +494,12 @@ static void json_leaks(FILE *f, symbolizer_t *sym, const dump_t *d, unsigned kin
         fputc('}', f);
     }
     fputc(']', f);
+}
+
+static void json_leaks(FILE *f, symbolizer_t *sym, const dump_t *d, unsigned kinds, bool *first) {
+    size_t n = 0;
+    loss_t *v = d->has_blocks ? loss_records(d, &n) : NULL;
+    json_leak_records(f, sym, d, v, n, kinds, first);
     free(v);
 }
 
@@ -459,12 +510,12 @@ static void summary_line(FILE *f, const char *label, uint64_t bytes, uint64_t bl
 }
 
 /* memcheck's LEAK SUMMARY, line for line. */
-static void print_leak_summary(FILE *f, const dump_t *d) {
+static void print_leak_summary(FILE *f, const dump_t *d, const leak_totals_t *t) {
     fprintf(f, "\nLEAK SUMMARY:\n");
-    summary_line(f, "   definitely lost: ", d->kind_bytes[DKIND_DEFINITE], d->kind_blocks[DKIND_DEFINITE]);
-    summary_line(f, "   indirectly lost: ", d->kind_bytes[DKIND_INDIRECT], d->kind_blocks[DKIND_INDIRECT]);
-    summary_line(f, "     possibly lost: ", d->kind_bytes[DKIND_POSSIBLE], d->kind_blocks[DKIND_POSSIBLE]);
-    summary_line(f, "   still reachable: ", d->kind_bytes[DKIND_REACHABLE], d->kind_blocks[DKIND_REACHABLE]);
+    summary_line(f, "   definitely lost: ", t->bytes[DKIND_DEFINITE], t->blocks[DKIND_DEFINITE]);
+    summary_line(f, "   indirectly lost: ", t->bytes[DKIND_INDIRECT], t->blocks[DKIND_INDIRECT]);
+    summary_line(f, "     possibly lost: ", t->bytes[DKIND_POSSIBLE], t->blocks[DKIND_POSSIBLE]);
+    summary_line(f, "   still reachable: ", t->bytes[DKIND_REACHABLE], t->blocks[DKIND_REACHABLE]);
     bool any = false;
     for (unsigned h = 1; h < DHEUR_N; h++)
         any |= d->heur_blocks[h] != 0;
@@ -477,7 +528,7 @@ static void print_leak_summary(FILE *f, const dump_t *d) {
                 summary_line(f, label, d->heur_bytes[h], d->heur_blocks[h]);
             }
     }
-    summary_line(f, "        suppressed: ", 0, 0);
+    summary_line(f, "        suppressed: ", t->sup_bytes, t->sup_blocks);
 }
 
 int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
@@ -494,6 +545,11 @@ int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
     loss_t *v = loss_records(d, &n);
     if (!v)
         return 1;
+    leak_totals_t lt = {0};
+    if (!apply_suppressions(d, sym, o->suppressions, v, n, &lt)) {
+        free(v);
+        return 2;
+    }
     uint64_t blocks = 0, bytes = 0, sites = 0, hit = 0;
     for (size_t i = 0; i < n; i++)
         if (shown(&v[i], kinds)) {
@@ -520,13 +576,15 @@ int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
         if (d->leak_check) {
             json_key(f, "approximate", &fi);
             fputs(d->leak_approx ? "true" : "false", f);
-            json_kind_totals(f, "kinds", d->kind_blocks, d->kind_bytes, dkind_names, 0, DKIND_N,
-                             &fi);
+            json_kind_totals(f, "kinds", lt.blocks, lt.bytes, dkind_names, 0, DKIND_N, &fi);
             json_kind_totals(f, "reachable_via_heuristic", d->heur_blocks, d->heur_bytes,
                              dheur_names, 1, DHEUR_N, &fi);
         }
+        json_key(f, "suppressed", &fi);
+        fprintf(f, "{\"blocks\":%llu,\"bytes\":%llu}", (unsigned long long)lt.sup_blocks,
+                (unsigned long long)lt.sup_bytes);
         fputc('}', f);
-        json_leaks(f, sym, d, kinds, &first);
+        json_leak_records(f, sym, d, v, n, kinds, &first);
         fputs("}\n", f);
     } else if (d->leak_check) {
         print_header(f, d, "tally leaks");
@@ -558,7 +616,7 @@ int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
         if (live == 0)
             fprintf(f, "\nAll heap blocks were freed -- no leaks are possible\n");
         else
-            print_leak_summary(f, d);
+            print_leak_summary(f, d, &lt);
         if (!(kinds >> DKIND_REACHABLE & 1) && d->kind_blocks[DKIND_REACHABLE])
             fprintf(f, "Reachable blocks (those to which a pointer was found) are not shown.\n"
                        "To see them, add: --kinds all\n");
@@ -568,6 +626,8 @@ int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
         fprintf(f, "  no leak check in this dump (TALLY_LEAKS was not set): every block still "
                    "live at exit is listed\n");
         for (size_t i = 0; i < n; i++) {
+            if (v[i].suppressed)
+                continue;
             fprintf(f, "\n%s bytes in %s block%s still live at exit, from call site %zu of %zu:\n",
                     fmt_count(a, (double)v[i].bytes), fmt_count(b, (double)v[i].blocks),
                     v[i].blocks == 1 ? "" : "s", i + 1, n);

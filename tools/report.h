@@ -15,6 +15,7 @@ typedef struct leaks_opts_s {
     int error_exitcode; /* exit with this when there are leaks of the kinds shown; 0: never */
     unsigned kinds;     /* bits 1 << enum dkind; 0: LEAKS_DEFAULT_KINDS */
     FILE *out;          /* NULL: stdout */
+    const char *suppressions; /* a suppression file (tools/suppress.h), or NULL */
 } leaks_opts_t;
 #define LEAKS_DEFAULT_KINDS                                                                    \
     (1u << DKIND_DEFINITE | 1u << DKIND_INDIRECT | 1u << DKIND_POSSIBLE)
@@ -40,6 +41,7 @@ typedef struct loss_s {
     const dsite_t *site;
     unsigned kind;
     uint64_t blocks, bytes, held; /* held: indirectly lost bytes a definite record leads to */
+    bool suppressed;              /* by `tally leaks --suppressions` */
 } loss_t;
 /* Every loss record of the dump, in memcheck's order; free() it. NULL only when out of memory. */
 loss_t *loss_records(const dump_t *d, size_t *n);

@@ -29,10 +29,18 @@ extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *st
 
 #define MAX_INLINE 32
 
+typedef struct falias_s {
+    GElf_Addr addr;
+    const char *name;
+} falias_t;
+
 typedef struct smod_s {
     bool tried, ok;
     Dwfl *dwfl;
     Dwfl_Module *mod;
+    falias_t *fn; /* its function symbols by address, made when aliases are first wanted */
+    size_t nfn;
+    bool fn_done;
 } smod_t;
 
 typedef struct sentry_s {
@@ -53,7 +61,12 @@ struct symbolizer_s {
     /* interned strings */
     char **strs;
     size_t nstrs, cap_strs;
+    bool want_aliases;
 };
+
+void sym_want_aliases(symbolizer_t *s) {
+    s->want_aliases = true;
+}
 
 const char *sym_basename(const char *path) {
     const char *s = path ? strrchr(path, '/') : NULL;
@@ -119,9 +132,11 @@ symbolizer_t *sym_new(const dump_t *d, const char *extra_debug_dir) {
 void sym_free(symbolizer_t *s) {
     if (!s)
         return;
-    for (size_t i = 0; s->mods && i < s->d->nmodules; i++)
+    for (size_t i = 0; s->mods && i < s->d->nmodules; i++) {
         if (s->mods[i].dwfl)
             dwfl_end(s->mods[i].dwfl);
+        free(s->mods[i].fn);
+    }
     for (size_t i = 0; i < s->cap; i++)
         for (sentry_t *e = s->table[i], *n; e; e = n) {
             n = e->next;
@@ -217,14 +232,64 @@ static smod_t *open_module(symbolizer_t *s, int i) {
     return sm;
 }
 
-static const char *die_name(symbolizer_t *s, Dwarf_Die *die) {
+static const char *die_linkage_name(Dwarf_Die *die) {
     Dwarf_Attribute attr;
     const char *name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
     if (!name)
         name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
     if (!name)
         name = dwarf_diename(die);
-    return demangled(s, name);
+    return name;
+}
+
+/* A frame's two names: demangled for people, and as valgrind names it for suppressions. */
+static void name_frame(symbolizer_t *s, sym_frame_t *f, const char *raw, const char *supp) {
+    f->function = demangled(s, raw);
+    f->mangled = supp ? intern(s, supp) : NULL;
+}
+
+static int by_addr(const void *a, const void *b) {
+    const falias_t *x = a, *y = b;
+    return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* Every other name of the function symbol at start, '\n'-separated ("strdup" for "__strdup"):
+ * tools that read the same symbol table pick different aliases (suppressions). */
+static const char *aliases_of(symbolizer_t *s, smod_t *sm, GElf_Addr start, const char *name) {
+    if (!sm->fn_done) {
+        sm->fn_done = true;
+        int n = dwfl_module_getsymtab(sm->mod);
+        sm->fn = n > 0 ? malloc((size_t)n * sizeof *sm->fn) : NULL;
+        for (int i = 0; sm->fn && i < n; i++) {
+            GElf_Sym sym;
+            GElf_Addr addr;
+            const char *nm = dwfl_module_getsym_info(sm->mod, i, &sym, &addr, NULL, NULL, NULL);
+            if (nm && *nm && (GELF_ST_TYPE(sym.st_info) == STT_FUNC ||
+                              GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC))
+                sm->fn[sm->nfn++] = (falias_t){addr, nm};
+        }
+        if (sm->fn)
+            qsort(sm->fn, sm->nfn, sizeof *sm->fn, by_addr);
+    }
+    size_t lo = 0, hi = sm->nfn;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (sm->fn[mid].addr < start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    char buf[2048];
+    size_t len = 0;
+    for (size_t i = lo; i < sm->nfn && sm->fn[i].addr == start; i++) {
+        if (name && strcmp(sm->fn[i].name, name) == 0)
+            continue;
+        int w = snprintf(buf + len, sizeof buf - len, "%s%s", len ? "\n" : "", sm->fn[i].name);
+        if (w < 0 || (size_t)w >= sizeof buf - len)
+            break;
+        len += (size_t)w;
+    }
+    return len ? intern(s, buf) : NULL;
 }
 
 /* The frames at address a (ip - 1) of an open module. */
@@ -240,6 +305,7 @@ static int resolve(symbolizer_t *s, smod_t *sm, const dmodule_t *m, uint64_t ip,
     if (l)
         file = dwfl_lineinfo(l, NULL, &line, NULL, NULL, NULL);
     sym_frame_t base = {.module = m->path, .offset = ip - m->base, .ip = ip};
+    const char *aliases = symname && s->want_aliases ? aliases_of(s, sm, a - off, symname) : NULL;
     int n = 0;
     Dwarf_Addr bias = 0;
     Dwarf_Die *cudie = dwfl_module_addrdie(sm->mod, a, &bias);
@@ -276,7 +342,7 @@ static int resolve(symbolizer_t *s, smod_t *sm, const dmodule_t *m, uint64_t ip,
         f.file = intern(s, cur_file);
         f.line = cur_line;
         if (tag == DW_TAG_inlined_subroutine) {
-            f.function = die_name(s, die);
+            name_frame(s, &f, die_linkage_name(die), dwarf_diename(die));
             f.inlined = true;
             out[n++] = f;
             /* The caller's location is where this instance was inlined. */
@@ -290,7 +356,9 @@ static int resolve(symbolizer_t *s, smod_t *sm, const dmodule_t *m, uint64_t ip,
                 cur_line = (unsigned)cl;
         } else {
             /* The real function: the ELF symbol's name has the full C++ signature. */
-            f.function = symname ? demangled(s, symname) : die_name(s, die);
+            const char *raw = symname ? symname : die_linkage_name(die);
+            name_frame(s, &f, raw, raw);
+            f.aliases = aliases;
             out[n++] = f;
             done = true;
         }
@@ -298,7 +366,8 @@ static int resolve(symbolizer_t *s, smod_t *sm, const dmodule_t *m, uint64_t ip,
     free(scopes);
     if (!done) {
         sym_frame_t f = base;
-        f.function = demangled(s, symname);
+        name_frame(s, &f, symname, symname);
+        f.aliases = aliases;
         f.file = intern(s, cur_file);
         f.line = cur_line;
         out[n++] = f;

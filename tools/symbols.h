@@ -7,6 +7,9 @@
 
 typedef struct sym_frame_s {
     const char *function; /* demangled; NULL when nothing names the code */
+    const char *mangled;  /* the name valgrind's suppressions use: the symbol's (mangled for
+                           * C++), or for an inlined call its DWARF short name */
+    const char *aliases;  /* the symbol's other names, '\n'-separated (sym_want_aliases) */
     const char *file;     /* as the line table has it (usually absolute); NULL if unknown */
     unsigned line;        /* 0 if unknown */
     const char *module;   /* the module's path; NULL for code in no module */
@@ -20,6 +23,8 @@ typedef struct symbolizer_s symbolizer_t;
 /* extra_debug_dir: also look for separate debug files under it (DIR/.build-id/xx/rest.debug and
  * DIR/<path>.debug), as under /usr/lib/debug; may be NULL. */
 symbolizer_t *sym_new(const dump_t *d, const char *extra_debug_dir);
+/* From now on, frames also carry their symbol's other names (for suppressions). */
+void sym_want_aliases(symbolizer_t *s);
 void sym_free(symbolizer_t *s);
 
 /* The frames of return address ip in a stack of generation gen, innermost first: the inlined

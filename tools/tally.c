@@ -58,6 +58,7 @@ static const char usage_run[] =
     "                      reachable); the leaks and memcheck's LEAK SUMMARY are printed\n"
     "      --error-exitcode N  with --leaks: exit with N when anything is definitely,\n"
     "                      indirectly or possibly lost (for CI jobs)\n"
+    "      --suppressions FILE  with --leaks: as in `tally leaks`\n"
     "      --stats         also print the allocator's statistics at exit\n"
     "      --lib PATH      the library to preload (default: beside tally, or the build tree's)\n";
 
@@ -75,7 +76,8 @@ static const char usage_report[] =
     "  --debug-dir DIR  also look for separate debug files under DIR, as under /usr/lib/debug\n";
 
 static const char usage_leaks[] =
-    "usage: tally leaks [--kinds LIST] [--error-exitcode N] [--json] [--debug-dir DIR] DUMP\n"
+    "usage: tally leaks [--kinds LIST] [--suppressions FILE] [--error-exitcode N] [--json]\n"
+    "                   [--debug-dir DIR] DUMP\n"
     "\n"
     "The blocks still live when the program exited, as valgrind memcheck reports them: loss\n"
     "records (a call site and a kind: definitely, indirectly or possibly lost, or still\n"
@@ -85,6 +87,8 @@ static const char usage_leaks[] =
     "\n"
     "  --kinds LIST        the kinds to show: definite, indirect, possible, reachable, or all\n"
     "                      (default definite,indirect,possible); the summary counts them all\n"
+    "  --suppressions FILE leaks not to report: LeakSanitizer's `leak:PATTERN` lines or\n"
+    "                      valgrind's Memcheck:Leak blocks; counted as \"suppressed\"\n"
     "  --error-exitcode N  exit with N when a block of the kinds shown is live (for CI jobs)\n"
     "  --json              JSON instead of text (docs/JSON.md)\n"
     "  --debug-dir DIR     also look for separate debug files under DIR\n";
@@ -195,7 +199,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         {"error-exitcode", required_argument, NULL, 'e'}, {"help", no_argument, NULL, 'h'},
         {"measure", required_argument, NULL, 'm'},   {"folded", no_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'o'},    {"kinds", required_argument, NULL, 'k'},
-        {NULL, 0, NULL, 0}};
+        {"suppressions", required_argument, NULL, 'S'}, {NULL, 0, NULL, 0}};
     bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
          is_flame = strcmp(cmd, "flame") == 0, is_html = strcmp(cmd, "html") == 0;
     int c;
@@ -240,6 +244,11 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             fo.folded = true;
             break;
         case 'd': debug_dir = optarg; break;
+        case 'S':
+            if (!is_leaks)
+                return bad_usage(cmd, "--suppressions: an option of leaks (%s)", optarg);
+            lo.suppressions = optarg;
+            break;
         case 'k':
             if (!is_leaks || !leak_kinds_parse(optarg, &lo.kinds))
                 return bad_usage(cmd, is_leaks ? "--kinds %s: want a list of definite, indirect, "
@@ -367,12 +376,13 @@ static int cmd_run(int argc, char **argv) {
     unsigned long long sample = 0;
     bool all = false, leaks = false, stats = false;
     int leak_exitcode = 0;
+    const char *suppressions = NULL;
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'}, {"all", no_argument, NULL, 'a'},
         {"sample", required_argument, NULL, 's'}, {"leaks", no_argument, NULL, 'l'},
         {"stats", no_argument, NULL, 'S'},        {"lib", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},         {"error-exitcode", required_argument, NULL, 'e'},
-        {NULL, 0, NULL, 0}};
+        {"suppressions", required_argument, NULL, 'U'}, {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
     opterr = 0;
@@ -388,6 +398,7 @@ static int cmd_run(int argc, char **argv) {
             break;
         case 'l': leaks = all = true; break;
         case 'S': stats = true; break;
+        case 'U': suppressions = optarg; break;
         case 'L': lib_opt = optarg; break;
         case 'e': {
             errno = 0;
@@ -406,6 +417,12 @@ static int cmd_run(int argc, char **argv) {
         return bad_usage("run", "--all and --sample %s: one or the other", "");
     if (leak_exitcode && !leaks)
         return bad_usage("run", "--error-exitcode: an option of --leaks%s", "");
+    if (suppressions && !leaks)
+        return bad_usage("run", "--suppressions: an option of --leaks%s", "");
+    if (suppressions && !readable(suppressions)) {
+        tool_error("--suppressions %s: %s", suppressions, strerror(errno));
+        return 2;
+    }
     if (optind >= argc)
         return bad_usage("run", "which program?%s", "");
     char lib[PATH_MAX];
@@ -524,7 +541,8 @@ static int cmd_run(int argc, char **argv) {
         if (d.leak_check) {
             /* what memcheck and LeakSanitizer print at exit: the leaks and the summary */
             symbolizer_t *sym = sym_new(&d, NULL);
-            leaks_opts_t lo = {.out = stderr, .error_exitcode = leak_exitcode};
+            leaks_opts_t lo = {.out = stderr, .error_exitcode = leak_exitcode,
+                               .suppressions = suppressions};
             int lr = sym ? cmd_leaks(&d, sym, &lo) : 1;
             sym_free(sym);
             if (lr == leak_exitcode && leak_exitcode && rc == 0)

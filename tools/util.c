@@ -117,8 +117,8 @@ static bool hidden(const sym_frame_t *fr) {
                             strncmp(fr->function, "operator delete", 15) == 0);
 }
 
-int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t *out,
-               int max) {
+int site_stack_all(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t *out,
+                   int max) {
     uint64_t ips[1024];
     uint32_t n = dump_frames(d, s, ips, 1024);
     if (n > 1024)
@@ -126,6 +126,12 @@ int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t
     int k = 0;
     for (uint32_t i = 0; i < n && k < max; i++)
         k += sym_lookup(sym, ips[i], s->gen, out + k, max - k);
+    return k;
+}
+
+int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t *out,
+               int max) {
+    int k = site_stack_all(sym, d, s, out, max);
     int drop = 0;
     while (drop < k && hidden(&out[drop]))
         drop++;

@@ -26,6 +26,9 @@ void json_key(FILE *f, const char *key, bool *first); /* ,"key": */
  * thread (libc's, and _start), unless nothing else is left. Returns the number of frames
  * written to out. */
 int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t *out, int max);
+/* The same with every frame the dump has (libc's and the loader's too). */
+int site_stack_all(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t *out,
+                   int max);
 
 /* "at FUNC (FILE:LINE)" / "by FUNC (in MODULE)" / "by MODULE+0xOFF" / "by 0xIP" */
 void print_frame(FILE *f, const char *indent, const char *verb, const sym_frame_t *fr);

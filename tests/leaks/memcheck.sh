@@ -29,9 +29,19 @@ compare() {
     "$tally" leaks "$tmp/$name.tly" >"$tmp/$name.default" 2>&1
     grep -v '^tally: ' "$tmp/$name.run" | diff - "$tmp/$name.default" >/dev/null ||
         fail "$name: tally run did not print the leak report: $(cat "$tmp/$name.run")"
-    timeout 300 valgrind --leak-check=full --show-leak-kinds=all "${vgopts[@]}" \
-        --log-file="$tmp/$name.vg" "$@" <"$input" >/dev/null 2>&1 ||
+    timeout 300 valgrind --leak-check=full --show-leak-kinds=all --gen-suppressions=all \
+        "${vgopts[@]}" --log-file="$tmp/$name.vg" "$@" <"$input" >/dev/null 2>&1 ||
         fail "$name: valgrind failed: $(tail -5 "$tmp/$name.vg")"
+    # memcheck's own suppressions for what it found (its lines without the ==PID== prefix)
+    # suppress every record of ours too, unless told how many to leave.
+    grep -v '^==' "$tmp/$name.vg" >"$tmp/$name.supp"
+    if [ -n "${supp_left:-}" ]; then
+        "$tally" leaks --kinds all --suppressions "$tmp/$name.supp" "$tmp/$name.tly" >"$tmp/$name.supped" 2>&1 ||
+            fail "$name: tally leaks --suppressions failed: $(cat "$tmp/$name.supped")"
+        left=$(grep -cE 'are (definitely|indirectly|possibly) lost|are still reachable' "$tmp/$name.supped")
+        [ "$left" = "$supp_left" ] || fail "$name: memcheck's suppressions left $left records, want $supp_left:
+$(cat "$tmp/$name.supped")"
+    fi
     if python3 "$cmp" --dtv-frame start_holder "$tmp/$name.vg" "$tmp/$name.tally" >"$tmp/$name.cmp"; then
         say "$name: $(cat "$tmp/$name.cmp")"
     else
@@ -44,6 +54,7 @@ $(grep -A10 'LEAK SUMMARY' "$tmp/$name.tally")"
     fi
 }
 
+supp_left=0 # memcheck's suppressions leave nothing of these
 for c in dropped cycle list globals static_local thread_stack tls interior large_inside nested \
     heuristics clean; do
     compare "leakcases-$c" -- "$top_builddir/tests/leaks/leakcases" "$c"
@@ -51,10 +62,12 @@ done
 for c in members bases; do
     compare "leakcases_cxx-$c" -- "$top_builddir/tests/leaks/leakcases_cxx" "$c"
 done
+supp_left=1 # the blocks of before the start have no stack: one record no stack can match
 # A library's constructor fills a registry before tallymalloc's constructor: its blocks are
 # adopted at the start, and what the registry holds later is reachable, as memcheck says. Its
 # destructor frees a vector of strings: freed before the check, as memcheck sees them.
 compare early -- "$top_builddir/tests/leaks/early_main"
+supp_left="" # real programs: not checked (valgrind intercepts some of libc, setenv for one)
 
 # Real programs: git over a small repository, sqlite3 over a script. They keep glibc's own memory
 # (stdio buffers, locale data) live at exit; memcheck frees it before its check unless told not to
@@ -86,5 +99,12 @@ unset PYTHONMALLOC PYTHONHASHSEED
 sed 's/are possibly lost/are definitely lost/' "$tmp/leakcases-interior.tally" >"$tmp/moved.tally"
 python3 "$cmp" "$tmp/leakcases-interior.vg" "$tmp/moved.tally" >/dev/null &&
     fail "memcheck_cmp.py did not notice a record of another kind"
+
+# LeakSanitizer's format: a pattern that names the function suppresses its records (the list
+# and what it leads to), and they are counted as suppressed.
+printf '# a comment\nleak:^list_of$\n' >"$tmp/lsan.supp"
+"$tally" leaks --kinds all --suppressions "$tmp/lsan.supp" "$tmp/leakcases-list.tly" >"$tmp/lsan.out" 2>&1
+grep -qx '        suppressed: 656 bytes in 17 blocks' "$tmp/lsan.out" || fail "leak:^list_of\$ did not suppress the lists: $(cat "$tmp/lsan.out")"
+grep -qx '   definitely lost: 0 bytes in 0 blocks' "$tmp/lsan.out" || fail "the lost list is still reported: $(cat "$tmp/lsan.out")"
 
 finish

@@ -78,6 +78,17 @@ usage bad-kinds '--kinds lost: want a list of definite' leaks --kinds lost "$tmp
 usage empty-kind '--kinds definite,: want a list' leaks --kinds definite, "$tmp/good.tly"
 usage kinds-report '--kinds: an option of leaks' report --kinds all "$tmp/good.tly"
 usage run-exitcode '--error-exitcode: an option of --leaks' run --error-exitcode 3 -- true
+usage supp-report '--suppressions: an option of leaks' report --suppressions x "$tmp/good.tly"
+usage run-supp '--suppressions: an option of --leaks' run --suppressions x -- true
+# Broken suppression files: one line naming the file and the line.
+usage supp-missing "nonexistent.supp: cannot read the suppressions" leaks --suppressions "$tmp/nonexistent.supp" "$tmp/good.tly"
+printf 'leak:ok\nwhat is this\n' >"$tmp/junk.supp"
+usage supp-junk 'junk.supp:2: want leak:PATTERN' leaks --suppressions "$tmp/junk.supp" "$tmp/good.tly"
+printf '{\n  name\n  Memcheck:Leak\n  fun:main\n' >"$tmp/open.supp"
+usage supp-open 'open.supp:4: a block that does not end' leaks --suppressions "$tmp/open.supp" "$tmp/good.tly"
+printf '{\n  name\n  Memcheck:Leak\n  match-leak-kinds: lost\n  fun:main\n}\n' >"$tmp/kinds.supp"
+usage supp-kinds 'kinds.supp:4: match-leak-kinds: want definite' leaks --suppressions "$tmp/kinds.supp" "$tmp/good.tly"
+usage run-supp-missing '--suppressions /nonexistent' run --leaks --suppressions /nonexistent -- true
 usage unknown-option 'unknown option --frob' report --frob "$tmp/good.tly"
 usage unknown-command "no command 'frob'" frob
 usage flame-measure '--measure bogus: want peak, allocated' flame --measure bogus "$tmp/good.tly"
