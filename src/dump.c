@@ -252,10 +252,10 @@ static void put_modules(fmt_t *f) {
         pthread_mutex_unlock(&gone_lock);
     }
     mod_walk_t w = {.f = f, .lgen = lcopy, .nlgen = nl};
-    dl_iterate_phdr(put_module, &w);
+    unwind_iterate_phdr(put_module, &w);
     for (unsigned i = 0; i < n; i++) {
         mod_walk_t q = {.find = &copy[i]};
-        dl_iterate_phdr(find_module, &q); /* dlclose may not have unloaded it after all */
+        unwind_iterate_phdr(find_module, &q); /* dlclose may not have unloaded it after all */
         if (!q.found)
             put_module_rec(f, &copy[i], true);
     }
@@ -288,7 +288,7 @@ void prof_module_closing(uintptr_t base, const char *name, uintptr_t *lo, uintpt
         return;
     close_walk_t c = {.base = base, .name = name};
     prof_enter();
-    dl_iterate_phdr(remember_module, &c);
+    unwind_iterate_phdr(remember_module, &c);
     if (c.found) {
         *lo = c.m.lo;
         *hi = c.m.hi;

@@ -241,6 +241,10 @@ typedef struct unwind_counts_s {
     uint64_t reused;  /* frames taken from the previous stack after checking them */
 } unwind_counts_t;
 void unwind_counts(unwind_counts_t *sum); /* over every heap, read racily */
+/* dl_iterate_phdr under the lock fork's prepare handler holds (see unwind.c): every call of the
+ * library's goes through it. */
+struct dl_phdr_info;
+int unwind_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *), void *arg);
 void unwind_fork_prepare(void);
 void unwind_fork_parent(void);
 void unwind_fork_child(void);

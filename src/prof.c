@@ -964,7 +964,7 @@ void prof_start(void) {
     pthread_mutex_unlock(&site_lock);
     if (prof.mode == PROFILE_ALL && prof.chunks[0])
         adopt_early();
-    dl_iterate_phdr(find_self, (void *)(uintptr_t)&prof_start);
+    unwind_iterate_phdr(find_self, (void *)(uintptr_t)&prof_start);
     void *lib = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
     if (lib) {
         unw_bt = (int (*)(void **, int))dlsym(lib, "unw_backtrace");

@@ -517,6 +517,55 @@ static int rule_module(struct dl_phdr_info *info, size_t size, void *arg) {
     return 1;
 }
 
+/* The same without the loader's lock: glibc's _dl_find_object (2.35), lock-free, made for
+ * unwinders (libgcc's uses it). A fork taken while another thread was in dlopen or dlclose
+ * leaves the child with the loader's write lock held, and dl_iterate_phdr in the child would wait
+ * for it forever; _dl_find_object never waits. The code at pc is in a frame live on this thread's
+ * stack, so its module cannot go away meanwhile. After a dlclose the walker also wants the
+ * module's base, range and build-id: from its ELF header, mapped at the start of its range (the
+ * first segment maps the file's start in every object ld.so loads). False: ask dl_iterate_phdr
+ * (an address in no object, such as JIT code, or an object laid out otherwise). */
+#ifdef DLFO_EH_SEGMENT_TYPE
+static int (*_Atomic find_object)(void *pc, struct dl_find_object *out);
+static _Atomic bool find_object_looked;
+
+static bool rule_fast_lookup(rule_walk_t *w) {
+    if (!atomic_load_explicit(&find_object_looked, memory_order_acquire)) {
+        atomic_store(&find_object,
+                     (int (*)(void *, struct dl_find_object *))dlsym(RTLD_DEFAULT, "_dl_find_object"));
+        atomic_store_explicit(&find_object_looked, true, memory_order_release);
+    }
+    int (*fo_fn)(void *, struct dl_find_object *) = atomic_load(&find_object);
+    struct dl_find_object fo;
+    if (!fo_fn || fo_fn((void *)w->pc, &fo) != 0)
+        return false;
+    if (w->watch) {
+        const ElfW(Ehdr) *eh = fo.dlfo_map_start;
+        uintptr_t phend = (uintptr_t)fo.dlfo_map_start + eh->e_phoff +
+                          (uintptr_t)eh->e_phnum * sizeof(ElfW(Phdr));
+        if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_phentsize != sizeof(ElfW(Phdr)) ||
+            phend > (uintptr_t)fo.dlfo_map_end || !fo.dlfo_link_map)
+            return false;
+        struct dl_phdr_info info = {
+            .dlpi_addr = fo.dlfo_link_map->l_addr,
+            .dlpi_name = fo.dlfo_link_map->l_name,
+            .dlpi_phdr = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff),
+            .dlpi_phnum = eh->e_phnum,
+        };
+        w->base = info.dlpi_addr;
+        prof_load_range(&info, &w->lo, &w->hi);
+        prof_build_id(&info, w->build_id);
+    }
+    w->rule = fo.dlfo_eh_frame ? rule_from_hdr(fo.dlfo_eh_frame, w->pc) : RULE_FOREIGN;
+    return true;
+}
+#else
+static bool rule_fast_lookup(rule_walk_t *w) {
+    (void)w;
+    return false;
+}
+#endif
+
 /* ---- the rule table ------------------------------------------------------------------------- */
 static bool rtab_grow_locked(void) {
     rtab_t *old = atomic_load_explicit(&rtab, memory_order_relaxed);
@@ -574,7 +623,8 @@ static void rule_put(uintptr_t pc, uint64_t rule) {
 static noinline uint64_t rule_slow(uintptr_t pc) {
     rule_walk_t w = {.pc = pc - 1, .rule = RULE_NOCODE,
                      .watch = atomic_load_explicit(&unw_watch, memory_order_relaxed)};
-    dl_iterate_phdr(rule_module, &w);
+    if (!rule_fast_lookup(&w))
+        unwind_iterate_phdr(rule_module, &w);
     if (w.watch && w.hi)
         prof_module_seen(w.base, w.lo, w.hi, w.build_id);
     rule_put(pc, w.rule);
@@ -611,15 +661,31 @@ void unwind_forget(uintptr_t lo, uintptr_t hi) {
     pthread_mutex_unlock(&rtab_lock);
 }
 
+/* glibc's fork does not take the lock dl_iterate_phdr holds: a child forked while another
+ * thread was inside it inherits that lock held, and its first dl_iterate_phdr waits forever
+ * (our walker calls it at every return address it has not seen, in the parent's allocating
+ * threads). So every call of ours goes under phdr_lock, which fork's prepare handler holds. */
+static pthread_mutex_t phdr_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int unwind_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *), void *arg) {
+    pthread_mutex_lock(&phdr_lock);
+    int r = dl_iterate_phdr(cb, arg);
+    pthread_mutex_unlock(&phdr_lock);
+    return r;
+}
+
 void unwind_fork_prepare(void) {
     pthread_mutex_lock(&rtab_lock);
+    pthread_mutex_lock(&phdr_lock);
 }
 
 void unwind_fork_parent(void) {
+    pthread_mutex_unlock(&phdr_lock);
     pthread_mutex_unlock(&rtab_lock);
 }
 
 void unwind_fork_child(void) {
+    pthread_mutex_init(&phdr_lock, NULL);
     pthread_mutex_init(&rtab_lock, NULL);
 }
 

@@ -3,7 +3,8 @@
 # thread churn and cross-thread frees, fork while threads allocate (a child once hung on a site
 # spinlock held by a thread that the fork left behind), exit while threads allocate, and
 # allocation before constructors and in dynamic TLS. Each must pass as it does unprofiled, and
-# every dump it leaves must be complete (test_fork's children leave with _exit: no dump).
+# every dump it leaves must be complete (test_fork's children leave with _exit: no dump). Then
+# forks while other threads dlopen and dlclose (tests/prof/forkdl.c): no child may hang.
 . "$top_srcdir/tests/preload/common.sh"
 export PYTHONPATH=$top_srcdir/tests/prof
 for t in test_threads test_fork test_exit_busy test_early_tls; do
@@ -15,6 +16,16 @@ for t in test_threads test_fork test_exit_busy test_early_tls; do
     rc=$?
     [ "$rc" -eq 0 ] || { fail "$t failed under all mode (status $rc)"; tail -5 "$tmp/$t.out" >&2; }
 done
+forkdl=$top_builddir/tests/prof/forkdl
+gen_a=$top_builddir/tests/prof/.libs/gen_a.so
+[ -x "$forkdl" ] && [ -f "$gen_a" ] || hard_error "$forkdl or $gen_a is not built"
+for mode in all sample; do
+    say "run forkdl under TALLY_PROFILE=$mode"
+    timeout 600 env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=$mode "$forkdl" "$gen_a" 150 \
+        >"$tmp/forkdl.$mode.out" 2>&1 ||
+        fail "forkdl under $mode mode: $(cat "$tmp/forkdl.$mode.out")"
+done
+
 /usr/bin/python3 - "$tmp" <<'PY' || fail "a dump is broken"
 import glob, sys, dumpcheck
 files = glob.glob(sys.argv[1] + "/test_*/*.tly")
