@@ -80,6 +80,15 @@ int tally_stats_print(int fd, int json);
  * written (one line on stderr says why). */
 int tally_dump(const char *path);
 
+/* The same with the leak check first, as at exit under TALLY_LEAKS: every live block classified
+ * as valgrind's memcheck classifies it (definitely, indirectly, possibly lost, still reachable),
+ * the kinds in the dump, the program going on afterwards (LeakSanitizer's
+ * __lsan_do_recoverable_leak_check). The other threads are stopped for the check, by a signal:
+ * a system call of theirs may return EINTR. Needs every allocation recorded (TALLY_PROFILE=all,
+ * or TALLY_LEAKS); returns 0, or -1 with one line on stderr. With TALLY_LEAKS set, the dumps
+ * TALLY_SIGNAL and TALLY_INTERVAL ask for have the check too. */
+int tally_dump_leaks(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

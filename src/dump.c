@@ -560,8 +560,7 @@ static uint64_t realtime_ns(void) {
 
 static void write_dump(fmt_t *f, enum dump_reason why) {
     uint32_t nsites = atomic_load_explicit(&prof.nsites, memory_order_acquire);
-    static const leak_result_t none;
-    const leak_result_t *lr = why == DUMP_EXIT ? leak_result() : &none;
+    const leak_result_t *lr = leak_result(); /* done only inside dump_checked */
     uint64_t npools = (g.next_pool - g.base) / POOL_SIZE;
     prof_timeline_point();
 
@@ -1044,40 +1043,65 @@ static void exit_code_range(uintptr_t *lo, uintptr_t *hi) {
 
 /* The exit handler. The leak check wants the stack pointer and registers of the code that
  * called exit: this frame and everything below it are ours. */
-noinline void prof_dump_at_exit(void *unused) {
-    (void)unused;
-    bool leaks = opt.leaks != LEAKS_OFF && prof.started;
-    if (leaks) {
-        /* What valgrind does before its check (--run-cxx-freeres=yes, its default): libstdc++
-         * frees its own memory, the exception emergency pool above all. Every destructor has run;
-         * only a thread still running that throws with no memory left could want it. glibc's
-         * counterpart (__libc_freeres) is not called: stdio is flushed after this handler. */
-        prof_enter(); /* dlsym may allocate (its error text): ours, untracked */
-        void (*cxx_freeres)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "_ZN9__gnu_cxx9__freeresEv");
-        prof_leave();
-        if (cxx_freeres)
-            cxx_freeres(); /* its frees are the program's: recorded */
-    }
-    if (leaks) {
-        /* the callee-saved registers: the caller's values (the others are ours by now) */
-        uintptr_t regs[6];
-        __asm__ volatile("mov %%rbx, 0(%0)\n\tmov %%rbp, 8(%0)\n\tmov %%r12, 16(%0)\n\t"
-                         "mov %%r13, 24(%0)\n\tmov %%r14, 32(%0)\n\tmov %%r15, 40(%0)"
-                         :
-                         : "r"(regs)
-                         : "memory");
-        uintptr_t sp = (uintptr_t)__builtin_frame_address(0) + 16, exit_lo, exit_hi;
+/* A dump with the leak check first (its kinds go in it). The check's state is one per process:
+ * one such dump at a time. sp: where the calling thread's live stack starts; at exit, the
+ * frames up to exit's are skipped as memcheck skips them (exit_lo/hi: exit's code, or 0). */
+static pthread_mutex_t leak_dump_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static noinline int dump_checked(const char *pattern, enum dump_reason why, char *path,
+                                 bool exiting) {
+    /* the callee-saved registers: the caller's values (the others are ours by now) */
+    uintptr_t regs[6];
+    __asm__ volatile("mov %%rbx, 0(%0)\n\tmov %%rbp, 8(%0)\n\tmov %%r12, 16(%0)\n\t"
+                     "mov %%r13, 24(%0)\n\tmov %%r14, 32(%0)\n\tmov %%r15, 40(%0)"
+                     :
+                     : "r"(regs)
+                     : "memory");
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0) + 16, exit_lo = 0, exit_hi = 0;
+    pthread_mutex_lock(&leak_dump_lock);
+    if (exiting) {
         prof_enter();
         exit_code_range(&exit_lo, &exit_hi);
         prof_leave();
-        leak_check(sp, regs, 6, exit_lo, exit_hi);
     }
-    char path[4096];
-    int r = dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_EXIT, path);
-    if (leaks && opt.leaks == LEAKS_REPORT && leak_result()->done)
+    leak_check(sp, regs, 6, exit_lo, exit_hi);
+    int r = dump_to(pattern, why, path);
+    if (opt.leaks == LEAKS_REPORT && leak_result()->done)
         print_leak_summary(r == 0 ? path : NULL);
-    if (leaks)
-        leak_release();
+    leak_release();
+    pthread_mutex_unlock(&leak_dump_lock);
+    return r;
+}
+
+TALLY_EXPORT int tally_dump_leaks(const char *path) {
+    if (!tally_init_global() || !prof.started)
+        return -1;
+    if (prof.mode != PROFILE_ALL) {
+        tally_message("tally_dump_leaks: the leak check needs every allocation recorded ",
+                      "(TALLY_LEAKS=1 or TALLY_PROFILE=all)", NULL);
+        return -1;
+    }
+    char out[4096];
+    return dump_checked(path ? path : opt.out ? opt.out : DEFAULT_DUMP, DUMP_API, out, false);
+}
+
+noinline void prof_dump_at_exit(void *unused) {
+    (void)unused;
+    char path[4096];
+    if (opt.leaks == LEAKS_OFF || !prof.started) {
+        dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_EXIT, path);
+        return;
+    }
+    /* What valgrind does before its check (--run-cxx-freeres=yes, its default): libstdc++ frees
+     * its own memory, the exception emergency pool above all. Every destructor has run; only a
+     * thread still running that throws with no memory left could want it. glibc's counterpart
+     * (__libc_freeres) is not called: stdio is flushed after this handler. */
+    prof_enter(); /* dlsym may allocate (its error text): ours, untracked */
+    void (*cxx_freeres)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "_ZN9__gnu_cxx9__freeresEv");
+    prof_leave();
+    if (cxx_freeres)
+        cxx_freeres(); /* its frees are the program's: recorded */
+    dump_checked(opt.out ? opt.out : DEFAULT_DUMP, DUMP_EXIT, path, true);
 }
 
 /* ---- dumps on a signal and on a timer ---------------------------------------------------------
@@ -1101,6 +1125,16 @@ static void on_dump_signal(int sig) {
     errno = saved;
 }
 
+/* With TALLY_LEAKS, a dump on the signal or the timer has the leak check too: a server's leaks,
+ * on demand, while it runs. */
+static void helper_dump(enum dump_reason why) {
+    char path[4096];
+    if (opt.leaks != LEAKS_OFF && prof.mode == PROFILE_ALL)
+        dump_checked(opt.out ? opt.out : DEFAULT_DUMP, why, path, false);
+    else
+        dump_to(opt.out ? opt.out : DEFAULT_DUMP, why, path);
+}
+
 static void *helper_main(void *arg) {
     (void)arg;
     uint64_t next = opt.interval ? prof_now_ns() + (uint64_t)opt.interval * 1000000000u : 0;
@@ -1116,9 +1150,9 @@ static void *helper_main(void *arg) {
             char buf[64];
             if (read(wake_fd[0], buf, sizeof buf) <= 0)
                 continue;
-            dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_SIGNAL, NULL);
+            helper_dump(DUMP_SIGNAL);
         } else if (r == 0 && next) {
-            dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_INTERVAL, NULL);
+            helper_dump(DUMP_INTERVAL);
             next += (uint64_t)opt.interval * 1000000000u;
         }
     }
@@ -1170,8 +1204,25 @@ void prof_dump_fork_child(void) {
     }
 }
 
+/* A fork while a leak check runs on another thread waits for it: the check holds the large
+ * table's lock, which fork's prepare handler (heap_fork_prepare, later) takes. This handler is
+ * registered after that one, so its prepare runs before it and its child handler after. */
+static void leak_fork_prepare(void) {
+    pthread_mutex_lock(&leak_dump_lock);
+}
+
+static void leak_fork_parent(void) {
+    pthread_mutex_unlock(&leak_dump_lock);
+}
+
+static void leak_fork_child(void) {
+    pthread_mutex_init(&leak_dump_lock, NULL);
+}
+
 void prof_dump_init(void) {
     start_pid = getpid();
+    if (prof.started && prof.mode == PROFILE_ALL)
+        pthread_atfork(leak_fork_prepare, leak_fork_parent, leak_fork_child);
     if (!prof.started || (!opt.signal && !opt.interval))
         return;
     if (pipe2(wake_fd, O_CLOEXEC | O_NONBLOCK) != 0) {

@@ -672,7 +672,8 @@ static bool parse_text_dump(parser_t *p, const char *text, size_t len) {
     if (!p->seen_totals)
         return fail(p, "no totals record");
     /* FORMAT.md: an all-mode dump at exit lists every live block, even when there is none */
-    p->d->has_blocks = p->d->all_mode && p->d->reason && strcmp(p->d->reason, "exit") == 0;
+    p->d->has_blocks = p->d->all_mode && ((p->d->reason && strcmp(p->d->reason, "exit") == 0) ||
+                                          p->d->leak_check);
     for (size_t i = 0; p->d->leak_check && i < p->d->nsites; i++) /* the kinds, over all sites */
         for (unsigned k = 0; k < DKIND_N; k++) {
             p->d->kind_blocks[k] += p->d->sites[i].kind_blocks[k];

@@ -65,6 +65,25 @@ run thread_exit
 [ "$(summary thread_exit.tly 'still reachable')" = "400 2" ] || fail "thread_exit: reachable $(summary thread_exit.tly 'still reachable') (main's frame holds 300)"
 [ "$(summary thread_exit.tly 'definitely lost')" = "48 2" ] || fail "thread_exit: lost $(summary thread_exit.tly 'definitely lost')"
 
+# On demand, while the program runs: tally_dump_leaks() and, with TALLY_LEAKS, TALLY_SIGNAL. The
+# dump has the kinds as they were then; the program goes on, and its exit dump has the later leak.
+timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_LEAKS=quiet TALLY_OUT="$tmp/od-exit.tly" "$prog" ondemand "$tmp/od.tly" >od.out 2>od.err
+[ $? = 0 ] || fail "ondemand: exit status, $(cat od.err)"
+[ "$(field od.tly leak_check)" = 1 ] || fail "ondemand: no leak check in the dump: $(totals od.tly)"
+[ "$(field od.tly leak_threads)" = 0 ] && [ "$(field od.tly leak_unstopped)" = 1 ] ||
+    fail "ondemand: the thread that blocks signals kept running: $(totals od.tly)"
+[ "$(summary od.tly 'definitely lost')" = "24 1" ] || fail "ondemand: lost $(summary od.tly 'definitely lost')"
+[ "$(summary od.tly 'still reachable')" = "4100 2" ] || fail "ondemand: reachable $(summary od.tly 'still reachable')"
+[ "$(summary od-exit.tly 'definitely lost')" = "72 2" ] || fail "ondemand: the exit dump lost $(summary od-exit.tly 'definitely lost')"
+timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_LEAKS=quiet TALLY_SIGNAL=USR2 TALLY_OUT="$tmp/sig.tly" "$prog" onsignal "$tmp/sig.tly" >sig.out 2>sig.err
+[ $? = 0 ] || fail "onsignal: exit status (7: no dump on the signal), $(cat sig.err)"
+[ "$(field sig.tly.1 leak_check)" = 1 ] || fail "onsignal: no leak check in the signal's dump"
+[ "$(summary sig.tly.1 'definitely lost')" = "24 1" ] || fail "onsignal: lost $(summary sig.tly.1 'definitely lost')"
+[ "$(summary sig.tly 'definitely lost')" = "72 2" ] || fail "onsignal: the exit dump lost $(summary sig.tly 'definitely lost')"
+env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=sample TALLY_OUT="$tmp/s.tly" "$prog" ondemand "$tmp/s-od.tly" >/dev/null 2>s.err
+[ $? = 6 ] && grep -q 'tally_dump_leaks: the leak check needs every allocation recorded' s.err ||
+    fail "tally_dump_leaks in sample mode: $(cat s.err)"
+
 # TALLY_LEAKS=1 prints memcheck's summary itself; with another profile mode it says it uses all.
 env LD_PRELOAD="$TALLY_LIB" TALLY_LEAKS=1 TALLY_PROFILE=sample TALLY_OUT="$tmp/p.tly" "$prog" blocked >/dev/null 2>p.err
 grep -q '^tally: TALLY_LEAKS needs every allocation recorded: using TALLY_PROFILE=all$' p.err || fail "no word of the profile mode: $(cat p.err)"

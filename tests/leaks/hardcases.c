@@ -4,7 +4,10 @@
  *   handler      the program has its own handler for the signal the check stops threads with
  *   fork         parent and child both exit normally, each with a leak of its own
  *   thread_exit  a thread calls exit while main waits with a pointer in its frame
+ *   ondemand     tally_dump_leaks(argv[2]) while a thread holds a block, then more leaks
+ *   onsignal     raise(SIGUSR2) (TALLY_SIGNAL=USR2), wait for the dump argv[2].1, go on
  * Each keeps one block reachable and loses one (24 bytes), so the kinds can be checked. */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -73,7 +76,7 @@ static void *exiting_thread(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2 || pipe(ready) != 0 || pipe(never) != 0)
+    if (argc < 2 || pipe(ready) != 0 || pipe(never) != 0)
         return 2;
     const char *c = argv[1];
     pthread_t t;
@@ -121,6 +124,24 @@ int main(int argc, char **argv) {
         pthread_join(t, NULL); /* never returns: the thread exits the process */
         sink = mine;
         return 5;
+    } else if (strcmp(c, "ondemand") == 0 && argc == 3) {
+        if (pthread_create(&t, NULL, blocked_thread, NULL) != 0)
+            return 1;
+        wait_ready();
+        /* the library's API, found as a program that may run without it would find it */
+        int (*dump_leaks)(const char *) = (int (*)(const char *))dlsym(RTLD_DEFAULT, "tally_dump_leaks");
+        if (!dump_leaks || dump_leaks(argv[2]) != 0)
+            return 6;
+        lose(48); /* after the check: only in the exit dump */
+    } else if (strcmp(c, "onsignal") == 0 && argc == 3) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s.1", argv[2]);
+        raise(SIGUSR2);
+        for (int i = 0; i < 500 && access(path, F_OK) != 0; i++)
+            usleep(10000);
+        if (access(path, F_OK) != 0)
+            return 7;
+        lose(48);
     } else {
         return 2;
     }
