@@ -4,7 +4,7 @@
 set -u
 so=${TALLYMALLOC_SO:?}
 allowed="aligned_alloc calloc cfree dlclose dlopen free free_aligned_sized free_sized malloc
-malloc_usable_size memalign posix_memalign pvalloc realloc reallocarray tally_dump tally_stats_get
+malloc_usable_size memalign posix_memalign pvalloc realloc reallocarray tally_dump tally_dump_leaks tally_stats_get
 tally_stats_print tally_version valloc"
 got=$(nm -D --defined-only "$so" | awk '{print $3}' | sed 's/@.*//' | sort -u)
 want=$(echo $allowed | tr ' ' '\n' | sort -u)
