@@ -1,15 +1,23 @@
 /*
  * throughput.c - malloc/free throughput benchmark, meant to be run under LD_PRELOAD.
  *
- *   throughput single  [-n OPS] [-w SLOTS] [-s SEED]
- *   throughput xthread [-n OPS] [-w SLOTS] [-x CROSS_PERCENT] [-s SEED]
+ *   throughput single   [-n OPS] [-w SLOTS] [-a MIN -b MAX] [-s SEED]
+ *   throughput multi    [-n OPS] [-w SLOTS] [-t THREADS] [-a MIN -b MAX] [-s SEED]
+ *   throughput xthread  [-n OPS] [-w SLOTS] [-x CROSS_PERCENT] [-a MIN -b MAX] [-s SEED]
+ *   throughput prodcons [-n OPS] [-a MIN -b MAX] [-s SEED]
  *
- * single:  one thread keeps SLOTS live blocks (default 4096) and replaces a random one per op.
- * xthread: two threads each keep SLOTS live blocks (default 2048) of their own and also hand
- *          CROSS_PERCENT (default 25) of their new blocks to the other thread through a lock-free
- *          SPSC ring, so each thread frees blocks that the other allocated.
+ * single:   one thread keeps SLOTS live blocks (default 4096) and replaces a random one per op.
+ * multi:    THREADS threads (default 2) do single's loop at once, each on its own blocks: a
+ *           thread-local allocator scales, one behind a lock does not. OPS are shared out.
+ * xthread:  two threads each keep SLOTS live blocks (default 2048) of their own and also hand
+ *           CROSS_PERCENT (default 25) of their new blocks to the other thread through a
+ *           lock-free SPSC ring, so each thread frees blocks that the other allocated.
+ * prodcons: one thread allocates, the other frees every block it is handed (a queue of work
+ *           items): all frees are remote.
  *
- * An op is one malloc plus one free; sizes are uniform in 16..512. Prints one line on stdout:
+ * An op is one malloc plus one free; sizes are uniform in MIN..MAX (default 16..512; -a 513
+ * -b 65536 for large blocks, which tallymalloc hands to the system malloc). ns_per_op is the
+ * wall time over all ops (so two threads that scale halve it). Prints one line on stdout:
  * "ns_per_op=<float> ops=<N> threads=<T>". Only the benchmarked malloc/free calls run inside the
  * timed region: no stdio, no setup allocations. Exit status 1 on a corrupted block, 2 on bad usage.
  * With THROUGHPUT_VERBOSE set, xthread also prints how many blocks crossed threads on stderr.
@@ -49,11 +57,16 @@ static _Noreturn void die_usage(const char *msg)
 {
     fprintf(stderr,
             "throughput: %s\n"
-            "usage: throughput single  [-n OPS] [-w SLOTS] [-s SEED]\n"
-            "       throughput xthread [-n OPS] [-w SLOTS] [-x CROSS_PERCENT] [-s SEED]\n",
+            "usage: throughput single   [-n OPS] [-w SLOTS] [-a MIN -b MAX] [-s SEED]\n"
+            "       throughput multi    [-n OPS] [-w SLOTS] [-t THREADS] [-a MIN -b MAX] [-s SEED]\n"
+            "       throughput xthread  [-n OPS] [-w SLOTS] [-x CROSS_PERCENT] [-a MIN -b MAX] [-s SEED]\n"
+            "       throughput prodcons [-n OPS] [-a MIN -b MAX] [-s SEED]\n",
             msg);
     exit(2);
 }
+
+// The size range (-a, -b): requests are uniform in [size_lo, size_hi].
+static size_t size_lo = BLOCK_MIN, size_hi = BLOCK_MAX;
 
 #include "bench.h"
 
@@ -79,7 +92,7 @@ static inline uint32_t rng_below(uint64_t *state, uint32_t n)
 
 static inline size_t rng_size(uint64_t *state)
 {
-    return BLOCK_MIN + rng_below(state, BLOCK_MAX - BLOCK_MIN + 1);
+    return size_lo + rng_below(state, (uint32_t)(size_hi - size_lo + 1));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -197,7 +210,7 @@ static inline void block_check(int thread, const char *where, const unsigned cha
     uint32_t size, serial;
     memcpy(&size, p, sizeof size);
     memcpy(&serial, p + 4, sizeof serial);
-    if (size < BLOCK_MIN || size > BLOCK_MAX || p[size - 1] != block_tag(size, serial) ||
+    if (size < size_lo || size > size_hi || p[size - 1] != block_tag(size, serial) ||
         (expected_serial >= 0 && serial != (uint32_t)expected_serial))
         block_corrupt(thread, where, p);
 }
@@ -352,30 +365,123 @@ static double run_xthread(uint64_t ops, uint32_t slots_n, uint32_t cross_pct, ui
 }
 
 // ---------------------------------------------------------------------------------------------
+// multi: single's loop on several threads at once
+
+struct multi_arg {
+    uint64_t ops, seed;
+    uint32_t slots_n;
+    double ns;
+};
+
+static _Atomic int multi_ready, multi_go;
+
+static void *multi_main(void *arg)
+{
+    struct multi_arg *a = arg;
+    atomic_fetch_add_explicit(&multi_ready, 1, memory_order_acq_rel);
+    while (!atomic_load_explicit(&multi_go, memory_order_acquire))
+        sched_yield();
+    a->ns = run_single(a->ops, a->slots_n, a->seed);
+    return NULL;
+}
+
+static double run_multi(uint64_t ops, uint32_t slots_n, uint32_t threads, uint64_t seed)
+{
+    struct multi_arg a[64];
+    pthread_t tid[64];
+    for (uint32_t i = 0; i < threads; i++) {
+        a[i] = (struct multi_arg){.ops = ops / threads + (i == 0 ? ops % threads : 0),
+                                  .seed = seed + UINT64_C(0x9E3779B97F4A7C15) * (i + 1),
+                                  .slots_n = slots_n};
+        int err = pthread_create(&tid[i], NULL, multi_main, &a[i]);
+        if (err != 0) {
+            fprintf(stderr, "throughput: pthread_create: %s\n", strerror(err));
+            exit(1);
+        }
+    }
+    while (atomic_load_explicit(&multi_ready, memory_order_acquire) < (int)threads)
+        sched_yield();
+    double t0 = now_ns();
+    atomic_store_explicit(&multi_go, 1, memory_order_release);
+    for (uint32_t i = 0; i < threads; i++)
+        pthread_join(tid[i], NULL);
+    return now_ns() - t0; /* includes each thread's final frees: all of it is allocator work */
+}
+
+// ---------------------------------------------------------------------------------------------
+// prodcons: every block freed by the thread that did not allocate it
+
+struct prodcons_arg {
+    uint64_t ops, seed;
+    double end_ns;
+};
+
+static void *consumer_main(void *arg)
+{
+    struct prodcons_arg *a = arg;
+    for (uint64_t got = 0; got < a->ops;) {
+        unsigned char *q = ring_pop(&rings[0]);
+        if (q == NULL) {
+            sched_yield(); /* two cores, perhaps other load: let the producer run */
+            continue;
+        }
+        block_check(1, "consumed", q, (int64_t)(uint32_t)got);
+        free(q);
+        got++;
+    }
+    a->end_ns = now_ns();
+    return NULL;
+}
+
+static double run_prodcons(uint64_t ops, uint64_t seed)
+{
+    struct prodcons_arg a = {.ops = ops, .seed = seed};
+    pthread_t tid;
+    double t0 = now_ns();
+    int err = pthread_create(&tid, NULL, consumer_main, &a);
+    if (err != 0) {
+        fprintf(stderr, "throughput: pthread_create: %s\n", strerror(err));
+        exit(1);
+    }
+    uint64_t rng = seed;
+    for (uint64_t i = 0; i < ops; i++) {
+        uint32_t size = (uint32_t)rng_size(&rng);
+        unsigned char *p = malloc(size);
+        if (p == NULL)
+            die_oom(size);
+        block_stamp(p, size, (uint32_t)i);
+        while (!ring_push(&rings[0], p))
+            sched_yield(); /* full: never free here, every free is the consumer's */
+    }
+    pthread_join(tid, NULL);
+    return a.end_ns - t0;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 int main(int argc, char **argv)
 {
     if (argc < 2)
         die_usage("missing MODE");
     const char *mode = argv[1];
-    bool xthread;
-    if (strcmp(mode, "single") == 0)
-        xthread = false;
-    else if (strcmp(mode, "xthread") == 0)
-        xthread = true;
-    else
-        die_usage("MODE must be single or xthread");
+    bool xthread = strcmp(mode, "xthread") == 0, multi = strcmp(mode, "multi") == 0,
+         prodcons = strcmp(mode, "prodcons") == 0;
+    if (!xthread && !multi && !prodcons && strcmp(mode, "single") != 0)
+        die_usage("MODE must be single, multi, xthread or prodcons");
 
-    uint64_t ops = xthread ? 10000000 : 20000000;
+    uint64_t ops = xthread || prodcons ? 10000000 : 20000000;
     uint64_t slots_n = xthread ? 2048 : 4096;
-    uint64_t cross_pct = 25;
+    uint64_t cross_pct = 25, threads = 2, lo = BLOCK_MIN, hi = BLOCK_MAX;
     uint64_t seed = 0x2545F4914F6CDD1Dull;
 
     // Skip MODE so getopt sees only the options.
     optind = 2;
     int c;
-    while ((c = getopt(argc, argv, "n:w:x:s:")) != -1) {
+    while ((c = getopt(argc, argv, "n:w:x:s:t:a:b:")) != -1) {
         switch (c) {
+        case 't': threads = parse_u64(optarg, "-t wants a number of threads"); break;
+        case 'a': lo = parse_u64(optarg, "-a wants a size in bytes"); break;
+        case 'b': hi = parse_u64(optarg, "-b wants a size in bytes"); break;
         case 'n': ops = parse_u64(optarg, "-n wants a positive integer"); break;
         case 'w': slots_n = parse_u64(optarg, "-w wants a positive integer"); break;
         case 'x': cross_pct = parse_u64(optarg, "-x wants a percentage 0..100"); break;
@@ -389,11 +495,20 @@ int main(int argc, char **argv)
         die_usage("-n and -w must be positive (and -w below 2^32)");
     if (cross_pct > 100)
         die_usage("-x wants a percentage 0..100");
+    if (threads == 0 || threads > 64)
+        die_usage("-t wants 1..64 threads");
+    if (lo < BLOCK_MIN || hi < lo || hi > (UINT64_C(1) << 30))
+        die_usage("-a and -b want 16 <= MIN <= MAX <= 2^30");
+    size_lo = (size_t)lo;
+    size_hi = (size_t)hi;
     if (seed == 0)
         seed = 1; // xorshift's one fixed point
 
-    double ns = xthread ? run_xthread(ops, (uint32_t)slots_n, (uint32_t)cross_pct, seed)
-                        : run_single(ops, (uint32_t)slots_n, seed);
-    printf("ns_per_op=%.3f ops=%" PRIu64 " threads=%d\n", ns / (double)ops, ops, xthread ? 2 : 1);
+    double ns = xthread    ? run_xthread(ops, (uint32_t)slots_n, (uint32_t)cross_pct, seed)
+                : multi    ? run_multi(ops, (uint32_t)slots_n, (uint32_t)threads, seed)
+                : prodcons ? run_prodcons(ops, seed)
+                           : run_single(ops, (uint32_t)slots_n, seed);
+    int nthreads = xthread || prodcons ? 2 : multi ? (int)threads : 1;
+    printf("ns_per_op=%.3f ops=%" PRIu64 " threads=%d\n", ns / (double)ops, ops, nthreads);
     return 0;
 }
