@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# run.sh - run the tallymalloc benchmarks against glibc and jemalloc; print a markdown report.
+# run.sh - run the tallymalloc benchmarks against glibc, jemalloc, mimalloc and tcmalloc; print a
+# markdown report.
 #
 #   bench/run.sh --lib PATH/libtallymalloc.so [--quick] [--runs N] [--builddir DIR]
+#
+# Allocators: glibc, jemalloc (Debian's libjemalloc2), mimalloc (libmimalloc2.0), tcmalloc
+# (libtcmalloc-minimal4), and tallymalloc with TALLY_PROFILE=off, sample and all. Workloads: the
+# micro benchmarks of throughput.c and frag.c, and real programs timed by the wall clock
+# (CPython, sqlite3, gcc, git). Each says what it stresses (the `workloads` table below).
 #
 # Builds throughput and frag (bench/*.c) into DIR if they are missing or older than their source;
 # without --builddir it uses a temporary directory that is removed at exit. Allocators are
@@ -9,8 +15,8 @@
 # spread over all of them instead of landing on one. The report goes to stdout, progress to
 # stderr, and every run's raw result to DIR/results.tsv.
 #
-# Environment: CC (default cc), JEMALLOC_LIB (default the Debian libjemalloc2 path),
-# BENCH_TIMEOUT (seconds per run, default 300).
+# Environment: CC (default cc), JEMALLOC_LIB, MIMALLOC_LIB, TCMALLOC_LIB (default the Debian
+# paths), BENCH_TIMEOUT (seconds per run, default 300).
 set -u
 export LC_ALL=C # awk and printf must agree on the decimal point
 
@@ -55,27 +61,58 @@ if [[ -z $runs ]]; then
 fi
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs wants a positive integer, got '$runs'"
 
-# Workload arguments. At full size a run takes well under a second with glibc or jemalloc on a
-# 2-core EPYC VM; --quick halves them, which leaves room for an allocator ten times slower.
-declare -A wl_args
-if ((quick)); then
-    wl_args[single]="single -n 10000000"
-    wl_args[xthread]="xthread -n 5000000"
-    wl_args[frag]="-r 6 -m 32"
-else
-    wl_args[single]="single -n 20000000"
-    wl_args[xthread]="xthread -n 10000000"
-    wl_args[frag]="-r 6 -m 64"
-fi
-workloads=(single xthread frag)
-allocators=(glibc jemalloc tallymalloc)
+# Workloads: kind (tp: throughput.c, ns per malloc+free; frag: frag.c, memory; wall: a real
+# program, seconds), arguments, and what each stresses. At full size a tp run takes well under a
+# second with jemalloc on a 2-core EPYC VM; --quick halves them.
+declare -A wl_args wl_kind wl_what wl_env wl_stdin
+h=$((quick ? 2 : 1))
+wl_kind[single]=tp
+wl_args[single]="single -n $((20000000 / h))"
+wl_what[single]="small-object churn, one thread: 4096 live blocks, random sizes 16..512 B"
+wl_kind[multi]=tp
+wl_args[multi]="multi -t 2 -n $((20000000 / h))"
+wl_what[multi]="the same on two threads at once, each on its own blocks: thread-local scaling"
+wl_kind[xthread]=tp
+wl_args[xthread]="xthread -n $((10000000 / h))"
+wl_what[xthread]="two threads, a quarter of each one's blocks freed by the other"
+wl_kind[prodcons]=tp
+wl_args[prodcons]="prodcons -n $((10000000 / h))"
+wl_what[prodcons]="producer/consumer: one thread allocates, the other frees every block"
+wl_kind[large]=tp
+wl_args[large]="single -n $((1000000 / h)) -a 513 -b 65536"
+wl_what[large]="large blocks, 513 B..64 KiB: what tallymalloc hands to glibc's malloc"
+wl_kind[mixed]=tp
+wl_args[mixed]="single -n $((4000000 / h)) -a 16 -b 4096"
+wl_what[mixed]="mixed sizes 16 B..4 KiB: seven in eight above tallymalloc's 512 B limit"
+wl_kind[frag]=frag
+wl_args[frag]="-r 6 -m $((64 / h))"
+wl_what[frag]="fragmentation: fill with mixed small sizes, free a random 90%, refill with others"
+wl_kind[python]=wall
+wl_args[python]="/usr/bin/python3 $here/../tests/preload/workload.py"
+wl_env[python]="PYTHONMALLOC=malloc PYTHONHASHSEED=0"
+wl_what[python]="CPython (PYTHONMALLOC=malloc) building and dropping dicts, lists, strings, objects"
+wl_kind[sqlite]=wall
+wl_args[sqlite]="/usr/bin/sqlite3 :memory:"
+wl_stdin[sqlite]=$here/sqlite.sql
+wl_what[sqlite]="sqlite3 building, indexing and querying a 200,000-row table"
+wl_kind[gcc]=wall
+wl_what[gcc]="gcc -O2 compiling a generated 800-function C file"
+wl_kind[git]=wall
+wl_what[git]="git log -p --stat over this repository's history"
+workloads=(single multi xthread prodcons large mixed frag python sqlite gcc git)
+allocators=(glibc jemalloc mimalloc tcmalloc tally-off tally-sample tally-all)
 timeout_s=${BENCH_TIMEOUT:-300}
 [[ $timeout_s =~ ^[1-9][0-9]*$ ]] || die "BENCH_TIMEOUT wants seconds, got '$timeout_s'"
 
-declare -A alloc_lib
+declare -A alloc_lib alloc_env
 alloc_lib[glibc]=""
 alloc_lib[jemalloc]=${JEMALLOC_LIB:-/usr/lib/x86_64-linux-gnu/libjemalloc.so.2}
-alloc_lib[tallymalloc]=$lib
+alloc_lib[mimalloc]=${MIMALLOC_LIB:-/usr/lib/x86_64-linux-gnu/libmimalloc.so.2}
+alloc_lib[tcmalloc]=${TCMALLOC_LIB:-/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4}
+for m in off sample all; do
+    alloc_lib[tally-$m]=$lib
+    alloc_env[tally-$m]="TALLY_PROFILE=$m"
+done
 
 # The runner and its helpers must never run under a preload: only the benchmark programs do.
 unset LD_PRELOAD
@@ -99,6 +136,22 @@ for prog in throughput frag; do
     fi
 done
 
+# gcc's input: 3,000 functions of loops, switches and arithmetic, generated the same each time.
+if [[ ! -s $builddir/big.c ]]; then
+    awk 'BEGIN {
+        for (i = 0; i < 800; i++) {
+            printf "int f%d(int *a, int n) {\n  int s = %d;\n", i, i
+            printf "  for (int k = 0; k < n; k++) {\n    switch ((a[k] + %d) %% 5) {\n", i
+            for (c = 0; c < 5; c++)
+                printf "    case %d: s += a[k] * %d - (s >> %d); break;\n", c, c + i % 7, c + 1
+            printf "    }\n  }\n  return s ^ %d;\n}\n", i * 7
+        }
+    }' >"$builddir/big.c"
+fi
+wl_args[gcc]="gcc -O2 -c -o /dev/null $builddir/big.c"
+gitdir=$(cd "$here/.." && pwd)
+wl_args[git]="git -C $gitdir log -p --stat"
+
 # GNU time gives the child's peak RSS for the throughput runs; frag reports its own.
 have_time=0
 if [[ -x /usr/bin/time ]] && /usr/bin/time -f %M -o /dev/null true 2>/dev/null; then
@@ -108,7 +161,7 @@ fi
 # --- run --------------------------------------------------------------------------------------
 
 results=$builddir/results.tsv
-fields=(workload allocator run status ns_per_op peak_rss_kb end_rss_kb peak_live_kb end_live_kb
+fields=(workload allocator run status time peak_rss_kb end_rss_kb peak_live_kb end_live_kb
     cross_pct)
 (IFS=$'\t'; echo "${fields[*]}") >"$results"
 
@@ -121,6 +174,18 @@ for a in "${allocators[@]}"; do
     else
         present+=("$a")
         for w in "${workloads[@]}"; do state[$w/$a]=ok; done
+    fi
+done
+# A real program that is not installed (or a git history that is not there) is missing for all.
+for w in "${workloads[@]}"; do
+    [[ ${wl_kind[$w]} == wall ]] || continue
+    prog=${wl_args[$w]%% *}
+    ok=1
+    command -v "$prog" >/dev/null 2>&1 || ok=0
+    [[ $w == git ]] && ! git -C "$gitdir" rev-parse --git-dir >/dev/null 2>&1 && ok=0
+    if ((!ok)); then
+        echo "run.sh: $w: $prog (or its input) not found, skipping" >&2
+        for a in "${allocators[@]}"; do state[$w/$a]=missing; done
     fi
 done
 
@@ -142,12 +207,14 @@ describe_failure() {
 # run_one WORKLOAD ALLOCATOR RUN: runs one benchmark and appends a line to $results.
 run_one() {
     local w=$1 a=$2 r=$3
-    local out=$builddir/run.out err=$builddir/run.err rssf=$builddir/run.rss
+    local out=$builddir/run.out err=$builddir/run.err rssf=$builddir/run.rss input=/dev/null
+    local kind=${wl_kind[$w]}
     local -a cmd=()
     rm -f "$rssf"
-    if ((have_time)) && [[ $w != frag ]]; then
-        # time reports the largest RSS among the children timeout reaps, i.e. the benchmark's.
-        cmd+=(/usr/bin/time -f %M -o "$rssf")
+    if ((have_time)) && [[ $kind != frag ]]; then
+        # time reports the largest RSS among the children timeout reaps, i.e. the benchmark's
+        # (gcc: the largest of the driver, cc1 and as), and the wall time of a real program.
+        cmd+=(/usr/bin/time -f "%e %M" -o "$rssf")
     fi
     # timeout must be the benchmark's parent: its -k KILL reaches only a child that is still
     # running, so a program that ignores TERM behind another process would outlive the run.
@@ -155,32 +222,43 @@ run_one() {
     cmd+=(timeout -k 10 "$timeout_s" env)
     # xthread then reports on stderr how many blocks really crossed threads.
     [[ $w == xthread ]] && cmd+=(THROUGHPUT_VERBOSE=1)
+    # shellcheck disable=SC2206 # the strings are ours and split on spaces
+    [[ -n ${wl_env[$w]:-} ]] && cmd+=(${wl_env[$w]})
     [[ -n ${alloc_lib[$a]} ]] && cmd+=("LD_PRELOAD=${alloc_lib[$a]}")
-    local prog=throughput
-    [[ $w == frag ]] && prog=frag
+    # shellcheck disable=SC2206
+    [[ -n ${alloc_env[$a]:-} ]] && cmd+=(${alloc_env[$a]})
+    case $kind in
+    tp) cmd+=("$builddir/throughput") ;;
+    frag) cmd+=("$builddir/frag") ;;
+    esac
     # shellcheck disable=SC2206 # the argument strings are ours and split on spaces
-    cmd+=("$builddir/$prog" ${wl_args[$w]})
+    cmd+=(${wl_args[$w]})
+    [[ -n ${wl_stdin[$w]:-} ]] && input=${wl_stdin[$w]}
 
     # The outer redirection swallows bash's own "Segmentation fault" notice: the crash is
     # reported below, once, in our words.
-    { "${cmd[@]}" >"$out" 2>"$err"; } 2>/dev/null
+    { "${cmd[@]}" <"$input" >"$out" 2>"$err"; } 2>/dev/null
     local rc=$?
 
-    local ns=- peak=- endrss=- plive=- elive=- cross=- why=""
+    local t=- peak=- endrss=- plive=- elive=- cross=- why=""
     if ((rc != 0)); then
         why=$(describe_failure "$rc")
-    elif [[ $w == frag ]]; then
+    elif [[ $kind == frag ]]; then
         read -r peak endrss plive elive < <(awk '{
             for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
             print v["peak_rss_kb"], v["end_rss_kb"], v["peak_live_kb"], v["end_live_kb"]
         }' "$out")
         [[ ${peak:-} =~ ^[0-9]+$ && ${endrss:-} =~ ^[0-9]+$ ]] || why="bad output"
     else
-        ns=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^ns_per_op=/) print substr($i, 11) }' \
-            "$out")
-        [[ $ns =~ ^[0-9]+(\.[0-9]+)?$ ]] || why="bad output"
+        if [[ $kind == tp ]]; then
+            t=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^ns_per_op=/) print substr($i, 11) }' \
+                "$out")
+        elif [[ -s $rssf ]]; then
+            t=$(tail -n 1 "$rssf" | awk '{print $1}')
+        fi
+        [[ $t =~ ^[0-9]+(\.[0-9]+)?$ ]] || why="bad output"
         if [[ -z $why && -s $rssf ]]; then
-            peak=$(tail -n 1 "$rssf")
+            peak=$(tail -n 1 "$rssf" | awk '{print $2}')
             [[ $peak =~ ^[0-9]+$ ]] || peak=-
         fi
         if [[ -z $why && $w == xthread ]]; then
@@ -200,21 +278,25 @@ run_one() {
         return
     fi
     printf '%s\t%s\t%s\tok\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-        "$w" "$a" "$r" "$ns" "$peak" "$endrss" "$plive" "$elive" "$cross" >>"$results"
+        "$w" "$a" "$r" "$t" "$peak" "$endrss" "$plive" "$elive" "$cross" >>"$results"
 }
 
 total=$((${#workloads[@]} * ${#present[@]} * runs))
 n=0
+started=$(date +%s)
 for w in "${workloads[@]}"; do
     for ((r = 1; r <= runs; r++)); do
         for a in "${present[@]}"; do
             n=$((n + 1))
             if [[ ${state[$w/$a]} != ok ]]; then
                 # A crash is usually deterministic, and a hang costs the full timeout each time.
-                echo "[$n/$total] $w $a run $r/$runs: skipped, crashed earlier" >&2
+                [[ ${state[$w/$a]} == missing ]] || echo "[$n/$total] $w $a run $r/$runs: skipped, crashed earlier" >&2
                 continue
             fi
-            echo "[$n/$total] $w $a run $r/$runs" >&2
+            el=$(($(date +%s) - started))
+            left=$((n > 1 ? el * (total - n + 1) / (n - 1) : 0))
+            printf '[%d/%d] %s %s run %d/%d (%dm%02ds so far, about %dm%02ds left)\n' "$n" "$total" \
+                "$w" "$a" "$r" "$runs" $((el / 60)) $((el % 60)) $((left / 60)) $((left % 60)) >&2
             run_one "$w" "$a" "$r"
         done
     done
@@ -243,13 +325,14 @@ ratio() {
     }'
 }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f\n", k / 1024 }'; }
+unit() { case ${wl_kind[$1]} in tp) echo "ns/op" ;; wall) echo "s" ;; *) echo "" ;; esac; }
 
-declare -A med_ns med_rss
+declare -A med_t med_rss
 for w in "${workloads[@]}"; do
     for a in "${allocators[@]}"; do
         [[ ${state[$w/$a]} == ok ]] || continue
-        read -r m _ _ < <(stats "$w" "$a" ns_per_op)
-        med_ns[$w/$a]=${m:-}
+        read -r m _ _ < <(stats "$w" "$a" time)
+        med_t[$w/$a]=${m:-}
         read -r m _ _ < <(stats "$w" "$a" peak_rss_kb)
         med_rss[$w/$a]=${m:-}
     done
@@ -259,31 +342,30 @@ echo "## tallymalloc benchmarks"
 echo
 echo "- date: $(date '+%Y-%m-%d %H:%M:%S %Z')"
 cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
-echo "- machine: $(nproc) CPUs, ${cpu:-unknown CPU}, Linux $(uname -r)"
+echo "- machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
 if command -v dpkg-query >/dev/null 2>&1; then
-    vers=$(dpkg-query -W -f='${Package} ${Version}, ' libc6 libjemalloc2 2>/dev/null)
+    vers=$(dpkg-query -W -f='${Package} ${Version}, ' libc6 libjemalloc2 libmimalloc2.0 \
+        libtcmalloc-minimal4 python3.11 sqlite3 gcc-12 git 2>/dev/null)
     echo "- packages: ${vers%, }"
-else
-    echo "- glibc: $(ldd --version 2>/dev/null | head -n 1)"
 fi
-echo "- compiler: $(${CC:-cc} --version 2>/dev/null | head -n 1)"
-for a in jemalloc tallymalloc; do
-    # The library's mtime tells which build of a library under development was measured.
-    if [[ ${state[single/$a]} == missing ]]; then
-        echo "- $a: ${alloc_lib[$a]} (missing)"
-    else
-        echo "- $a: ${alloc_lib[$a]} (modified $(date -r "${alloc_lib[$a]}" '+%Y-%m-%d %H:%M:%S'))"
-    fi
+echo "- compiler of the micro benchmarks: $(${CC:-cc} --version 2>/dev/null | head -n 1)"
+echo "- tallymalloc: $lib (modified $(date -r "$lib" '+%Y-%m-%d %H:%M:%S'))"
+for a in jemalloc mimalloc tcmalloc; do
+    [[ ${state[single/$a]} == missing ]] && echo "- $a: ${alloc_lib[$a]} (missing)"
 done
-echo "- runs: $runs per allocator and workload, alternated; timeout ${timeout_s}s per run$(
-    ((quick)) && echo '; --quick')"
-echo "- arguments: single: \`${wl_args[single]#single }\`," \
-    "xthread: \`${wl_args[xthread]#xthread }\`, frag: \`${wl_args[frag]}\`"
-echo "- ns/op: one malloc+free pair; peak RSS: /usr/bin/time %M (throughput), VmHWM (frag)." \
-    "Ratios are median / jemalloc median; lower is better."
+echo "- runs: $runs per allocator and workload, allocators alternated run by run; timeout" \
+    "${timeout_s}s per run$( ((quick)) && echo '; --quick (half-size workloads)')"
+echo "- time: ns per malloc+free pair (micro benchmarks) or seconds of wall time (programs);" \
+    "peak RSS: /usr/bin/time %M (VmHWM for frag). Ratios are median / jemalloc's median:" \
+    "lower is better."
 echo
-echo "| workload | allocator | ns/op median (min–max) | ratio to jemalloc" \
-    "| peak RSS MiB median | RSS ratio to jemalloc |"
+echo "| workload | what it stresses | arguments |"
+echo "|---|---|---|"
+for w in "${workloads[@]}"; do
+    echo "| $w | ${wl_what[$w]} | \`${wl_args[$w]/#$here\/..\//}\` |"
+done
+echo
+echo "| workload | allocator | time median (min–max) | time / jemalloc | peak RSS MiB | RSS / jemalloc |"
 echo "|---|---|---|---|---|---|"
 for w in "${workloads[@]}"; do
     for a in "${allocators[@]}"; do
@@ -292,20 +374,47 @@ for w in "${workloads[@]}"; do
             echo "| $w | $a | $s | – | – | – |"
             continue
         fi
-        nscell=– nsratio=– rsscell=– rssratio=–
-        read -r m lo hi < <(stats "$w" "$a" ns_per_op)
+        tcell=– tratio=– rsscell=– rssratio=–
+        read -r m lo hi < <(stats "$w" "$a" time)
         if [[ -n ${m:-} ]]; then
-            nscell=$(awk -v m="$m" -v lo="$lo" -v hi="$hi" \
-                'BEGIN { printf "%.1f (%.1f–%.1f)", m, lo, hi }')
-            nsratio=$(ratio "$m" "${med_ns[$w/jemalloc]:-}")
+            tcell=$(awk -v m="$m" -v lo="$lo" -v hi="$hi" -v u="$(unit "$w")" \
+                'BEGIN { printf "%.2f (%.2f–%.2f) %s", m, lo, hi, u }')
+            tratio=$(ratio "$m" "${med_t[$w/jemalloc]:-}")
         fi
         m=${med_rss[$w/$a]:-}
         if [[ -n $m ]]; then
             rsscell=$(mib "$m")
             rssratio=$(ratio "$m" "${med_rss[$w/jemalloc]:-}")
         fi
-        echo "| $w | $a | $nscell | $nsratio | $rsscell | $rssratio |"
+        echo "| $w | $a | $tcell | $tratio | $rsscell | $rssratio |"
     done
+done
+
+# Geometric means of the ratios over the workloads where both the allocator and jemalloc have a
+# figure: one number per allocator, as mimalloc-bench reports.
+echo
+echo "Geometric mean of the ratios to jemalloc over the workloads (time: all but frag):"
+echo
+echo "| allocator | time / jemalloc | peak RSS / jemalloc | workloads |"
+echo "|---|---|---|---|"
+for a in "${allocators[@]}"; do
+    lt=0 lr=0 nt=0 nr=0
+    for w in "${workloads[@]}"; do
+        [[ ${state[$w/$a]} == ok && ${state[$w/jemalloc]} == ok ]] || continue
+        x=${med_t[$w/$a]:-} y=${med_t[$w/jemalloc]:-}
+        if [[ -n $x && -n $y && ${wl_kind[$w]} != frag ]]; then
+            lt=$(awk -v s="$lt" -v x="$x" -v y="$y" 'BEGIN { printf "%.9f", s + log(x / y) }')
+            nt=$((nt + 1))
+        fi
+        x=${med_rss[$w/$a]:-} y=${med_rss[$w/jemalloc]:-}
+        if [[ -n $x && -n $y ]]; then
+            lr=$(awk -v s="$lr" -v x="$x" -v y="$y" 'BEGIN { printf "%.9f", s + log(x / y) }')
+            nr=$((nr + 1))
+        fi
+    done
+    awk -v a="$a" -v lt="$lt" -v nt="$nt" -v lr="$lr" -v nr="$nr" 'BEGIN {
+        printf "| %s | %s | %s | %d |\n", a, nt ? sprintf("%.2f", exp(lt / nt)) : "–",
+            nr ? sprintf("%.2f", exp(lr / nr)) : "–", (nt > nr ? nt : nr) }'
 done
 
 # The xthread rows compare like with like only if each allocator got about the same share of
@@ -319,8 +428,7 @@ for a in "${allocators[@]}"; do
 done
 echo "${line%;}"
 
-# Fragmentation detail: end RSS against what the program still holds shows what each allocator
-# keeps after live data shrinks.
+# Fragmentation detail: RSS against what the program holds, at the peak and at the end.
 echo
 echo "frag detail (MiB, medians; overhead = RSS / requested live bytes):"
 echo
