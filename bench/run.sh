@@ -29,6 +29,7 @@ usage: $0 --lib PATH/libtallymalloc.so [--quick] [--runs N] [--builddir DIR]
   --quick         3 runs and half-size workloads
   --runs N        runs per allocator and workload (default 7, 3 with --quick)
   --builddir DIR  where to build and keep the benchmark programs and raw results
+  --only LIST     only these workloads (comma-separated names from the report's first table)
 EOF
     exit 2
 }
@@ -42,6 +43,7 @@ lib="$here/../src/.libs/libtallymalloc.so"
 quick=0
 runs=""
 builddir=""
+only=""
 while [[ $# -gt 0 ]]; do
     case $1 in
     --lib) [[ $# -ge 2 ]] || usage; lib=$2; shift 2 ;;
@@ -51,6 +53,8 @@ while [[ $# -gt 0 ]]; do
     --runs=*) runs=${1#--runs=}; shift ;;
     --builddir) [[ $# -ge 2 ]] || usage; builddir=$2; shift 2 ;;
     --builddir=*) builddir=${1#--builddir=}; shift ;;
+    --only) [[ $# -ge 2 ]] || usage; only=$2; shift 2 ;;
+    --only=*) only=${1#--only=}; shift ;;
     -h | --help) usage ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage ;;
     esac
@@ -99,8 +103,19 @@ wl_kind[gcc]=wall
 wl_what[gcc]="gcc -O2 compiling a generated 800-function C file"
 wl_kind[git]=wall
 wl_what[git]="git log -p --stat over this repository's history"
-workloads=(single multi xthread prodcons large mixed frag python sqlite gcc git)
+wl_kind[redis]=redis
+wl_args[redis]="-n $((200000 / h)) -c 50 -P 16 -d 64 -t set,get,lpush,lpop,incr,hset"
+wl_what[redis]="redis-server under load from redis-benchmark on 127.0.0.1 (time: the benchmark's; RSS: the server's peak)"
+workloads=(single multi xthread prodcons large mixed frag python sqlite gcc git redis)
 allocators=(glibc jemalloc mimalloc tcmalloc tally-off tally-sample tally-all)
+if [[ -n $only ]]; then
+    keep=()
+    for w in ${only//,/ }; do
+        [[ -n ${wl_kind[$w]:-} ]] || die "--only: no workload '$w' (${workloads[*]})"
+        keep+=("$w")
+    done
+    workloads=("${keep[@]}")
+fi
 timeout_s=${BENCH_TIMEOUT:-300}
 [[ $timeout_s =~ ^[1-9][0-9]*$ ]] || die "BENCH_TIMEOUT wants seconds, got '$timeout_s'"
 
@@ -178,8 +193,9 @@ for a in "${allocators[@]}"; do
 done
 # A real program that is not installed (or a git history that is not there) is missing for all.
 for w in "${workloads[@]}"; do
-    [[ ${wl_kind[$w]} == wall ]] || continue
+    [[ ${wl_kind[$w]} == wall || ${wl_kind[$w]} == redis ]] || continue
     prog=${wl_args[$w]%% *}
+    [[ $w == redis ]] && prog=redis-benchmark && ! command -v redis-server >/dev/null && prog=redis-server
     ok=1
     command -v "$prog" >/dev/null 2>&1 || ok=0
     [[ $w == git ]] && ! git -C "$gitdir" rev-parse --git-dir >/dev/null 2>&1 && ok=0
@@ -202,6 +218,55 @@ describe_failure() {
     else
         echo "exit $rc"
     fi
+}
+
+# run_redis ALLOCATOR OUT ERR TIMEF: a redis-server under the allocator on a free port of
+# 127.0.0.1, redis-benchmark against it (timed by GNU time into TIMEF), then the server's peak RSS
+# (VmHWM) appended to TIMEF and the server shut down. Returns redis-benchmark's status, or 1 when
+# the server does not come up.
+run_redis() {
+    local a=$1 out=$2 err=$3 timef=$4 port pid ok=0
+    local -a env_args=()
+    [[ -n ${alloc_lib[$a]} ]] && env_args+=("LD_PRELOAD=${alloc_lib[$a]}")
+    # shellcheck disable=SC2206
+    [[ -n ${alloc_env[$a]:-} ]] && env_args+=(${alloc_env[$a]})
+    for attempt in 1 2 3 4 5; do
+        port=$((20000 + (RANDOM + attempt * 631) % 20000))
+        env "${env_args[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' \
+            --appendonly no --daemonize no >"$builddir/redis.log" 2>&1 &
+        pid=$!
+        for _ in $(seq 50); do
+            if redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -qx PONG; then
+                ok=1
+                break
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        ((ok)) && break
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    if ((!ok)); then
+        echo "redis-server did not come up: $(tail -n 3 "$builddir/redis.log")" >"$err"
+        return 1
+    fi
+    # shellcheck disable=SC2086 # the arguments are ours
+    /usr/bin/time -f "%e %M" -o "$timef" timeout -k 10 "$timeout_s" \
+        redis-benchmark -h 127.0.0.1 -p "$port" ${wl_args[redis]} -q >"$out" 2>"$err"
+    local rc=$?
+    local hwm
+    hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+    # the server's peak RSS replaces the benchmark client's in the second field
+    [[ -s $timef && -n $hwm ]] && awk -v h="$hwm" '{print $1, h}' "$timef" >"$timef.x" && mv "$timef.x" "$timef"
+    redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return $rc
 }
 
 # run_one WORKLOAD ALLOCATOR RUN: runs one benchmark and appends a line to $results.
@@ -237,8 +302,14 @@ run_one() {
 
     # The outer redirection swallows bash's own "Segmentation fault" notice: the crash is
     # reported below, once, in our words.
-    { "${cmd[@]}" <"$input" >"$out" 2>"$err"; } 2>/dev/null
-    local rc=$?
+    local rc
+    if [[ $kind == redis ]]; then
+        run_redis "$a" "$out" "$err" "$rssf" 2>/dev/null
+        rc=$?
+    else
+        { "${cmd[@]}" <"$input" >"$out" 2>"$err"; } 2>/dev/null
+        rc=$?
+    fi
 
     local t=- peak=- endrss=- plive=- elive=- cross=- why=""
     if ((rc != 0)); then
@@ -325,7 +396,7 @@ ratio() {
     }'
 }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f\n", k / 1024 }'; }
-unit() { case ${wl_kind[$1]} in tp) echo "ns/op" ;; wall) echo "s" ;; *) echo "" ;; esac; }
+unit() { case ${wl_kind[$1]} in tp) echo "ns/op" ;; wall | redis) echo "s" ;; *) echo "" ;; esac; }
 
 declare -A med_t med_rss
 for w in "${workloads[@]}"; do
@@ -351,7 +422,7 @@ fi
 echo "- compiler of the micro benchmarks: $(${CC:-cc} --version 2>/dev/null | head -n 1)"
 echo "- tallymalloc: $lib (modified $(date -r "$lib" '+%Y-%m-%d %H:%M:%S'))"
 for a in jemalloc mimalloc tcmalloc; do
-    [[ ${state[single/$a]} == missing ]] && echo "- $a: ${alloc_lib[$a]} (missing)"
+    [[ ${state[${workloads[0]}/$a]} == missing ]] && echo "- $a: ${alloc_lib[$a]} (missing)"
 done
 echo "- runs: $runs per allocator and workload, allocators alternated run by run; timeout" \
     "${timeout_s}s per run$( ((quick)) && echo '; --quick (half-size workloads)')"
@@ -417,16 +488,18 @@ for a in "${allocators[@]}"; do
             nr ? sprintf("%.2f", exp(lr / nr)) : "–", (nt > nr ? nt : nr) }'
 done
 
+in_list() { [[ " ${workloads[*]} " == *" $1 "* ]]; }
 # The xthread rows compare like with like only if each allocator got about the same share of
 # remote frees: a thread stalled inside the allocator fills the ring and the peer frees locally.
-echo
-line="xthread blocks freed by the other thread, % of ops, median (min–max); -x asks for 25%:"
+in_list xthread && echo
+in_list xthread && line="xthread blocks freed by the other thread, % of ops, median (min–max); -x asks for 25%:"
 for a in "${allocators[@]}"; do
-    [[ ${state[xthread/$a]} == ok ]] || continue
+    [[ ${state[xthread/$a]:-} == ok ]] || continue
     read -r m lo hi < <(stats xthread "$a" cross_pct)
     [[ -n ${m:-} ]] && line+=" $a $m ($lo–$hi);"
 done
-echo "${line%;}"
+in_list xthread && echo "${line%;}"
+in_list frag || exit 0
 
 # Fragmentation detail: RSS against what the program holds, at the peak and at the end.
 echo
@@ -436,7 +509,7 @@ echo "| allocator | peak RSS (min–max) | peak live | peak overhead" \
     "| end RSS | end live | end overhead |"
 echo "|---|---|---|---|---|---|---|"
 for a in "${allocators[@]}"; do
-    s=${state[frag/$a]}
+    s=${state[frag/$a]:-not run}
     if [[ $s != ok ]]; then
         echo "| $a | $s | – | – | – | – | – |"
         continue
