@@ -30,6 +30,8 @@ usage: $0 --lib PATH/libtallymalloc.so [--quick] [--runs N] [--builddir DIR]
   --runs N        runs per allocator and workload (default 7, 3 with --quick)
   --builddir DIR  where to build and keep the benchmark programs and raw results
   --only LIST     only these workloads (comma-separated names from the report's first table)
+  --write         also write the report to bench/RESULTS.md, the raw runs to bench/results.tsv,
+                  and the charts bench/time.svg and bench/rss.svg (bench/chart.py)
 EOF
     exit 2
 }
@@ -44,6 +46,7 @@ quick=0
 runs=""
 builddir=""
 only=""
+write=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --lib) [[ $# -ge 2 ]] || usage; lib=$2; shift 2 ;;
@@ -55,6 +58,7 @@ while [[ $# -gt 0 ]]; do
     --builddir=*) builddir=${1#--builddir=}; shift ;;
     --only) [[ $# -ge 2 ]] || usage; only=$2; shift 2 ;;
     --only=*) only=${1#--only=}; shift ;;
+    --write) write=1; shift ;;
     -h | --help) usage ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage ;;
     esac
@@ -409,6 +413,7 @@ for w in "${workloads[@]}"; do
     done
 done
 
+report() {
 echo "## tallymalloc benchmarks"
 echo
 echo "- date: $(date '+%Y-%m-%d %H:%M:%S %Z')"
@@ -499,7 +504,7 @@ for a in "${allocators[@]}"; do
     [[ -n ${m:-} ]] && line+=" $a $m ($lo–$hi);"
 done
 in_list xthread && echo "${line%;}"
-in_list frag || exit 0
+in_list frag || return 0
 
 # Fragmentation detail: RSS against what the program holds, at the peak and at the end.
 echo
@@ -529,3 +534,15 @@ for a in "${allocators[@]}"; do
                 em / 1024, elm / 1024, em / elm
         }'
 done
+}
+
+if ((write)); then
+    report >"$builddir/report.md"
+    cat "$builddir/report.md"
+    cp "$builddir/report.md" "$here/RESULTS.md" && cp "$results" "$here/results.tsv" &&
+        python3 "$here/chart.py" "$results" "$here" ||
+        die "cannot write $here/RESULTS.md, results.tsv and the charts"
+    echo "run.sh: wrote $here/RESULTS.md, $here/results.tsv, $here/time.svg and $here/rss.svg" >&2
+else
+    report
+fi
