@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # prof.sh - what profiling costs: each workload run plainly (no preload), under tallymalloc with
-# TALLY_PROFILE=off, sample and all, and under heaptrack 1.4, alternating run by run; medians of
-# wall time, the slowdowns against the plain run and against `off`, and the size of the files
-# written (tallymalloc's dump against heaptrack's compressed data file).
+# TALLY_PROFILE=off, sample and all, under heaptrack 1.4, and under valgrind 3.19's heap profiler
+# massif and its memcheck (with --leak-check=full, what tallymalloc's leak check is compared with),
+# alternating run by run; medians of wall time, the slowdowns against the plain run and against
+# `off`, and the size of the files written (tallymalloc's dump, heaptrack's compressed data
+# file, massif's output).
 #
 #   bench/prof.sh [--lib PATH/libtallymalloc.so] [--runs N] [--builddir DIR]
 #
@@ -37,6 +39,8 @@ $cc -O2 -o "$builddir/allocs" "$here/allocs.c" || exit 1
 $cc -O2 -pthread -o "$builddir/throughput" "$here/throughput.c" || exit 1
 have_heaptrack=1
 command -v heaptrack >/dev/null || have_heaptrack=0
+have_valgrind=1
+command -v valgrind >/dev/null || have_valgrind=0
 
 declare -A cmd
 cmd[allocs]="$builddir/allocs"
@@ -45,11 +49,11 @@ cmd[perl]="/usr/bin/perl $here/../tests/preload/workload.pl"
 cmd[sqlite]="/usr/bin/sqlite3 :memory: .read\ $here/sqlite.sql"
 cmd[churn]="$builddir/throughput single -n 10000000"
 workloads="allocs python perl sqlite churn"
-modes="plain off sample all heaptrack"
+modes="plain off sample all heaptrack massif memcheck"
 
 results=$builddir/results.tsv
 : >"$results"
-total=$((5 * 5 * runs))
+total=$((5 * 7 * runs))
 n=0
 for r in $(seq "$runs"); do
     for w in $workloads; do
@@ -63,6 +67,12 @@ for r in $(seq "$runs"); do
             heaptrack)
                 [[ $have_heaptrack = 1 ]] || { echo -e "$w\t$m\tmissing\t0" >>"$results"; continue; }
                 pre=(env PYTHONMALLOC=malloc heaptrack -o "$out") ;;
+            massif)
+                [[ $have_valgrind = 1 ]] || { echo -e "$w\t$m\tmissing\t0" >>"$results"; continue; }
+                pre=(env PYTHONMALLOC=malloc valgrind --tool=massif --massif-out-file="$out.massif") ;;
+            memcheck)
+                [[ $have_valgrind = 1 ]] || { echo -e "$w\t$m\tmissing\t0" >>"$results"; continue; }
+                pre=(env PYTHONMALLOC=malloc valgrind --leak-check=full --log-file="$out.log") ;;
             *) pre=(env PYTHONMALLOC=malloc LD_PRELOAD="$lib" TALLY_PROFILE=$m TALLY_OUT="$out.%p.tly") ;;
             esac
             eval "words=(${cmd[$w]})"
@@ -85,7 +95,7 @@ done
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 echo "## Profiler overhead"
 echo
-echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) CPUs, $(uname -r); heaptrack: $(dpkg-query -W -f='${Version}' heaptrack 2>/dev/null || echo missing)"
+echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) CPUs, $(uname -r); heaptrack: $(dpkg-query -W -f='${Version}' heaptrack 2>/dev/null || echo missing); valgrind: $(valgrind --version 2>/dev/null || echo missing)"
 echo "- command: \`bench/prof.sh --runs $runs\`; medians of $runs alternating runs; wall time, and CPU"
 echo "  time (user + system of the process tree); ratios to the plain run and to \`off\`"
 echo
@@ -105,7 +115,7 @@ for w in $workloads; do
         tc=$(awk -F'\t' -v w="$w" -v m="$m" '$1==w && $2==m {print $5}' "$results" | median)
         sz=$(awk -F'\t' -v w="$w" -v m="$m" '$1==w && $2==m {print $4}' "$results" | median)
         case $m in
-        plain | off) file="–" ;;
+        plain | off | memcheck) file="–" ;;
         *) file=$(awk -v b="$sz" 'BEGIN { if (b >= 1048576) printf "%.1f MB", b / 1048576; else printf "%.1f KB", b / 1024 }') ;;
         esac
         awk -v w="$w" -v m="$m" -v t="$t" -v p="$p" -v tc="$tc" -v pc="$pc" -v oc="$oc" -v f="$file" \
