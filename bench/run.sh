@@ -73,44 +73,39 @@ fi
 # program, seconds), arguments, and what each stresses. At full size a tp run takes well under a
 # second with jemalloc on a 2-core EPYC VM; --quick halves them.
 declare -A wl_args wl_kind wl_what wl_env wl_stdin
+workloads=()
+# workload NAME KIND ARGS WHAT: one row of the table (gcc's and git's arguments come with the build)
+workload() {
+    workloads+=("$1")
+    wl_kind[$1]=$2
+    wl_args[$1]=$3
+    wl_what[$1]=$4
+}
 h=$((quick ? 2 : 1))
-wl_kind[single]=tp
-wl_args[single]="single -n $((20000000 / h))"
-wl_what[single]="small-object churn, one thread: 4096 live blocks, random sizes 16..512 B"
-wl_kind[multi]=tp
-wl_args[multi]="multi -t 2 -n $((20000000 / h))"
-wl_what[multi]="the same on two threads at once, each on its own blocks: thread-local scaling"
-wl_kind[xthread]=tp
-wl_args[xthread]="xthread -n $((10000000 / h))"
-wl_what[xthread]="two threads, a quarter of each one's blocks freed by the other"
-wl_kind[prodcons]=tp
-wl_args[prodcons]="prodcons -n $((10000000 / h))"
-wl_what[prodcons]="producer/consumer: one thread allocates, the other frees every block"
-wl_kind[large]=tp
-wl_args[large]="single -n $((1000000 / h)) -a 513 -b 65536"
-wl_what[large]="large blocks, 513 B..64 KiB: what tallymalloc hands to glibc's malloc"
-wl_kind[mixed]=tp
-wl_args[mixed]="single -n $((4000000 / h)) -a 16 -b 4096"
-wl_what[mixed]="mixed sizes 16 B..4 KiB: seven in eight above tallymalloc's 512 B limit"
-wl_kind[frag]=frag
-wl_args[frag]="-r 6 -m $((64 / h))"
-wl_what[frag]="fragmentation: fill with mixed small sizes, free a random 90%, refill with others"
-wl_kind[python]=wall
-wl_args[python]="/usr/bin/python3 $here/../tests/preload/workload.py"
+workload single tp "single -n $((20000000 / h))" \
+    "small-object churn, one thread: 4096 live blocks, random sizes 16..512 B"
+workload multi tp "multi -t 2 -n $((20000000 / h))" \
+    "the same on two threads at once, each on its own blocks: thread-local scaling"
+workload xthread tp "xthread -n $((10000000 / h))" \
+    "two threads, a quarter of each one's blocks freed by the other"
+workload prodcons tp "prodcons -n $((10000000 / h))" \
+    "producer/consumer: one thread allocates, the other frees every block"
+workload large tp "single -n $((1000000 / h)) -a 513 -b 65536" \
+    "large blocks, 513 B..64 KiB: what tallymalloc hands to glibc's malloc"
+workload mixed tp "single -n $((4000000 / h)) -a 16 -b 4096" \
+    "mixed sizes 16 B..4 KiB: seven in eight above tallymalloc's 512 B limit"
+workload frag frag "-r 6 -m $((64 / h))" \
+    "fragmentation: fill with mixed small sizes, free a random 90%, refill with others"
+workload python wall "/usr/bin/python3 $here/../tests/preload/workload.py" \
+    "CPython (PYTHONMALLOC=malloc) building and dropping dicts, lists, strings, objects"
 wl_env[python]="PYTHONMALLOC=malloc PYTHONHASHSEED=0"
-wl_what[python]="CPython (PYTHONMALLOC=malloc) building and dropping dicts, lists, strings, objects"
-wl_kind[sqlite]=wall
-wl_args[sqlite]="/usr/bin/sqlite3 :memory:"
+workload sqlite wall "/usr/bin/sqlite3 :memory:" \
+    "sqlite3 building, indexing and querying a 200,000-row table"
 wl_stdin[sqlite]=$here/sqlite.sql
-wl_what[sqlite]="sqlite3 building, indexing and querying a 200,000-row table"
-wl_kind[gcc]=wall
-wl_what[gcc]="gcc -O2 compiling a generated 800-function C file"
-wl_kind[git]=wall
-wl_what[git]="git log -p --stat over this repository's history"
-wl_kind[redis]=redis
-wl_args[redis]="-n $((200000 / h)) -c 50 -P 16 -d 64 -t set,get,lpush,lpop,incr,hset"
-wl_what[redis]="redis-server under load from redis-benchmark on 127.0.0.1 (time: the benchmark's; RSS: the server's peak)"
-workloads=(single multi xthread prodcons large mixed frag python sqlite gcc git redis)
+workload gcc wall "" "gcc -O2 compiling a generated 800-function C file"
+workload git wall "" "git log -p --stat over this repository's history"
+workload redis redis "-n $((200000 / h)) -c 50 -P 16 -d 64 -t set,get,lpush,lpop,incr,hset" \
+    "redis-server under load from redis-benchmark on 127.0.0.1 (time: the benchmark's; RSS: the server's peak)"
 allocators=(glibc jemalloc mimalloc tcmalloc tally-off tally-sample tally-all)
 if [[ -n $only ]]; then
     keep=()
