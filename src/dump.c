@@ -990,8 +990,6 @@ static void print_leak_summary(const char *path) {
     char buf[2048];
     fmt_t f;
     fmt_init(&f, buf, sizeof buf, 2);
-    fmt_str(&f, "tally: LEAK SUMMARY (pid ");
-    fmt_u64(&f, (uint64_t)getpid());
     uint64_t live = 0;
     for (unsigned k = 0; k < LEAK_NKINDS; k++)
         live += r->count[k];
@@ -1002,6 +1000,8 @@ static void print_leak_summary(const char *path) {
         fmt_flush(&f);
         return;
     }
+    fmt_str(&f, "tally: LEAK SUMMARY (pid ");
+    fmt_u64(&f, (uint64_t)getpid());
     fmt_str(&f, r->approx ? ", approximate: see the dump):\n" : "):\n");
     summary_line(&f, "tally:    definitely lost: ", r->bytes[LEAK_DEFINITE], r->count[LEAK_DEFINITE]);
     summary_line(&f, "tally:    indirectly lost: ", r->bytes[LEAK_INDIRECT], r->count[LEAK_INDIRECT]);

@@ -89,6 +89,10 @@ env LD_PRELOAD="$TALLY_LIB" TALLY_LEAKS=1 TALLY_PROFILE=sample TALLY_OUT="$tmp/p
 grep -q '^tally: TALLY_LEAKS needs every allocation recorded: using TALLY_PROFILE=all$' p.err || fail "no word of the profile mode: $(cat p.err)"
 grep -q '^tally:    definitely lost: 24 bytes in 1 blocks$' p.err || fail "TALLY_LEAKS=1 printed no summary: $(cat p.err)"
 grep -q "^tally: the call sites: tally leaks $tmp/p.tly\$" p.err || fail "TALLY_LEAKS=1 did not say where the dump is: $(cat p.err)"
+# Nothing live at exit: memcheck's one line instead of the summary, and nothing else.
+env LD_PRELOAD="$TALLY_LIB" TALLY_LEAKS=1 TALLY_OUT="$tmp/clean.tly" "$top_builddir/tests/leaks/leakcases" clean >/dev/null 2>clean.err
+grep -qx "tally: all heap blocks were freed -- no leaks are possible (pid [0-9]*)" clean.err &&
+    [ "$(wc -l <clean.err)" = 1 ] || fail "TALLY_LEAKS=1 with nothing live: $(cat clean.err)"
 env LD_PRELOAD="$TALLY_LIB" TALLY_LEAKS=maybe TALLY_OUT="$tmp/m.tly" "$prog" fork >/dev/null 2>m.err
 grep -q "ignoring malformed TALLY_LEAKS" m.err || fail "a malformed TALLY_LEAKS went unnoticed: $(cat m.err)"
 
