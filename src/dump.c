@@ -631,20 +631,15 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         kv(f, "leak_root_bytes", lr->root_bytes);
         kv(f, "leak_block_bytes", lr->block_bytes);
         kv0(f, "leak_untracked_bytes", lr->untracked_bytes);
+        static const char *const hc[LEAK_NHEUR] = {NULL, "leak_stdstring_count",
+                                                    "leak_length64_count", "leak_newarray_count",
+                                                    "leak_multipleinheritance_count"};
+        static const char *const hb[LEAK_NHEUR] = {NULL, "leak_stdstring_bytes",
+                                                    "leak_length64_bytes", "leak_newarray_bytes",
+                                                    "leak_multipleinheritance_bytes"};
         for (unsigned h = 1; h < LEAK_NHEUR; h++) {
-            char key[64];
-            fmt_t k;
-            fmt_init(&k, key, sizeof key - 1, -1);
-            fmt_str(&k, "leak_");
-            fmt_str(&k, leak_heuristic_name(h));
-            size_t stem = k.len;
-            fmt_str(&k, "_count");
-            key[k.len] = '\0';
-            kv0(f, key, lr->heur_count[h]);
-            k.len = stem;
-            fmt_str(&k, "_bytes");
-            key[k.len] = '\0';
-            kv0(f, key, lr->heur_bytes[h]);
+            kv0(f, hc[h], lr->heur_count[h]);
+            kv0(f, hb[h], lr->heur_bytes[h]);
         }
     }
     fmt_char(f, '\n');
@@ -961,26 +956,11 @@ TALLY_EXPORT int tally_dump(const char *path) {
     return dump_to(path ? path : opt.out ? opt.out : DEFAULT_DUMP, DUMP_API, NULL);
 }
 
-/* "1,234,567", as memcheck prints its numbers. */
-static void fmt_grouped(fmt_t *f, uint64_t v) {
-    char d[24];
-    int n = 0;
-    do {
-        d[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n-- > 0) {
-        fmt_char(f, d[n]);
-        if (n > 0 && n % 3 == 0)
-            fmt_char(f, ',');
-    }
-}
-
 static void summary_line(fmt_t *f, const char *label, uint64_t bytes, uint64_t blocks) {
     fmt_str(f, label);
-    fmt_grouped(f, bytes);
+    fmt_u64_grouped(f, bytes);
     fmt_str(f, " bytes in ");
-    fmt_grouped(f, blocks);
+    fmt_u64_grouped(f, blocks);
     fmt_str(f, " blocks\n");
 }
 

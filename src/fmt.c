@@ -68,6 +68,16 @@ void fmt_u64(fmt_t *f, uint64_t v) {
     fmt_strn(f, d, (size_t)u64_digits(v, d));
 }
 
+void fmt_u64_grouped(fmt_t *f, uint64_t v) {
+    char d[24];
+    int n = u64_digits(v, d);
+    for (int i = 0; i < n; i++) {
+        fmt_char(f, d[i]);
+        if ((n - 1 - i) % 3 == 0 && i != n - 1)
+            fmt_char(f, ',');
+    }
+}
+
 void fmt_u64w(fmt_t *f, uint64_t v, int width) {
     char d[24];
     int n = u64_digits(v, d);

@@ -56,6 +56,7 @@ void fmt_str(fmt_t *f, const char *s);
 void fmt_strn(fmt_t *f, const char *s, size_t n);
 void fmt_char(fmt_t *f, char c);
 void fmt_u64(fmt_t *f, uint64_t v);
+void fmt_u64_grouped(fmt_t *f, uint64_t v); /* 1,234,567 (memcheck's numbers) */
 void fmt_u64w(fmt_t *f, uint64_t v, int width); /* right-aligned in width columns */
 void fmt_strw(fmt_t *f, const char *s, int width); /* left-aligned, padded */
 void fmt_fixed(fmt_t *f, double v, int decimals);
