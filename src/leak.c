@@ -276,20 +276,24 @@ static void sort_large(lblk_t *v, uint64_t n) { /* heapsort: no recursion, no al
     }
 }
 
-/* The slot of a pool block's address, if its pool is one of the gathered; else UINT64_MAX. */
-static uint64_t pool_slot(const void *b) {
-    uintptr_t off = (uintptr_t)b - L.base;
+/* The slot of the carved pool block an address lies in, and that block's start; UINT64_MAX if
+ * the address is in no gathered pool's carved blocks (a header, a pool not in use). */
+static inline uint64_t pool_slot_of(uintptr_t w, uintptr_t *start) {
+    uintptr_t off = w - L.base;
     if (off >= L.span)
         return UINT64_MAX;
     const lpool_t *lp = &L.pools[off >> POOL_SHIFT];
-    uint64_t boff = (off & (POOL_SIZE - 1)) - POOL_HEADER;
+    uint64_t boff = (off & (POOL_SIZE - 1)) - POOL_HEADER; /* wraps in the header */
     if (boff >= (uint64_t)lp->carved * CLASS_SIZE(lp->cls))
         return UINT64_MAX;
-    return lp->first + block_index_of(lp->cls, boff);
+    unsigned idx = block_index_of(lp->cls, boff);
+    *start = (w - boff) + (uintptr_t)idx * CLASS_SIZE(lp->cls);
+    return lp->first + idx;
 }
 
 static void free_one(const void *b) {
-    uint64_t s = pool_slot(b);
+    uintptr_t start;
+    uint64_t s = pool_slot_of((uintptr_t)b, &start);
     if (s != UINT64_MAX && L.state[s] == S_NONE)
         L.state[s] = S_FREE;
 }
@@ -410,17 +414,11 @@ static bool gather_blocks(void) {
 /* The block a word points into: its slot, start and requested size, or false. memcheck's
  * test: data <= w < data + max(size, 1). */
 static inline bool find_block(uintptr_t w, uint64_t *slot, uintptr_t *start, uint64_t *size) {
-    uintptr_t off = w - L.base;
-    if (off < L.span) {
-        const lpool_t *lp = &L.pools[off >> POOL_SHIFT];
-        uint64_t boff = (off & (POOL_SIZE - 1)) - POOL_HEADER; /* wraps in the header */
-        if (boff >= (uint64_t)lp->carved * CLASS_SIZE(lp->cls))
+    if (w - L.base < L.span) {
+        uintptr_t b;
+        uint64_t s = pool_slot_of(w, &b);
+        if (s == UINT64_MAX || L.state[s] >= S_NONE)
             return false;
-        unsigned idx = block_index_of(lp->cls, boff);
-        uint64_t s = lp->first + idx;
-        if (L.state[s] >= S_NONE)
-            return false;
-        uintptr_t b = (w - boff) + (uintptr_t)idx * CLASS_SIZE(lp->cls);
         uint64_t n = L.psize[s];
         if (w - b >= (n ? n : 1))
             return false;
