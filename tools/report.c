@@ -329,36 +329,7 @@ int cmd_report(const dump_t *d, symbolizer_t *sym, const report_opts_t *o) {
     return fflush(f) == 0 && !ferror(f) ? r : 1;
 }
 
-/* ---- leaks ----------------------------------------------------------------------------------- */
-static int by_leak(const void *a, const void *b) {
-    const dsite_t *x = *(const dsite_t *const *)a, *y = *(const dsite_t *const *)b;
-    if (x->leak_bytes != y->leak_bytes)
-        return x->leak_bytes > y->leak_bytes ? -1 : 1;
-    if (x->leak_blocks != y->leak_blocks)
-        return x->leak_blocks > y->leak_blocks ? -1 : 1;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/* Sites with live blocks, largest first; site 0 (memory from before the profiler started) is
- * left out: nothing in the program can be blamed for it. */
-const dsite_t **leak_sites(const dump_t *d, size_t *n, uint64_t *blocks,
-                                  uint64_t *bytes) {
-    const dsite_t **v = malloc((d->nsites ? d->nsites : 1) * sizeof *v);
-    size_t k = 0;
-    *blocks = *bytes = 0;
-    for (size_t i = 0; v && i < d->nsites; i++)
-        if (d->sites[i].leak_blocks && d->sites[i].id != 0) {
-            v[k++] = &d->sites[i];
-            *blocks += d->sites[i].leak_blocks;
-            *bytes += d->sites[i].leak_bytes;
-        }
-    if (v)
-        qsort(v, k, sizeof *v, by_leak);
-    *n = k;
-    return v;
-}
-
-/* ---- memcheck's loss records ------------------------------------------------------------------
+/* ---- leaks: memcheck's loss records -------------------------------------------------------------
  * With a leak check in the dump, a loss record is one (call site, kind) pair, as memcheck's is one
  * (allocation stack, kind) pair, and they are sorted as memcheck sorts them: by bytes (a
  * definitely lost record counting the indirectly lost bytes it leads to), then reachable,

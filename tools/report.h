@@ -32,8 +32,6 @@ typedef struct totals_s {
 totals_t totals_of(const dump_t *d);
 /* The sites but site 0, largest first by measure (report_measure_valid); free() the array. */
 const dsite_t **sorted_sites(const dump_t *d, const char *measure, size_t *n);
-/* The sites with blocks still live at exit, largest first, and their totals; free() it. */
-const dsite_t **leak_sites(const dump_t *d, size_t *n, uint64_t *blocks, uint64_t *bytes);
 
 /* A loss record: with a leak check in the dump, one (call site, kind) pair, as memcheck's is one
  * (allocation stack, kind) pair; without, a site's live blocks (kind DKIND_N). */
