@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1115,8 +1116,21 @@ static void helper_dump(enum dump_reason why) {
         dump_to(opt.out ? opt.out : DEFAULT_DUMP, why, path);
 }
 
+/* The helper thread, for the leak check: its tid and an address on its stack. It is the
+ * library's, not the program's: the check neither stops it nor scans its stack. */
+static _Atomic pid_t helper_tid;
+static _Atomic uintptr_t helper_stack;
+
+bool prof_dump_helper(pid_t *tid, uintptr_t *stack_addr) {
+    *tid = atomic_load(&helper_tid);
+    *stack_addr = atomic_load(&helper_stack);
+    return *tid != 0;
+}
+
 static void *helper_main(void *arg) {
     (void)arg;
+    atomic_store(&helper_stack, (uintptr_t)__builtin_frame_address(0));
+    atomic_store(&helper_tid, (pid_t)syscall(SYS_gettid));
     uint64_t next = opt.interval ? prof_now_ns() + (uint64_t)opt.interval * 1000000000u : 0;
     for (;;) {
         struct pollfd pfd = {.fd = wake_fd[0], .events = POLLIN};
@@ -1151,7 +1165,10 @@ static void helper_start(void) {
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    if (pthread_create(&t, &attr, helper_main, NULL) != 0) {
+    prof_enter(); /* what pthread_create allocates for it (its DTV) is ours, untracked */
+    int err = pthread_create(&t, &attr, helper_main, NULL);
+    prof_leave();
+    if (err != 0) {
         atomic_store(&helper_running, false);
         tally_message("cannot start the dump thread: TALLY_SIGNAL/TALLY_INTERVAL inactive",
                       NULL, NULL);
@@ -1174,6 +1191,8 @@ void prof_dump_fork_child(void) {
         return;
     /* The parent's helper thread did not come along; the pipe is shared with the parent. */
     atomic_store(&helper_running, false);
+    atomic_store(&helper_tid, 0);
+    atomic_store(&helper_stack, 0);
     int fds[2];
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0) {
         int r = wake_fd[0], w = wake_fd[1];

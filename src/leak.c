@@ -59,7 +59,7 @@ enum { S_REACHABLE = 0, S_POSSIBLE, S_INDIRECT, S_UNREACHED, S_NONE, S_FREE };
 
 typedef struct lpool_s {
     uint32_t first;  /* its block i is slot first + i */
-    uint16_t carved; /* 0: no tracked block, not looked at */
+    uint16_t carved; /* 0: a pool not in use (or with no block carved), not looked at */
     uint8_t cls;
     uint8_t pad;
 } lpool_t;
@@ -100,10 +100,10 @@ static struct {
     uint64_t npools, npslots, nslots;
     lblk_t *large, *own; /* the large blocks; the library's own (site 0, roots) */
     uint64_t nlarge, nown, large_cap;
-    uint32_t *live;         /* the pools with tracked blocks, by address */
+    uint32_t *live;         /* the pools in use, by address */
     uint64_t nlive;
     uintptr_t lmin, lspan;  /* large blocks lie in [lmin, lmin + lspan) */
-    uint32_t *site;         /* per slot; 0: not a block */
+    uint32_t *site;         /* per slot: the block's site (state says whether it is one) */
     uint16_t *psize;        /* per pool slot: requested size */
     uint8_t *state, *heur;
     uint64_t *ind;          /* per slot: indirect bytes of a clique leader */
@@ -118,6 +118,8 @@ static struct {
     size_t nexcl, capexcl;
     thread_rec_t *threads;
     unsigned nthreads;
+    pid_t helper;            /* the library's dump thread: neither stopped nor scanned */
+    uintptr_t helper_stack;  /* an address on its stack */
     bool failed;
 } L;
 
@@ -165,12 +167,6 @@ static void release_all(void) {
         nscratch--;
         os_unmap(scratch[nscratch].p, scratch[nscratch].size);
     }
-}
-
-static uint64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 static pid_t my_tid(void) {
@@ -802,6 +798,11 @@ static void build_exclusions(uintptr_t self_sp) {
         exclude(b->addr - 16, b->addr - 16 + csize);
     }
     exclude_dead_stack(self_sp, 0);
+    if (L.helper) { /* the library's dump thread: its whole stack is ours */
+        const mapping_t *m = mapping_of(L.helper_stack);
+        if (m)
+            exclude(m->lo, m->hi);
+    }
     for (unsigned i = 0; i < L.nthreads; i++)
         if (atomic_load(&L.threads[i].state) == 1)
             exclude_dead_stack(L.threads[i].sp, 128);
@@ -942,7 +943,8 @@ static int stop_new_threads(pid_t self) {
             pid_t tid = 0;
             for (const char *c = name; *c >= '0' && *c <= '9'; c++)
                 tid = tid * 10 + (*c - '0');
-            if (tid <= 0 || tid == self || known_thread(tid) || L.nthreads >= MAX_THREADS)
+            if (tid <= 0 || tid == self || tid == L.helper || known_thread(tid) ||
+                L.nthreads >= MAX_THREADS)
                 continue;
             /* The record is published before the signal goes: the handler looks for it. */
             thread_rec_t *t = &L.threads[L.nthreads];
@@ -993,20 +995,20 @@ static bool stop_world(void) {
     atomic_store(&stw_arrived, 0);
     atomic_store(&stw_phase, 1);
     pid_t self = my_tid();
-    uint64_t deadline = now_ns() + STOP_WAIT_NS;
+    uint64_t deadline = prof_now_ns() + STOP_WAIT_NS;
     /* Threads stopped cannot make new ones; loop until a listing finds none new. */
     for (;;) {
         int added = stop_new_threads(self);
         if (added < 0)
             return false;
-        while (count_state(0) > 0 && now_ns() < deadline) {
+        while (count_state(0) > 0 && prof_now_ns() < deadline) {
             uint32_t seen = atomic_load(&stw_arrived);
             if (count_state(0) == 0)
                 break;
             struct timespec ts = {0, 10 * 1000000};
             futex(&stw_arrived, FUTEX_WAIT_PRIVATE, seen, &ts);
         }
-        if (added == 0 || now_ns() >= deadline)
+        if (added == 0 || prof_now_ns() >= deadline)
             break;
     }
     result.threads = count_state(1);
@@ -1022,8 +1024,8 @@ static void start_world(void) {
     futex(&stw_release, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
     /* Wait (a little) for the stopped ones to leave the handler: their records are unmapped
      * after the dump. */
-    uint64_t deadline = now_ns() + STOP_WAIT_NS;
-    while (count_state(1) > 0 && now_ns() < deadline)
+    uint64_t deadline = prof_now_ns() + STOP_WAIT_NS;
+    while (count_state(1) > 0 && prof_now_ns() < deadline)
         sched_yield();
     atomic_store(&stw_phase, 0);
     /* A signal still pending (a thread that never answered) would meet the default action of a
@@ -1131,12 +1133,16 @@ void leak_release(void) {
 /* ---- the check ---------------------------------------------------------------------------------- */
 bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs, uintptr_t exit_lo,
                 uintptr_t exit_hi) {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = prof_now_ns();
     memset(&result, 0, sizeof result);
     memset(&L, 0, sizeof L);
     prof_enter();
     uint32_t nsites = 0;
     scanner_tid = my_tid();
+    if (!prof_dump_helper(&L.helper, &L.helper_stack))
+        L.helper = 0;
+    if (scanner_tid == L.helper)
+        nregs = 0; /* the check runs on the dump thread: its registers are ours */
     prof_ltab_lock();
     bool stopped = stop_world();
     bool ok = stopped && read_maps() && gather_blocks();
@@ -1194,7 +1200,7 @@ bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs, uintptr_t e
         release_all();
     }
     result.done = ok;
-    result.scan_ns = now_ns() - t0;
+    result.scan_ns = prof_now_ns() - t0;
     prof_leave();
     return ok;
 }

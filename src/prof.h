@@ -213,5 +213,8 @@ void leak_foreach_block(void (*fn)(uintptr_t addr, uint64_t size, uint32_t site,
                         void *arg);
 const char *leak_heuristic_name(unsigned h);
 void leak_release(void); /* unmaps the check's memory */
+/* The dump helper thread (TALLY_SIGNAL/TALLY_INTERVAL), if it runs: its tid and an address on
+ * its stack. */
+bool prof_dump_helper(pid_t *tid, uintptr_t *stack_addr);
 
 #endif /* TALLY_PROF_H */

@@ -80,6 +80,11 @@ timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_LEAKS=quiet TALLY_SIGNAL=USR2 TALLY
 [ "$(field sig.tly.1 leak_check)" = 1 ] || fail "onsignal: no leak check in the signal's dump"
 [ "$(summary sig.tly.1 'definitely lost')" = "24 1" ] || fail "onsignal: lost $(summary sig.tly.1 'definitely lost')"
 [ "$(summary sig.tly 'definitely lost')" = "72 2" ] || fail "onsignal: the exit dump lost $(summary sig.tly 'definitely lost')"
+# The dump thread TALLY_SIGNAL starts is the library's: the check neither stops it (it blocks
+# every signal) nor takes its stack as a root, and is not approximate on its account.
+[ -z "$(field sig.tly leak_unstopped)" ] && [ -z "$(field sig.tly leak_approx)" ] ||
+    fail "onsignal: the library's dump thread counted as the program's: $(totals sig.tly)"
+[ "$(field sig.tly.1 leak_threads)" = 1 ] || fail "onsignal: the check on the dump thread did not stop main: $(totals sig.tly.1)"
 env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=sample TALLY_OUT="$tmp/s.tly" "$prog" ondemand "$tmp/s-od.tly" >/dev/null 2>s.err
 [ $? = 6 ] && grep -q 'tally_dump_leaks: the leak check needs every allocation recorded' s.err ||
     fail "tally_dump_leaks in sample mode: $(cat s.err)"
