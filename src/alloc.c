@@ -33,37 +33,34 @@ static _Atomic unsigned early_live; /* early_used, for free's test without the l
 static atomic_flag early_lock = ATOMIC_FLAG_INIT;
 
 static noinline void early_note(void *p, size_t n) {
-    while (atomic_flag_test_and_set_explicit(&early_lock, memory_order_acquire))
-        ;
+    spin_lock(&early_lock);
     if (!early_closed && early_used < EARLY_MAX) {
         early[early_used].p = p;
         early[early_used].n = n;
         atomic_store_explicit(&early_live, ++early_used, memory_order_relaxed);
     }
-    atomic_flag_clear_explicit(&early_lock, memory_order_release);
+    spin_unlock(&early_lock);
 }
 
 static noinline void early_forget(void *p) {
-    while (atomic_flag_test_and_set_explicit(&early_lock, memory_order_acquire))
-        ;
+    spin_lock(&early_lock);
     for (unsigned i = 0; i < early_used; i++)
         if (early[i].p == p) {
             early[i] = early[--early_used];
             break;
         }
     atomic_store_explicit(&early_live, early_used, memory_order_relaxed);
-    atomic_flag_clear_explicit(&early_lock, memory_order_release);
+    spin_unlock(&early_lock);
 }
 
 void alloc_early_take(void (*fn)(void *p, size_t n, void *arg), void *arg) {
-    while (atomic_flag_test_and_set_explicit(&early_lock, memory_order_acquire))
-        ;
+    spin_lock(&early_lock);
     early_closed = true;
     for (unsigned i = 0; i < early_used; i++)
         fn(early[i].p, early[i].n, arg);
     early_used = 0;
     atomic_store_explicit(&early_live, 0, memory_order_relaxed);
-    atomic_flag_clear_explicit(&early_lock, memory_order_release);
+    spin_unlock(&early_lock);
 }
 
 /* ---- system malloc ------------------------------------------------------------------------

@@ -20,6 +20,18 @@
 
 static const bool config_debug = TALLY_DEBUG;
 
+/* A spinlock for the few instructions of a rare path (os.c's registry, alloc.c's early blocks):
+ * no call inside, nothing that could sleep. A holder that a fork leaves behind keeps it held in
+ * the child: os.c resets its own; alloc.c's is used only before the profiler starts. */
+static inline void spin_lock(atomic_flag *f) {
+    while (atomic_flag_test_and_set_explicit(f, memory_order_acquire))
+        ;
+}
+
+static inline void spin_unlock(atomic_flag *f) {
+    atomic_flag_clear_explicit(f, memory_order_release);
+}
+
 /* glibc's own allocator, exported at GLIBC_2.2.5. We call these, never define them. */
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);

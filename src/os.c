@@ -48,17 +48,8 @@ static unsigned nmeta; /* slots in use or freed: [0, nmeta) */
 static _Atomic bool meta_full;
 static atomic_flag meta_lock = ATOMIC_FLAG_INIT;
 
-static void meta_acquire(void) {
-    while (atomic_flag_test_and_set_explicit(&meta_lock, memory_order_acquire))
-        ;
-}
-
-static void meta_release(void) {
-    atomic_flag_clear_explicit(&meta_lock, memory_order_release);
-}
-
 static void meta_add(void *p, size_t size) {
-    meta_acquire();
+    spin_lock(&meta_lock);
     unsigned i = 0;
     while (i < nmeta && meta[i].size != 0)
         i++;
@@ -70,11 +61,11 @@ static void meta_add(void *p, size_t size) {
     } else {
         atomic_store(&meta_full, true);
     }
-    meta_release();
+    spin_unlock(&meta_lock);
 }
 
 static void meta_remove(void *p) {
-    meta_acquire();
+    spin_lock(&meta_lock);
     for (unsigned i = 0; i < nmeta; i++)
         if (meta[i].addr == (uintptr_t)p && meta[i].size) {
             meta[i].size = 0;
@@ -82,11 +73,11 @@ static void meta_remove(void *p) {
         }
     while (nmeta > 0 && meta[nmeta - 1].size == 0)
         nmeta--;
-    meta_release();
+    spin_unlock(&meta_lock);
 }
 
 unsigned os_meta_ranges(uintptr_t *out, unsigned max, bool *complete) {
-    meta_acquire();
+    spin_lock(&meta_lock);
     unsigned n = 0;
     for (unsigned i = 0; i < nmeta && n < max; i++)
         if (meta[i].size) {
@@ -95,7 +86,7 @@ unsigned os_meta_ranges(uintptr_t *out, unsigned max, bool *complete) {
             n++;
         }
     *complete = !atomic_load(&meta_full) && n <= max;
-    meta_release();
+    spin_unlock(&meta_lock);
     return n;
 }
 
