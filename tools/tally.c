@@ -174,6 +174,17 @@ static bool parse_size(const char *s, unsigned long long *out) {
     return true;
 }
 
+/* "--error-exitcode N": 1..255, as valgrind takes it */
+static bool parse_exitcode(const char *s, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end || errno || v < 1 || v > 255)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
 /* "--top N": 0 means all */
 static bool parse_top(const char *s, size_t *out) {
     char *end;
@@ -206,7 +217,6 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, is_html ? ":ho:" : ":h", opts, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 'o':
             if (!is_html)
@@ -256,14 +266,10 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
                                                : "--kinds: an option of leaks (%s)",
                                  optarg);
             break;
-        case 'e': {
-            errno = 0;
-            long v = strtol(optarg, &end, 10);
-            if (!is_leaks || *optarg < '0' || *optarg > '9' || *end || errno || v < 1 || v > 255)
+        case 'e':
+            if (!is_leaks || !parse_exitcode(optarg, &lo.error_exitcode))
                 return bad_usage(cmd, "--error-exitcode %s: want a number from 1 to 255", optarg);
-            lo.error_exitcode = (int)v;
             break;
-        }
         case 'h': fputs(usage_of(cmd), stdout); return 0;
         case ':': return bad_usage(cmd, "%s needs a value", argv[optind - 1]);
         default: return bad_usage(cmd, "unknown option %s", argv[optind - 1]);
@@ -387,7 +393,6 @@ static int cmd_run(int argc, char **argv) {
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+:o:h", opts, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 'o': output = optarg; break;
         case 'a': all = true; break;
@@ -400,14 +405,10 @@ static int cmd_run(int argc, char **argv) {
         case 'S': stats = true; break;
         case 'U': suppressions = optarg; break;
         case 'L': lib_opt = optarg; break;
-        case 'e': {
-            errno = 0;
-            long v = strtol(optarg, &end, 10);
-            if (*optarg < '0' || *optarg > '9' || *end || errno || v < 1 || v > 255)
+        case 'e':
+            if (!parse_exitcode(optarg, &leak_exitcode))
                 return bad_usage("run", "--error-exitcode %s: want a number from 1 to 255", optarg);
-            leak_exitcode = (int)v;
             break;
-        }
         case 'h': fputs(usage_run, stdout); return 0;
         case ':': return bad_usage("run", "%s needs a value", argv[optind - 1]);
         default: return bad_usage("run", "unknown option %s", argv[optind - 1]);
