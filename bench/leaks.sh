@@ -44,7 +44,7 @@ cc=${CC:-cc}
 $cc -O2 -o "$builddir/allocs" "$here/allocs.c" || exit 1
 $cc -O2 -o "$builddir/leakheap" "$here/leakheap.c" || exit 1
 
-median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+. "$here/median.sh"
 
 # ---- 1. the scan alone ----------------------------------------------------------------------
 echo "| live heap | blocks read | leak check (median) | per 100 MB |"

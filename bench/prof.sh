@@ -92,7 +92,7 @@ for r in $(seq "$runs"); do
     done
 done
 
-median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+. "$here/median.sh"
 echo "## Profiler overhead"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) CPUs, $(uname -r); heaptrack: $(dpkg-query -W -f='${Version}' heaptrack 2>/dev/null || echo missing); valgrind: $(valgrind --version 2>/dev/null || echo missing)"
@@ -102,18 +102,18 @@ echo
 echo "| workload | mode | wall s | × plain | CPU s | CPU × plain | CPU × off | output file |"
 echo "|---|---|---|---|---|---|---|---|"
 for w in $workloads; do
-    p=$(awk -F'\t' -v w="$w" '$1==w && $2=="plain" {print $3}' "$results" | median)
-    pc=$(awk -F'\t' -v w="$w" '$1==w && $2=="plain" {print $5}' "$results" | median)
-    oc=$(awk -F'\t' -v w="$w" '$1==w && $2=="off" {print $5}' "$results" | median)
+    p=$(awk -F'\t' -v w="$w" '$1==w && $2=="plain" {print $3}' "$results" | median nan)
+    pc=$(awk -F'\t' -v w="$w" '$1==w && $2=="plain" {print $5}' "$results" | median nan)
+    oc=$(awk -F'\t' -v w="$w" '$1==w && $2=="off" {print $5}' "$results" | median nan)
     for m in $modes; do
         vals=$(awk -F'\t' -v w="$w" -v m="$m" '$1==w && $2==m {print $3}' "$results")
         if grep -qv '^[0-9.]*$' <<<"$vals"; then
             echo "| $w | $m | $(head -1 <<<"$vals" | grep -v '^[0-9.]*$' | head -1) | | | | | |"
             continue
         fi
-        t=$(median <<<"$vals")
-        tc=$(awk -F'\t' -v w="$w" -v m="$m" '$1==w && $2==m {print $5}' "$results" | median)
-        sz=$(awk -F'\t' -v w="$w" -v m="$m" '$1==w && $2==m {print $4}' "$results" | median)
+        t=$(median nan <<<"$vals")
+        tc=$(awk -F'\t' -v w="$w" -v m="$m" '$1==w && $2==m {print $5}' "$results" | median nan)
+        sz=$(awk -F'\t' -v w="$w" -v m="$m" '$1==w && $2==m {print $4}' "$results" | median nan)
         case $m in
         plain | off | memcheck) file="–" ;;
         *) file=$(awk -v b="$sz" 'BEGIN { if (b >= 1048576) printf "%.1f MB", b / 1048576; else printf "%.1f KB", b / 1024 }') ;;

@@ -69,7 +69,7 @@ for i in range(2, nsites + 2):
 w.write("end\n")
 PY
 ls -l "$tmp/big.tly" | awk '{printf "dump: %s sites, %.1f MB of text\n", '"$sites"', $5 / 1048576}'
-median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+. "$here/median.sh"
 time_it() { # LABEL ARGS...
     local label=$1
     shift
