@@ -405,7 +405,7 @@ static void pin_pools(pin_ctx_t *c) {
         uint64_t k = 0; /* live blocks shared out so far */
         if (t) {
             for (uint32_t b = 0; b < p->carved && k < live; b++) {
-                uint32_t id = t[b].site;
+                uint32_t id = ptag_site(t[b]);
                 if (!id || id >= c->nsites)
                     continue;
                 c->pinned[id] += POOL_SIZE * (k + 1) / live - POOL_SIZE * k / live;
@@ -478,8 +478,8 @@ static void blocks_pools(fmt_t *f, uint64_t npools) {
         if (!t)
             continue;
         for (uint32_t b = 0; b < p->carved; b++)
-            if (t[b].site)
-                put_block(f, t[b].site,
+            if (t[b].sw)
+                put_block(f, ptag_site(t[b]),
                           (uintptr_t)p + POOL_HEADER + (uintptr_t)b * p->bsize,
                           p->bsize - ptag_slack(t[b]));
     }
@@ -1022,30 +1022,26 @@ static void exit_code_range(uintptr_t *lo, uintptr_t *hi) {
     }
 }
 
-/* The exit handler. The leak check wants the stack pointer and registers of the code that
- * called exit: this frame and everything below it are ours. */
 /* A dump with the leak check first (its kinds go in it). The check's state is one per process:
- * one such dump at a time. sp: where the calling thread's live stack starts; at exit, the
- * frames up to exit's are skipped as memcheck skips them (exit_lo/hi: exit's code, or 0). */
+ * one such dump at a time. The check scans the calling thread's stack from the frame that
+ * called exit (exiting; exit_lo/hi: exit's code, or 0 if unknown) or the library's API, with
+ * that frame's callee-saved registers: the frames in between are ours and glibc's, and their
+ * unwritten slots hold stale words of the program's that memcheck, which counts only defined
+ * words, never sees. */
 static pthread_mutex_t leak_dump_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static noinline int dump_checked(const char *pattern, enum dump_reason why, char *path,
                                  bool exiting) {
-    /* the callee-saved registers: the caller's values (the others are ours by now) */
-    uintptr_t regs[6];
-    __asm__ volatile("mov %%rbx, 0(%0)\n\tmov %%rbp, 8(%0)\n\tmov %%r12, 16(%0)\n\t"
-                     "mov %%r13, 24(%0)\n\tmov %%r14, 32(%0)\n\tmov %%r15, 40(%0)"
-                     :
-                     : "r"(regs)
-                     : "memory");
-    uintptr_t sp = (uintptr_t)__builtin_frame_address(0) + 16, exit_lo = 0, exit_hi = 0;
+    unwind_regs_t here; /* this frame's state: leak.c steps out to the program's frame */
+    unwind_getcontext(&here);
+    uintptr_t exit_lo = 0, exit_hi = 0;
     pthread_mutex_lock(&leak_dump_lock);
     if (exiting) {
         prof_enter();
         exit_code_range(&exit_lo, &exit_hi);
         prof_leave();
     }
-    leak_check(sp, regs, 6, exit_lo, exit_hi);
+    leak_check(&here, exiting, exit_lo, exit_hi);
     int r = dump_to(pattern, why, path);
     if (opt.leaks == LEAKS_REPORT && leak_result()->done)
         print_leak_summary(r == 0 ? path : NULL);

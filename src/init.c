@@ -3,6 +3,7 @@
  * run); the constructor then reads what needs a running libc. Exports tally_version and the
  * dlopen wrapper that keeps RTLD_DEEPBIND libraries from binding to glibc's malloc. */
 #include "internal.h"
+#include "prof.h"
 #include "tally.h"
 
 #include <dlfcn.h>
@@ -137,4 +138,13 @@ __attribute__((constructor)) static void tally_constructor(void) {
         __cxa_atexit(stats_print_at_exit, NULL, NULL);
     if ((opt.out || opt.leaks != LEAKS_OFF) && opt.profile != PROFILE_OFF)
         __cxa_atexit(prof_dump_at_exit, NULL, NULL);
+    /* The start-up just above (dlopen of libunwind: ld.so's deep frames, its blocks made and
+     * freed) left pointers into the pools in stack memory that main's frames take over without
+     * writing every slot; the leak check would take them for the program's pointers. */
+    if (opt.leaks != LEAKS_OFF) {
+        prof_enter(); /* glibc reads the main thread's stack bounds with stdio */
+        unwind_stack_bounds();
+        prof_leave();
+        prof_scrub_below(64 << 10);
+    }
 }

@@ -195,6 +195,7 @@ void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller);
 bool prof_promotes(heap_t *h);
 void *prof_alloc_promoted(heap_t *h, void *ptr, size_t n, void *caller);
 void prof_free_small(pool_t *p, void *ptr); /* p->prof != NULL */
+
 void prof_free_large(void *ptr);
 void prof_pool_init(pool_t *p, unsigned c); /* before p is set up for class c */
 void prof_heap_init(heap_t *h);
@@ -247,6 +248,25 @@ int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_t self_hi
 void unwind_forget(uintptr_t lo, uintptr_t hi); /* after dlclose: code in [lo, hi) is gone */
 /* The CFA of the frame that returns to ra, when its CFI rule is rsp + offset: that offset. */
 bool unwind_rsp_offset(uintptr_t ra, uintptr_t *off);
+/* A frame's state for unwind_caller: rip (where the frame goes on), rsp, and the callee-saved
+ * registers rbp, rbx, r12..r15 (cs[]), each valid where `known` has its bit (rbp 1, cs[k] 2 << k). */
+typedef struct unwind_regs_s {
+    uintptr_t rip, rsp, rbp;
+    uintptr_t cs[5]; /* rbx, r12, r13, r14, r15 */
+    uint32_t known;
+} unwind_regs_t;
+/* The caller's state (the frame of the function that called unwind_getcontext's caller). */
+void unwind_getcontext(unwind_regs_t *r);
+/* One step out, by the DWARF CFI of r->rip, every callee-saved register followed; every word read
+ * lies in [r->rsp, hi). False where the CFI cannot be followed (r unchanged). */
+bool unwind_caller(unwind_regs_t *r, uintptr_t hi);
+/* Bytes of this thread's stack below sp, less a page: 0 if sp is not on it (a signal's
+ * alternate stack) or its bounds are not known (the walker learns them at its first walk, or
+ * unwind_stack_bounds, which may allocate). */
+size_t unwind_stack_below(uintptr_t sp);
+void unwind_stack_bounds(void);
+/* The address range the loaded object holding pc maps (lock-free, _dl_find_object). */
+bool unwind_object_range(uintptr_t pc, uintptr_t *lo, uintptr_t *hi);
 typedef struct unwind_counts_s {
     uint64_t stacks;  /* walks done here */
     uint64_t foreign; /* walks handed to libunwind */

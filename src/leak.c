@@ -68,7 +68,7 @@ typedef struct lblk_s {
     uintptr_t addr;
     uint64_t size;
     uint32_t site;
-    uint32_t pad;
+    uint32_t stamp; /* the allocation stamp's low 32 bits */
 } lblk_t;
 
 typedef struct mark_s {
@@ -105,6 +105,7 @@ static struct {
     uintptr_t lmin, lspan;  /* large blocks lie in [lmin, lmin + lspan) */
     uint32_t *site;         /* per slot: the block's site (state says whether it is one) */
     uint16_t *psize;        /* per pool slot: requested size */
+    uint32_t *pstamp;       /* per pool slot: allocation stamp (low 32 bits) */
     uint8_t *state, *heur;
     uint64_t *ind;          /* per slot: indirect bytes of a clique leader */
     /* the mark stack */
@@ -241,35 +242,50 @@ static void add_large(const lent_t *e, void *arg) {
         if (L.nown < L.large_cap)
             L.own[L.nown++] = (lblk_t){e->addr, e->size, 0, 0};
     } else if (L.nlarge < L.large_cap) {
-        L.large[L.nlarge++] = (lblk_t){e->addr, e->size, e->site, 0};
+        L.large[L.nlarge++] = (lblk_t){e->addr, e->size, e->site, (uint32_t)e->stamp};
     }
 }
 
-static void sift_down(lblk_t *v, uint64_t r, uint64_t n) {
+/* Heapsort: no recursion, no allocation. */
+static void swap_bytes(char *a, char *b, size_t width) {
+    for (size_t i = 0; i < width; i++) {
+        char t = a[i];
+        a[i] = b[i];
+        b[i] = t;
+    }
+}
+
+static void sift_down(char *v, uint64_t r, uint64_t n, size_t width,
+                      bool (*less)(const void *, const void *)) {
     for (;;) {
         uint64_t c = 2 * r + 1;
         if (c >= n)
             return;
-        if (c + 1 < n && v[c + 1].addr > v[c].addr)
+        if (c + 1 < n && less(v + c * width, v + (c + 1) * width))
             c++;
-        if (v[r].addr >= v[c].addr)
+        if (!less(v + r * width, v + c * width))
             return;
-        lblk_t t = v[r];
-        v[r] = v[c];
-        v[c] = t;
+        swap_bytes(v + r * width, v + c * width, width);
         r = c;
     }
 }
 
-static void sort_large(lblk_t *v, uint64_t n) { /* heapsort: no recursion, no allocation */
+static void heap_sort(void *base, uint64_t n, size_t width, bool (*less)(const void *, const void *)) {
+    char *v = base;
     for (uint64_t i = n / 2; i-- > 0;)
-        sift_down(v, i, n);
+        sift_down(v, i, n, width, less);
     for (uint64_t end = n; end-- > 1;) {
-        lblk_t t = v[0];
-        v[0] = v[end];
-        v[end] = t;
-        sift_down(v, 0, end);
+        swap_bytes(v, v + end * width, width);
+        sift_down(v, 0, end, width, less);
     }
+}
+
+static bool addr_less(const void *a, const void *b) {
+    return ((const lblk_t *)a)->addr < ((const lblk_t *)b)->addr;
+}
+
+static bool u64_less(const void *a, const void *b) {
+    return *(const uint64_t *)a < *(const uint64_t *)b;
 }
 
 /* The slot of the carved pool block an address lies in, and that block's start; UINT64_MAX if
@@ -369,10 +385,11 @@ static bool gather_blocks(void) {
     if (L.failed || slots + nl >= UINT32_MAX)
         return false;
     prof_ltab_foreach_locked(add_large, NULL);
-    sort_large(L.large, L.nlarge);
+    heap_sort(L.large, L.nlarge, sizeof(lblk_t), addr_less);
     L.nslots = slots + L.nlarge;
     L.site = grab(L.nslots * sizeof(uint32_t));
     L.psize = grab(L.npslots * sizeof(uint16_t));
+    L.pstamp = grab(L.npslots * sizeof(uint32_t));
     L.state = grab(L.nslots);
     L.heur = grab(L.nslots);
     L.pending = grab(L.nslots);
@@ -387,10 +404,11 @@ static bool gather_blocks(void) {
         pool_t *p = (pool_t *)(g.base + i * POOL_SIZE);
         const ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
         for (unsigned b = 0; t && b < lp->carved; b++) {
-            if (!t[b].site)
+            if (!t[b].sw)
                 continue;
-            L.site[lp->first + b] = t[b].site;
+            L.site[lp->first + b] = ptag_site(t[b]);
             L.psize[lp->first + b] = (uint16_t)(CLASS_SIZE(lp->cls) - ptag_slack(t[b]));
+            L.pstamp[lp->first + b] = t[b].stamp;
             L.state[lp->first + b] = S_UNREACHED;
         }
     }
@@ -740,14 +758,79 @@ static bool is_glibc_heap(const mapping_t *m) {
     return (prev & (GLIBC_HEAP_MAX - 1)) == 0 && (ar & ~(GLIBC_HEAP_MAX - 1)) != m->lo;
 }
 
-/* Where the exiting thread's live stack starts, as memcheck sees it. memcheck scans at the
- * exit_group system call, when exit's frame and the one exit called (glibc's
- * __run_exit_handlers) are all that is left above _exit. Our handler runs deeper (a library's
- * atexit handler under _dl_fini and __cxa_finalize), and the frames between hold stale words of
- * the program's that memcheck never sees. So: find the return address into exit above sp (slot
- * A, the top of the frame exit called), then the slot B below it whose return address has the
- * CFI rule "CFA = rsp + off" with B + 8 + off == A + 8: the frame exit called was at B + 8 when
- * it called on. Without both, sp stays. */
+/* glibc's main arena, struct malloc_state in libc's data (2.26 and later: mutex, flags,
+ * have_fastchunks, 10 fastbins, top, last_remainder, 254 bin pointers, binmap, next, ...). It is
+ * allocator state, which memcheck (whose malloc replaces glibc's) never has: its top and bin
+ * pointers name chunk headers, and a chunk's header lies in the last 8 bytes of the live block
+ * before it when the block's size leaves no slack, so they would make that block "possibly lost".
+ * Found by its signature: an empty bin's two pointers both point at the bin itself (bin_at:
+ * the pair's address minus 16), a bin is never half empty, and most bins of any process are
+ * empty. */
+#define MSTATE_BINS 112
+#define MSTATE_NBINS 127 /* bins 1..126 */
+#define MSTATE_SIZE 2200
+static bool is_main_arena(uintptr_t a) {
+    const uintptr_t *w = (const uintptr_t *)a;
+    unsigned empty = 0;
+    for (unsigned i = 1; i < MSTATE_NBINS; i++) {
+        uintptr_t pair = a + MSTATE_BINS + (uintptr_t)(i - 1) * 16, bin = pair - 16;
+        uintptr_t fd = w[(pair - a) / 8], bk = w[(pair - a) / 8 + 1];
+        if (fd == bin && bk == bin)
+            empty++;
+        else if (fd == bin || bk == bin || fd == 0 || bk == 0)
+            return false;
+    }
+    return empty >= 32;
+}
+
+static void exclude_main_arena(void) {
+    uintptr_t lo, hi;
+    if (!unwind_object_range((uintptr_t)&__libc_free, &lo, &hi))
+        return;
+    for (size_t i = 0; i < L.nmaps; i++) {
+        const mapping_t *m = &L.maps[i];
+        if (!m->r || !m->w || m->hi <= lo || m->lo >= hi || m->hi - m->lo < MSTATE_SIZE)
+            continue;
+        /* the largest bins are empty in practice: a cheap first test */
+        for (uintptr_t a = m->lo; a + MSTATE_SIZE <= m->hi; a += 8) {
+            uintptr_t last = a + MSTATE_BINS + (MSTATE_NBINS - 2) * 16;
+            if (*(const uintptr_t *)last != last - 16 && *(const uintptr_t *)(last - 16) != last - 32)
+                continue;
+            if (is_main_arena(a)) {
+                exclude(a, a + MSTATE_SIZE);
+                return;
+            }
+        }
+    }
+}
+
+/* Where the calling thread's live stack starts, and its registers there. memcheck scans at the
+ * exit_group system call, and counts only defined words: of the frames below exit's caller
+ * (exit's, glibc's __run_exit_handlers, our handler), it sees the registers they saved and the
+ * words glibc wrote, never the unwritten slots, which still hold the program's stale words (a
+ * dropped pointer to a leaked tree at -O2, in __run_exit_handlers' frame). Those frames are
+ * glibc's and ours: the scan starts at exit's caller instead, with that frame's callee-saved
+ * registers, recovered through the CFI of every frame in between (unwind_caller). For a check
+ * the program asks for, the same from the first frame outside the library. *r is the state of
+ * the library's frame; false if a frame's CFI cannot be followed. */
+static bool program_frame(unwind_regs_t *r, bool exiting, uintptr_t exit_lo, uintptr_t exit_hi) {
+    const mapping_t *m = mapping_of(r->rsp);
+    if (!m || (exiting && exit_lo == exit_hi))
+        return false;
+    for (unsigned i = 0; i < 256; i++) {
+        uintptr_t pc = r->rip - 1; /* a return address: the call is before it */
+        if (exiting ? pc >= exit_lo && pc < exit_hi : pc - prof.self_lo >= prof.self_hi - prof.self_lo)
+            return !exiting || unwind_caller(r, m->hi); /* exit's frame: one more */
+        if (!unwind_caller(r, m->hi))
+            return false;
+    }
+    return false;
+}
+
+/* Without the CFI: find the return address into exit above sp (slot A, the top of the frame
+ * exit called), then the slot B below it whose return address has the CFI rule "CFA = rsp +
+ * off" with B + 8 + off == A + 8: the frame exit called was at B + 8 when it called on. Without
+ * both, sp stays. The registers are then the library frame's. */
 static uintptr_t exit_frame_sp(uintptr_t sp, uintptr_t exit_lo, uintptr_t exit_hi) {
     const mapping_t *m = mapping_of(sp);
     if (!m || exit_lo == exit_hi)
@@ -797,6 +880,7 @@ static void build_exclusions(uintptr_t self_sp) {
             csize = b->size + 16;
         exclude(b->addr - 16, b->addr - 16 + csize);
     }
+    exclude_main_arena();
     exclude_dead_stack(self_sp, 0);
     if (L.helper) { /* the library's dump thread: its whole stack is ours */
         const mapping_t *m = mapping_of(L.helper_stack);
@@ -1057,6 +1141,50 @@ static void clique_scan(uint64_t leader) {
         }
 }
 
+/* The slot at position i of address order: the large blocks below the pools' range, the
+ * pools, the large blocks above it. */
+static uint64_t slot_by_address(uint64_t i, uint64_t below) {
+    return i < below ? L.npslots + i : i < below + L.npslots ? i - below : L.npslots + (i - L.npslots);
+}
+
+/* Phase 2. memcheck takes the unreached blocks as clique leaders in address order, and on its
+ * own allocator (fresh memory handed out upwards) that is, in practice, the order they were
+ * allocated in: a lost structure is led by its first block, the container (a std::map, the
+ * table of a hash table) rather than a node. Our blocks of different sizes lie in different
+ * pools, whose order says nothing of time, so the leaders are taken oldest first (by allocation
+ * stamp), address order breaking ties. */
+static void cliques(void) {
+    uint64_t below = 0, nu = 0;
+    while (below < L.nlarge && L.large[below].addr < L.base)
+        below++;
+    for (uint64_t s = 0; s < L.nslots; s++)
+        nu += L.state[s] == S_UNREACHED;
+    uint64_t *order = grab(nu * sizeof(uint64_t));
+    if (!order)
+        return;
+    uint32_t now = (uint32_t)atomic_load_explicit(&prof.seq, memory_order_relaxed);
+    uint64_t k = 0;
+    for (uint64_t i = 0; i < L.nslots && k < nu; i++) {
+        uint64_t s = slot_by_address(i, below);
+        if (L.state[s] != S_UNREACHED)
+            continue;
+        uint32_t stamp = s < L.npslots ? L.pstamp[s] : L.large[s - L.npslots].stamp;
+        uint32_t age = now - stamp;
+        order[k++] = (uint64_t)(UINT32_MAX - age) << 32 | i;
+    }
+    heap_sort(order, k, sizeof(uint64_t), u64_less);
+    for (uint64_t j = 0; j < k && !L.failed; j++) {
+        uint64_t s = slot_by_address(order[j] & UINT32_MAX, below);
+        if (L.state[s] != S_UNREACHED)
+            continue;
+        uintptr_t b;
+        uint64_t n;
+        slot_block(s, &b, &n);
+        push(s, b);
+        clique_scan(s);
+    }
+}
+
 static unsigned kind_of(uint64_t slot) {
     switch (L.state[slot]) {
     case S_UNREACHED: return LEAK_DEFINITE;
@@ -1131,8 +1259,7 @@ void leak_release(void) {
 }
 
 /* ---- the check ---------------------------------------------------------------------------------- */
-bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs, uintptr_t exit_lo,
-                uintptr_t exit_hi) {
+bool leak_check(const unwind_regs_t *here, bool exiting, uintptr_t exit_lo, uintptr_t exit_hi) {
     uint64_t t0 = prof_now_ns();
     memset(&result, 0, sizeof result);
     memset(&L, 0, sizeof L);
@@ -1141,8 +1268,6 @@ bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs, uintptr_t e
     scanner_tid = my_tid();
     if (!prof_dump_helper(&L.helper, &L.helper_stack))
         L.helper = 0;
-    if (scanner_tid == L.helper)
-        nregs = 0; /* the check runs on the dump thread: its registers are ours */
     prof_ltab_lock();
     bool stopped = stop_world();
     bool ok = stopped && read_maps() && gather_blocks();
@@ -1155,35 +1280,29 @@ bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs, uintptr_t e
         sa.sa_flags = SA_SIGINFO | SA_NODEFER;
         sigaction(SIGSEGV, &sa, &old_segv);
         sigaction(SIGBUS, &sa, &old_bus);
-        build_exclusions(exit_frame_sp(sp, exit_lo, exit_hi));
+        unwind_regs_t me = *here;
+        if (!program_frame(&me, exiting, exit_lo, exit_hi)) {
+            me = *here;
+            me.rsp = exiting ? exit_frame_sp(here->rsp, exit_lo, exit_hi) : here->rsp;
+        }
+        if (scanner_tid == L.helper)
+            me.known = 0; /* the check runs on the dump thread: its registers are ours */
+        build_exclusions(me.rsp);
         scan_roots(); /* 1. the memory roots, in address order, then the untracked blocks */
         scan_untracked();
-        for (unsigned i = 0; i < nregs; i++) /* 2. the registers: ours, then the others' */
-            if (maybe_block(regs[i]))
-                push_root(regs[i], true);
+        /* 2. the registers: the calling thread's (those its frame keeps), then the others' */
+        if ((me.known & 1) && maybe_block(me.rbp))
+            push_root(me.rbp, true);
+        for (unsigned i = 0; i < 5; i++)
+            if ((me.known >> (i + 1) & 1) && maybe_block(me.cs[i]))
+                push_root(me.cs[i], true);
         for (unsigned t = 0; t < L.nthreads; t++)
             if (atomic_load(&L.threads[t].state) == 1)
                 for (unsigned i = 0; i < NGREG; i++)
                     if (maybe_block(L.threads[t].regs[i]))
                         push_root(L.threads[t].regs[i], true);
         mark_from_stack(); /* 3. everything reachable from them */
-        /* 4. cliques, by address: the large blocks below the pools' range, the pools, the
-         * large blocks above it */
-        uint64_t below = 0;
-        while (below < L.nlarge && L.large[below].addr < L.base)
-            below++;
-        for (uint64_t i = 0; i < L.nslots && !L.failed; i++) {
-            uint64_t s = i < below ? L.npslots + i
-                         : i < below + L.npslots ? i - below
-                                                 : L.npslots + (i - L.npslots);
-            if (L.state[s] != S_UNREACHED)
-                continue;
-            uintptr_t b;
-            uint64_t n;
-            slot_block(s, &b, &n);
-            push(s, b);
-            clique_scan(s);
-        }
+        cliques(); /* 4. what is left, clique by clique */
         sigaction(SIGSEGV, &old_segv, NULL);
         sigaction(SIGBUS, &old_bus, NULL);
         ok = !L.failed;

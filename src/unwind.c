@@ -185,12 +185,25 @@ static uintptr_t rd_ptr(rd_t *r, uint8_t enc, uintptr_t data) {
 
 /* The rules of the registers we follow, as the CFA program leaves them. */
 enum { REG_SAME = 0, REG_UNDEF, REG_OFFSET, REG_OTHER };
+/* The other callee-saved registers (rbx, r12..r15) are followed only for the leak check's full
+ * step (unwind_caller): the profiler's walk needs rsp, rbp and the return address alone. */
+#define CS_N 5
+static const uint8_t cs_dwarf[CS_N] = {3, 12, 13, 14, 15};
 typedef struct cfa_state_s {
     int cfa_reg;  /* 6 (rbp) or 7 (rsp); -1: an expression or another register */
     int64_t cfa_off;
     int bp_how, ra_how;
     int64_t bp_off, ra_off;
+    int8_t cs_how[CS_N];
+    int32_t cs_off[CS_N];
 } cfa_state_t;
+
+static int cs_index(uint64_t reg) {
+    for (int i = 0; i < CS_N; i++)
+        if (cs_dwarf[i] == reg)
+            return i;
+    return -1;
+}
 
 typedef struct cie_s {
     uint64_t code_align;
@@ -269,10 +282,13 @@ static bool parse_cie(const uint8_t *p, cie_t *c) {
 
 /* A rule that is not an offset, for rbp (register 6) or the return address register. */
 static void set_how(cfa_state_t *s, const cie_t *c, uint64_t reg, int bp_how, int ra_how) {
+    int k;
     if (reg == 6)
         s->bp_how = bp_how;
     else if (reg == c->ra_reg)
         s->ra_how = ra_how;
+    else if ((k = cs_index(reg)) >= 0)
+        s->cs_how[k] = (int8_t)bp_how;
 }
 
 /* Runs a CFA program until the location passes target. */
@@ -394,6 +410,14 @@ static bool run_cfa(const cie_t *c, const uint8_t *p, const uint8_t *end, uintpt
         } else if (reg == c->ra_reg) {
             s->ra_how = REG_OFFSET;
             s->ra_off = off;
+        } else {
+            int k = cs_index(reg);
+            if (k >= 0 && off >= INT32_MIN && off <= INT32_MAX) {
+                s->cs_how[k] = REG_OFFSET;
+                s->cs_off[k] = (int32_t)off;
+            } else if (k >= 0) {
+                s->cs_how[k] = REG_OTHER;
+            }
         }
         continue;
     restore:
@@ -405,6 +429,12 @@ static bool run_cfa(const cie_t *c, const uint8_t *p, const uint8_t *end, uintpt
         } else if (reg == c->ra_reg) {
             s->ra_how = init->ra_how;
             s->ra_off = init->ra_off;
+        } else {
+            int k = cs_index(reg);
+            if (k >= 0) {
+                s->cs_how[k] = init->cs_how[k];
+                s->cs_off[k] = init->cs_off[k];
+            }
         }
     }
     return !r.bad;
@@ -425,17 +455,17 @@ static uint64_t rule_of_state(const cfa_state_t *s) {
     return r;
 }
 
-/* The rule at code address target (a return address minus one) of the module whose
- * .eh_frame_hdr is hdr. */
-static uint64_t rule_from_hdr(const uint8_t *hdr, uintptr_t target) {
+/* The CFI state at code address target of the module whose .eh_frame_hdr is hdr; false where
+ * there is none we can read (no search table, a gap without CFI, a signal frame). */
+static bool fde_state(const uint8_t *hdr, uintptr_t target, cfa_state_t *out) {
     if (hdr[0] != 1)
-        return RULE_FOREIGN;
+        return false;
     uint8_t ptr_enc = hdr[1], count_enc = hdr[2], table_enc = hdr[3];
     rd_t r = {hdr + 4, hdr + 4 + 16, false};
     rd_ptr(&r, ptr_enc, (uintptr_t)hdr);
     uintptr_t count = rd_ptr(&r, count_enc, (uintptr_t)hdr);
     if (r.bad || table_enc != (DW_EH_PE_datarel | DW_EH_PE_sdata4) || count == 0)
-        return RULE_FOREIGN; /* no binary search table: libunwind would scan .eh_frame */
+        return false; /* no binary search table: libunwind would scan .eh_frame */
     const int32_t *tab = (const int32_t *)(const void *)r.p;
     /* The last entry whose start is <= target. */
     size_t lo = 0, hi = count;
@@ -447,38 +477,43 @@ static uint64_t rule_from_hdr(const uint8_t *hdr, uintptr_t target) {
             hi = mid;
     }
     if ((uintptr_t)hdr + (intptr_t)tab[2 * lo] > target)
-        return RULE_FOREIGN; /* before the first function with CFI */
+        return false; /* before the first function with CFI */
     const uint8_t *fde = hdr + tab[2 * lo + 1];
     const uint8_t *body, *end;
     if (!entry_bounds(fde, &body, &end))
-        return RULE_FOREIGN;
+        return false;
     uint32_t cie_off;
     memcpy(&cie_off, body, 4);
     if (cie_off == 0)
-        return RULE_FOREIGN;
+        return false;
     cie_t c;
     if (!parse_cie(body - cie_off, &c))
-        return RULE_FOREIGN;
+        return false;
     rd_t f = {body + 4, end, false};
     uintptr_t start = rd_ptr(&f, c.fde_enc, (uintptr_t)hdr);
     uintptr_t range = rd_ptr(&f, c.fde_enc & 0x0f, (uintptr_t)hdr);
     if (c.has_z) {
         uint64_t n = rd_uleb(&f);
         if (n > (uint64_t)(f.end - f.p))
-            return RULE_FOREIGN;
+            return false;
         f.p += n;
     }
     if (f.bad || target < start || target - start >= range)
-        return RULE_FOREIGN; /* in a gap between functions: code without CFI */
+        return false; /* in a gap between functions: code without CFI */
     if (c.signal)
-        return RULE_FOREIGN; /* a signal frame (__restore_rt): libunwind knows its layout */
+        return false; /* a signal frame (__restore_rt): libunwind knows its layout */
     cfa_state_t init = {.cfa_reg = -1, .bp_how = REG_SAME, .ra_how = REG_SAME};
     if (!run_cfa(&c, c.insn, c.insn_end, start, UINTPTR_MAX, &init, NULL))
-        return RULE_FOREIGN;
-    cfa_state_t s = init;
-    if (!run_cfa(&c, f.p, f.end, start, target, &s, &init))
-        return RULE_FOREIGN;
-    return rule_of_state(&s);
+        return false;
+    *out = init;
+    return run_cfa(&c, f.p, f.end, start, target, out, &init);
+}
+
+/* The rule at code address target (a return address minus one) of the module whose
+ * .eh_frame_hdr is hdr. */
+static uint64_t rule_from_hdr(const uint8_t *hdr, uintptr_t target) {
+    cfa_state_t s;
+    return fde_state(hdr, target, &s) ? rule_of_state(&s) : RULE_FOREIGN;
 }
 
 typedef struct rule_walk_s {
@@ -529,13 +564,17 @@ static int rule_module(struct dl_phdr_info *info, size_t size, void *arg) {
 static int (*_Atomic find_object)(void *pc, struct dl_find_object *out);
 static _Atomic bool find_object_looked;
 
-static bool rule_fast_lookup(rule_walk_t *w) {
+static int (*find_object_fn(void))(void *, struct dl_find_object *) {
     if (!atomic_load_explicit(&find_object_looked, memory_order_acquire)) {
         atomic_store(&find_object,
                      (int (*)(void *, struct dl_find_object *))dlsym(RTLD_DEFAULT, "_dl_find_object"));
         atomic_store_explicit(&find_object_looked, true, memory_order_release);
     }
-    int (*fo_fn)(void *, struct dl_find_object *) = atomic_load(&find_object);
+    return atomic_load(&find_object);
+}
+
+static bool rule_fast_lookup(rule_walk_t *w) {
+    int (*fo_fn)(void *, struct dl_find_object *) = find_object_fn();
     struct dl_find_object fo;
     if (!fo_fn || fo_fn((void *)w->pc, &fo) != 0)
         return false;
@@ -565,6 +604,103 @@ static bool rule_fast_lookup(rule_walk_t *w) {
     return false;
 }
 #endif
+
+/* ---- a full step, for the leak check -----------------------------------------------------------
+ * The leak check wants the state of the frame that called exit (or the library's API): where its
+ * live stack starts and what its callee-saved registers hold. That takes every callee-saved
+ * register through every frame in between, which the profiler's rules leave out. */
+__asm__(".text\n"
+        ".globl unwind_getcontext\n"
+        ".hidden unwind_getcontext\n"
+        ".type unwind_getcontext, @function\n"
+        "unwind_getcontext:\n"
+        ".cfi_startproc\n"
+        "    mov (%rsp), %rax\n"
+        "    mov %rax, 0(%rdi)\n"   /* rip: where the caller goes on */
+        "    lea 8(%rsp), %rax\n"
+        "    mov %rax, 8(%rdi)\n"   /* rsp: the caller's, once this returns */
+        "    mov %rbp, 16(%rdi)\n"
+        "    mov %rbx, 24(%rdi)\n"
+        "    mov %r12, 32(%rdi)\n"
+        "    mov %r13, 40(%rdi)\n"
+        "    mov %r14, 48(%rdi)\n"
+        "    mov %r15, 56(%rdi)\n"
+        "    movl $0x3f, 64(%rdi)\n" /* all six known */
+        "    ret\n"
+        ".cfi_endproc\n"
+        ".size unwind_getcontext, .-unwind_getcontext\n");
+_Static_assert(offsetof(unwind_regs_t, rbp) == 16 && offsetof(unwind_regs_t, cs) == 24 &&
+                   offsetof(unwind_regs_t, known) == 64,
+               "unwind_getcontext's layout");
+
+typedef struct hdr_walk_s {
+    uintptr_t pc;
+    const uint8_t *hdr;
+} hdr_walk_t;
+
+static int hdr_module(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    hdr_walk_t *w = arg;
+    const ElfW(Phdr) *eh = NULL;
+    bool inside = false;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && w->pc >= a && w->pc - a < ph->p_memsz)
+            inside = true;
+        else if (ph->p_type == PT_GNU_EH_FRAME)
+            eh = ph;
+    }
+    if (!inside)
+        return 0;
+    w->hdr = eh ? (const uint8_t *)(info->dlpi_addr + eh->p_vaddr) : NULL;
+    return 1;
+}
+
+static const uint8_t *eh_hdr_of(uintptr_t pc);
+
+/* Reads the word at a if [a, a + 8) lies in [lo, hi). */
+static bool read_in(uintptr_t a, uintptr_t lo, uintptr_t hi, uintptr_t *v) {
+    if (a < lo || a > hi - 8)
+        return false;
+    *v = *(const uintptr_t *)a;
+    return true;
+}
+
+bool unwind_caller(unwind_regs_t *r, uintptr_t hi) {
+    const uint8_t *hdr = eh_hdr_of(r->rip - 1);
+    cfa_state_t s;
+    if (!hdr || !fde_state(hdr, r->rip - 1, &s) || s.ra_how != REG_OFFSET)
+        return false;
+    uintptr_t base;
+    int k;
+    if (s.cfa_reg == 7)
+        base = r->rsp;
+    else if (s.cfa_reg == 6 && (r->known & 1))
+        base = r->rbp;
+    else if (s.cfa_reg >= 0 && (k = cs_index((uint64_t)s.cfa_reg)) >= 0 && (r->known >> (k + 1) & 1))
+        base = r->cs[k];
+    else
+        return false; /* an expression (DRAP), or a register we do not know */
+    uintptr_t cfa = base + (uintptr_t)s.cfa_off, lo = r->rsp, ra, v;
+    if (cfa <= r->rsp || cfa > hi || !read_in(cfa + (uintptr_t)s.ra_off, lo, hi, &ra) || ra == 0)
+        return false;
+    unwind_regs_t n = *r;
+    if (s.bp_how == REG_OFFSET && read_in(cfa + (uintptr_t)s.bp_off, lo, hi, &v))
+        n.rbp = v;
+    else if (s.bp_how != REG_SAME)
+        n.known &= ~1u;
+    for (k = 0; k < CS_N; k++) {
+        if (s.cs_how[k] == REG_OFFSET && read_in(cfa + (uintptr_t)(intptr_t)s.cs_off[k], lo, hi, &v))
+            n.cs[k] = v;
+        else if (s.cs_how[k] != REG_SAME)
+            n.known &= ~(1u << (k + 1));
+    }
+    n.rip = ra;
+    n.rsp = cfa;
+    *r = n;
+    return true;
+}
 
 /* ---- the rule table ------------------------------------------------------------------------- */
 static bool rtab_grow_locked(void) {
@@ -723,6 +859,18 @@ static noinline void stack_bounds_init(void) {
         return;
     tls_stack_lo = top - span;
     tls_stack_hi = top;
+}
+
+void unwind_stack_bounds(void) {
+    if (tls_stack_hi == 0)
+        stack_bounds_init();
+}
+
+size_t unwind_stack_below(uintptr_t sp) {
+    uintptr_t lo = tls_stack_lo, hi = tls_stack_hi;
+    if (hi <= 1 || sp < lo + 4096 || sp >= hi)
+        return 0; /* unknown, or not this thread's stack (a signal's alternate one) */
+    return sp - lo - 4096;
 }
 
 /* ---- the walk ------------------------------------------------------------------------------------ */
@@ -1067,4 +1215,32 @@ static void add_counts(heap_t *h, void *arg) {
 void unwind_counts(unwind_counts_t *sum) {
     memset(sum, 0, sizeof *sum);
     heap_foreach_unlocked(add_counts, sum);
+}
+
+bool unwind_object_range(uintptr_t pc, uintptr_t *lo, uintptr_t *hi) {
+#ifdef DLFO_EH_SEGMENT_TYPE
+    int (*fo_fn)(void *, struct dl_find_object *) = find_object_fn();
+    struct dl_find_object fo;
+    if (fo_fn && fo_fn((void *)pc, &fo) == 0) {
+        *lo = (uintptr_t)fo.dlfo_map_start;
+        *hi = (uintptr_t)fo.dlfo_map_end;
+        return true;
+    }
+#endif
+    (void)pc;
+    *lo = *hi = 0;
+    return false;
+}
+
+/* The .eh_frame_hdr of the module holding pc, or NULL. */
+static const uint8_t *eh_hdr_of(uintptr_t pc) {
+#ifdef DLFO_EH_SEGMENT_TYPE
+    int (*fo_fn)(void *, struct dl_find_object *) = find_object_fn();
+    struct dl_find_object fo;
+    if (fo_fn && fo_fn((void *)pc, &fo) == 0)
+        return fo.dlfo_eh_frame;
+#endif
+    hdr_walk_t h = {pc, NULL};
+    unwind_iterate_phdr(hdr_module, &h);
+    return h.hdr;
 }
