@@ -113,9 +113,9 @@ static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *c
     return *t;
 }
 
-/* A pool block for h without looking at the profiler's counter; NULL if none can be had. */
-static void *small_pop(heap_t *h, size_t n) {
-    unsigned c = size_class(n);
+/* A pool block of class c for a request of n bytes, without looking at the profiler's counter;
+ * NULL if none can be had. */
+static void *small_pop(heap_t *h, unsigned c, size_t n) {
     bin_t *bn = &h->bin[c];
     void *b;
     if (bn->top != bn->low) {
@@ -146,6 +146,14 @@ static void *promoted_malloc(heap_t *h, size_t n, void *caller) {
     return prof_alloc_promoted(h, p, n, caller);
 }
 
+/* The class a request of n bytes takes. Under the leak check, a request that fills its class
+ * exactly takes the next one up (512 bytes go to glibc): pool blocks are adjacent, and a pointer
+ * one past the end of a block, such as a std::vector's end of storage, would otherwise be the
+ * start of the next block and keep it "reachable" (memcheck's redzones keep them apart). */
+static inline size_t leak_fit(size_t n) {
+    return n + (opt.leaks != LEAKS_OFF && n % ALIGNMENT == 0 && n != 0);
+}
+
 /* The counter ran out on a small request: promoted in sample mode, a pool block tagged by the
  * profiler in all mode. */
 static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller) {
@@ -154,7 +162,10 @@ static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller) {
         if (p)
             return p;
     }
-    void *b = small_pop(h, n);
+    size_t fit = leak_fit(n);
+    if (unlikely(fit > SMALL_MAX))
+        return large_malloc(n, caller);
+    void *b = small_pop(h, size_class(fit), n);
     if (!b)
         return large_malloc(n, caller);
     return prof_alloc(h, b, n, caller);
@@ -173,7 +184,7 @@ static noinline cold void *small_slow(size_t n, void *caller) {
         return large_malloc(n, caller); /* a signal handler interrupted our slow path */
     if ((h->sample_left -= (int64_t)n) <= 0)
         return small_sampled(h, n, caller);
-    void *b = small_pop(h, n); /* the bin is empty: a refill */
+    void *b = small_pop(h, size_class(n), n); /* the bin is empty: a refill */
     if (unlikely(b == NULL))
         return large_malloc(n, caller); /* address range exhausted or commit refused */
     return b;
@@ -212,12 +223,17 @@ static noinline void free_full_bin(heap_t *h, pool_t *p, void *ptr) {
 
 static noinline void free_profiled(pool_t *p, void *ptr) {
     prof_free_small(p, ptr); /* the pool holds a tracked block: is it this one? */
+    if (opt.leaks != LEAKS_OFF)
+        prof_scrub_below(SCRUB_BYTES_FREE);
     bin_push(p, ptr);
 }
 
 static noinline void free_large(void *ptr) {
-    if (atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0)
+    if (atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0) {
         prof_free_large(ptr);
+        if (opt.leaks != LEAKS_OFF)
+            prof_scrub_below(SCRUB_BYTES_FREE);
+    }
     else if (unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
         early_forget(ptr);
     __libc_free(ptr); /* glibc's block, or one from before us: glibc checks it as usual */
@@ -321,11 +337,11 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
         return realloc_large(ptr, n, caller);
     }
     pool_t *p = pool_of(ptr);
-    size_t have = p->bsize;
-    if (n <= have) {
+    size_t have = p->bsize, fit = leak_fit(n);
+    if (fit <= have) {
         /* Stay in place within the class, or when shrinking by less than a quarter. To the
          * profiler it is still a free and an allocation at this call site. */
-        if ((n - 1) >> ALIGNMENT_SHIFT == p->szidx || 4 * n > 3 * have) {
+        if ((fit - 1) >> ALIGNMENT_SHIFT == p->szidx || 4 * fit > 3 * have) {
             if (unlikely(atomic_load_explicit(&p->prof, memory_order_relaxed) != NULL))
                 prof_free_small(p, ptr);
             heap_t *h = tls_heap;
@@ -342,9 +358,17 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
             return r;
         }
     }
+    /* Moving: to the profiler the old block is freed before the new one is allocated (so a
+     * realloc of the block allocated last is a temporary allocation, as heaptrack counts it). */
+    prof_taken_t old;
+    bool tracked = atomic_load_explicit(&p->prof, memory_order_relaxed) != NULL &&
+                   prof_small_take(p, ptr, &old);
     void *r = do_malloc(n, caller);
-    if (r == NULL)
+    if (r == NULL) {
+        if (tracked)
+            prof_small_put_back(p, ptr, &old);
         return NULL; /* errno is ENOMEM; the old block is untouched */
+    }
     memcpy(r, ptr, n < have ? n : have);
     free_inline(ptr);
     return r;

@@ -529,17 +529,23 @@ static void record_alloc(heap_t *h, site_t *s, uint64_t n, weights_t w, uint64_t
     }
 }
 
-static void record_free(site_t *s, weights_t w, uint64_t lifetime) {
+/* A free (sign 1), or its undoing (sign -1: a realloc that failed after crediting it). */
+static void credit_free(site_t *s, weights_t w, uint64_t lifetime, int sign) {
     bool locked = !alone();
+    uint64_t count = sign > 0 ? w.count : -w.count, bytes = sign > 0 ? w.bytes : -w.bytes;
     site_enter(s);
     site_touch(s);
-    s->free_count += w.count;
-    s->free_bytes += w.bytes;
-    s->life_hist[life_bucket(lifetime)] += w.count;
+    s->free_count += count;
+    s->free_bytes += bytes;
+    s->life_hist[life_bucket(lifetime)] += count;
     if (lifetime == 0)
-        s->temporary += w.count;
+        s->temporary += count;
     site_leave(s, locked);
-    counter_add(&prof.live_bytes, -(int64_t)w.bytes);
+    counter_add(&prof.live_bytes, -(int64_t)bytes);
+}
+
+static void record_free(site_t *s, weights_t w, uint64_t lifetime) {
+    credit_free(s, w, lifetime, 1);
 }
 
 static void sum_alloc_bytes(heap_t *h, void *arg) {
@@ -622,7 +628,7 @@ static bool untag_block(pool_t *p, void *ptr, ptag_t *out) {
     unsigned i = block_index(p, ptr);
     *out = t[i];
     t[i] = (ptag_t){0, 0};
-    return out->site != 0;
+    return out->sw != 0;
 }
 
 /* ---- the large-block table ---------------------------------------------------------------------- */
@@ -754,6 +760,35 @@ void prof_ltab_unlock(void) {
     ltab_release();
 }
 
+/* ---- stale pointers in dead stack ------------------------------------------------------------------
+ * Under the leak check, the words the profiler leaves below the program's stack pointer are
+ * zeroed before it returns. Its frames go about 1.5 KB deep on every allocation and free (the
+ * walk, the interning), and their saved registers hold the block's address; the program's later
+ * calls (into glibc, say) take that memory for frames of their own without writing every slot,
+ * and the check, which cannot tell a written slot from a stale one as memcheck does, would find
+ * the address there and call a lost block reachable. */
+#define SCRUB_BYTES 4096
+
+/* Zeroes the n bytes below its own return address (n a multiple of 8): called by the outermost
+ * frame of ours that is still live, it clears what every frame we had below it left behind.
+ * Nothing there is live: a signal handler that comes in meanwhile puts its frame there and is
+ * gone before the next store. */
+__asm__(".text\n"
+        ".globl prof_stack_scrub\n"
+        ".hidden prof_stack_scrub\n"
+        ".type prof_stack_scrub, @function\n"
+        "prof_stack_scrub:\n"
+        ".cfi_startproc\n"
+        "    mov %rdi, %rcx\n"
+        "    mov %rsp, %rdi\n"
+        "    sub %rcx, %rdi\n"
+        "    shr $3, %rcx\n"
+        "    xor %eax, %eax\n"
+        "    rep stosq\n"
+        "    ret\n"
+        ".cfi_endproc\n"
+        ".size prof_stack_scrub, .-prof_stack_scrub\n");
+
 /* ---- the hooks ---------------------------------------------------------------------------------- */
 bool prof_promotes(heap_t *h) {
     return prof.started && prof.mode == PROFILE_SAMPLE && !tls_in_prof && !h->in_slow;
@@ -763,7 +798,10 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls);
 static void early_tag(void *ptr, size_t n);
 
 void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller) {
-    return record(h, ptr, n, caller, LENT_LARGE);
+    void *r = record(h, ptr, n, caller, LENT_LARGE);
+    if (opt.leaks != LEAKS_OFF)
+        prof_scrub_below(SCRUB_BYTES);
+    return r;
 }
 
 void *prof_alloc_promoted(heap_t *h, void *ptr, size_t n, void *caller) {
@@ -803,11 +841,10 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
     if (ptr_is_ours(ptr)) {
         pool_t *p = pool_of(ptr);
         granted = p->bsize;
-        ptag_t tag = {.site = id,
-                      .stamp = (uint32_t)(stamp << PROF_SLACK_BITS) | (uint32_t)(p->bsize - n)};
+        ptag_t tag = ptag_make(id, (uint32_t)(p->bsize - n), stamp);
         ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
         if (t || (t = table_install(p)) != NULL)
-            t[block_index(p, ptr)] = tag; /* slack 0..16 (16: malloc(0)) */
+            t[block_index(p, ptr)] = tag;
     } else if (cls != LENT_LARGE) {
         granted = CLASS_SIZE(cls); /* what the pool would have granted */
         ltab_insert((uintptr_t)ptr, n, stamp, id, cls);
@@ -826,33 +863,59 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
     return ptr;
 }
 
+/* May this thread credit a free now? Not from inside the profiler's own recording: a signal
+ * handler that interrupted it may be waiting for a site's lock it holds. Inside the library's own
+ * calls (prof_enter: a dump, the dynamic loader working for us) it may, and must: the block is
+ * the program's, freed on its behalf. */
+static inline bool may_credit(void) {
+    return tls_in_prof == tls_own;
+}
+
+static void credit_free(site_t *s, weights_t w, uint64_t life, int sign);
+
+/* Takes ptr's tag out of its pool's table and credits the free; false (nothing done) if the
+ * block is not tracked. *out keeps what prof_small_put_back needs. */
+bool prof_small_take(pool_t *p, void *ptr, prof_taken_t *out) {
+    if (!untag_block(p, ptr, &out->tag) || !prof.started)
+        return false; /* untracked, or tagged before the start: nothing was counted yet */
+    /* Re-entered from a signal handler that interrupted the profiler: the entry is cleared,
+     * the free is not credited. */
+    if (!may_credit())
+        return false;
+    tls_in_prof++;
+    uint64_t n = p->bsize - ptag_slack(out->tag);
+    out->life = (uint32_t)(stamp_now() - out->tag.stamp);
+    credit_free(prof_site(ptag_site(out->tag)), weights_of(n), out->life, 1);
+    tls_in_prof--;
+    return true;
+}
+
+/* realloc could not move the block after all: its tag and its counters are as they were. */
+void prof_small_put_back(pool_t *p, void *ptr, const prof_taken_t *t) {
+    tls_in_prof++;
+    uint64_t n = p->bsize - ptag_slack(t->tag);
+    credit_free(prof_site(ptag_site(t->tag)), weights_of(n), t->life, -1);
+    ptag_t *tab = atomic_load_explicit(&p->prof, memory_order_acquire);
+    tab[block_index(p, ptr)] = t->tag;
+    tls_in_prof--;
+}
+
 void prof_free_small(pool_t *p, void *ptr) {
-    ptag_t e;
-    if (!untag_block(p, ptr, &e) || !prof.started)
-        return; /* untracked, or tagged before the start: nothing was counted yet */
-    /* Re-entered from a signal handler that interrupted the profiler, which may hold this
-     * site's spinlock: the entry is cleared, the free is not credited. */
-    if (tls_in_prof)
-        return;
-    tls_in_prof = 1;
-    uint32_t id = e.site, st = e.stamp;
-    uint64_t n = p->bsize - ptag_slack(e);
-    uint64_t life = (stamp_now() - (st >> PROF_SLACK_BITS)) & (((uint64_t)1 << PROF_STAMP_BITS) - 1);
-    record_free(prof_site(id), weights_of(n), life);
-    tls_in_prof = 0;
+    prof_taken_t t;
+    prof_small_take(p, ptr, &t);
 }
 
 void prof_large_freed(const lent_t *e) {
     if (e->site == 0)
         return; /* the library's own: never counted */
-    tls_in_prof = 1;
+    tls_in_prof++;
     record_free(prof_site(e->site), weights_of(e->size), stamp_now() - e->stamp);
-    tls_in_prof = 0;
+    tls_in_prof--;
 }
 
 bool prof_large_take(void *ptr, lent_t *out) {
-    if (tls_in_prof)
-        return false; /* a handler interrupted us while we may hold ltab_lock */
+    if (!may_credit() || tls_ltab_held)
+        return false; /* a handler interrupted us while we may hold ltab_lock or a site's */
     return ltab_remove((uintptr_t)ptr, out);
 }
 
@@ -901,7 +964,7 @@ static void early_tag(void *ptr, size_t n) {
     pool_t *p = pool_of(ptr);
     ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
     if (t || (t = table_install(p)) != NULL)
-        t[block_index(p, ptr)] = (ptag_t){.site = PROF_SITE_EARLY, .stamp = (uint32_t)(p->bsize - n)};
+        t[block_index(p, ptr)] = ptag_make(PROF_SITE_EARLY, (uint32_t)(p->bsize - n), 0);
 }
 
 static void adopt_one(heap_t *h, uint64_t n, uint64_t granted) {
@@ -924,11 +987,11 @@ static void adopt_early(void) {
         if (!t || (p->state != POOL_OWNED && p->state != POOL_FULL && p->state != POOL_UNOWNED))
             continue;
         for (unsigned j = 0; j < p->carved; j++) {
-            if (t[j].site != PROF_SITE_EARLY)
+            if (ptag_site(t[j]) != PROF_SITE_EARLY)
                 continue;
             uint64_t stamp = (uint64_t)counter_add((_Atomic int64_t *)&prof.seq, 1);
             uint32_t slack = ptag_slack(t[j]);
-            t[j].stamp = (uint32_t)(stamp << PROF_SLACK_BITS) | slack;
+            t[j].stamp = (uint32_t)stamp;
             adopt_one(h, p->bsize - slack, p->bsize);
         }
     }

@@ -39,20 +39,34 @@
 #define PROF_NHIST 48             /* power-of-two histogram buckets */
 #define PROF_SITES_PER_CHUNK 1024u
 #define PROF_MAX_CHUNKS 1024u     /* at most 1M distinct stacks; more go to site 1 */
+
 #define PROF_SITE_OVERFLOW 1u
 #define PROF_SITE_EARLY 2u    /* all mode: blocks live when the profiler started (no stack) */
-#define PROF_SLACK_BITS 5         /* granted - requested of a pool block: 0..16 */
-#define PROF_STAMP_BITS (32 - PROF_SLACK_BITS) /* allocation stamp kept per pool block */
+#define PROF_SITE_BITS 20         /* site ids: PROF_SITES_PER_CHUNK * PROF_MAX_CHUNKS */
+#define PROF_SLACK_BITS 9         /* granted - requested of a pool block: 0..511 */
 #define PROF_TIMELINE_MAX 4096u
 
+/* A pool block's entry in its pool's side table: the site, the slack (so the requested size is
+ * exact for every block, a realloc that shrinks in place included) and the allocation stamp
+ * (its low 32 bits: lifetimes are kept modulo 2^32 allocations). */
 typedef struct ptag_s {
-    uint32_t site;  /* 0: no tracked block here */
-    uint32_t stamp; /* allocation stamp (low PROF_STAMP_BITS) << PROF_SLACK_BITS | slack */
+    uint32_t sw;    /* site | slack << PROF_SITE_BITS; 0: no tracked block here */
+    uint32_t stamp;
 } ptag_t;
 
-static inline uint32_t ptag_slack(ptag_t t) {
-    return t.stamp & ((1u << PROF_SLACK_BITS) - 1);
+static inline ptag_t ptag_make(uint32_t site, uint32_t slack, uint64_t stamp) {
+    return (ptag_t){site | slack << PROF_SITE_BITS, (uint32_t)stamp};
 }
+static inline uint32_t ptag_site(ptag_t t) {
+    return t.sw & ((1u << PROF_SITE_BITS) - 1);
+}
+static inline uint32_t ptag_slack(ptag_t t) {
+    return t.sw >> PROF_SITE_BITS;
+}
+
+_Static_assert(PROF_SITES_PER_CHUNK * PROF_MAX_CHUNKS == 1u << PROF_SITE_BITS, "site ids fit");
+_Static_assert(SMALL_MAX - 1 < 1u << PROF_SLACK_BITS && PROF_SITE_BITS + PROF_SLACK_BITS <= 32,
+               "every slack fits");
 
 /* (ptr - first block) / bsize by a multiply: with r = ceil(2^32 / bsize) and offsets below
  * 2^14, (k * bsize * r) >> 32 is exactly k (and so is floor for an interior offset). */
@@ -163,6 +177,25 @@ static inline site_t *prof_site(uint32_t id) {
     return &prof.chunks[id / PROF_SITES_PER_CHUNK][id % PROF_SITES_PER_CHUNK];
 }
 
+/* Under the leak check: zero the n bytes of dead stack below the caller (prof.c), no further
+ * than the thread's stack goes. */
+void prof_stack_scrub(size_t n);
+static inline __attribute__((always_inline)) void prof_scrub_below(size_t n) {
+    size_t room = unwind_stack_below((uintptr_t)__builtin_frame_address(0));
+    if (room > 64)
+        prof_stack_scrub((n < room - 64 ? n : room - 64) & ~(size_t)7);
+}
+#define SCRUB_BYTES_FREE 1024
+
+/* realloc moving a pool block: its free is credited before the new block is recorded (a free
+ * then an allocation, as heaptrack counts a realloc); put back if the move fails. */
+typedef struct prof_taken_s {
+    ptag_t tag;
+    uint32_t life; /* the lifetime the free was credited with */
+} prof_taken_t;
+bool prof_small_take(pool_t *p, void *ptr, prof_taken_t *out);
+void prof_small_put_back(pool_t *p, void *ptr, const prof_taken_t *t);
+
 /* realloc of a large block: take its record out, then either credit the free or put it back. */
 bool prof_large_take(void *ptr, lent_t *out);
 void prof_large_put_back(const lent_t *e);
@@ -200,11 +233,11 @@ typedef struct leak_result_s {
     uint64_t untracked_bytes; /* of the roots: the library's own live pool blocks */
     unsigned threads, unstopped; /* other threads stopped; not stopped */
 } leak_result_t;
-/* At exit, on the exiting thread: sp is the stack pointer of the exit handler's caller, regs
- * that thread's registers there, [exit_lo, exit_hi) the code of exit (0, 0 if unknown). Writes
- * one line to stderr if it cannot run. */
-bool leak_check(uintptr_t sp, const uintptr_t *regs, unsigned nregs, uintptr_t exit_lo,
-                uintptr_t exit_hi);
+/* here: the state of the library's frame that asks for the check (unwind_getcontext). The
+ * calling thread's stack is scanned from the program's frame above it: exit's caller when
+ * exiting ([exit_lo, exit_hi) the code of exit, 0, 0 if unknown), else the first frame outside
+ * the library. Writes one line to stderr if it cannot run. */
+bool leak_check(const unwind_regs_t *here, bool exiting, uintptr_t exit_lo, uintptr_t exit_hi);
 const leak_result_t *leak_result(void);
 /* Every block the check found lost (definitely, indirectly or possibly), by address (pools, then
  * large blocks); the reachable ones are counted in the result only. */
