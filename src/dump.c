@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -777,8 +778,9 @@ static bool dump_path(char *out, size_t cap, const char *pattern, unsigned seq) 
 
 /* ---- compression ---------------------------------------------------------------------------
  * zstd at level 1: the CPython workload's 5.9 MB of text become 0.7 MB in about 10 ms (zlib's
- * level 1 took 28 ms for 1.1 MB). libzstd is dlopen'ed RTLD_LOCAL at the first dump, so a
- * process that never dumps never loads it, and its memory comes from mmap (ZSTD_customMem)
+ * level 1 took 28 ms for 1.1 MB). libzstd is dlopen'ed RTLD_LOCAL at the start when a dump is
+ * asked for (TALLY_OUT, TALLY_LEAKS, TALLY_SIGNAL, TALLY_INTERVAL), else at the first
+ * tally_dump(), so a process that never dumps never loads it, and its memory comes from mmap (ZSTD_customMem)
  * rather than from the heap being described. Without it the dump is the plain text. */
 typedef struct zmem_s {
     void *(*alloc)(void *opaque, size_t size);
@@ -1010,16 +1012,84 @@ static void print_leak_summary(const char *path) {
     fmt_flush(&f);
 }
 
-/* exit's code, for the leak check (leak.c: where the exiting thread's live stack starts). */
-static void exit_code_range(uintptr_t *lo, uintptr_t *hi) {
+/* exit's code, for the leak check (leak.c: where the exiting thread's live stack starts), found
+ * at the start: dladdr never touches dlerror's state, but nothing at exit may. */
+static uintptr_t exit_lo, exit_hi;
+
+static void exit_code_range(void) {
     Dl_info info;
     const ElfW(Sym) *sym = NULL;
-    void *fn = dlsym(RTLD_DEFAULT, "exit");
-    *lo = *hi = 0;
-    if (fn && dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) && sym && sym->st_size) {
-        *lo = (uintptr_t)fn;
-        *hi = *lo + sym->st_size;
+    void *fn = (void *)&exit;
+    if (dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) && sym && sym->st_size) {
+        exit_lo = (uintptr_t)fn;
+        exit_hi = exit_lo + sym->st_size;
     }
+}
+
+/* ---- a symbol of a loaded object, without dlsym ----------------------------------------------
+ * dlsym, even when it succeeds, frees the calling thread's pending dlerror() text: a program that
+ * left one (curl does) would lose it, and 82 bytes the check should call reachable. At exit the
+ * library looks symbols up itself, in each object's GNU hash table, as the dynamic loader does. */
+static uint32_t gnu_hash(const char *s) {
+    uint32_t h = 5381;
+    for (; *s; s++)
+        h = h * 33 + (uint8_t)*s;
+    return h;
+}
+
+typedef struct sym_find_s {
+    const char *name;
+    uintptr_t addr;
+} sym_find_t;
+
+static int find_symbol(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    sym_find_t *q = arg;
+    const ElfW(Dyn) *dyn = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    if (!dyn || !info->dlpi_addr)
+        return 0; /* the program itself has no libstdc++ internals; the vDSO no dynamic table */
+    const uint32_t *gh = NULL;
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL;
+    for (; dyn->d_tag != DT_NULL; dyn++) {
+        /* ld.so relocates these in place; an object it did not load may not be */
+        uintptr_t v = dyn->d_un.d_ptr < info->dlpi_addr ? dyn->d_un.d_ptr + info->dlpi_addr
+                                                        : dyn->d_un.d_ptr;
+        if (dyn->d_tag == DT_GNU_HASH)
+            gh = (const uint32_t *)v;
+        else if (dyn->d_tag == DT_SYMTAB)
+            symtab = (const ElfW(Sym) *)v;
+        else if (dyn->d_tag == DT_STRTAB)
+            strtab = (const char *)v;
+    }
+    if (!gh || !symtab || !strtab || gh[0] == 0)
+        return 0;
+    uint32_t nbuckets = gh[0], symoff = gh[1], bloom_words = gh[2];
+    const uint32_t *buckets = gh + 4 + bloom_words * (sizeof(ElfW(Addr)) / 4);
+    const uint32_t *chain = buckets + nbuckets;
+    uint32_t h = gnu_hash(q->name);
+    for (uint32_t i = buckets[h % nbuckets]; i >= symoff && i != 0; i++) {
+        uint32_t c = chain[i - symoff];
+        const ElfW(Sym) *sym = &symtab[i];
+        if ((c | 1) == (h | 1) && sym->st_shndx != SHN_UNDEF && sym->st_value &&
+            strcmp(strtab + sym->st_name, q->name) == 0) {
+            q->addr = info->dlpi_addr + sym->st_value;
+            return 1;
+        }
+        if (c & 1)
+            break;
+    }
+    return 0;
+}
+
+/* The first definition of name among the loaded objects (not the program), or NULL. */
+static void *lookup_symbol(const char *name) {
+    sym_find_t q = {name, 0};
+    unwind_iterate_phdr(find_symbol, &q);
+    return (void *)q.addr;
 }
 
 /* A dump with the leak check first (its kinds go in it). The check's state is one per process:
@@ -1034,13 +1104,7 @@ static noinline int dump_checked(const char *pattern, enum dump_reason why, char
                                  bool exiting) {
     unwind_regs_t here; /* this frame's state: leak.c steps out to the program's frame */
     unwind_getcontext(&here);
-    uintptr_t exit_lo = 0, exit_hi = 0;
     pthread_mutex_lock(&leak_dump_lock);
-    if (exiting) {
-        prof_enter();
-        exit_code_range(&exit_lo, &exit_hi);
-        prof_leave();
-    }
     leak_check(&here, exiting, exit_lo, exit_hi);
     int r = dump_to(pattern, why, path);
     if (opt.leaks == LEAKS_REPORT && leak_result()->done)
@@ -1073,9 +1137,7 @@ noinline void prof_dump_at_exit(void *unused) {
      * its own memory, the exception emergency pool above all. Every destructor has run; only a
      * thread still running that throws with no memory left could want it. glibc's counterpart
      * (__libc_freeres) is not called: stdio is flushed after this handler. */
-    prof_enter(); /* dlsym may allocate (its error text): ours, untracked */
-    void (*cxx_freeres)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "_ZN9__gnu_cxx9__freeresEv");
-    prof_leave();
+    void (*cxx_freeres)(void) = (void (*)(void))lookup_symbol("_ZN9__gnu_cxx9__freeresEv");
     if (cxx_freeres)
         cxx_freeres(); /* its frees are the program's: recorded */
     dump_checked(opt.out ? opt.out : DEFAULT_DUMP, DUMP_EXIT, path, true);
@@ -1216,6 +1278,14 @@ static void leak_fork_child(void) {
 
 void prof_dump_init(void) {
     start_pid = getpid();
+    exit_code_range();
+    /* libzstd now, when a dump is asked for: a dlopen at the dump would reset the dlerror() of
+     * the thread that writes it, which may be the program's at exit */
+    if (prof.started && opt.compress && (opt.out || opt.leaks || opt.signal || opt.interval)) {
+        prof_enter();
+        pthread_once(&zstd_once, zstd_load);
+        prof_leave();
+    }
     if (prof.started && prof.mode == PROFILE_ALL)
         pthread_atfork(leak_fork_prepare, leak_fork_parent, leak_fork_child);
     if (!prof.started || (!opt.signal && !opt.interval))

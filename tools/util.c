@@ -108,7 +108,8 @@ void json_key(FILE *f, const char *key, bool *first) {
 
 /* The allocator's own frames: those of the C library and the dynamic loader (strdup, fopen
  * and the like are libc calling malloc), and C++'s operator new; and at the other end, libc's
- * frames that start the program or a thread. */
+ * frames that start the program or a thread. (The loader's first frame of its own is shown:
+ * site_stack.) */
 static bool hidden(const sym_frame_t *fr) {
     const char *m = sym_basename(fr->module);
     if (m && (strncmp(m, "libc.so", 7) == 0 || strncmp(m, "ld-linux", 8) == 0))
@@ -129,14 +130,34 @@ int site_stack_all(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_fra
     return k;
 }
 
+/* A frame of the dynamic loader's that is not one of its allocator wrappers (rtld-malloc.h's
+ * calloc, malloc, realloc, inlined into their callers). */
+static bool loader_frame(const sym_frame_t *fr) {
+    const char *m = sym_basename(fr->module), *f = fr->function;
+    if (!m || strncmp(m, "ld-linux", 8) != 0)
+        return false;
+    if (f && strncmp(f, "__rtld_", 7) == 0)
+        f += 7;
+    return !f || (strcmp(f, "malloc") != 0 && strcmp(f, "calloc") != 0 &&
+                  strcmp(f, "realloc") != 0 && strcmp(f, "free") != 0);
+}
+
 int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t *out,
                int max) {
     int k = site_stack_all(sym, d, s, out, max);
-    int drop = 0;
-    while (drop < k && hidden(&out[drop]))
+    int drop = 0, loader = -1;
+    while (drop < k && hidden(&out[drop])) {
+        if (loader < 0 && loader_frame(&out[drop]))
+            loader = drop;
         drop++;
+    }
     if (drop == k)
         return k; /* nothing but the allocator and libc: show it all */
+    /* The dynamic loader allocating for a dlopen (its link maps, its TLS and lookup tables)
+     * keeps its first frame of its own, as memcheck shows it: otherwise all of it would be
+     * named by the program's dlopen call alone. */
+    if (loader >= 0)
+        out[--drop] = out[loader];
     /* ... and the outermost ones that only start the program or the thread (libc's
      * __libc_start_main, start_thread, clone; _start, which crt1.o puts in the program), as
      * valgrind leaves out what is below main. */

@@ -7,7 +7,12 @@
  *   grow      a buffer grown by realloc and dropped, and a kept one shrunk in place
  *   adjacent  a kept vector (begin, end, end of storage) of 48 bytes, and a 48-byte block leaked
  *             right after its storage: pool blocks are adjacent, so the end of one could be the
- *             next one's start, and keep it reachable where memcheck says definitely lost */
+ *             next one's start, and keep it reachable where memcheck says definitely lost
+ *   dlerror   a dlopen that failed, its error never read (curl --version leaves one): the
+ *             thread's dlerror state and its text stay reachable, whatever the library does at
+ *             exit (a dlsym there would free them)
+ *   dlopen    a library opened and kept: the dynamic loader's blocks for it */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +121,17 @@ static int adjacent(void) {
     return r;
 }
 
+static int dlerror_left(void) {
+    return dlopen("/nonexistent/libnothing.so.1", RTLD_NOW) == NULL;
+}
+
+void *plugin;
+
+static int dlopen_kept(void) {
+    plugin = dlopen("libelf.so.1", RTLD_NOW);
+    return plugin != NULL;
+}
+
 int main(int argc, char **argv) {
     const char *c = argc > 1 ? argv[1] : "";
     if (!strcmp(c, "tree"))
@@ -126,6 +142,10 @@ int main(int argc, char **argv) {
         return grow() == 0;
     if (!strcmp(c, "adjacent"))
         return !adjacent();
-    fprintf(stderr, "usage: userprogs tree|hash|grow|adjacent\n");
+    if (!strcmp(c, "dlerror"))
+        return !dlerror_left();
+    if (!strcmp(c, "dlopen"))
+        return !dlopen_kept();
+    fprintf(stderr, "usage: userprogs tree|hash|grow|adjacent|dlerror|dlopen\n");
     return 2;
 }
