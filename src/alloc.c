@@ -7,7 +7,9 @@
 
 #include "prof.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CALLER() __builtin_return_address(0)
@@ -110,7 +112,9 @@ static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *c
     bn->top = --t;
     bn->nmalloc++;
     bn->nreq += n;
-    return *t;
+    void *b = *t;
+    ((uintptr_t *)b)[1] = 0; /* no longer free (see free_inline) */
+    return b;
 }
 
 /* A pool block of class c for a request of n bytes, without looking at the profiler's counter;
@@ -131,6 +135,7 @@ static void *small_pop(heap_t *h, unsigned c, size_t n) {
     }
     bn->nmalloc++;
     bn->nreq += n;
+    ((uintptr_t *)b)[1] = 0;
     return b;
 }
 
@@ -205,13 +210,111 @@ TALLY_EXPORT void *malloc(size_t n) {
 /* ---- free ----------------------------------------------------------------------------------
  * Push on the thread's bin of the block's class, whoever owns the pool (jemalloc's tcache does
  * the same): the block goes back to its pool, or to its owner's remote list, only when the bin
- * overflows, in a batch. The pool header's first line is read (for the class), never written. */
-static noinline cold void free_invalid(void) {
-    tally_message("free(): invalid pointer", NULL, NULL);
-    __builtin_trap();
+ * overflows, in a batch. The pool header's first line is read (for the class), never written.
+ *
+ * Never less safe than glibc. Its free aborts on a double free of a block in its thread cache
+ * (a key in the block) and on a pointer that is no chunk; silently taking either would hand the
+ * same block out twice and corrupt the program far from the bug. So free checks, with no lock
+ * and no table:
+ *   - that the pointer is the start of a block handed out so far: its offset in the pool is a
+ *     multiple of the block size, below the carve mark (a multiply by the class's reciprocal);
+ *     inside our reserved range but beyond the arenas made so far is never handed out either;
+ *   - that word 1 of the block is not the key free writes there (malloc clears it, as glibc's
+ *     tcache does): a block freed twice has it. Then the block is looked for where free blocks
+ *     are (heap_block_is_free), so that a program that stored that random value itself is
+ *     never stopped.
+ * Either error is one line on stderr, naming the call, and abort(), as glibc does. */
+static void say_caller(fmt_t *f, uintptr_t ip) {
+    Dl_info info;
+    if (dladdr((void *)ip, &info) && info.dli_fname) {
+        const char *base = info.dli_fname;
+        for (const char *c = base; *c; c++)
+            if (*c == '/' && c[1])
+                base = c + 1;
+        if (info.dli_sname) {
+            fmt_str(f, info.dli_sname);
+            fmt_char(f, '+');
+            fmt_hex(f, ip - (uintptr_t)info.dli_saddr);
+            fmt_str(f, " in ");
+        }
+        fmt_str(f, base);
+        fmt_char(f, '+');
+        fmt_hex(f, ip - (uintptr_t)info.dli_fbase);
+    } else {
+        fmt_hex(f, ip);
+    }
 }
 
-static inline __attribute__((always_inline)) void bin_push(pool_t *p, void *ptr);
+static noinline cold void heap_error(const char *fn, const char *what, const void *ptr,
+                                     size_t size, void *caller) {
+    char buf[1024];
+    fmt_t f;
+    fmt_init(&f, buf, sizeof buf - 1, -1);
+    fmt_str(&f, "tally: ");
+    fmt_str(&f, fn);
+    fmt_str(&f, "(): ");
+    fmt_str(&f, what);
+    fmt_str(&f, ": ");
+    fmt_hex(&f, (uintptr_t)ptr);
+    if (size) {
+        fmt_str(&f, " (a ");
+        fmt_u64(&f, size);
+        fmt_str(&f, "-byte block)");
+    }
+    fmt_str(&f, ", called from ");
+    say_caller(&f, (uintptr_t)caller);
+    /* The callers beyond, when the profiler's walker can take them (it reads only this
+     * thread's stack and the programs' unwind tables). */
+    heap_t *h = tls_heap;
+    const uintptr_t *fr;
+    const stack_sums_t *sums;
+    int n = prof.started && h->kind == HEAP_REAL
+                ? unwind_stack(h, 8, prof.self_lo, prof.self_hi, &fr, &sums)
+                : -1;
+    for (int i = 1; i < n && f.len + 100 < f.cap; i++) {
+        fmt_str(&f, " <- ");
+        say_caller(&f, fr[i]);
+    }
+    fmt_char(&f, '\n');
+    os_write_all(2, f.buf, f.len);
+    abort();
+}
+
+/* Divisibility by a class's size with one multiply (Lemire, Kaser and Kurz, "Faster remainder
+ * by direct computation", 2019): for a 32-bit n, n % d == 0 iff n * M <= M - 1 (mod 2^64), with
+ * M = floor((2^64 - 1) / d) + 1. */
+#define DIV_M(c) (UINT64_MAX / CLASS_SIZE(c) + 1)
+static const uint64_t class_div_m[NCLASSES] = {
+    DIV_M(0),  DIV_M(1),  DIV_M(2),  DIV_M(3),  DIV_M(4),  DIV_M(5),  DIV_M(6),  DIV_M(7),
+    DIV_M(8),  DIV_M(9),  DIV_M(10), DIV_M(11), DIV_M(12), DIV_M(13), DIV_M(14), DIV_M(15),
+    DIV_M(16), DIV_M(17), DIV_M(18), DIV_M(19), DIV_M(20), DIV_M(21), DIV_M(22), DIV_M(23),
+    DIV_M(24), DIV_M(25), DIV_M(26), DIV_M(27), DIV_M(28), DIV_M(29), DIV_M(30), DIV_M(31),
+};
+
+/* The start of a block of p (of class c) handed out so far? Its offset past the header
+ * (wrapping below it) is under the carve mark and a multiple of the block size. */
+static inline __attribute__((always_inline)) bool block_start_ok(const pool_t *p, unsigned c,
+                                                                 const void *ptr) {
+    uint32_t off = (uint32_t)((uintptr_t)ptr & (POOL_SIZE - 1)) - (uint32_t)POOL_HEADER;
+    uint64_t m = class_div_m[c];
+    return off < __atomic_load_n(&p->carve_end, __ATOMIC_RELAXED) && (uint64_t)off * m <= m - 1;
+}
+
+static noinline void free_tail(pool_t *p, void *ptr);
+
+/* The rare case of free, on its own: an invalid pointer or a double free ends the program; a
+ * block whose word 1 merely holds the key (the program put it there) is freed (free), or goes
+ * on (realloc). */
+static noinline cold void free_suspect(pool_t *p, void *ptr, void *caller, const char *fn) {
+    if (!block_start_ok(p, p->szidx, ptr))
+        heap_error(fn, "invalid pointer (not a block this allocator handed out)", ptr, 0, caller);
+    if (heap_block_is_free(p, ptr))
+        heap_error(fn, "double free detected (the block is free already)", ptr, p->bsize, caller);
+    if (fn[0] == 'f')
+        free_tail(p, ptr);
+}
+
+static inline __attribute__((always_inline)) void bin_push(pool_t *p, unsigned c, void *ptr);
 
 /* The rare branches of free are tail calls that finish the free themselves, so that the fast
  * path holds nothing across a call and saves no register. */
@@ -225,10 +328,13 @@ static noinline void free_profiled(pool_t *p, void *ptr) {
     prof_free_small(p, ptr); /* the pool holds a tracked block: is it this one? */
     if (opt.leaks != LEAKS_OFF)
         prof_scrub_below(SCRUB_BYTES_FREE);
-    bin_push(p, ptr);
+    bin_push(p, p->szidx, ptr);
 }
 
-static noinline void free_large(void *ptr) {
+static noinline void free_large(void *ptr, void *caller) {
+    if (unlikely(ptr_in_reserve(ptr)))
+        heap_error("free", "invalid pointer (never handed out: beyond the arenas made so far)",
+                   ptr, 0, caller);
     if (atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0) {
         prof_free_large(ptr);
         if (opt.leaks != LEAKS_OFF)
@@ -239,10 +345,10 @@ static noinline void free_large(void *ptr) {
     __libc_free(ptr); /* glibc's block, or one from before us: glibc checks it as usual */
 }
 
-static inline __attribute__((always_inline)) void bin_push(pool_t *p, void *ptr) {
+static inline __attribute__((always_inline)) void bin_push(pool_t *p, unsigned c, void *ptr) {
     heap_t *h = tls_heap;
-    /* szidx < NCLASSES always: pool_init writes nothing else, fresh arena memory is 0. */
-    bin_t *bn = &h->bin[p->szidx];
+    /* c < NCLASSES always: pool_init writes nothing else, fresh arena memory is 0. */
+    bin_t *bn = &h->bin[c];
     void **t = bn->top;
     if (unlikely(t == bn->high))
         return free_full_bin(h, p, ptr);
@@ -250,40 +356,51 @@ static inline __attribute__((always_inline)) void bin_push(pool_t *p, void *ptr)
     bn->top = t + 1;
 }
 
-static inline __attribute__((always_inline)) void free_inline(void *ptr) {
+/* ptr (of class c) passed the checks: the key goes in, then the block goes to a bin. */
+static inline __attribute__((always_inline)) void free_pool(pool_t *p, unsigned c, uintptr_t key,
+                                                            void *ptr) {
+    /* the header's field first: to the compiler, the store below could change it */
+    struct ptag_s *tab = atomic_load_explicit(&p->prof, memory_order_relaxed);
+    ((uintptr_t *)ptr)[1] = key;
+    if (unlikely(tab != NULL))
+        return free_profiled(p, ptr);
+    return bin_push(p, c, ptr);
+}
+
+static noinline void free_tail(pool_t *p, void *ptr) {
+    free_pool(p, p->szidx, g.free_key, ptr);
+}
+
+static inline __attribute__((always_inline)) void free_inline(void *ptr, void *caller) {
     if (likely(ptr_is_ours(ptr))) {
         pool_t *p = pool_of(ptr);
-        if (config_debug) {
-            uintptr_t off = (uintptr_t)ptr - (uintptr_t)p - POOL_HEADER;
-            if ((uintptr_t)ptr < (uintptr_t)p + POOL_HEADER || off % p->bsize != 0 ||
-                off / p->bsize >= p->carved || p->state == POOL_EMPTY)
-                free_invalid();
-        }
-        if (unlikely(atomic_load_explicit(&p->prof, memory_order_relaxed) != NULL))
-            return free_profiled(p, ptr);
-        return bin_push(p, ptr);
+        unsigned c = p->szidx;
+        uintptr_t key = g.free_key;
+        if (unlikely(!block_start_ok(p, c, ptr) || ((uintptr_t *)ptr)[1] == key))
+            return free_suspect(p, ptr, caller, "free");
+        return free_pool(p, c, key, ptr);
     }
     if (ptr)
-        return free_large(ptr);
+        return free_large(ptr, caller);
 }
 
 TALLY_EXPORT void free(void *ptr) {
-    free_inline(ptr);
+    free_inline(ptr, CALLER());
 }
 
 TALLY_EXPORT void cfree(void *ptr) {
-    free_inline(ptr);
+    free_inline(ptr, CALLER());
 }
 
 TALLY_EXPORT void free_sized(void *ptr, size_t size) {
     (void)size;
-    free_inline(ptr);
+    free_inline(ptr, CALLER());
 }
 
 TALLY_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) {
     (void)alignment;
     (void)size;
-    free_inline(ptr);
+    free_inline(ptr, CALLER());
 }
 
 /* ---- the rest of the API -------------------------------------------------------------------- */
@@ -328,15 +445,20 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
     if (ptr == NULL)
         return do_malloc(n, caller);
     if (n == 0) {
-        free_inline(ptr); /* glibc's REALLOC_ZERO_BYTES_FREES */
+        free_inline(ptr, caller); /* glibc's REALLOC_ZERO_BYTES_FREES */
         return NULL;
     }
     if (!ptr_is_ours(ptr)) {
+        if (unlikely(ptr_in_reserve(ptr)))
+            heap_error("realloc", "invalid pointer (never handed out: beyond the arenas made so far)",
+                       ptr, 0, caller);
         /* Never move a glibc block into the pools: we could not know how much of it is valid
          * (pymalloc's rule). */
         return realloc_large(ptr, n, caller);
     }
     pool_t *p = pool_of(ptr);
+    if (unlikely(!block_start_ok(p, p->szidx, ptr) || ((uintptr_t *)ptr)[1] == g.free_key))
+        free_suspect(p, ptr, caller, "realloc");
     size_t have = p->bsize, fit = leak_fit(n);
     if (fit <= have) {
         /* Stay in place within the class, or when shrinking by less than a quarter. To the
@@ -354,7 +476,7 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
             if (r == NULL)
                 return NULL;
             memcpy(r, ptr, n);
-            free_inline(ptr);
+            free_inline(ptr, caller);
             return r;
         }
     }
@@ -370,7 +492,7 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
         return NULL; /* errno is ENOMEM; the old block is untouched */
     }
     memcpy(r, ptr, n < have ? n : have);
-    free_inline(ptr);
+    free_inline(ptr, caller);
     return r;
 }
 

@@ -3,6 +3,8 @@
  * one mutex that only slow paths take. Arenas are never returned to the operating system. */
 #include "internal.h"
 
+#include <sys/auxv.h>
+
 global_t g = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
 };
@@ -29,6 +31,14 @@ bool arena_init(void) {
     }
     g.next_pool = g.committed = (uintptr_t)base;
     g.base = (uintptr_t)base;
+    /* The key free writes into a block (alloc.c): random, so that no program's data is it by
+     * chance (glibc's tcache key is made the same way). */
+    const uint8_t *rnd = (const uint8_t *)getauxval(AT_RANDOM);
+    uintptr_t key = (uintptr_t)base ^ 0x9E3779B97F4A7C15ULL;
+    if (rnd)
+        for (int i = 0; i < 8; i++)
+            key = key * 0x100000001B3ULL ^ ((uintptr_t)rnd[i] << (8 * i)) ^ rnd[8 + i];
+    g.free_key = key | 1; /* odd: never an aligned pointer, never 0 */
     /* Publish the range last: the free fast path reads base and reserve without a lock. */
     __atomic_store_n(&g.reserve, size, __ATOMIC_RELEASE);
     return true;
@@ -44,8 +54,10 @@ pool_t *arena_pool_fresh_or_empty(void) {
     } else {
         if (g.next_pool == g.committed) {
             if (g.committed - g.base + ARENA_SIZE <= g.reserve &&
-                os_commit((void *)g.committed, ARENA_SIZE))
+                os_commit((void *)g.committed, ARENA_SIZE)) {
                 g.committed += ARENA_SIZE;
+                atomic_store_explicit(&g.span, g.committed - g.base, memory_order_release);
+            }
         }
         if (g.next_pool < g.committed) {
             p = (pool_t *)g.next_pool;

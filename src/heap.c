@@ -445,3 +445,61 @@ void heap_foreach(void (*fn)(heap_t *, void *), void *arg) {
         fn(h, arg);
     pthread_mutex_unlock(&reg_lock);
 }
+
+/* ---- is this block free? (a double free's confirmation, alloc.c) ---------------------------
+ * free found the key in ptr's word 1: the block is free unless the program wrote that value
+ * there. Look for it where free blocks are: every heap's bin of its class, its pool's free list
+ * and remote list, or a pool with no block in use. Other threads may be changing all of these:
+ * every pointer followed must lie on a block of this pool and every walk is bounded, so the
+ * answer can be wrong under a race but nothing read can fault. */
+static bool block_of_pool(const pool_t *p, const block_t *b) {
+    uintptr_t off = (uintptr_t)b - (uintptr_t)p - POOL_HEADER;
+    return pool_of(b) == p && (uintptr_t)b >= (uintptr_t)p + POOL_HEADER &&
+           off % CLASS_SIZE(p->szidx) == 0;
+}
+
+static bool list_has(const pool_t *p, const block_t *b, const void *ptr) {
+    for (unsigned n = 0; b && n <= POOL_CAPACITY(0); n++) {
+        if (b == ptr)
+            return true;
+        if (!block_of_pool(p, b))
+            return false;
+        b = __atomic_load_n(&b->next, __ATOMIC_RELAXED);
+    }
+    return false;
+}
+
+typedef struct bin_find_s {
+    unsigned c;
+    const void *ptr;
+    bool found;
+} bin_find_t;
+
+static void bin_has(heap_t *h, void *arg) {
+    bin_find_t *q = arg;
+    if (h->kind != HEAP_REAL || q->found)
+        return;
+    const bin_t *bn = &h->bin[q->c];
+    void **low = __atomic_load_n(&bn->low, __ATOMIC_RELAXED);
+    void **top = __atomic_load_n(&bn->top, __ATOMIC_RELAXED);
+    if (top < low || top > low + bn->cap)
+        return;
+    for (void **sl = low; sl < top; sl++)
+        if (__atomic_load_n(sl, __ATOMIC_RELAXED) == q->ptr) {
+            q->found = true;
+            return;
+        }
+}
+
+bool heap_block_is_free(pool_t *p, const void *ptr) {
+    if (p->state == POOL_EMPTY || p->state == POOL_FRESH)
+        return true;
+    bin_find_t q = {p->szidx, ptr, false};
+    heap_foreach_unlocked(bin_has, &q);
+    if (q.found)
+        return true;
+    if (list_has(p, __atomic_load_n(&p->free, __ATOMIC_RELAXED), ptr))
+        return true;
+    uintptr_t tf = atomic_load_explicit(&p->thread_free, memory_order_acquire);
+    return list_has(p, (const block_t *)(tf & ~TF_FLAGS), ptr);
+}

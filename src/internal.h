@@ -112,6 +112,8 @@ typedef struct global_s {
     /* Read by every free; alone on their cache line so slow-path writes never evict them. */
     _Alignas(64) uintptr_t base; /* start of the reserved range (0 before init: nothing is ours) */
     size_t reserve;              /* its size */
+    _Atomic size_t span;         /* its read-write part, [base, base + span): what is ours */
+    uintptr_t free_key;          /* random, non-zero: word 1 of a free pool block (alloc.c) */
     _Alignas(64) uintptr_t next_pool;    /* next never-used pool (global lock) */
     uintptr_t committed;    /* end of the RW part of the range (global lock) */
     pool_t *empty;          /* stack of empty pools, any class (global lock) */
@@ -122,7 +124,11 @@ typedef struct global_s {
 } global_t;
 extern global_t g;
 
+/* In the arenas made so far. The reserved range beyond them was never handed out. */
 static inline bool ptr_is_ours(const void *p) {
+    return (uintptr_t)p - g.base < atomic_load_explicit(&g.span, memory_order_relaxed);
+}
+static inline bool ptr_in_reserve(const void *p) {
     return (uintptr_t)p - g.base < g.reserve;
 }
 static inline unsigned size_class(size_t n) { /* 0..512 -> 0..31; malloc(0) is class 0 */
@@ -164,6 +170,9 @@ extern __thread heap_t *tls_heap TLS_IE;
 heap_t *heap_thread_init(void);    /* the calling thread's real heap, made on first use; NULL on failure */
 void *heap_refill(heap_t *h, unsigned c); /* malloc's slow path, under h->lock: refill bin c from
                                              the pools and return one block, or NULL */
+/* Is ptr, a block of p, free now (in a bin, its pool's lists, or an unused pool)? Best effort
+ * under concurrent change, never faults. */
+bool heap_block_is_free(pool_t *p, const void *ptr);
 /* Slow path of free: the bin is full (or the thread has none); p is pool_of(ptr). */
 void heap_free_slow(heap_t *h, pool_t *p, void *ptr);
 void heap_notify(pool_t *p);                     /* a remote free woke a full pool */

@@ -10,6 +10,7 @@ void pool_init(pool_t *p, unsigned c, heap_t *h) {
     p->free = NULL;
     p->used = 0;
     p->carved = 0;
+    p->carve_end = 0;
     p->szidx = (uint8_t)c;
     p->bsize = (uint32_t)CLASS_SIZE(c);
     p->capacity = POOL_CAPACITY(c);
@@ -39,6 +40,7 @@ unsigned pool_take(pool_t *p, void **dst, unsigned max) {
         for (unsigned i = 0; i < k; i++)
             dst[n++] = first + (size_t)i * p->bsize;
         p->carved += k;
+        __atomic_store_n(&p->carve_end, p->carved * p->bsize, __ATOMIC_RELAXED);
     }
     p->used += n;
     return n;

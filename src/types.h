@@ -118,7 +118,8 @@ typedef struct pool_s {
     uint8_t state;        /* enum pool_state; for stats and debug checks */
     uint8_t on_abandoned; /* on a global abandoned list (guarded by the global lock) */
     uint8_t in_delayed;   /* owner knows a notifier has it (or will put it) on the delayed stack */
-    uint8_t pad0[4];
+    uint32_t carve_end;   /* carved * bsize: the bytes past the header handed out so far (free's
+                           * check that a pointer is a block; read by any thread) */
     struct heap_s *_Atomic owner; /* heap that owns it, NULL when unowned or empty */
     struct pool_s *next;          /* heap's class list, or its full list (owner) */
     struct pool_s *prev;
