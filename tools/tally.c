@@ -14,6 +14,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,9 +49,12 @@ static const char usage_run[] =
     "\n"
     "Runs PROGRAM with libtallymalloc.so preloaded, passes its exit status through, and says\n"
     "where the dump went, the peak, the blocks still live at exit, and what to type next.\n"
-    "Processes it forks or execs are profiled too, each writing its own dump.\n"
+    "Processes it forks or execs are profiled too, each writing its own dump; the run ends\n"
+    "when the last of them exits, and every dump is named.\n"
     "\n"
     "  -o, --output FILE   the dump's name (%p: the process id, %e: the program's name);\n"
+    "                      without %p, FILE is the program's and the other processes write\n"
+    "                      FILE with their pid before its extension (out.1234.tly);\n"
     "                      default tally.PROGRAM.%p.tly in the working directory\n"
     "      --all           record every allocation exactly (needed for leaks)\n"
     "      --sample BYTES  record one allocation per BYTES on average (default 512k)\n"
@@ -377,6 +382,62 @@ static void expand(char *out, size_t cap, const char *pattern, const char *pid, 
     out[k] = '\0';
 }
 
+/* Waits for the processes the program left running (they were reparented to us, a subreaper). */
+static void wait_descendants(const char *prog) {
+    bool said = false;
+    for (;;) {
+        int st;
+        pid_t p = waitpid(-1, &st, said ? 0 : WNOHANG);
+        if (p < 0 && errno == EINTR)
+            continue;
+        if (p < 0)
+            return; /* ECHILD: none left */
+        if (p == 0) {
+            fprintf(stderr, "%s: %s has exited; waiting for the processes it left running, "
+                            "whose dumps come when they exit\n",
+                    tool_name, prog);
+            said = true;
+        }
+    }
+}
+
+/* The dump of process pid, whatever program it ran last (%e). */
+static bool find_dump(const char *pattern, const char *pid, const char *name, char *out,
+                      size_t cap) {
+    char pat[PATH_MAX + 64];
+    expand(pat, sizeof pat, pattern, pid, strstr(pattern, "%e") ? "*" : name);
+    glob_t g;
+    bool found = glob(pat, 0, NULL, &g) == 0 && g.gl_pathc > 0;
+    if (found)
+        snprintf(out, cap, "%s", g.gl_pathv[0]);
+    if (found || g.gl_pathc == 0)
+        globfree(&g);
+    return found;
+}
+
+/* Names every other dump the run wrote (the pattern's, newer than the run): each process of a
+ * run writes its own. */
+static void list_other_dumps(const char *pattern, const char *main_dump, time_t started,
+                             const char *cwd) {
+    char pat[PATH_MAX + 64];
+    expand(pat, sizeof pat, pattern, "[0-9]*", "*");
+    glob_t g;
+    if (glob(pat, 0, NULL, &g) != 0)
+        return;
+    size_t n = 0, cl = strlen(cwd);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        struct stat st;
+        const char *f = g.gl_pathv[i];
+        if (strcmp(f, main_dump) == 0 || stat(f, &st) != 0 || st.st_mtime < started)
+            continue;
+        if (n++ == 0)
+            fprintf(stderr, "%s: the dumps of the processes it started:\n", tool_name);
+        fprintf(stderr, "%s:   %s\n", tool_name,
+                strncmp(f, cwd, cl) == 0 && f[cl] == '/' ? f + cl + 1 : f);
+    }
+    globfree(&g);
+}
+
 static int cmd_run(int argc, char **argv) {
     const char *output = NULL, *lib_opt = NULL;
     unsigned long long sample = 0;
@@ -445,11 +506,23 @@ static int cmd_run(int argc, char **argv) {
         tool_error("cannot tell the working directory: %s", strerror(errno));
         return 2;
     }
-    if (output)
+    /* Every process of the run writes a dump of its own (a pattern with %p). -o FILE without
+     * %p names the program's own dump: the others go beside it, FILE with their pid before its
+     * extension, and the program's is renamed to FILE when the run is over. */
+    char wanted[PATH_MAX + 64] = "";
+    if (output && strstr(output, "%p")) {
         snprintf(pattern, sizeof pattern, "%s%s%s", output[0] == '/' ? "" : cwd,
                  output[0] == '/' ? "" : "/", output);
-    else
+    } else if (output) {
+        snprintf(wanted, sizeof wanted, "%s%s%s", output[0] == '/' ? "" : cwd,
+                 output[0] == '/' ? "" : "/", output);
+        const char *base = strrchr(wanted, '/') + 1, *dot = strrchr(base, '.');
+        size_t stem = dot && dot != base ? (size_t)(dot - wanted) : strlen(wanted);
+        snprintf(pattern, sizeof pattern, "%.*s.%%p%s", (int)stem, wanted, wanted + stem);
+    } else {
         snprintf(pattern, sizeof pattern, "%s/tally.%s.%%p.tly", cwd, name);
+    }
+    time_t started = time(NULL);
 
     /* The child's environment: the library first in LD_PRELOAD. */
     const char *old = getenv("LD_PRELOAD");
@@ -466,6 +539,9 @@ static int cmd_run(int argc, char **argv) {
     struct sigaction ign = {.sa_handler = SIG_IGN}, old_int, old_quit;
     sigaction(SIGINT, &ign, &old_int);
     sigaction(SIGQUIT, &ign, &old_quit);
+    /* The processes the program leaves behind come to us when their parent exits: the run is
+     * over, and every dump written, when the last of them is gone. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     pid_t pid = fork();
     if (pid < 0) {
         tool_error("fork: %s", strerror(errno));
@@ -494,6 +570,7 @@ static int cmd_run(int argc, char **argv) {
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGQUIT, &old_quit, NULL);
     free(preload);
+    wait_descendants(prog);
     int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     char pid_s[32];
     snprintf(pid_s, sizeof pid_s, "%ld", (long)pid);
@@ -504,16 +581,16 @@ static int cmd_run(int argc, char **argv) {
             return rc; /* exec failed (we said why), or the program ran and said 127 itself */
     }
 
-    /* Where the dumps went: the program's own, and those of the processes it started. */
-    char main_dump[PATH_MAX], glob_pat[PATH_MAX];
-    expand(main_dump, sizeof main_dump, pattern, pid_s, name);
-    expand(glob_pat, sizeof glob_pat, pattern, "*", name); /* any process's */
-    size_t others = 0;
-    glob_t g;
-    if (strstr(pattern, "%p") && glob(glob_pat, 0, NULL, &g) == 0) {
-        for (size_t i = 0; i < g.gl_pathc; i++)
-            others += strcmp(g.gl_pathv[i], main_dump) != 0;
-        globfree(&g);
+    /* Where the dumps went: the program's own (it may have exec'd another program, %e), and
+     * those of the processes it started. */
+    char main_dump[PATH_MAX + 64];
+    if (!find_dump(pattern, pid_s, name, main_dump, sizeof main_dump))
+        expand(main_dump, sizeof main_dump, pattern, pid_s, name);
+    if (*wanted && readable(main_dump)) {
+        if (rename(main_dump, wanted) == 0)
+            snprintf(main_dump, sizeof main_dump, "%s", wanted);
+        else
+            tool_error("cannot rename %s to %s: %s", main_dump, wanted, strerror(errno));
     }
     if (!WIFEXITED(status))
         fprintf(stderr, "%s: %s was killed by signal %d (%s)\n", tool_name, prog,
@@ -562,9 +639,7 @@ static int cmd_run(int argc, char **argv) {
                 leaks || (d.has_blocks && !sample) ? "leaks" : "report", shown);
         dump_free(&d);
     }
-    if (others)
-        fprintf(stderr, "%s: %s%zu dump%s of the processes it started (%s)\n", tool_name,
-                readable(main_dump) ? "and " : "", others, others == 1 ? "" : "s", glob_pat);
+    list_other_dumps(pattern, main_dump, started, cwd);
     return rc;
 }
 

@@ -1,7 +1,8 @@
 #!/bin/bash
 # tests/tools/run.sh - `tally run`: the program's output and exit status pass through (a signal
 # as 128+N), the dumps land where asked (the program's and those of the processes it starts),
-# the closing lines say where, the peak, the live blocks and the next command, and the options
+# the closing lines say where, the peak, the live blocks and the next command (each process of the
+# run writes its own dump, and tally run waits for every one of them), and the options
 # reach the library (--sample, --stats). A program that cannot run: 127 and one line.
 . "$top_srcdir/tests/preload/common.sh"
 tally=$top_builddir/tools/tally
@@ -60,7 +61,28 @@ mkdir fork && cd fork || fatal "mkdir"
 n=$(ls tally.sh.*.tly 2>/dev/null | wc -l)
 [ "$n" = 2 ] || fail "want 2 dumps (the shell's two children), got $n: $(ls)"
 grep -q '^tally: sh wrote no dump' e.txt || fail "no word of the shell's missing dump: $(cat e.txt)"
-grep -q '^tally: 2 dumps of the processes it started' e.txt || fail "no word of the children: $(cat e.txt)"
+grep -q '^tally: the dumps of the processes it started:$' e.txt &&
+    [ "$(grep -c '^tally:   tally\.sh\.[0-9]*\.tly$' e.txt)" = 2 ] || fail "no word of the children: $(cat e.txt)"
+cd .. || fatal "cd"
+
+# -o FILE: every process of the run its own dump, FILE the program's, each named. The shell
+# leaves a subshell running (it sleeps, then runs true) and exits first: tally run waits for it,
+# and the program the subshell runs last does not write over the shell's dump.
+mkdir own && cd own || fatal "mkdir"
+"$tally" run --leaks --lib "$TALLY_LIB" -o fy.tly -- bash -c '(sleep 0.5; /bin/true) & echo x' >o.txt 2>e.txt ||
+    fail "bash under tally run failed: $(cat e.txt)"
+[ "$(cat o.txt)" = x ] || fail "bash's output: $(cat o.txt)"
+prog_of() { /usr/bin/python3 -c 'import sys, dumpcheck; print(dumpcheck.parse(sys.argv[1])["header"]["program"])' "$1"; }
+[ "$(prog_of fy.tly)" = bash ] || fail "fy.tly is $(prog_of fy.tly)'s dump, want bash's"
+others=$(ls fy.[0-9]*.tly 2>/dev/null | sort)
+progs=$(for f in $others; do prog_of "$f"; done | sort | tr '\n' ' ')
+[ "$progs" = "/bin/true sleep " ] || fail "want the dumps of true and sleep beside fy.tly, got: $others ($progs)"
+for f in $others; do
+    grep -qx "tally:   $f" e.txt || fail "tally run did not name $f: $(cat e.txt)"
+    pid=$(/usr/bin/python3 -c 'import sys, dumpcheck; print(dumpcheck.parse(sys.argv[1])["header"]["pid"])' "$f")
+    [ "$f" = "fy.$pid.tly" ] || fail "$f holds the dump of pid $pid"
+done
+grep -q "^tally: dump fy.tly (every allocation)" e.txt || fail "the program's dump is not fy.tly: $(cat e.txt)"
 cd .. || fatal "cd"
 
 # -o with %p and %e, --sample and --stats reach the library.
