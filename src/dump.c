@@ -486,6 +486,15 @@ static void blocks_pools(fmt_t *f, uint64_t npools) {
     }
 }
 
+/* sqrt(var) * scale, rounded; a variance that sums to a little below 0 is 0. */
+static uint64_t sd_of(double var, double scale) {
+    if (!(var > 0))
+        return 0;
+    double r;
+    __asm__("sqrtsd %1, %0" : "=x"(r) : "x"(var)); /* the library links no libm */
+    return (uint64_t)(r * scale + 0.5);
+}
+
 /* ---- stacks as a prefix trie -----------------------------------------------------------------
  * Stacks share their outer frames (main, the event loop, the interpreter), so the dump writes
  * each (parent, return address) node once, parents first: `frame id parent ip`. A stack is its
@@ -681,6 +690,15 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
                                                    : __atomic_load_n(&s->samples, __ATOMIC_RELAXED));
         kv0(f, "pinned_bytes", pc.pinned ? pc.pinned[id] : 0);
         kv0(f, "gen", s->gen);
+        if (prof.mode != PROFILE_ALL) { /* the standard deviations of the estimates */
+            double cs = (double)prof.count_scale;
+            kv0(f, "sd_alloc_count", sd_of(s->var_alloc_count, cs));
+            kv0(f, "sd_alloc_bytes", sd_of(s->var_alloc_bytes, 1));
+            kv0(f, "sd_live_count", sd_of(s->var_live_count, cs));
+            kv0(f, "sd_live_bytes", sd_of(s->var_live_bytes, 1));
+            kv0(f, "sd_peak_bytes", sd_of(prof_site_peak_var(s), 1));
+            kv0(f, "sd_temporary", sd_of(s->var_temporary, cs));
+        }
         if (lr->done && id < lr->nsites) {
             static const char *const kc[LEAK_NKINDS] = {"definite_count", "indirect_count",
                                                         "possible_count", "reachable_count"};

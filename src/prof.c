@@ -151,10 +151,12 @@ void prof_heap_init(heap_t *h) {
     reset_counter(h);
 }
 
-/* Weights of one recorded allocation of n requested bytes (prof.h). */
+/* Weights of one recorded allocation of n requested bytes (prof.h), and in sample mode the
+ * variance it adds to a count and to a bytes figure. */
 typedef struct weights_s {
     uint64_t count, bytes;
     double inv_p;
+    double var_count, var_bytes;
 } weights_t;
 
 static inline weights_t weights_of(uint64_t n) {
@@ -163,6 +165,7 @@ static inline weights_t weights_of(uint64_t n) {
         w.count = 1;
         w.bytes = n;
         w.inv_p = 1.0;
+        w.var_count = w.var_bytes = 0;
         return w;
     }
     double x = (double)(n ? n : 1) / (double)prof.rate;
@@ -170,6 +173,8 @@ static inline weights_t weights_of(uint64_t n) {
     w.inv_p = 1.0 / p;
     w.count = (uint64_t)(PROF_COUNT_SCALE * w.inv_p + 0.5);
     w.bytes = (uint64_t)((double)n * w.inv_p + 0.5);
+    w.var_count = (1.0 - p) * w.inv_p * w.inv_p;
+    w.var_bytes = w.var_count * (double)n * (double)n;
     return w;
 }
 
@@ -484,15 +489,22 @@ static inline void site_touch(site_t *s) {
     uint64_t e = atomic_load_explicit(&prof.peak_epoch, memory_order_relaxed);
     if (s->peak_epoch != e) {
         s->peak_live_bytes = (int64_t)(s->alloc_bytes - s->free_bytes);
+        s->var_peak_bytes = s->var_live_bytes;
         s->peak_epoch = e;
     }
 }
 
+static bool peak_is_now(const site_t *s) { /* not touched since the last peak */
+    return __atomic_load_n(&s->peak_epoch, __ATOMIC_RELAXED) !=
+           atomic_load_explicit(&prof.peak_epoch, memory_order_relaxed);
+}
+
 int64_t prof_site_peak_live(const site_t *s) {
-    if (__atomic_load_n(&s->peak_epoch, __ATOMIC_RELAXED) !=
-        atomic_load_explicit(&prof.peak_epoch, memory_order_relaxed))
-        return site_live_bytes(s);
-    return __atomic_load_n(&s->peak_live_bytes, __ATOMIC_RELAXED);
+    return peak_is_now(s) ? site_live_bytes(s) : __atomic_load_n(&s->peak_live_bytes, __ATOMIC_RELAXED);
+}
+
+double prof_site_peak_var(const site_t *s) {
+    return peak_is_now(s) ? s->var_live_bytes : s->var_peak_bytes;
 }
 
 static void record_alloc(heap_t *h, site_t *s, uint64_t n, weights_t w, uint64_t granted) {
@@ -503,8 +515,13 @@ static void record_alloc(heap_t *h, site_t *s, uint64_t n, weights_t w, uint64_t
     s->alloc_bytes += w.bytes;
     s->granted_bytes += prof.mode == PROFILE_ALL ? granted
                                                  : (uint64_t)((double)granted * w.inv_p + 0.5);
-    if (prof.mode != PROFILE_ALL)
+    if (prof.mode != PROFILE_ALL) {
         s->samples++; /* in all mode, alloc_count */
+        s->var_alloc_count += w.var_count;
+        s->var_alloc_bytes += w.var_bytes;
+        s->var_live_count += w.var_count;
+        s->var_live_bytes += w.var_bytes;
+    }
     int64_t live = (int64_t)(s->alloc_bytes - s->free_bytes);
     if (live > s->max_live_bytes)
         s->max_live_bytes = live;
@@ -540,6 +557,12 @@ static void credit_free(site_t *s, weights_t w, uint64_t lifetime, int sign) {
     s->life_hist[life_bucket(lifetime)] += count;
     if (lifetime == 0)
         s->temporary += count;
+    if (prof.mode != PROFILE_ALL) {
+        s->var_live_count -= sign * w.var_count;
+        s->var_live_bytes -= sign * w.var_bytes;
+        if (lifetime == 0)
+            s->var_temporary += sign * w.var_count;
+    }
     site_leave(s, locked);
     counter_add(&prof.live_bytes, -(int64_t)bytes);
 }

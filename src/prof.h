@@ -112,6 +112,13 @@ typedef struct site_s {
     uint32_t pad1[2];
     uint64_t size_hist[PROF_NHIST]; /* weighted counts by floor(log2(requested)) */
     uint64_t life_hist[PROF_NHIST]; /* bucket 0: lifetime 0; k: [2^(k-1), 2^k) */
+    /* sample mode: the variance of each estimate, unscaled. A sampled allocation of n bytes
+     * taken with probability p adds n^2 (1-p) / p^2 to a bytes figure's and (1-p) / p^2 to a
+     * count's (the Horvitz-Thompson estimator's, estimated from the sample); a free takes them
+     * out of the live ones. var_peak_bytes is var_live_bytes at the peak (as peak_live_bytes). */
+    double var_alloc_count, var_alloc_bytes, var_live_count, var_live_bytes, var_peak_bytes,
+        var_temporary;
+    double pad2[2];
 } site_t;
 _Static_assert(sizeof(site_t) % 64 == 0, "sites are whole cache lines");
 
@@ -209,6 +216,7 @@ void prof_ltab_unlock(void);
 
 /* For dump.c. */
 int64_t prof_site_peak_live(const site_t *s);
+double prof_site_peak_var(const site_t *s); /* var_peak_bytes, as prof_site_peak_live */
 uint64_t prof_rss_bytes(void);
 void prof_unwind_checked(uint64_t *checked, uint64_t *mismatch); /* TALLY_UNWIND=check */
 uint64_t prof_now_ns(void);

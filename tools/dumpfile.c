@@ -505,6 +505,12 @@ static bool rec_site(parser_t *p, const field_t *fs, size_t n) {
         !get_u64(p, fs, n, "temporary", false, &s->temporary) ||
         !get_u64(p, fs, n, "samples", false, &s->samples) ||
         !get_u64(p, fs, n, "pinned_bytes", false, &s->pinned_bytes) ||
+        !get_u64(p, fs, n, "sd_alloc_count", false, &s->sd_alloc_count) ||
+        !get_u64(p, fs, n, "sd_alloc_bytes", false, &s->sd_alloc_bytes) ||
+        !get_u64(p, fs, n, "sd_live_count", false, &s->sd_live_count) ||
+        !get_u64(p, fs, n, "sd_live_bytes", false, &s->sd_live_bytes) ||
+        !get_u64(p, fs, n, "sd_peak_bytes", false, &s->sd_peak_bytes) ||
+        !get_u64(p, fs, n, "sd_temporary", false, &s->sd_temporary) ||
         !get_u32(p, fs, n, "gen", false, &s->gen) ||
         !get_u64(p, fs, n, "held_bytes", false, &s->held_bytes) ||
         !get_u64(p, fs, n, "definite_count", false, &s->kind_blocks[DKIND_DEFINITE]) ||

@@ -32,6 +32,9 @@ typedef struct dsite_s {
     uint64_t alloc_count, alloc_bytes, granted_bytes, free_count, free_bytes;
     int64_t live_count, live_bytes, max_live_bytes, peak_live_bytes;
     uint64_t temporary, samples, pinned_bytes;
+    /* sample mode: the standard deviations of the estimates (counts times count_scale) */
+    uint64_t sd_alloc_count, sd_alloc_bytes, sd_live_count, sd_live_bytes, sd_peak_bytes,
+        sd_temporary;
     uint32_t gen;
     uint64_t size_hist[DUMP_NHIST], life_hist[DUMP_NHIST];
     /* the stack: its innermost node in the frame tree (0: empty), and its depth */

@@ -104,6 +104,17 @@ static void td_num(FILE *f, double v, bool bytes, const char *est) {
             bytes ? fmt_size(b, v) : fmt_count(b, v));
 }
 
+/* A site's figure; sampled, with its 95% interval under it, small. */
+static void td_site(FILE *f, const dump_t *d, const dsite_t *s, const char *measure, bool bytes) {
+    if (d->all_mode)
+        return td_num(f, site_measure(d, s, measure), bytes, "");
+    char b[32], iv[96];
+    double v = site_measure(d, s, measure);
+    fprintf(f, "<td data-v=\"%.0f\">~%s<br><small>%s</small></td>", v,
+            bytes ? fmt_size(b, v) : fmt_count(b, v),
+            fmt_interval(iv, d, site_interval(d, s, measure), bytes));
+}
+
 /* A "nice" axis step: 1, 2 or 5 times a power of ten, about max/5 (bytes: of the unit the
  * labels use, so that they read 10 MiB, 20 MiB rather than 19.1 MiB). */
 static double nice_step_raw(double max);
@@ -239,8 +250,8 @@ int cmd_html(const dump_t *d, symbolizer_t *sym, const html_opts_t *o) {
             (double)d->duration_ns / 1e9,
             d->all_mode ? "" : "; figures marked ~ are estimates");
     fputs("<pre id=\"errors\"></pre>\n<h2>Summary</h2>\n<dl class=\"sum\">\n", f);
-    fprintf(f, "<dt>allocations</dt><dd>%s%s, %s%s requested, %s granted (%s slack)</dd>\n", est,
-            fmt_count(a, t.alloc_count), est, fmt_size(b, t.alloc_bytes),
+    fprintf(f, "<dt>allocations</dt><dd>%s%s, %s%s requested, %s%s granted (%s slack)</dd>\n",
+            est, fmt_count(a, t.alloc_count), est, fmt_size(b, t.alloc_bytes), est,
             fmt_size(c, t.granted_bytes),
             fmt_pct(p, t.granted_bytes - t.alloc_bytes, t.granted_bytes));
     fprintf(f, "<dt>frees</dt><dd>%s%s, %s%s</dd>\n", est, fmt_count(a, t.free_count), est,
@@ -276,13 +287,17 @@ int cmd_html(const dump_t *d, symbolizer_t *sym, const html_opts_t *o) {
     char first[512];
     for (size_t i = 0; i < shown; i++) {
         const dsite_t *s = v[i];
-        fprintf(f, "<tr><td data-v=\"%zu\">%zu</td>", i + 1, i + 1);
-        td_num(f, (double)s->peak_live_bytes, true, est);
-        td_num(f, (double)s->live_bytes, true, est);
+        /* a sampled site whose figure at the peak is less sure than it is big gets no rank */
+        if (site_rankable(d, s, "peak"))
+            fprintf(f, "<tr><td data-v=\"%zu\">%zu</td>", i + 1, i + 1);
+        else
+            fprintf(f, "<tr><td data-v=\"%zu\" title=\"too few samples to rank\">-</td>", i + 1);
+        td_site(f, d, s, "peak", true);
+        td_site(f, d, s, "live", true);
         td_num(f, (double)s->max_live_bytes, true, est);
-        td_num(f, (double)s->alloc_bytes, true, est);
-        td_num(f, dump_count(d, s->alloc_count), false, est);
-        td_num(f, dump_count(d, s->temporary), false, est);
+        td_site(f, d, s, "allocated", true);
+        td_site(f, d, s, "count", false);
+        td_site(f, d, s, "temporary", false);
         fputs("<td class=\"txt\" data-v=\"", f);
         /* the stack goes through a buffer: its first frame is the column's sort key */
         char *buf = NULL;

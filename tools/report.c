@@ -6,6 +6,7 @@
 
 #include "suppress.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,8 +40,13 @@ bool report_measure_valid(const char *m) {
 static const dump_t *sort_dump;
 static const char *sort_measure;
 
+/* Sampled figures whose interval is wider than themselves say little about their order: the
+ * sites they belong to come after the others. */
 static int by_measure(const void *a, const void *b) {
     const dsite_t *x = *(const dsite_t *const *)a, *y = *(const dsite_t *const *)b;
+    bool rx = site_rankable(sort_dump, x, sort_measure), ry = site_rankable(sort_dump, y, sort_measure);
+    if (rx != ry)
+        return rx ? -1 : 1;
     double mx = site_measure(sort_dump, x, sort_measure), my = site_measure(sort_dump, y, sort_measure);
     if (mx != my)
         return mx > my ? -1 : 1;
@@ -121,22 +127,48 @@ static void print_classes(FILE *f, const dump_t *d) {
     }
 }
 
+/* The interval of a program-wide figure (allocated, peak, live): the sites' estimates are
+ * independent, so their variances add up. */
+static interval_t totals_interval(const dump_t *d, const char *m) {
+    double est = 0, var = 0;
+    for (size_t i = 0; i < d->nsites; i++) {
+        const dsite_t *s = &d->sites[i];
+        double sd = strcmp(m, "peak") == 0 ? (double)s->sd_peak_bytes
+                    : strcmp(m, "live") == 0 ? (double)s->sd_live_bytes
+                                             : (double)s->sd_alloc_bytes;
+        est += site_measure(d, s, m);
+        var += sd * sd;
+    }
+    if (strcmp(m, "peak") == 0)
+        est = (double)d->peak_bytes;
+    if (d->all_mode)
+        return (interval_t){est, est};
+    return estimate_interval(est, sqrt(var), (double)d->sample_interval);
+}
+
 static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *measure,
                        size_t top) {
     totals_t t = totals_of(d);
     const char *est = d->all_mode ? "" : "~";
     char a[32], b[32], c[32], p[16];
     print_header(f, d, "tally report");
-    fprintf(f, "  allocations  %s%s, %s%s requested, %s granted (%s slack)\n", est,
+    char iv[96], ivp[100];
+    /* " (95%: ...)" after an estimate, nothing after an exact figure */
+#define PAREN(ivl) (d->all_mode ? "" : (snprintf(ivp, sizeof ivp, " (%s)", ivl), ivp))
+    fprintf(f, "  allocations  %s%s, %s%s requested%s, %s%s granted (%s slack)\n", est,
             fmt_count(a, t.alloc_count), est, fmt_size(b, t.alloc_bytes),
+            PAREN(fmt_interval(iv, d, totals_interval(d, "allocated"), true)), est,
             fmt_size(c, t.granted_bytes), fmt_pct(p, t.granted_bytes - t.alloc_bytes, t.granted_bytes));
     fprintf(f, "  frees        %s%s, %s%s\n", est, fmt_count(a, t.free_count), est,
             fmt_size(b, t.free_bytes));
     fprintf(f, "  temporary    %s%s (%s of allocations: freed before any other allocation)\n",
             est, fmt_count(a, t.temporary), fmt_pct(p, t.temporary, t.alloc_count));
-    fprintf(f, "  peak         %s%s live\n", est, fmt_size(a, (double)d->peak_bytes));
-    fprintf(f, "  live now     %s%s in %s%s blocks%s\n", est, fmt_size(a, t.live_bytes), est,
-            fmt_count(b, t.live_count), d->has_blocks ? " (candidate leaks: tally leaks)" : "");
+    fprintf(f, "  peak         %s%s live%s\n", est, fmt_size(a, (double)d->peak_bytes),
+            PAREN(fmt_interval(iv, d, totals_interval(d, "peak"), true)));
+    fprintf(f, "  live now     %s%s in %s%s blocks%s%s\n", est, fmt_size(a, t.live_bytes), est,
+            fmt_count(b, t.live_count), PAREN(fmt_interval(iv, d, totals_interval(d, "live"), true)),
+            d->has_blocks ? " (candidate leaks: tally leaks)" : "");
+#undef PAREN
     size_t n = 0;
     const dsite_t **v = sorted_sites(d, measure, &n);
     if (!v)
@@ -168,9 +200,18 @@ static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
         for (size_t k = 0; k < 10; k += 2)
             if (strcmp(suffix[k], measure) == 0)
                 sfx = suffix[k + 1];
-        fprintf(f, "\n#%zu %s%s %s (%s)\n", i + 1, est,
+        bool ranked = site_rankable(d, s, measure);
+        if (!ranked && (i == 0 || site_rankable(d, v[i - 1], measure)))
+            fprintf(f, "\n%s call sites with too few samples to rank by %s (each one's interval "
+                       "is wider than its estimate):\n",
+                    i == 0 ? "All" : "Then the", measure);
+        char rank[32] = "*";
+        if (ranked)
+            snprintf(rank, sizeof rank, "#%zu", i + 1);
+        fprintf(f, "\n%s %s%s %s (%s%s%s)\n", rank, est,
                 bytes ? fmt_size(m1, val) : fmt_count(m1, val), sfx,
-                fmt_pct(q, val, total_measure));
+                fmt_pct(q, val, total_measure), d->all_mode ? "" : "; ",
+                fmt_interval(iv, d, site_interval(d, s, measure), bytes));
         double nalloc = dump_count(d, s->alloc_count);
         double nlive = dump_count(d, (uint64_t)(s->live_count > 0 ? s->live_count : 0));
         fprintf(f, "   %s%s allocation%s of %s%s; %s%s at the peak, at most %s%s live; %s%s live "
@@ -211,10 +252,13 @@ static void json_dump_info(FILE *f, const dump_t *d, bool *first) {
     fputc('}', f);
 }
 
-static void json_site(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t *s) {
+static void json_site(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t *s,
+                      bool ranked) {
     bool fi = true;
     fputc('{', f);
     json_num(f, "id", s->id, &fi);
+    json_key(f, "ranked", &fi); /* false: its sort figure's interval is wider than the figure */
+    fputs(ranked ? "true" : "false", f);
     json_num(f, "alloc_count", dump_count(d, s->alloc_count), &fi);
     json_num(f, "alloc_bytes", (double)s->alloc_bytes, &fi);
     json_num(f, "granted_bytes", (double)s->granted_bytes, &fi);
@@ -228,6 +272,20 @@ static void json_site(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t
     json_num(f, "temporary", dump_count(d, s->temporary), &fi);
     json_num(f, "pinned_bytes", (double)s->pinned_bytes, &fi);
     json_num(f, "samples", (double)s->samples, &fi);
+    if (!d->all_mode) { /* the 95% intervals of the estimates */
+        static const char *const m[] = {"count", "allocated", "live", "peak", "temporary"};
+        static const char *const key[] = {"alloc_count", "alloc_bytes", "live_bytes", "peak_bytes",
+                                          "temporary"};
+        json_key(f, "intervals", &fi);
+        bool jf = true;
+        fputc('{', f);
+        for (int k = 0; k < 5; k++) {
+            interval_t iv = site_interval(d, s, m[k]);
+            json_key(f, key[k], &jf);
+            fprintf(f, "[%.0f,%.0f]", iv.lo, iv.hi);
+        }
+        fputc('}', f);
+    }
     for (int h = 0; h < 2; h++) {
         json_key(f, h ? "lifetime_histogram" : "size_histogram", &fi);
         const uint64_t *hist = h ? s->life_hist : s->size_hist;
@@ -275,6 +333,19 @@ static int report_json(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
     if (!v)
         return 1;
     json_num(f, "sites", (double)n, &fi);
+    if (!d->all_mode) {
+        static const char *const m[] = {"allocated", "peak", "live"};
+        static const char *const key[] = {"alloc_bytes", "peak_bytes", "live_bytes"};
+        json_key(f, "intervals", &fi);
+        bool jf = true;
+        fputc('{', f);
+        for (int k = 0; k < 3; k++) {
+            interval_t iv = totals_interval(d, m[k]);
+            json_key(f, key[k], &jf);
+            fprintf(f, "[%.0f,%.0f]", iv.lo, iv.hi);
+        }
+        fputc('}', f);
+    }
     fputc('}', f);
     json_key(f, "sort", &first);
     json_str(f, measure);
@@ -283,7 +354,7 @@ static int report_json(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
     for (size_t i = 0; i < n && i < top; i++) {
         if (i)
             fputc(',', f);
-        json_site(f, sym, d, v[i]);
+        json_site(f, sym, d, v[i], site_rankable(d, v[i], measure));
     }
     fputc(']', f);
     free(v);

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "util.h"
 
+#include <math.h>
+
 #include <stdarg.h>
 #include <string.h>
 
@@ -30,6 +32,65 @@ double site_measure(const dump_t *d, const dsite_t *s, const char *m) {
     if (strcmp(m, "temporary") == 0)
         return dump_count(d, s->temporary);
     return (double)s->leak_bytes;
+}
+
+/* The p-quantile of a chi-squared distribution with nu degrees of freedom (nu > 0), by
+ * Wilson and Hilferty's cube-root normal approximation (z: the normal quantile of p). */
+static double chi2_quantile(double z, double nu) {
+    double c = 2.0 / (9.0 * nu), t = 1.0 - c + z * sqrt(c);
+    return t > 0 ? nu * t * t * t : 0;
+}
+
+#define Z975 1.959963985
+
+interval_t estimate_interval(double est, double sd, double unit) {
+    if (est < 0)
+        est = 0;
+    if (sd <= 0 && est > 0)
+        return (interval_t){est, est}; /* every block sampled for sure: exact */
+    double k = est > 0 ? est * est / (sd * sd) : 0, m = est > 0 ? sd * sd / est : unit;
+    double lo = k > 0 ? chi2_quantile(-Z975, 2 * k) / 2 : 0;
+    double hi = chi2_quantile(Z975, 2 * k + 2) / 2;
+    return (interval_t){m * lo, m * hi};
+}
+
+interval_t site_interval(const dump_t *d, const dsite_t *s, const char *m) {
+    double v = site_measure(d, s, m);
+    if (d->all_mode || !s)
+        return (interval_t){v, v};
+    double scale = d->count_scale ? (double)d->count_scale : 1, r = (double)d->sample_interval;
+    double n = dump_count(d, s->alloc_count);
+    double mean = n > 0 && s->alloc_bytes > n ? (double)s->alloc_bytes / n : 1; /* bytes */
+    if (strcmp(m, "peak") == 0)
+        return estimate_interval(v, (double)s->sd_peak_bytes, r);
+    if (strcmp(m, "live") == 0)
+        return estimate_interval(v, (double)s->sd_live_bytes, r);
+    if (strcmp(m, "allocated") == 0)
+        return estimate_interval(v, (double)s->sd_alloc_bytes, r);
+    if (strcmp(m, "count") == 0)
+        return estimate_interval(v, (double)s->sd_alloc_count / scale, r / mean);
+    if (strcmp(m, "temporary") == 0)
+        return estimate_interval(v, (double)s->sd_temporary / scale, r / mean);
+    return (interval_t){v, v};
+}
+
+bool site_rankable(const dump_t *d, const dsite_t *s, const char *m) {
+    if (d->all_mode)
+        return true;
+    interval_t iv = site_interval(d, s, m);
+    return iv.hi - iv.lo <= site_measure(d, s, m);
+}
+
+const char *fmt_interval(char buf[96], const dump_t *d, interval_t iv, bool bytes) {
+    char a[32], b[32];
+    if (d->all_mode)
+        buf[0] = '\0';
+    else if (iv.lo <= 0)
+        snprintf(buf, 96, "95%%: up to %s", bytes ? fmt_size(b, iv.hi) : fmt_count(b, iv.hi));
+    else
+        snprintf(buf, 96, "95%%: %s to %s", bytes ? fmt_size(a, iv.lo) : fmt_count(a, iv.lo),
+                 bytes ? fmt_size(b, iv.hi) : fmt_count(b, iv.hi));
+    return buf;
 }
 
 int load_or_complain(const char *path, dump_t *d) {

@@ -39,6 +39,23 @@ void json_frames(FILE *f, const sym_frame_t *fr, int n);
  * live at exit, from the block list); 0 for a NULL site. */
 double site_measure(const dump_t *d, const dsite_t *s, const char *m);
 
+/* The 95% interval of an estimate. In all mode every figure is exact: [v, v]. In sample mode
+ * an estimate est with standard deviation sd (the library's, from the weights of its samples)
+ * is taken as m times a Poisson count k, k = est^2 / sd^2 samples of m = sd^2 / est each, and
+ * the interval is m times the Garwood interval of k; with no sample behind it (est 0), m is
+ * `unit`, what one sample stands for, and the interval [0, 3.7 unit] (no sample in B bytes
+ * has probability exp(-B / R)). */
+typedef struct interval_s {
+    double lo, hi;
+} interval_t;
+interval_t estimate_interval(double est, double sd, double unit);
+/* A site's figure by name (as site_measure) and its interval. */
+interval_t site_interval(const dump_t *d, const dsite_t *s, const char *m);
+/* A figure can rank sites when its interval is no wider than itself (always in all mode). */
+bool site_rankable(const dump_t *d, const dsite_t *s, const char *m);
+/* "" in all mode; else "95%: LO to HI" (or "95%: up to HI"), as sizes (bytes) or counts */
+const char *fmt_interval(char buf[96], const dump_t *d, interval_t iv, bool bytes);
+
 /* Reports failure of the reader in one line and returns the exit status for it. */
 int load_or_complain(const char *path, dump_t *d);
 
