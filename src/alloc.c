@@ -325,10 +325,9 @@ static noinline void free_full_bin(heap_t *h, pool_t *p, void *ptr) {
 }
 
 static noinline void free_profiled(pool_t *p, void *ptr) {
+    uintptr_t hidden = prof_hold(ptr, 1); /* across the call: prof_hide */
     prof_free_small(p, ptr); /* the pool holds a tracked block: is it this one? */
-    if (opt.leaks != LEAKS_OFF)
-        prof_scrub_below(SCRUB_BYTES_FREE);
-    bin_push(p, p->szidx, ptr);
+    bin_push(p, p->szidx, prof_release(hidden, 1));
 }
 
 static noinline void free_large(void *ptr, void *caller) {
@@ -336,9 +335,9 @@ static noinline void free_large(void *ptr, void *caller) {
         heap_error("free", "invalid pointer (never handed out: beyond the arenas made so far)",
                    ptr, 0, caller);
     if (atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0) {
+        uintptr_t hidden = prof_hold(ptr, 1); /* across the call: prof_hide */
         prof_free_large(ptr);
-        if (opt.leaks != LEAKS_OFF)
-            prof_scrub_below(SCRUB_BYTES_FREE);
+        ptr = prof_release(hidden, 1);
     }
     else if (unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
         early_forget(ptr);
@@ -425,11 +424,12 @@ TALLY_EXPORT void *calloc(size_t n, size_t size) {
 static noinline void *realloc_large(void *ptr, size_t n, void *caller) {
     bool tracked = atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0;
     lent_t old;
+    uintptr_t hidden = prof_hold(ptr, 1); /* across the calls: prof_hide */
     if (tracked)
         tracked = prof_large_take(ptr, &old);
     else if (unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
         early_forget(ptr); /* the new block is noted again if the profiler has not started */
-    void *r = __libc_realloc(ptr, n);
+    void *r = __libc_realloc(prof_release(hidden, 1), n);
     if (r == NULL) {
         if (tracked)
             prof_large_put_back(&old);
@@ -460,6 +460,9 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
     if (unlikely(!block_start_ok(p, p->szidx, ptr) || ((uintptr_t *)ptr)[1] == g.free_key))
         free_suspect(p, ptr, caller, "realloc");
     size_t have = p->bsize, fit = leak_fit(n);
+    /* Both blocks' addresses are kept hidden across calls (prof_hide); the old one stays
+     * visible to a leak check in this thread's TLS until it is freed. */
+    uintptr_t hold = prof_hold(ptr, 1);
     if (fit <= have) {
         /* Stay in place within the class, or when shrinking by less than a quarter. To the
          * profiler it is still a free and an allocation at this call site. */
@@ -468,16 +471,19 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
                 prof_free_small(p, ptr);
             heap_t *h = tls_heap;
             if (likely(h->kind != HEAP_REAL || (h->sample_left -= (int64_t)n) > 0))
-                return ptr;
+                return prof_release(hold, 1);
             if (!prof_promotes(h))
-                return prof_alloc(h, ptr, n, caller); /* all mode: the same block, re-tagged */
+                return prof_alloc(h, prof_release(hold, 1), n, caller); /* all mode: re-tagged */
             /* sample mode: the new allocation is sampled, so it moves to glibc (see malloc) */
             void *r = promoted_malloc(h, n, caller);
-            if (r == NULL)
+            if (r == NULL) {
+                prof_release(hold, 1);
                 return NULL;
-            memcpy(r, ptr, n);
-            free_inline(ptr, caller);
-            return r;
+            }
+            memcpy(r, prof_reveal(hold), n);
+            uintptr_t hnew = prof_hold(r, 0);
+            free_inline(prof_release(hold, 1), caller);
+            return prof_release(hnew, 0);
         }
     }
     /* Moving: to the profiler the old block is freed before the new one is allocated (so a
@@ -488,12 +494,14 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
     void *r = do_malloc(n, caller);
     if (r == NULL) {
         if (tracked)
-            prof_small_put_back(p, ptr, &old);
+            prof_small_put_back(p, prof_reveal(hold), &old);
+        prof_release(hold, 1);
         return NULL; /* errno is ENOMEM; the old block is untouched */
     }
-    memcpy(r, ptr, n < have ? n : have);
-    free_inline(ptr, caller);
-    return r;
+    memcpy(r, prof_reveal(hold), n < have ? n : have);
+    uintptr_t hnew = prof_hold(r, 0);
+    free_inline(prof_release(hold, 1), caller);
+    return prof_release(hnew, 0);
 }
 
 TALLY_EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {

@@ -27,6 +27,7 @@ static pthread_mutex_t site_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t ltab_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread int tls_ltab_held TLS_IE; /* this thread holds ltab_lock */
 static __thread int tls_own TLS_IE;       /* in prof_enter: the library's own calls (dlopen...) */
+__thread void *prof_inflight[2] TLS_IE;
 
 static void ltab_acquire(void) {
     pthread_mutex_lock(&ltab_lock);
@@ -721,7 +722,9 @@ static bool ltab_maybe_has(uintptr_t a) {
 }
 
 static void ltab_insert(uintptr_t a, uint64_t size, uint64_t stamp, uint32_t site, uint8_t cls) {
+    uintptr_t hidden = prof_hide((void *)a); /* across the lock: prof_hide */
     ltab_acquire();
+    a = (uintptr_t)prof_reveal(hidden);
     lent_t *e = ltab_find_locked(a);
     if (!e) {
         if ((prof.ltab_used + 1) * 2 > prof.ltab_cap && !ltab_grow_locked()) {
@@ -747,13 +750,16 @@ static void ltab_insert(uintptr_t a, uint64_t size, uint64_t stamp, uint32_t sit
     ltab_release();
 }
 
+/* out->addr comes back hidden (prof_hide): the callers keep it on their stacks. */
 static bool ltab_remove(uintptr_t a, lent_t *out) {
     if (!ltab_maybe_has(a))
         return false;
+    uintptr_t hidden = prof_hide((void *)a);
     ltab_acquire();
-    lent_t *e = ltab_find_locked(a);
+    lent_t *e = ltab_find_locked((uintptr_t)prof_reveal(hidden));
     if (e) {
         *out = *e;
+        out->addr = hidden;
         __atomic_store_n(&e->addr, 1, __ATOMIC_RELAXED);
         prof.ltab_tomb++;
         atomic_fetch_sub_explicit(&prof.ltab_live, 1, memory_order_relaxed);
@@ -783,19 +789,10 @@ void prof_ltab_unlock(void) {
     ltab_release();
 }
 
-/* ---- stale pointers in dead stack ------------------------------------------------------------------
- * Under the leak check, the words the profiler leaves below the program's stack pointer are
- * zeroed before it returns. Its frames go about 1.5 KB deep on every allocation and free (the
- * walk, the interning), and their saved registers hold the block's address; the program's later
- * calls (into glibc, say) take that memory for frames of their own without writing every slot,
- * and the check, which cannot tell a written slot from a stale one as memcheck does, would find
- * the address there and call a lost block reachable. */
-#define SCRUB_BYTES 4096
-
-/* Zeroes the n bytes below its own return address (n a multiple of 8): called by the outermost
- * frame of ours that is still live, it clears what every frame we had below it left behind.
- * Nothing there is live: a signal handler that comes in meanwhile puts its frame there and is
- * gone before the next store. */
+/* ---- the start-up's dead stack (init.c) ------------------------------------------------------
+ * Zeroes the n bytes below its own return address (n a multiple of 8). Nothing there is live: a
+ * signal handler that comes in meanwhile puts its frame there and is gone before the next
+ * store. */
 __asm__(".text\n"
         ".globl prof_stack_scrub\n"
         ".hidden prof_stack_scrub\n"
@@ -821,10 +818,7 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls);
 static void early_tag(void *ptr, size_t n);
 
 void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller) {
-    void *r = record(h, ptr, n, caller, LENT_LARGE);
-    if (opt.leaks != LEAKS_OFF)
-        prof_scrub_below(SCRUB_BYTES);
-    return r;
+    return record(h, ptr, n, caller, LENT_LARGE);
 }
 
 void *prof_alloc_promoted(heap_t *h, void *ptr, size_t n, void *caller) {
@@ -852,6 +846,10 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
     }
     tls_in_prof = 1;
     int saved = errno;
+    /* From here on the block's address is hidden (prof_hide): what follows goes deep. */
+    pool_t *p = ptr_is_ours(ptr) ? pool_of(ptr) : NULL;
+    unsigned idx = p ? block_index(p, ptr) : 0;
+    uintptr_t hidden = prof_hold(ptr, 0);
     reset_counter(h);
     stack_t st;
     capture(h, &st, caller);
@@ -861,19 +859,18 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
                          ? (uint64_t)counter_add((_Atomic int64_t *)&prof.seq, 1)
                          : stamp_now();
     uint64_t granted;
-    if (ptr_is_ours(ptr)) {
-        pool_t *p = pool_of(ptr);
+    if (p) {
         granted = p->bsize;
         ptag_t tag = ptag_make(id, (uint32_t)(p->bsize - n), stamp);
         ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
         if (t || (t = table_install(p)) != NULL)
-            t[block_index(p, ptr)] = tag;
+            t[idx] = tag;
     } else if (cls != LENT_LARGE) {
         granted = CLASS_SIZE(cls); /* what the pool would have granted */
-        ltab_insert((uintptr_t)ptr, n, stamp, id, cls);
+        ltab_insert((uintptr_t)prof_reveal(hidden), n, stamp, id, cls);
     } else {
-        granted = raw_usable_size_of(ptr);
-        ltab_insert((uintptr_t)ptr, n, stamp, id, LENT_LARGE);
+        granted = raw_usable_size_of(prof_reveal(hidden));
+        ltab_insert((uintptr_t)prof_reveal(hidden), n, stamp, id, LENT_LARGE);
     }
     record_alloc(h, prof_site(id), n, w, granted);
     timeline_maybe();
@@ -883,7 +880,7 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
     }
     errno = saved;
     tls_in_prof = 0;
-    return ptr;
+    return prof_release(hidden, 0);
 }
 
 /* May this thread credit a free now? Not from inside the profiler's own recording: a signal
@@ -943,7 +940,7 @@ bool prof_large_take(void *ptr, lent_t *out) {
 }
 
 void prof_large_put_back(const lent_t *e) {
-    ltab_insert(e->addr, e->size, e->stamp, e->site, e->cls);
+    ltab_insert((uintptr_t)prof_reveal(e->addr), e->size, e->stamp, e->site, e->cls);
 }
 
 void prof_free_large(void *ptr) {

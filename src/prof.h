@@ -184,15 +184,45 @@ static inline site_t *prof_site(uint32_t id) {
     return &prof.chunks[id / PROF_SITES_PER_CHUNK][id % PROF_SITES_PER_CHUNK];
 }
 
-/* Under the leak check: zero the n bytes of dead stack below the caller (prof.c), no further
- * than the thread's stack goes. */
+/* A block's address, hidden while it is kept across a call. The leak check scans every live
+ * stack frame, and cannot tell a slot the program wrote from one left over from an earlier,
+ * deeper call (memcheck knows: such a slot is undefined to it). A function that keeps a value
+ * across a call keeps it in a callee-saved register, which its callees push onto the stack; the
+ * profiler's calls go 1.5 KB deep on every allocation, and the program's later calls take that
+ * memory for frames of their own without writing every slot. So the allocator and the profiler
+ * keep no block address in a register across a call: they keep it xor'd with a constant that
+ * makes it a non-canonical address, which is no pointer to anything. The asm makes the value
+ * opaque, so that the compiler cannot keep the plain one instead. */
+#define PROF_HIDE_MASK 0xa5a5000000000000ull
+static inline __attribute__((always_inline)) uintptr_t prof_hide(const void *p) {
+    uintptr_t v = (uintptr_t)p ^ PROF_HIDE_MASK;
+    __asm__ volatile("" : "+r"(v));
+    return v;
+}
+static inline __attribute__((always_inline)) void *prof_reveal(uintptr_t v) {
+    __asm__ volatile("" : "+r"(v));
+    return (void *)(v ^ PROF_HIDE_MASK);
+}
+/* While a block's address is hidden, a leak check that stops this thread must still see it:
+ * the block being allocated (slot 0) or freed (slot 1) is in the thread's TLS, which the check
+ * scans, and only until the call is over. */
+extern __thread void *prof_inflight[2] TLS_IE;
+static inline __attribute__((always_inline)) uintptr_t prof_hold(void *p, int slot) {
+    prof_inflight[slot] = p;
+    return prof_hide(p);
+}
+static inline __attribute__((always_inline)) void *prof_release(uintptr_t v, int slot) {
+    __atomic_store_n(&prof_inflight[slot], NULL, __ATOMIC_RELAXED);
+    return prof_reveal(v);
+}
+/* The start-up's dead stack, zeroed once (init.c): n bytes below the caller, no further than the
+ * thread's stack goes. */
 void prof_stack_scrub(size_t n);
 static inline __attribute__((always_inline)) void prof_scrub_below(size_t n) {
     size_t room = unwind_stack_below((uintptr_t)__builtin_frame_address(0));
     if (room > 64)
         prof_stack_scrub((n < room - 64 ? n : room - 64) & ~(size_t)7);
 }
-#define SCRUB_BYTES_FREE 1024
 
 /* realloc moving a pool block: its free is credited before the new block is recorded (a free
  * then an allocation, as heaptrack counts a realloc); put back if the move fails. */
