@@ -280,24 +280,14 @@ static noinline cold void heap_error(const char *fn, const char *what, const voi
     abort();
 }
 
-/* Divisibility by a class's size with one multiply (Lemire, Kaser and Kurz, "Faster remainder
- * by direct computation", 2019): for a 32-bit n, n % d == 0 iff n * M <= M - 1 (mod 2^64), with
- * M = floor((2^64 - 1) / d) + 1. */
-#define DIV_M(c) (UINT64_MAX / CLASS_SIZE(c) + 1)
-static const uint64_t class_div_m[NCLASSES] = {
-    DIV_M(0),  DIV_M(1),  DIV_M(2),  DIV_M(3),  DIV_M(4),  DIV_M(5),  DIV_M(6),  DIV_M(7),
-    DIV_M(8),  DIV_M(9),  DIV_M(10), DIV_M(11), DIV_M(12), DIV_M(13), DIV_M(14), DIV_M(15),
-    DIV_M(16), DIV_M(17), DIV_M(18), DIV_M(19), DIV_M(20), DIV_M(21), DIV_M(22), DIV_M(23),
-    DIV_M(24), DIV_M(25), DIV_M(26), DIV_M(27), DIV_M(28), DIV_M(29), DIV_M(30), DIV_M(31),
-};
-
-/* The start of a block of p (of class c) handed out so far? Its offset past the header
- * (wrapping below it) is under the carve mark and a multiple of the block size. */
+/* The start of a block of p handed out so far? Its offset past the header (wrapping below it)
+ * is under the carve mark and a multiple of the block size (pool_t.div_magic: one multiply). */
 static inline __attribute__((always_inline)) bool block_start_ok(const pool_t *p, unsigned c,
                                                                  const void *ptr) {
+    (void)c;
     uint32_t off = (uint32_t)((uintptr_t)ptr & (POOL_SIZE - 1)) - (uint32_t)POOL_HEADER;
-    uint64_t m = class_div_m[c];
-    return off < __atomic_load_n(&p->carve_end, __ATOMIC_RELAXED) && (uint64_t)off * m <= m - 1;
+    uint32_t m = p->div_magic;
+    return off < __atomic_load_n(&p->carve_end, __ATOMIC_RELAXED) && off * m < m;
 }
 
 static noinline void free_tail(pool_t *p, void *ptr);

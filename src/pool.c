@@ -13,6 +13,7 @@ void pool_init(pool_t *p, unsigned c, heap_t *h) {
     p->carve_end = 0;
     p->szidx = (uint8_t)c;
     p->bsize = (uint32_t)CLASS_SIZE(c);
+    p->div_magic = (uint32_t)((((uint64_t)1 << 32) + CLASS_SIZE(c) - 1) / CLASS_SIZE(c));
     p->capacity = POOL_CAPACITY(c);
     p->state = POOL_OWNED;
     p->next = p->prev = NULL;
@@ -39,8 +40,8 @@ unsigned pool_take(pool_t *p, void **dst, unsigned max) {
         char *first = (char *)p + POOL_HEADER + (size_t)p->carved * p->bsize;
         for (unsigned i = 0; i < k; i++)
             dst[n++] = first + (size_t)i * p->bsize;
-        p->carved += k;
-        __atomic_store_n(&p->carve_end, p->carved * p->bsize, __ATOMIC_RELAXED);
+        p->carved = (uint16_t)(p->carved + k);
+        __atomic_store_n(&p->carve_end, (uint16_t)(p->carved * p->bsize), __ATOMIC_RELAXED);
     }
     p->used += n;
     return n;

@@ -111,15 +111,18 @@ typedef struct pool_s {
     /* Line 0: the owner's. Read and written without atomics by the owning thread only. */
     block_t *free;        /* LIFO free list; NULL when exhausted */
     uint32_t used;        /* blocks handed out and not yet collected back */
-    uint32_t carved;      /* blocks carved so far; the rest of the pool is untouched */
+    uint16_t carved;      /* blocks carved so far; the rest of the pool is untouched */
+    uint16_t carve_end;   /* carved * bsize: the bytes past the header handed out so far (free's
+                           * check that a pointer is a block; read by any thread) */
     uint32_t capacity;    /* POOL_CAPACITY(szidx) */
     uint32_t bsize;       /* CLASS_SIZE(szidx) */
     uint8_t szidx;        /* size class */
     uint8_t state;        /* enum pool_state; for stats and debug checks */
     uint8_t on_abandoned; /* on a global abandoned list (guarded by the global lock) */
     uint8_t in_delayed;   /* owner knows a notifier has it (or will put it) on the delayed stack */
-    uint32_t carve_end;   /* carved * bsize: the bytes past the header handed out so far (free's
-                           * check that a pointer is a block; read by any thread) */
+    uint32_t div_magic;   /* ceil(2^32 / bsize): off is a multiple of bsize iff
+                           * (uint32_t)(off * div_magic) < div_magic, for off < 2^14 (Lemire,
+                           * Kaser and Kurz 2019): free's check, without a division */
     struct heap_s *_Atomic owner; /* heap that owns it, NULL when unowned or empty */
     struct pool_s *next;          /* heap's class list, or its full list (owner) */
     struct pool_s *prev;
@@ -136,6 +139,7 @@ typedef struct pool_s {
 } pool_t;
 
 _Static_assert(sizeof(pool_t) == POOL_HEADER, "pool header is two cache lines");
+_Static_assert(POOL_SIZE - POOL_HEADER <= UINT16_MAX, "carved and carve_end fit 16 bits");
 _Static_assert(offsetof(pool_t, thread_free) == 64, "remote frees must not share the owner's line");
 
 /* ---- Thread heaps ------------------------------------------------------------------------- */
