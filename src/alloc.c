@@ -217,7 +217,7 @@ TALLY_EXPORT void *malloc(size_t n) {
  * same block out twice and corrupt the program far from the bug. So free checks, with no lock
  * and no table:
  *   - that the pointer is the start of a block handed out so far: its offset in the pool is a
- *     multiple of the block size, below the carve mark (a multiply by the class's reciprocal);
+ *     multiple of the block size, below the carve mark (one multiply by the pool's div_magic);
  *     inside our reserved range but beyond the arenas made so far is never handed out either;
  *   - that word 1 of the block is not the key free writes there (malloc clears it, as glibc's
  *     tcache does): a block freed twice has it. Then the block is looked for where free blocks
@@ -282,26 +282,24 @@ static noinline cold void heap_error(const char *fn, const char *what, const voi
 
 /* The start of a block of p handed out so far? Its offset past the header (wrapping below it)
  * is under the carve mark and a multiple of the block size (pool_t.div_magic: one multiply). */
-static inline __attribute__((always_inline)) bool block_start_ok(const pool_t *p, unsigned c,
-                                                                 const void *ptr) {
-    (void)c;
+static inline __attribute__((always_inline)) bool block_start_ok(const pool_t *p, const void *ptr) {
     uint32_t off = (uint32_t)((uintptr_t)ptr & (POOL_SIZE - 1)) - (uint32_t)POOL_HEADER;
     uint32_t m = p->div_magic;
     return off < __atomic_load_n(&p->carve_end, __ATOMIC_RELAXED) && off * m < m;
 }
 
-static noinline void free_tail(pool_t *p, void *ptr);
-
-/* The rare case of free, on its own: an invalid pointer or a double free ends the program; a
- * block whose word 1 merely holds the key (the program put it there) is freed (free), or goes
- * on (realloc). */
-static noinline cold void free_suspect(pool_t *p, void *ptr, void *caller, const char *fn) {
-    if (!block_start_ok(p, p->szidx, ptr))
+/* The rare case, on its own: an invalid pointer or a double free ends the program; a block
+ * whose word 1 merely holds the key (the program put it there) goes on. fn: the call. */
+static noinline cold void check_suspect(pool_t *p, void *ptr, void *caller, const char *fn) {
+    if (!block_start_ok(p, ptr))
         heap_error(fn, "invalid pointer (not a block this allocator handed out)", ptr, 0, caller);
     if (heap_block_is_free(p, ptr))
         heap_error(fn, "double free detected (the block is free already)", ptr, p->bsize, caller);
-    if (fn[0] == 'f')
-        free_tail(p, ptr);
+}
+
+static inline __attribute__((always_inline)) bool is_suspect(const pool_t *p, const void *ptr,
+                                                             uintptr_t key) {
+    return !block_start_ok(p, ptr) || ((const uintptr_t *)ptr)[1] == key;
 }
 
 static inline __attribute__((always_inline)) void bin_push(pool_t *p, unsigned c, void *ptr);
@@ -356,7 +354,8 @@ static inline __attribute__((always_inline)) void free_pool(pool_t *p, unsigned 
     return bin_push(p, c, ptr);
 }
 
-static noinline void free_tail(pool_t *p, void *ptr) {
+static noinline cold void free_suspect(pool_t *p, void *ptr, void *caller) {
+    check_suspect(p, ptr, caller, "free");
     free_pool(p, p->szidx, g.free_key, ptr);
 }
 
@@ -365,8 +364,8 @@ static inline __attribute__((always_inline)) void free_inline(void *ptr, void *c
         pool_t *p = pool_of(ptr);
         unsigned c = p->szidx;
         uintptr_t key = g.free_key;
-        if (unlikely(!block_start_ok(p, c, ptr) || ((uintptr_t *)ptr)[1] == key))
-            return free_suspect(p, ptr, caller, "free");
+        if (unlikely(is_suspect(p, ptr, key)))
+            return free_suspect(p, ptr, caller);
         return free_pool(p, c, key, ptr);
     }
     if (ptr)
@@ -440,15 +439,16 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
     }
     if (!ptr_is_ours(ptr)) {
         if (unlikely(ptr_in_reserve(ptr)))
-            heap_error("realloc", "invalid pointer (never handed out: beyond the arenas made so far)",
-                       ptr, 0, caller);
+            heap_error("realloc",
+                       "invalid pointer (never handed out: beyond the arenas made so far)", ptr,
+                       0, caller);
         /* Never move a glibc block into the pools: we could not know how much of it is valid
          * (pymalloc's rule). */
         return realloc_large(ptr, n, caller);
     }
     pool_t *p = pool_of(ptr);
-    if (unlikely(!block_start_ok(p, p->szidx, ptr) || ((uintptr_t *)ptr)[1] == g.free_key))
-        free_suspect(p, ptr, caller, "realloc");
+    if (unlikely(is_suspect(p, ptr, g.free_key)))
+        check_suspect(p, ptr, caller, "realloc");
     size_t have = p->bsize, fit = leak_fit(n);
     /* Both blocks' addresses are kept hidden across calls (prof_hide); the old one stays
      * visible to a leak check in this thread's TLS until it is freed. */

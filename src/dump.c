@@ -798,8 +798,9 @@ static bool dump_path(char *out, size_t cap, const char *pattern, unsigned seq) 
  * zstd at level 1: the CPython workload's 5.9 MB of text become 0.7 MB in about 10 ms (zlib's
  * level 1 took 28 ms for 1.1 MB). libzstd is dlopen'ed RTLD_LOCAL at the start when a dump is
  * asked for (TALLY_OUT, TALLY_LEAKS, TALLY_SIGNAL, TALLY_INTERVAL), else at the first
- * tally_dump(), so a process that never dumps never loads it, and its memory comes from mmap (ZSTD_customMem)
- * rather than from the heap being described. Without it the dump is the plain text. */
+ * tally_dump(), so a process that never dumps never loads it; its memory comes from mmap
+ * (ZSTD_customMem) rather than from the heap being described. Without it the dump is the plain
+ * text. */
 typedef struct zmem_s {
     void *(*alloc)(void *opaque, size_t size);
     void (*free)(void *opaque, void *address);

@@ -270,7 +270,8 @@ static void sift_down(char *v, uint64_t r, uint64_t n, size_t width,
     }
 }
 
-static void heap_sort(void *base, uint64_t n, size_t width, bool (*less)(const void *, const void *)) {
+static void heap_sort(void *base, uint64_t n, size_t width,
+                      bool (*less)(const void *, const void *)) {
     char *v = base;
     for (uint64_t i = n / 2; i-- > 0;)
         sift_down(v, i, n, width, less);
@@ -794,7 +795,8 @@ static void exclude_main_arena(void) {
         /* the largest bins are empty in practice: a cheap first test */
         for (uintptr_t a = m->lo; a + MSTATE_SIZE <= m->hi; a += 8) {
             uintptr_t last = a + MSTATE_BINS + (MSTATE_NBINS - 2) * 16;
-            if (*(const uintptr_t *)last != last - 16 && *(const uintptr_t *)(last - 16) != last - 32)
+            if (*(const uintptr_t *)last != last - 16 &&
+                *(const uintptr_t *)(last - 16) != last - 32)
                 continue;
             if (is_main_arena(a)) {
                 exclude(a, a + MSTATE_SIZE);
@@ -819,7 +821,9 @@ static bool program_frame(unwind_regs_t *r, bool exiting, uintptr_t exit_lo, uin
         return false;
     for (unsigned i = 0; i < 256; i++) {
         uintptr_t pc = r->rip - 1; /* a return address: the call is before it */
-        if (exiting ? pc >= exit_lo && pc < exit_hi : pc - prof.self_lo >= prof.self_hi - prof.self_lo)
+        bool here = exiting ? pc >= exit_lo && pc < exit_hi
+                            : pc - prof.self_lo >= prof.self_hi - prof.self_lo;
+        if (here)
             return !exiting || unwind_caller(r, m->hi); /* exit's frame: one more */
         if (!unwind_caller(r, m->hi))
             return false;
@@ -1144,7 +1148,9 @@ static void clique_scan(uint64_t leader) {
 /* The slot at position i of address order: the large blocks below the pools' range, the
  * pools, the large blocks above it. */
 static uint64_t slot_by_address(uint64_t i, uint64_t below) {
-    return i < below ? L.npslots + i : i < below + L.npslots ? i - below : L.npslots + (i - L.npslots);
+    return i < below              ? L.npslots + i
+           : i < below + L.npslots ? i - below
+                                   : L.npslots + (i - L.npslots);
 }
 
 /* Phase 2. memcheck takes the unreached blocks as clique leaders in address order, and on its

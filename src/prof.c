@@ -501,7 +501,8 @@ static bool peak_is_now(const site_t *s) { /* not touched since the last peak */
 }
 
 int64_t prof_site_peak_live(const site_t *s) {
-    return peak_is_now(s) ? site_live_bytes(s) : __atomic_load_n(&s->peak_live_bytes, __ATOMIC_RELAXED);
+    return peak_is_now(s) ? site_live_bytes(s)
+                          : __atomic_load_n(&s->peak_live_bytes, __ATOMIC_RELAXED);
 }
 
 double prof_site_peak_var(const site_t *s) {
@@ -566,10 +567,6 @@ static void credit_free(site_t *s, weights_t w, uint64_t lifetime, int sign) {
     }
     site_leave(s, locked);
     counter_add(&prof.live_bytes, -(int64_t)bytes);
-}
-
-static void record_free(site_t *s, weights_t w, uint64_t lifetime) {
-    credit_free(s, w, lifetime, 1);
 }
 
 static void sum_alloc_bytes(heap_t *h, void *arg) {
@@ -891,7 +888,6 @@ static inline bool may_credit(void) {
     return tls_in_prof == tls_own;
 }
 
-static void credit_free(site_t *s, weights_t w, uint64_t life, int sign);
 
 /* Takes ptr's tag out of its pool's table and credits the free; false (nothing done) if the
  * block is not tracked. *out keeps what prof_small_put_back needs. */
@@ -929,7 +925,7 @@ void prof_large_freed(const lent_t *e) {
     if (e->site == 0)
         return; /* the library's own: never counted */
     tls_in_prof++;
-    record_free(prof_site(e->site), weights_of(e->size), stamp_now() - e->stamp);
+    credit_free(prof_site(e->site), weights_of(e->size), stamp_now() - e->stamp, 1);
     tls_in_prof--;
 }
 

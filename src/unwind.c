@@ -526,24 +526,30 @@ typedef struct rule_walk_s {
 
 static _Atomic bool unw_watch; /* set at the first dlclose */
 
-/* dl_iterate_phdr holds the loader's lock while this runs: the module cannot go away. */
-static int rule_module(struct dl_phdr_info *info, size_t size, void *arg) {
-    (void)size;
-    rule_walk_t *w = arg;
+/* Does the module hold pc? Then *hdr is its .eh_frame_hdr (NULL: it has none). */
+static bool module_holds(const struct dl_phdr_info *info, uintptr_t pc, const uint8_t **hdr) {
     const ElfW(Phdr) *eh = NULL;
     bool inside = false;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type == PT_LOAD && w->pc >= a && w->pc - a < ph->p_memsz)
+        if (ph->p_type == PT_LOAD && pc >= a && pc - a < ph->p_memsz)
             inside = true;
         else if (ph->p_type == PT_GNU_EH_FRAME)
             eh = ph;
     }
-    if (!inside)
+    *hdr = eh ? (const uint8_t *)(info->dlpi_addr + eh->p_vaddr) : NULL;
+    return inside;
+}
+
+/* dl_iterate_phdr holds the loader's lock while this runs: the module cannot go away. */
+static int rule_module(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    rule_walk_t *w = arg;
+    const uint8_t *hdr;
+    if (!module_holds(info, w->pc, &hdr))
         return 0;
-    w->rule = eh ? rule_from_hdr((const uint8_t *)(info->dlpi_addr + eh->p_vaddr), w->pc)
-                 : RULE_FOREIGN;
+    w->rule = hdr ? rule_from_hdr(hdr, w->pc) : RULE_FOREIGN;
     if (w->watch) {
         w->base = info->dlpi_addr;
         prof_load_range(info, &w->lo, &w->hi);
@@ -641,20 +647,7 @@ typedef struct hdr_walk_s {
 static int hdr_module(struct dl_phdr_info *info, size_t size, void *arg) {
     (void)size;
     hdr_walk_t *w = arg;
-    const ElfW(Phdr) *eh = NULL;
-    bool inside = false;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type == PT_LOAD && w->pc >= a && w->pc - a < ph->p_memsz)
-            inside = true;
-        else if (ph->p_type == PT_GNU_EH_FRAME)
-            eh = ph;
-    }
-    if (!inside)
-        return 0;
-    w->hdr = eh ? (const uint8_t *)(info->dlpi_addr + eh->p_vaddr) : NULL;
-    return 1;
+    return module_holds(info, w->pc, &w->hdr);
 }
 
 static const uint8_t *eh_hdr_of(uintptr_t pc);
@@ -678,7 +671,8 @@ bool unwind_caller(unwind_regs_t *r, uintptr_t hi) {
         base = r->rsp;
     else if (s.cfa_reg == 6 && (r->known & 1))
         base = r->rbp;
-    else if (s.cfa_reg >= 0 && (k = cs_index((uint64_t)s.cfa_reg)) >= 0 && (r->known >> (k + 1) & 1))
+    else if (s.cfa_reg >= 0 && (k = cs_index((uint64_t)s.cfa_reg)) >= 0 &&
+             (r->known >> (k + 1) & 1))
         base = r->cs[k];
     else
         return false; /* an expression (DRAP), or a register we do not know */
@@ -691,7 +685,8 @@ bool unwind_caller(unwind_regs_t *r, uintptr_t hi) {
     else if (s.bp_how != REG_SAME)
         n.known &= ~1u;
     for (k = 0; k < CS_N; k++) {
-        if (s.cs_how[k] == REG_OFFSET && read_in(cfa + (uintptr_t)(intptr_t)s.cs_off[k], lo, hi, &v))
+        if (s.cs_how[k] == REG_OFFSET &&
+            read_in(cfa + (uintptr_t)(intptr_t)s.cs_off[k], lo, hi, &v))
             n.cs[k] = v;
         else if (s.cs_how[k] != REG_SAME)
             n.known &= ~(1u << (k + 1));

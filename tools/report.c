@@ -44,7 +44,8 @@ static const char *sort_measure;
  * sites they belong to come after the others. */
 static int by_measure(const void *a, const void *b) {
     const dsite_t *x = *(const dsite_t *const *)a, *y = *(const dsite_t *const *)b;
-    bool rx = site_rankable(sort_dump, x, sort_measure), ry = site_rankable(sort_dump, y, sort_measure);
+    bool rx = site_rankable(sort_dump, x, sort_measure);
+    bool ry = site_rankable(sort_dump, y, sort_measure);
     if (rx != ry)
         return rx ? -1 : 1;
     double mx = site_measure(sort_dump, x, sort_measure), my = site_measure(sort_dump, y, sort_measure);
@@ -166,7 +167,8 @@ static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
     fprintf(f, "  peak         %s%s live%s\n", est, fmt_size(a, (double)d->peak_bytes),
             PAREN(fmt_interval(iv, d, totals_interval(d, "peak"), true)));
     fprintf(f, "  live now     %s%s in %s%s blocks%s%s\n", est, fmt_size(a, t.live_bytes), est,
-            fmt_count(b, t.live_count), PAREN(fmt_interval(iv, d, totals_interval(d, "live"), true)),
+            fmt_count(b, t.live_count),
+            PAREN(fmt_interval(iv, d, totals_interval(d, "live"), true)),
             d->has_blocks ? " (candidate leaks: tally leaks)" : "");
 #undef PAREN
     size_t n = 0;
