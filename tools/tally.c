@@ -407,18 +407,19 @@ static bool find_dump(const char *pattern, const char *pid, const char *name, ch
     char pat[PATH_MAX + 64];
     expand(pat, sizeof pat, pattern, pid, strstr(pattern, "%e") ? "*" : name);
     glob_t g;
-    bool found = glob(pat, 0, NULL, &g) == 0 && g.gl_pathc > 0;
+    if (glob(pat, 0, NULL, &g) != 0)
+        return false;
+    bool found = g.gl_pathc > 0;
     if (found)
         snprintf(out, cap, "%s", g.gl_pathv[0]);
-    if (found || g.gl_pathc == 0)
-        globfree(&g);
+    globfree(&g);
     return found;
 }
 
 /* Names every other dump the run wrote (the pattern's, newer than the run): each process of a
  * run writes its own. */
-static void list_other_dumps(const char *pattern, const char *main_dump, time_t started,
-                             const char *cwd) {
+static void list_other_dumps(const char *pattern, const char *main_dump,
+                             const struct timespec *started, const char *cwd) {
     char pat[PATH_MAX + 64];
     expand(pat, sizeof pat, pattern, "[0-9]*", "*");
     glob_t g;
@@ -428,8 +429,10 @@ static void list_other_dumps(const char *pattern, const char *main_dump, time_t 
     for (size_t i = 0; i < g.gl_pathc; i++) {
         struct stat st;
         const char *f = g.gl_pathv[i];
-        if (strcmp(f, main_dump) == 0 || stat(f, &st) != 0 || st.st_mtime < started)
-            continue;
+        if (strcmp(f, main_dump) == 0 || stat(f, &st) != 0 ||
+            st.st_mtim.tv_sec < started->tv_sec ||
+            (st.st_mtim.tv_sec == started->tv_sec && st.st_mtim.tv_nsec < started->tv_nsec))
+            continue; /* another run's */
         if (n++ == 0)
             fprintf(stderr, "%s: the dumps of the processes it started:\n", tool_name);
         fprintf(stderr, "%s:   %s\n", tool_name,
@@ -522,7 +525,8 @@ static int cmd_run(int argc, char **argv) {
     } else {
         snprintf(pattern, sizeof pattern, "%s/tally.%s.%%p.tly", cwd, name);
     }
-    time_t started = time(NULL);
+    struct timespec started;
+    clock_gettime(CLOCK_REALTIME_COARSE, &started); /* the clock file times come from */
 
     /* The child's environment: the library first in LD_PRELOAD. */
     const char *old = getenv("LD_PRELOAD");
@@ -587,10 +591,12 @@ static int cmd_run(int argc, char **argv) {
     if (!find_dump(pattern, pid_s, name, main_dump, sizeof main_dump))
         expand(main_dump, sizeof main_dump, pattern, pid_s, name);
     if (*wanted && readable(main_dump)) {
-        if (rename(main_dump, wanted) == 0)
-            snprintf(main_dump, sizeof main_dump, "%s", wanted);
+        char final[PATH_MAX + 64];
+        expand(final, sizeof final, wanted, pid_s, name);
+        if (rename(main_dump, final) == 0)
+            snprintf(main_dump, sizeof main_dump, "%s", final);
         else
-            tool_error("cannot rename %s to %s: %s", main_dump, wanted, strerror(errno));
+            tool_error("cannot rename %s to %s: %s", main_dump, final, strerror(errno));
     }
     if (!WIFEXITED(status))
         fprintf(stderr, "%s: %s was killed by signal %d (%s)\n", tool_name, prog,
@@ -639,7 +645,7 @@ static int cmd_run(int argc, char **argv) {
                 leaks || (d.has_blocks && !sample) ? "leaks" : "report", shown);
         dump_free(&d);
     }
-    list_other_dumps(pattern, main_dump, started, cwd);
+    list_other_dumps(pattern, main_dump, &started, cwd);
     return rc;
 }
 
