@@ -13,12 +13,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
-#include <poll.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -913,54 +914,141 @@ static bool zsink_close(zsink_t *z, bool ok) {
     return ok;
 }
 
+/* ---- where a dump goes ------------------------------------------------------------------------
+ * A dump never harms what is at its path. A new or replaced regular file is written unnamed
+ * (O_TMPFILE) and only then given a name, PATH.tmp.PID, which is renamed over PATH at once: a
+ * process killed while it writes leaves nothing behind. A regular file is replaced only when
+ * this user owns it. A character device or a FIFO (/dev/null, /dev/stdout, a pipe a collector
+ * reads) is written as a stream, and so is `-`, the standard output: never renamed over. A
+ * symbolic link, a directory, a socket or someone else's file: one line, and no dump. */
+enum { DUMP_RENAME, DUMP_STREAM };
+
+typedef struct dump_file_s {
+    int fd, how;
+    bool named; /* DUMP_RENAME: tmp is created under its name (no O_TMPFILE here) */
+    char tmp[4200];
+} dump_file_t;
+
+static bool refuse(const char *path, const char *why) {
+    tally_message("not writing the dump to ", path, why);
+    return false;
+}
+
+static bool dump_open(const char *path, dump_file_t *o) {
+    struct stat st;
+    o->fd = -1;
+    o->named = false;
+    if (strcmp(path, "-") == 0) {
+        o->how = DUMP_STREAM;
+        o->fd = 1;
+        return true;
+    }
+    if (lstat(path, &st) == 0) {
+        if (S_ISLNK(st.st_mode))
+            return refuse(path, ": it is a symbolic link");
+        if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) {
+            o->how = DUMP_STREAM;
+            /* a FIFO nobody reads would block the program forever: then no dump */
+            o->fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+            if (o->fd < 0)
+                return refuse(path, errno == ENXIO ? ": a FIFO that nobody reads"
+                                                   : ": it cannot be opened for writing");
+            fcntl(o->fd, F_SETFL, fcntl(o->fd, F_GETFL) & ~O_NONBLOCK);
+            return true;
+        }
+        if (!S_ISREG(st.st_mode))
+            return refuse(path, ": it is not a regular file");
+        if (st.st_uid != geteuid())
+            return refuse(path, ": another user's file");
+    } else if (errno != ENOENT) {
+        return refuse(path, ": it cannot be looked at");
+    }
+    o->how = DUMP_RENAME;
+    fmt_t tf;
+    fmt_init(&tf, o->tmp, sizeof o->tmp - 1, -1);
+    fmt_str(&tf, path);
+    fmt_str(&tf, ".tmp.");
+    fmt_u64(&tf, (uint64_t)getpid());
+    o->tmp[tf.len] = '\0';
+    /* the directory of path, for the unnamed file */
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t dl = slash ? (size_t)(slash - path) : 1;
+    if (dl >= sizeof dir)
+        return refuse(path, ": the path is too long");
+    memcpy(dir, slash ? path : ".", dl ? dl : 1);
+    dir[dl ? dl : 1] = '\0';
+    /* named later through /proc/self/fd (linkat's AT_EMPTY_PATH wants a capability) */
+    if (access("/proc/self/fd", X_OK) == 0) {
+        o->fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+        if (o->fd >= 0)
+            return true;
+    }
+    /* no O_TMPFILE on this file system (or no /proc): a named one, removed on failure */
+    o->named = true;
+    o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (o->fd < 0 && errno == EEXIST && unlink(o->tmp) == 0) /* a stale one of ours */
+        o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (o->fd < 0)
+        return refuse(o->tmp, ": it cannot be created");
+    return true;
+}
+
+/* Gives the written dump its name; false (nothing left behind) if it cannot. */
+static bool dump_commit(dump_file_t *o, const char *path, bool ok) {
+    if (o->how == DUMP_STREAM)
+        return (o->fd == 1 || close(o->fd) == 0) && ok;
+    if (ok && !o->named) {
+        char self[64];
+        fmt_t f;
+        fmt_init(&f, self, sizeof self - 1, -1);
+        fmt_str(&f, "/proc/self/fd/");
+        fmt_u64(&f, (uint64_t)o->fd);
+        self[f.len] = '\0';
+        unlink(o->tmp); /* a stale one of ours */
+        ok = linkat(AT_FDCWD, self, AT_FDCWD, o->tmp, AT_SYMLINK_FOLLOW) == 0;
+        o->named = ok;
+    }
+    ok = close(o->fd) == 0 && ok;
+    if (ok && rename(o->tmp, path) == 0)
+        return true;
+    if (o->named)
+        unlink(o->tmp);
+    return false;
+}
+
 /* Writes a dump; the final path goes to out_path (4096 bytes) when given. */
 static int dump_to(const char *pattern, enum dump_reason why, char *out_path) {
     if (!prof.started)
         return -1;
     int saved = errno;
-    char path[4096], tmp[4200];
+    char path[4096];
     unsigned seq = why == DUMP_SIGNAL || why == DUMP_INTERVAL ? atomic_fetch_add(&dump_seq, 1) + 1 : 0;
     if (!dump_path(path, sizeof path, pattern, seq)) {
         tally_message("dump path too long: ", pattern, NULL);
         return -1;
     }
-    fmt_t tf;
-    fmt_init(&tf, tmp, sizeof tmp - 1, -1);
-    fmt_str(&tf, path);
-    fmt_str(&tf, ".tmp.");
-    fmt_u64(&tf, (uint64_t)getpid());
-    tmp[tf.len] = '\0';
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) /* a stale one of ours */
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        tally_message("cannot create the dump ", tmp, NULL);
-        errno = saved;
-        return -1;
-    }
-    char *buf = os_map(DUMP_BUF);
-    if (!buf) {
-        close(fd);
-        unlink(tmp);
+    dump_file_t o;
+    char *buf = NULL;
+    if (!dump_open(path, &o) || !(buf = os_map(DUMP_BUF))) {
+        if (o.fd >= 0)
+            dump_commit(&o, path, false);
         errno = saved;
         return -1;
     }
     prof_enter(); /* nothing below may be recorded (dl_iterate_phdr, the stats, libzstd) */
     fmt_t f;
-    fmt_init(&f, buf, DUMP_BUF, fd);
+    fmt_init(&f, buf, DUMP_BUF, o.fd);
     zsink_t z;
-    bool compressed = zsink_open(&z, &f, fd);
+    bool compressed = zsink_open(&z, &f, o.fd);
     write_dump(&f, why);
     fmt_flush(&f);
     if (compressed && !zsink_close(&z, !f.failed))
         f.failed = true;
     prof_leave();
     os_unmap(buf, DUMP_BUF);
-    bool ok = !f.failed;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        tally_message("cannot write the dump ", path, ok ? " (rename failed)" : " (write failed)");
-        unlink(tmp);
+    if (!dump_commit(&o, path, !f.failed)) {
+        tally_message("cannot write the dump ", path, NULL);
         errno = saved;
         return -1;
     }
@@ -1164,22 +1252,27 @@ noinline void prof_dump_at_exit(void *unused) {
 
 /* ---- dumps on a signal and on a timer ---------------------------------------------------------
  * Writing a dump takes locks and walks the heap, which a signal handler must not do. So the
- * handler only writes a byte to a pipe, and a helper thread, started only when TALLY_SIGNAL or
- * TALLY_INTERVAL is set, waits on that pipe (with a timeout for the interval) and writes the
- * dump. The helper blocks every signal, so the program's own signals never land on it. After
- * fork the child gets a pipe and a helper of its own, started by its first recorded
- * allocation (not in the atfork handler, where creating a thread is not safe). */
-static int wake_fd[2] = {-1, -1};
+ * handler only bumps a word and wakes a helper thread through a futex on it (both
+ * async-signal-safe), and the helper, started only when TALLY_SIGNAL or TALLY_INTERVAL is set,
+ * waits on that word (with a timeout for the interval) and writes the dump. No file descriptor:
+ * a program that closes every descriptor it did not open (daemons, os.closerange) would close
+ * ours and then reuse the number, and the helper would read the program's data. The helper
+ * blocks every signal, so the program's own signals never land on it. After fork the child's
+ * helper is started by its first recorded allocation (not in the atfork handler, where creating
+ * a thread is not safe). */
+static _Atomic uint32_t wake_word; /* bumped by each signal */
 static _Atomic bool helper_running;
 static _Atomic bool helper_wanted;
+
+static long futex_word(_Atomic uint32_t *w, int op, uint32_t val, const struct timespec *ts) {
+    return syscall(SYS_futex, (uint32_t *)w, op, val, ts, NULL, 0);
+}
 
 static void on_dump_signal(int sig) {
     (void)sig;
     int saved = errno;
-    char c = 's';
-    if (wake_fd[1] >= 0 && write(wake_fd[1], &c, 1) < 0) {
-        /* the pipe is full: a dump is already due */
-    }
+    atomic_fetch_add(&wake_word, 1);
+    futex_word(&wake_word, FUTEX_WAKE_PRIVATE, 1, NULL);
     errno = saved;
 }
 
@@ -1209,23 +1302,22 @@ static void *helper_main(void *arg) {
     atomic_store(&helper_stack, (uintptr_t)__builtin_frame_address(0));
     atomic_store(&helper_tid, (pid_t)syscall(SYS_gettid));
     uint64_t next = opt.interval ? prof_now_ns() + (uint64_t)opt.interval * 1000000000u : 0;
+    uint32_t handled = atomic_load(&wake_word);
     for (;;) {
-        struct pollfd pfd = {.fd = wake_fd[0], .events = POLLIN};
-        int timeout = -1;
-        if (next) {
-            uint64_t now = prof_now_ns();
-            timeout = now >= next ? 0 : (int)((next - now) / 1000000u) + 1;
-        }
-        int r = poll(&pfd, 1, timeout);
-        if (r > 0 && (pfd.revents & POLLIN)) {
-            char buf[64];
-            if (read(wake_fd[0], buf, sizeof buf) <= 0)
-                continue;
+        uint32_t seen = atomic_load(&wake_word);
+        if (seen != handled) {
+            handled = seen; /* signals that came while a dump was written make one more */
             helper_dump(DUMP_SIGNAL);
-        } else if (r == 0 && next) {
+            continue;
+        }
+        uint64_t now = prof_now_ns();
+        if (next && now >= next) {
             helper_dump(DUMP_INTERVAL);
             next += (uint64_t)opt.interval * 1000000000u;
+            continue;
         }
+        struct timespec ts = {(time_t)((next - now) / 1000000000u), (long)((next - now) % 1000000000u)};
+        futex_word(&wake_word, FUTEX_WAIT_PRIVATE, seen, next ? &ts : NULL);
     }
     return NULL;
 }
@@ -1266,18 +1358,10 @@ void prof_dump_fork_child(void) {
     atomic_store(&dump_seq, 0);
     if (!atomic_load(&helper_wanted))
         return;
-    /* The parent's helper thread did not come along; the pipe is shared with the parent. */
+    /* The parent's helper thread did not come along. */
     atomic_store(&helper_running, false);
     atomic_store(&helper_tid, 0);
     atomic_store(&helper_stack, 0);
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0) {
-        int r = wake_fd[0], w = wake_fd[1];
-        wake_fd[0] = fds[0];
-        wake_fd[1] = fds[1];
-        close(r);
-        close(w);
-    }
 }
 
 /* A fork while a leak check runs on another thread waits for it: the check holds the large
@@ -1309,10 +1393,6 @@ void prof_dump_init(void) {
         pthread_atfork(leak_fork_prepare, leak_fork_parent, leak_fork_child);
     if (!prof.started || (!opt.signal && !opt.interval))
         return;
-    if (pipe2(wake_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
-        tally_message("cannot make a pipe: TALLY_SIGNAL/TALLY_INTERVAL inactive", NULL, NULL);
-        return;
-    }
     if (opt.signal) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
