@@ -827,7 +827,7 @@ static struct {
 static pthread_once_t zstd_once = PTHREAD_ONCE_INIT;
 
 static void zstd_load(void) {
-    void *lib = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL);
+    void *lib = init_dlopen_own("libzstd.so.1");
     if (!lib)
         return;
     zstd.release = (size_t(*)(void *))dlsym(lib, "ZSTD_freeCCtx");

@@ -92,6 +92,19 @@ TALLY_EXPORT void *dlopen(const char *file, int flags) {
     return f(file, flags);
 }
 
+/* The library's own dependencies (libunwind, libzstd): RTLD_LOCAL, so that they never take over
+ * the program's symbols (libunwind's _Unwind_RaiseException, say), and RTLD_DEEPBIND, so that
+ * theirs resolve within themselves first, whatever the program exports (rustc's libLLVM exports
+ * a ZSTD_* of its own, and libzstd freed its context with LLVM's copy). */
+void *init_dlopen_own(const char *file) {
+    void *(*f)(const char *, int) = atomic_load_explicit(&real_dlopen, memory_order_relaxed);
+    if (unlikely(!f)) {
+        resolve_next();
+        f = atomic_load(&real_dlopen);
+    }
+    return f ? f(file, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND) : NULL;
+}
+
 /* The profiler must know when code goes away: the module's record is kept for the dump (frames
  * captured while it was loaded still name it), and libunwind's caches, which could describe a
  * library mapped later at the same address, are flushed. */

@@ -189,7 +189,9 @@ void heap_global_init(void);        /* the thread-exit key and the fork handlers
 
 /* ---- init.c ------------------------------------------------------------------------------- */
 bool tally_init_global(void);      /* once per process; false if the range can't be reserved */
-size_t raw_usable_size_of(void *p);   /* glibc's malloc_usable_size, found with dlsym */
+size_t raw_usable_size_of(void *p); /* glibc's malloc_usable_size, found with dlsym */
+/* dlopen of one of the library's own dependencies (RTLD_LOCAL | RTLD_DEEPBIND). */
+void *init_dlopen_own(const char *file);
 
 /* ---- alloc.c ---------------------------------------------------------------------------- */
 uint64_t alloc_large_unowned(void);
@@ -274,6 +276,8 @@ bool unwind_caller(unwind_regs_t *r, uintptr_t hi);
  * unwind_stack_bounds, which may allocate). */
 size_t unwind_stack_below(uintptr_t sp);
 void unwind_stack_bounds(void);
+/* At the start (prof_start): what the walker must not look up inside an allocation. */
+void unwind_init(void);
 /* The address range the loaded object holding pc maps (lock-free, _dl_find_object). */
 bool unwind_object_range(uintptr_t pc, uintptr_t *lo, uintptr_t *hi);
 typedef struct unwind_counts_s {

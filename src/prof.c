@@ -826,11 +826,12 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
     if (unlikely(!prof.started) && opt.profile == PROFILE_ALL && !tls_in_prof && ptr &&
         h->kind == HEAP_REAL && !h->in_slow && ptr_is_ours(ptr))
         early_tag(ptr, n); /* before the start: adopted by prof_start */
-    if (!prof.started || tls_in_prof || ptr == NULL || h->kind != HEAP_REAL || h->in_slow ||
-        (prof.mode == PROFILE_SAMPLE && ptr_is_ours(ptr))) {
+    if (!prof.started || tls_in_prof || tls_ltab_held || ptr == NULL || h->kind != HEAP_REAL ||
+        h->in_slow || (prof.mode == PROFILE_SAMPLE && ptr_is_ours(ptr))) {
         /* Not started, or re-entered from the unwinder or from a signal handler that
-         * interrupted us or a heap slow path (which may hold tab_lock), or a pool block in
-         * sample mode (sampled small requests are promoted, see prof.h): untracked. */
+         * interrupted us, a heap slow path (which may hold tab_lock) or the large table's lock
+         * (it would wait for it forever), or a pool block in sample mode (sampled small
+         * requests are promoted, see prof.h): untracked. */
         if (h->kind == HEAP_REAL && !tls_in_prof)
             reset_counter(h);
         /* The library's own glibc blocks (the dynamic loader's records of what it dlopens for
@@ -1044,7 +1045,8 @@ void prof_start(void) {
     if (prof.mode == PROFILE_ALL && prof.chunks[0])
         adopt_early();
     unwind_iterate_phdr(find_self, (void *)(uintptr_t)&prof_start);
-    void *lib = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    unwind_init();
+    void *lib = init_dlopen_own("libunwind.so.8");
     if (lib) {
         unw_bt = (int (*)(void **, int))dlsym(lib, "unw_backtrace");
         /* unw_flush_cache and unw_local_addr_space, by their exported names */

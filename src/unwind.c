@@ -46,6 +46,7 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
@@ -823,37 +824,84 @@ void unwind_fork_child(void) {
 /* ---- the thread's stack ------------------------------------------------------------------------- */
 static __thread uintptr_t tls_stack_lo TLS_IE, tls_stack_hi TLS_IE;
 
-static noinline void stack_bounds_init(void) {
-    pthread_attr_t a;
-    void *addr = NULL;
-    size_t size = 0;
-    tls_stack_lo = tls_stack_hi = 1; /* unknown: every walk goes to libunwind */
-    if (pthread_getattr_np(pthread_self(), &a) == 0) {
-        if (pthread_attr_getstack(&a, &addr, &size) == 0 && addr && size) {
-            tls_stack_lo = (uintptr_t)addr;
-            tls_stack_hi = (uintptr_t)addr + size;
+/* ld.so's __libc_stack_end, looked up at the start (unwind_init): the walker runs inside
+ * allocations, where neither dlsym nor anything that takes glibc's locks may be called. */
+static void **libc_stack_end;
+
+/* The mapping that holds sp, from /proc/self/maps with plain system calls: nothing here takes a
+ * lock or allocates. pthread_getattr_np, which the walker once asked, holds the thread's lock
+ * while it allocates, and an allocation recorded inside it (Rust's runtime and Ruby ask it on
+ * every thread) waited for that lock forever. The file is in address order: the read stops at
+ * the line that holds sp. */
+static bool mapping_holding(uintptr_t sp, uintptr_t *lo, uintptr_t *hi) {
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    char buf[4096];
+    size_t have = 0;
+    bool found = false, past = false;
+    while (!found && !past) {
+        ssize_t r = read(fd, buf + have, sizeof buf - have);
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+        size_t start = 0;
+        for (size_t i = 0; i < have && !found && !past; i++) {
+            if (buf[i] != '\n')
+                continue;
+            uintptr_t a = 0, b = 0;
+            size_t k = start;
+            for (; k < i && buf[k] != '-'; k++)
+                a = a * 16 + (uintptr_t)(buf[k] <= '9' ? buf[k] - '0' : (buf[k] | 32) - 'a' + 10);
+            for (k++; k < i && buf[k] != ' '; k++)
+                b = b * 16 + (uintptr_t)(buf[k] <= '9' ? buf[k] - '0' : (buf[k] | 32) - 'a' + 10);
+            if (sp >= a && sp < b) {
+                *lo = a;
+                *hi = b;
+                found = true;
+            }
+            past = a > sp;
+            start = i + 1;
         }
-        pthread_attr_destroy(&a);
+        memmove(buf, buf + start, have - start);
+        have -= start;
+        if (have == sizeof buf)
+            have = 0; /* a line longer than the buffer: not a mapping we want */
+    }
+    close(fd);
+    return found;
+}
+
+static noinline void stack_bounds_init(void) {
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0), lo, hi;
+    tls_stack_lo = tls_stack_hi = 1; /* unknown: every walk goes to libunwind */
+    bool main_thread = getpid() == (pid_t)syscall(SYS_gettid);
+    struct rlimit rl;
+    uintptr_t span = (uintptr_t)1 << 30;
+    if (main_thread && getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < span)
+        span = (uintptr_t)rl.rlim_cur;
+    if (mapping_holding(sp, &lo, &hi)) {
+        /* the main thread's stack grows down as far as RLIMIT_STACK allows */
+        tls_stack_lo = main_thread && hi - span < lo ? hi - span : lo;
+        tls_stack_hi = hi;
         return;
     }
-    /* glibc reads the main thread's stack from /proc/self/maps, which a sandbox may hide. The
-     * page holding __libc_stack_end is the main stack's, and so is everything from the stack
-     * pointer up to it; below, the stack goes down at most RLIMIT_STACK. */
-    struct rlimit rl;
-    /* ld.so's own variable, looked up rather than linked: no DT_NEEDED on ld.so. */
-    void **stack_end = dlsym(RTLD_DEFAULT, "__libc_stack_end");
-    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-    uintptr_t top = stack_end ? ((uintptr_t)*stack_end | 4095) + 1 : 0;
-    if (!stack_end || getpid() != (pid_t)syscall(SYS_gettid) || sp >= top ||
-        getrlimit(RLIMIT_STACK, &rl) != 0)
-        return;
-    uintptr_t span = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > ((uintptr_t)1 << 30)
-                         ? (uintptr_t)1 << 30
-                         : (uintptr_t)rl.rlim_cur;
-    if (top - sp > span)
+    /* No /proc (a sandbox may hide it): the page holding __libc_stack_end is the main stack's,
+     * and so is everything from the stack pointer up to it; below, the stack goes down at most
+     * RLIMIT_STACK. Another thread's stack is then unknown. */
+    uintptr_t top = libc_stack_end ? ((uintptr_t)*libc_stack_end | 4095) + 1 : 0;
+    if (!main_thread || !top || sp >= top || top - sp > span)
         return;
     tls_stack_lo = top - span;
     tls_stack_hi = top;
+}
+
+void unwind_init(void) {
+    libc_stack_end = dlsym(RTLD_DEFAULT, "__libc_stack_end");
+#ifdef DLFO_EH_SEGMENT_TYPE
+    find_object_fn();
+#endif
 }
 
 void unwind_stack_bounds(void) {

@@ -1,0 +1,44 @@
+/* sigalloc.c: a signal handler that allocates, while the interrupted code allocates too
+ * (tests/preload/sigalloc.sh). malloc in a signal handler is undefined behaviour, and glibc
+ * alone may crash on it; a profiler must not turn it into a hang (it once waited, in the
+ * handler, for a lock the interrupted code held). The large blocks are all above glibc's mmap
+ * threshold, which is fixed so that glibc serves every one with mmap and its heap stays out of
+ * the way: glibc alone survives this. Runs for 2000 timer ticks. */
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+static volatile sig_atomic_t ticks;
+
+static void on_tick(int sig) {
+    (void)sig;
+    void *volatile p = malloc(80000 + (size_t)(ticks % 64) * 16); /* glibc's (mmap), tracked */
+    void *volatile q = malloc(24);
+    free(q);
+    free(p);
+    ticks++;
+}
+
+int main(void) {
+    mallopt(M_MMAP_THRESHOLD, 65536);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_tick;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 200}, {0, 200}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    void *keep[32] = {0};
+    for (unsigned long i = 0; ticks < 2000; i++) {
+        unsigned k = (unsigned)(i * 2654435761u) % 32;
+        free(keep[k]);
+        keep[k] = malloc(70000 + (i % 50000));
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    puts("sigalloc done");
+    return 0;
+}
