@@ -20,9 +20,9 @@ same() {
     shift 2
     timeout 30 "$prog" >"$tmp/$label.plain" 2>&1
     local want=$?
-    timeout 30 env LD_PRELOAD="$TALLY_LIB" TALLY_OUT="$tmp/$label.tly" "$@" "$prog" >"$tmp/$label.out" 2>"$tmp/$label.err"
+    timeout -k 5 30 env LD_PRELOAD="$TALLY_LIB" TALLY_OUT="$tmp/$label.tly" "$@" "$prog" >"$tmp/$label.out" 2>"$tmp/$label.err"
     local rc=$?
-    [ $rc = 124 ] && { fail "$label: hung (killed after 30 s)"; return 1; }
+    { [ $rc = 124 ] || [ $rc = 137 ]; } && { fail "$label: hung (killed after 30 s)"; return 1; }
     [ $rc = "$want" ] || { fail "$label: exit status $rc, $want without the library: $(tail -3 "$tmp/$label.err")"; return 1; }
     diff -q "$tmp/$label.plain" "$tmp/$label.out" >/dev/null ||
         { fail "$label: output differs: $(cat "$tmp/$label.out")"; return 1; }

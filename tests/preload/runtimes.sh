@@ -37,10 +37,10 @@ check() {
     for mode in sample all leaks; do
         local envs=(TALLY_PROFILE=$mode)
         [ $mode = leaks ] && envs=(TALLY_LEAKS=quiet)
-        timeout 120 env LD_PRELOAD="$TALLY_LIB" TALLY_OUT="$tmp/$label.$mode.tly" "${envs[@]}" "$@" \
+        timeout -k 5 120 env LD_PRELOAD="$TALLY_LIB" TALLY_OUT="$tmp/$label.$mode.tly" "${envs[@]}" "$@" \
             >"$tmp/$label.$mode.out" 2>"$tmp/$label.$mode.err"
         local rc=$?
-        [ $rc = 124 ] && { fail "$label ($mode): hung"; continue; }
+        { [ $rc = 124 ] || [ $rc = 137 ]; } && { fail "$label ($mode): hung"; continue; }
         [ $rc = "$want" ] && diff -q "$tmp/$label.plain" "$tmp/$label.$mode.out" >/dev/null ||
             { fail "$label ($mode): status $rc, output $(head -c 200 "$tmp/$label.$mode.out") $(tail -3 "$tmp/$label.$mode.err")"; continue; }
         [ -s "$tmp/$label.$mode.tly" ] || fail "$label ($mode): no dump"
