@@ -135,14 +135,18 @@ static void heap_cache_empty(heap_t *h, pool_t *p) {
     }
 }
 
+/* in_slow covers the lock and unlock calls themselves: a signal handler that comes in while
+ * either runs must stay away from the heap's lock too. */
 void heap_lock_slow(heap_t *h) {
-    pthread_mutex_lock(&h->lock);
     h->in_slow = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    pthread_mutex_lock(&h->lock);
 }
 
 void heap_unlock_slow(heap_t *h) {
-    h->in_slow = 0;
     pthread_mutex_unlock(&h->lock);
+    atomic_signal_fence(memory_order_seq_cst);
+    h->in_slow = 0;
 }
 
 /* ---- creation, registry, thread exit ------------------------------------------------------ */

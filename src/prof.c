@@ -29,14 +29,18 @@ static __thread int tls_ltab_held TLS_IE; /* this thread holds ltab_lock */
 static __thread int tls_own TLS_IE;       /* in prof_enter: the library's own calls (dlopen...) */
 __thread void *prof_inflight[2] TLS_IE;
 
+/* The flag covers the lock and unlock calls themselves: a signal handler that comes in while
+ * either runs must not wait for the lock either. */
 static void ltab_acquire(void) {
-    pthread_mutex_lock(&ltab_lock);
     tls_ltab_held = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    pthread_mutex_lock(&ltab_lock);
 }
 
 static void ltab_release(void) {
-    tls_ltab_held = 0;
     pthread_mutex_unlock(&ltab_lock);
+    atomic_signal_fence(memory_order_seq_cst);
+    tls_ltab_held = 0;
 }
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t tl_lock = PTHREAD_MUTEX_INITIALIZER;
