@@ -18,8 +18,8 @@
  *   `sample` mode: a sampled small request is served by glibc instead of a pool and goes in
  *   the large table, marked with the class it would have had (jemalloc promotes sampled small
  *   objects for the same reason): pools never get a side table, so free's pool path costs
- *   nothing, and glibc frees probe the table without a lock (tables are never unmapped and
- *   carry their capacity; only a hit takes the lock).
+ *   nothing, and glibc frees ask a counting filter of the table's addresses without a lock
+ *   (only a hit takes the lock and looks in the table, which is sized to what is live).
  *
  * PEAK
  *   The program-wide peak of live bytes, and each site's live bytes at that moment, are kept
@@ -134,7 +134,7 @@ static inline int64_t site_live_bytes(const site_t *s) {
 /* Large-block table entry. addr 0 is empty, 1 a tombstone. */
 typedef struct lent_s {
     uintptr_t addr;
-    uint64_t size;  /* requested; in the header entry before the table: its capacity */
+    uint64_t size;  /* requested */
     uint64_t stamp;
     uint32_t site;
     uint8_t cls;    /* LENT_LARGE, or the class of a promoted sampled small request */
@@ -171,7 +171,7 @@ typedef struct prof_state_s {
     uint64_t tl_interval_ns;
     uint64_t tl_last_ns;
     /* large table, under ltab_lock */
-    lent_t *_Atomic ltab; /* entries; ltab[-1].size is the capacity */
+    lent_t *_Atomic ltab; /* entries, ltab_cap of them; read only under the lock */
     size_t ltab_cap, ltab_used, ltab_tomb;
     _Atomic size_t ltab_live; /* free skips the probe while this is 0 */
     /* our own code's address range, for skipping allocator frames */
