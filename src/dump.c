@@ -1302,7 +1302,7 @@ static void *helper_main(void *arg) {
     atomic_store(&helper_stack, (uintptr_t)__builtin_frame_address(0));
     atomic_store(&helper_tid, (pid_t)syscall(SYS_gettid));
     uint64_t next = opt.interval ? prof_now_ns() + (uint64_t)opt.interval * 1000000000u : 0;
-    uint32_t handled = atomic_load(&wake_word);
+    uint32_t handled = 0; /* a signal that came before this thread ran is still due */
     for (;;) {
         uint32_t seen = atomic_load(&wake_word);
         if (seen != handled) {
@@ -1358,7 +1358,8 @@ void prof_dump_fork_child(void) {
     atomic_store(&dump_seq, 0);
     if (!atomic_load(&helper_wanted))
         return;
-    /* The parent's helper thread did not come along. */
+    /* The parent's helper thread did not come along; the parent's signals were the parent's. */
+    atomic_store(&wake_word, 0);
     atomic_store(&helper_running, false);
     atomic_store(&helper_tid, 0);
     atomic_store(&helper_stack, 0);
