@@ -989,8 +989,14 @@ static bool dump_open(const char *path, dump_file_t *o) {
     o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (o->fd < 0 && errno == EEXIST && unlink(o->tmp) == 0) /* a stale one of ours */
         o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (o->fd < 0)
-        return refuse(o->tmp, ": it cannot be created");
+    if (o->fd < 0) {
+        tally_message("cannot create the dump ", path,
+                      errno == ENOENT   ? ": no such directory"
+                      : errno == EACCES ? ": permission denied"
+                      : errno == EROFS  ? ": a read-only file system"
+                                        : NULL);
+        return false;
+    }
     return true;
 }
 

@@ -887,11 +887,20 @@ static noinline void stack_bounds_init(void) {
         tls_stack_hi = hi;
         return;
     }
-    /* No /proc (a sandbox may hide it): the page holding __libc_stack_end is the main stack's,
+    /* No /proc (a sandbox may hide it). The page holding __libc_stack_end is the main stack's,
      * and so is everything from the stack pointer up to it; below, the stack goes down at most
-     * RLIMIT_STACK. Another thread's stack is then unknown. */
-    uintptr_t top = libc_stack_end ? ((uintptr_t)*libc_stack_end | 4095) + 1 : 0;
-    if (!main_thread || !top || sp >= top || top - sp > span)
+     * RLIMIT_STACK. Another thread's descriptor (its thread pointer) sits at the top of the
+     * block glibc gave it, above its stack and its TLS (a stack the program supplied too); below,
+     * the stack goes down at most the default size, RLIMIT_STACK's. */
+    uintptr_t top;
+    if (main_thread)
+        top = libc_stack_end ? ((uintptr_t)*libc_stack_end | 4095) + 1 : 0;
+    else
+        top = (uintptr_t)pthread_self();
+    if (!main_thread && getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < span)
+        span = (uintptr_t)rl.rlim_cur;
+    if (!top || sp >= top || top - sp > span)
         return;
     tls_stack_lo = top - span;
     tls_stack_hi = top;
