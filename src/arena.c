@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <sys/auxv.h>
+#include <sys/resource.h>
 
 global_t g = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -17,10 +18,22 @@ void arena_unlock(void) {
     pthread_mutex_unlock(&g.lock);
 }
 
+/* Under an address-space limit (`ulimit -v`, RLIMIT_AS), the reservation counts against the
+ * program's budget: it takes an eighth of it, not as much as fits (which left the program half
+ * its budget: a 1 GB bytearray failed under `ulimit -v 2000000`). Requests the arenas cannot
+ * serve go to glibc. TALLY_RESERVE sets it outright. */
 bool arena_init(void) {
     size_t size = opt.reserve;
-    if (size < RESERVE_MIN)
+    struct rlimit rl;
+    if (opt.reserve == RESERVE_DEFAULT && getrlimit(RLIMIT_AS, &rl) == 0 &&
+        rl.rlim_cur != RLIM_INFINITY && size > rl.rlim_cur / 8)
+        size = rl.rlim_cur / 8;
+    if (size < RESERVE_MIN) {
+        if (opt.reserve < RESERVE_MIN)
+            tally_message("TALLY_RESERVE is below the least the arenas need: 16M reserved", NULL,
+                          NULL);
         size = RESERVE_MIN;
+    }
     size &= ~(ARENA_SIZE - 1);
     void *base = os_reserve(&size);
     if (!base) {

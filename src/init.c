@@ -137,8 +137,15 @@ __attribute__((constructor)) static void tally_constructor(void) {
     prof_dump_init();
     if (opt.verbose) {
         options_print();
-        if (g.reserve)
-            tally_message("arenas reserved; pools serve requests up to 512 bytes", NULL, NULL);
+        if (g.reserve) {
+            char line[96];
+            fmt_t f;
+            fmt_init(&f, line, sizeof line - 1, -1);
+            fmt_bytes(&f, g.reserve);
+            line[f.len] = '\0';
+            tally_message("arenas: ", line,
+                          " of address space reserved; pools serve requests up to 512 bytes");
+        }
     }
     /* The exit handlers must see the program's final state: after its own atexit handlers and
      * every ELF destructor. atexit() from a library registers under the library's DSO handle,

@@ -87,7 +87,31 @@ import json, sys
 t = json.load(open(sys.argv[1]))["totals"]
 assert 0 < t["reserve_bytes"] < 2 * 2**30, t["reserve_bytes"]
 assert t["small_mallocs"] > 100000, t["small_mallocs"]
+assert t["reserve_bytes"] <= 2000000 * 1024 // 8, t["reserve_bytes"]
 ' "$tmp/ulimit.json" || bad "reservation did not adapt to ulimit -v"
+
+# 6b. The reservation leaves the program its budget: a 1000 MB bytearray fits under a 2 GB limit
+# exactly as it does without the library (it failed when the arenas took half the limit).
+for run in plain tally; do
+    pre=; [ $run = tally ] && pre=$so
+    ( ulimit -v 2000000
+      LD_PRELOAD=$pre PYTHONMALLOC=malloc $py -c 'b = bytearray(1000 * 2**20); print(len(b))' \
+          >"$tmp/big.$run" 2>&1 ) || true
+done
+[ "$(cat "$tmp/big.plain")" = 1048576000 ] ||
+    { echo "HARD ERROR: the bytearray fails even without the library: $(cat "$tmp/big.plain")"; exit 99; }
+[ "$(cat "$tmp/big.tally")" = 1048576000 ] ||
+    bad "1000 MB bytearray under ulimit -v 2000000 failed with the library: $(tail -1 "$tmp/big.tally")"
+
+# 6c. TALLY_VERBOSE states the reservation actually made; a TALLY_RESERVE below the minimum
+# is raised to it with one warning.
+( ulimit -v 2000000; TALLY_VERBOSE=1 LD_PRELOAD=$so /bin/true 2>"$tmp/err" )
+grep -q '^tally: arenas: 2[0-9][0-9]\(\.[0-9]*\)\? MiB of address space reserved' "$tmp/err" ||
+    bad "TALLY_VERBOSE under ulimit -v does not state the reservation: $(grep arenas "$tmp/err")"
+out=$(env TALLY_RESERVE=4M LD_PRELOAD=$so echo hello 2>"$tmp/err")
+[ "$out" = hello ] || bad "TALLY_RESERVE=4M changed the program's output"
+[ "$(wc -l <"$tmp/err")" = 1 ] && grep -q 'TALLY_RESERVE is below .*16M reserved' "$tmp/err" ||
+    bad "TALLY_RESERVE=4M: expected one warning, got: $(cat "$tmp/err")"
 
 # 7. TALLY_VERBOSE lists the options in effect.
 TALLY_VERBOSE=1 LD_PRELOAD=$so /bin/true 2>"$tmp/err"
