@@ -2,7 +2,7 @@
  * from the calling thread's pools; everything else goes to glibc's allocator. free routes by
  * address: inside our reserved range is ours, anything else is glibc's. Exports malloc, free,
  * calloc, realloc, reallocarray, memalign, aligned_alloc, posix_memalign, valloc, pvalloc,
- * malloc_usable_size, cfree, free_sized, free_aligned_sized. */
+ * malloc_usable_size, cfree, free_sized, free_aligned_sized, __libc_free, __libc_realloc. */
 #include "internal.h"
 
 #include "prof.h"
@@ -291,8 +291,15 @@ static inline __attribute__((always_inline)) bool block_start_ok(const pool_t *p
 /* The rare case, on its own: an invalid pointer or a double free ends the program; a block
  * whose word 1 merely holds the key (the program put it there) goes on. fn: the call. */
 static noinline cold void check_suspect(pool_t *p, void *ptr, void *caller, const char *fn) {
-    if (!block_start_ok(p, ptr))
+    if (!block_start_ok(p, ptr)) {
+        /* malloc_trim resets an empty pool's carve mark: its old blocks fail the test above */
+        uint32_t off = (uint32_t)((uintptr_t)ptr & (POOL_SIZE - 1)) - (uint32_t)POOL_HEADER;
+        if (p->state == POOL_EMPTY && off < POOL_SIZE - POOL_HEADER &&
+            off * p->div_magic < p->div_magic)
+            heap_error(fn, "double free detected (the block's pool has no block in use)", ptr,
+                       p->bsize, caller);
         heap_error(fn, "invalid pointer (not a block this allocator handed out)", ptr, 0, caller);
+    }
     if (heap_block_is_free(p, ptr))
         heap_error(fn, "double free detected (the block is free already)", ptr, p->bsize, caller);
 }
@@ -329,7 +336,7 @@ static noinline void free_large(void *ptr, void *caller) {
     }
     else if (unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
         early_forget(ptr);
-    __libc_free(ptr); /* glibc's block, or one from before us: glibc checks it as usual */
+    glibc_free(ptr); /* glibc's block, or one from before us: glibc checks it as usual */
 }
 
 static inline __attribute__((always_inline)) void bin_push(pool_t *p, unsigned c, void *ptr) {
@@ -418,7 +425,7 @@ static noinline void *realloc_large(void *ptr, size_t n, void *caller) {
         tracked = prof_large_take(ptr, &old);
     else if (unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
         early_forget(ptr); /* the new block is noted again if the profiler has not started */
-    void *r = __libc_realloc(prof_release(hidden, 1), n);
+    void *r = glibc_realloc(prof_release(hidden, 1), n);
     if (r == NULL) {
         if (tracked)
             prof_large_put_back(&old);
@@ -493,6 +500,13 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
     free_inline(prof_release(hold, 1), caller);
     return prof_release(hnew, 0);
 }
+
+/* glibc's own entry points under their internal names: a program (or a library that bypassed
+ * malloc hooks) that hands one of our blocks to them must get the same as from free and realloc,
+ * not glibc's "free(): invalid pointer". glibc's own calls to them are internal and never come
+ * here; the library reaches glibc's through glibc.c. */
+TALLY_EXPORT void __libc_free(void *ptr) __attribute__((alias("free"), copy(free)));
+TALLY_EXPORT void *__libc_realloc(void *ptr, size_t n) __attribute__((alias("realloc"), copy(realloc)));
 
 TALLY_EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {
     size_t total;

@@ -93,6 +93,29 @@ void arena_pool_push_empty(pool_t *p) {
     arena_unlock();
 }
 
+/* malloc_trim: the empty pools give their pages back, all but the first (the header, which
+ * holds the stack's link, and the pool's class for the profiler). A trimmed pool is reset to
+ * nothing carved, so that a stale free of one of its old blocks, whose free key the discard
+ * wiped, is still refused (alloc.c's block_start_ok); it is carved afresh when reused. Pools
+ * trimmed before (carved == 0) are skipped. */
+size_t arena_trim(void) {
+    size_t page = os_page_size(), n = 0;
+    if (page >= POOL_SIZE)
+        return 0;
+    arena_lock();
+    for (pool_t *p = g.empty; p; p = p->gnext) {
+        if (p->carved == 0)
+            continue;
+        p->free = NULL;
+        p->carved = 0;
+        __atomic_store_n(&p->carve_end, 0, __ATOMIC_RELEASE);
+        os_discard((char *)p + page, POOL_SIZE - page);
+        n++;
+    }
+    arena_unlock();
+    return n;
+}
+
 /* The abandoned lists are doubly linked (gnext/gprev) so that pool_abandon can unlink a pool it
  * listed and then found empty in O(1): a program that churns threads can leave many behind. */
 void arena_abandoned_link(pool_t *p) {

@@ -1143,13 +1143,6 @@ static void exit_code_range(void) {
  * dlsym, even when it succeeds, frees the calling thread's pending dlerror() text: a program that
  * left one (curl does) would lose it, and 82 bytes the check should call reachable. At exit the
  * library looks symbols up itself, in each object's GNU hash table, as the dynamic loader does. */
-static uint32_t gnu_hash(const char *s) {
-    uint32_t h = 5381;
-    for (; *s; s++)
-        h = h * 33 + (uint8_t)*s;
-    return h;
-}
-
 typedef struct sym_find_s {
     const char *name;
     uintptr_t addr;
@@ -1164,38 +1157,8 @@ static int find_symbol(struct dl_phdr_info *info, size_t size, void *arg) {
             dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
     if (!dyn || !info->dlpi_addr)
         return 0; /* the program itself has no libstdc++ internals; the vDSO no dynamic table */
-    const uint32_t *gh = NULL;
-    const ElfW(Sym) *symtab = NULL;
-    const char *strtab = NULL;
-    for (; dyn->d_tag != DT_NULL; dyn++) {
-        /* ld.so relocates these in place; an object it did not load may not be */
-        uintptr_t v = dyn->d_un.d_ptr < info->dlpi_addr ? dyn->d_un.d_ptr + info->dlpi_addr
-                                                        : dyn->d_un.d_ptr;
-        if (dyn->d_tag == DT_GNU_HASH)
-            gh = (const uint32_t *)v;
-        else if (dyn->d_tag == DT_SYMTAB)
-            symtab = (const ElfW(Sym) *)v;
-        else if (dyn->d_tag == DT_STRTAB)
-            strtab = (const char *)v;
-    }
-    if (!gh || !symtab || !strtab || gh[0] == 0)
-        return 0;
-    uint32_t nbuckets = gh[0], symoff = gh[1], bloom_words = gh[2];
-    const uint32_t *buckets = gh + 4 + bloom_words * (sizeof(ElfW(Addr)) / 4);
-    const uint32_t *chain = buckets + nbuckets;
-    uint32_t h = gnu_hash(q->name);
-    for (uint32_t i = buckets[h % nbuckets]; i >= symoff && i != 0; i++) {
-        uint32_t c = chain[i - symoff];
-        const ElfW(Sym) *sym = &symtab[i];
-        if ((c | 1) == (h | 1) && sym->st_shndx != SHN_UNDEF && sym->st_value &&
-            strcmp(strtab + sym->st_name, q->name) == 0) {
-            q->addr = info->dlpi_addr + sym->st_value;
-            return 1;
-        }
-        if (c & 1)
-            break;
-    }
-    return 0;
+    q->addr = elf_lookup(info->dlpi_addr, dyn, q->name);
+    return q->addr != 0;
 }
 
 /* The first definition of name among the loaded objects (not the program), or NULL. */

@@ -109,6 +109,24 @@ void heap_notify(pool_t *p) {
 
 static void bin_flush(heap_t *h, unsigned c, unsigned n);
 
+/* ---- M_PERTURB -------------------------------------------------------------------------------
+ * glibc fills a chunk with ~byte when its malloc takes it from a bin and with byte when its free
+ * puts it in one, but not on the way in and out of its thread cache. The pools do the same where
+ * blocks move between a pool and a thread's bin: a refill fills them with ~byte, a flush back to
+ * the pools with byte. Words 0 and 1 stay the allocator's (the free-list link, and free's key,
+ * which its double-free check reads), as glibc keeps its fd and bk. Never on the fast path. */
+static _Atomic int perturb_byte;
+
+void heap_set_perturb(int byte) {
+    atomic_store_explicit(&perturb_byte, byte & 0xff, memory_order_relaxed);
+}
+
+static void perturb(void *b, size_t bsize, int byte, bool fresh) {
+    if (fresh)
+        memset(b, byte, sizeof(void *));
+    memset((char *)b + 2 * sizeof(void *), byte, bsize - 2 * sizeof(void *));
+}
+
 /* While a slow path rewrites a bin, the bin looks empty and full at once, so that a signal
  * handler's malloc or free on this thread takes its slow path, which sees in_slow and stays away
  * from the bin (glibc for malloc, a remote push for free). Returns the real top. */
@@ -317,6 +335,10 @@ void *heap_refill(heap_t *h, unsigned c) {
         dst[i] = dst[j];
         dst[j] = t;
     }
+    int byte = atomic_load_explicit(&perturb_byte, memory_order_relaxed);
+    if (unlikely(byte != 0))
+        for (unsigned i = 0; i < got; i++)
+            perturb(dst[i], CLASS_SIZE(c), byte ^ 0xff, true);
     bin_open(bn, dst + got - 1);
     return dst[got - 1];
 }
@@ -359,9 +381,12 @@ static void bin_flush(heap_t *h, unsigned c, unsigned n) {
     void **top = bin_close(bn);
     pool_t *rp = NULL; /* the pool of the pending run of remote blocks */
     block_t *rhead = NULL, *rtail = NULL;
+    int byte = atomic_load_explicit(&perturb_byte, memory_order_relaxed);
     for (unsigned i = 0; i < n; i++) {
         block_t *b = bn->low[i];
         pool_t *p = pool_of(b);
+        if (unlikely(byte != 0))
+            perturb(b, CLASS_SIZE(c), byte, false);
         if (atomic_load_explicit(&p->owner, memory_order_relaxed) == h) {
             pool_free_local(h, p, b);
             continue;
@@ -391,6 +416,9 @@ void heap_free_slow(heap_t *h, pool_t *p, void *ptr) {
          * Lock-free, and right even when the pool is our own (we then notify ourselves). */
         if (h->kind == HEAP_REAL)
             h->stats.nremote_free++;
+        int byte = atomic_load_explicit(&perturb_byte, memory_order_relaxed);
+        if (unlikely(byte != 0))
+            perturb(ptr, p->bsize, byte, false);
         push_remote_run(p, ptr, ptr);
         return;
     }
@@ -400,6 +428,39 @@ void heap_free_slow(heap_t *h, pool_t *p, void *ptr) {
     *bn->top = ptr; /* open again, with room for it */
     bn->top++;
     heap_unlock_slow(h);
+}
+
+/* ---- malloc_trim ----------------------------------------------------------------------------
+ * Only the calling thread's bins can be emptied (another thread's are its own, touched without a
+ * lock); every heap's cache of empty pools is under its lock. Lock order as for fork. */
+size_t heap_trim(void) {
+    heap_t *me = tls_heap;
+    bool mine = me->kind == HEAP_REAL && !me->in_slow; /* not in a signal inside our slow path */
+    if (mine) {
+        heap_lock_slow(me);
+        if (atomic_load_explicit(&me->delayed, memory_order_relaxed))
+            heap_drain_delayed(me);
+        for (unsigned c = 0; c < NCLASSES; c++)
+            bin_flush(me, c, (unsigned)(me->bin[c].top - me->bin[c].low));
+        heap_unlock_slow(me);
+    }
+    pthread_mutex_lock(&reg_lock);
+    for (heap_t *h = reg_head; h; h = h->reg_next) {
+        if (h->kind != HEAP_REAL || (h == me && !mine))
+            continue;
+        if (h == me)
+            heap_lock_slow(h);
+        else
+            pthread_mutex_lock(&h->lock);
+        while (h->nempty > 0)
+            arena_pool_push_empty(h->empty[--h->nempty]);
+        if (h == me)
+            heap_unlock_slow(h);
+        else
+            pthread_mutex_unlock(&h->lock);
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return arena_trim();
 }
 
 /* ---- fork ----------------------------------------------------------------------------------

@@ -27,7 +27,9 @@ bool tally_init_global(void) {
          * first 32, static storage) and pthread_atfork (static storage for 48 handlers).
          * Registering atfork this early makes our prepare handler run last and our child
          * handler first. */
+        glibc_init();
         options_init(__environ);
+        heap_set_perturb(opt.perturb);
         bool ok = arena_init();
         heap_global_init();
         atomic_store_explicit(&init_state, ok ? 2 : 3, memory_order_release);
@@ -38,39 +40,20 @@ bool tally_init_global(void) {
     return s == 2;
 }
 
-/* ---- glibc functions we reach through dlsym ------------------------------------------------ */
-static size_t (*_Atomic raw_usable)(void *);
+/* ---- glibc's dlopen and dlclose, which ours wrap ---------------------------------------------- */
 static void *(*_Atomic real_dlopen)(const char *, int);
 static int (*_Atomic real_dlclose)(void *);
 
 static void resolve_next(void) {
     prof_enter(); /* what dlopen allocates here is ours: untracked, never adopted */
-    /* dlopen: the next definition after ours is glibc's (dlsym(RTLD_NEXT) makes no allocator
-     * call on glibc 2.36). malloc_usable_size must be glibc's own, not merely the next one: a
-     * program linked with jemalloc (Debian's redis) has jemalloc's next in line, and it would
-     * read glibc's blocks as its own. So ask libc.so.6 itself. */
+    /* the next definition after ours is glibc's (dlsym(RTLD_NEXT) makes no allocator call on
+     * glibc 2.36) */
     if (!atomic_load(&real_dlopen))
         atomic_store(&real_dlopen,
                      (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen"));
     if (!atomic_load(&real_dlclose))
         atomic_store(&real_dlclose, (int (*)(void *))dlsym(RTLD_NEXT, "dlclose"));
-    if (!atomic_load(&raw_usable) && atomic_load(&real_dlopen)) {
-        void *libc = atomic_load(&real_dlopen)("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
-        if (libc)
-            atomic_store(&raw_usable, (size_t(*)(void *))dlsym(libc, "malloc_usable_size"));
-    }
     prof_leave();
-}
-
-size_t raw_usable_size_of(void *p) {
-    size_t (*f)(void *) = atomic_load_explicit(&raw_usable, memory_order_relaxed);
-    if (unlikely(!f)) {
-        resolve_next();
-        f = atomic_load(&raw_usable);
-        if (!f)
-            return 0;
-    }
-    return f(p);
 }
 
 /* A library opened with RTLD_DEEPBIND binds malloc and free to glibc's before ours, then frees

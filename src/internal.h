@@ -32,11 +32,10 @@ static inline void spin_unlock(atomic_flag *f) {
     atomic_flag_clear_explicit(f, memory_order_release);
 }
 
-/* glibc's own allocator, exported at GLIBC_2.2.5. We call these, never define them. */
+/* glibc's own allocator, exported at GLIBC_2.2.5. We call these, never define them.
+ * __libc_free and __libc_realloc we define (alloc.c): glibc's are reached through glibc.c. */
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void __libc_free(void *);
 extern void *__libc_memalign(size_t, size_t);
 extern void *__libc_valloc(size_t);
 extern void *__libc_pvalloc(size_t);
@@ -46,6 +45,9 @@ void *os_reserve(size_t *size);           /* PROT_NONE range aligned to ARENA_SI
 bool os_commit(void *addr, size_t size);  /* make part of the range readable and writable */
 void *os_map(size_t size);                /* fresh zeroed RW memory for our own metadata */
 void os_unmap(void *p, size_t size);
+void os_discard(void *p, size_t size);    /* the pages' memory back to the system; they stay mapped
+                                             and read as zero */
+size_t os_page_size(void);
 /* The os_map ranges now mapped, as pairs [lo, hi) into out (2 * max words); *complete is false
  * when some were not recorded (the registry is full) or did not fit. */
 unsigned os_meta_ranges(uintptr_t *out, unsigned max, bool *complete);
@@ -102,6 +104,7 @@ typedef struct options_s {
     unsigned interval;      /* TALLY_INTERVAL: dump every this many seconds; 0 for never */
     bool compress;          /* TALLY_COMPRESS: dumps as zstd when libzstd.so.1 loads */
     int leaks;              /* enum leaks_mode: TALLY_LEAKS, the reachability check at exit */
+    int perturb;            /* glibc's MALLOC_PERTURB_ (or its tunable): 0, or the fill byte */
 } options_t;
 extern options_t opt;
 void options_init(char **env); /* reads TALLY_* once; warns on unknown or malformed values */
@@ -146,6 +149,7 @@ pool_t *arena_abandoned_claim(unsigned c); /* a partial pool of class c, now own
 void arena_lock(void);
 void arena_unlock(void);
 void arena_fork_child(void);
+size_t arena_trim(void); /* empty pools on the global stack give back their pages; how many */
 
 /* ---- pool.c: operations on one pool, by its owner unless said otherwise ------------------- */
 void pool_init(pool_t *p, unsigned c, struct heap_s *h);
@@ -186,10 +190,25 @@ void heap_foreach(void (*fn)(heap_t *, void *), void *arg);
 /* The same without the lock (heaps are never freed; a heap made meanwhile may be missed). */
 void heap_foreach_unlocked(void (*fn)(heap_t *, void *), void *arg);
 void heap_global_init(void);        /* the thread-exit key and the fork handlers */
+void heap_set_perturb(int byte);    /* mallopt(M_PERTURB): 0 off, else glibc's fill byte */
+/* malloc_trim: the calling thread's bins back to their pools, every heap's cached empty pools
+ * to the global stack, then the pages of the empty pools back to the system (arena_trim).
+ * Returns how many pools were trimmed. */
+size_t heap_trim(void);
+
+/* ---- glibc.c: glibc's allocator and its introspection -------------------------------------- */
+void glibc_init(void);               /* find glibc's entry points (no dlsym, no lock) */
+void glibc_free(void *p);            /* glibc's __libc_free */
+void *glibc_realloc(void *p, size_t n);
+size_t raw_usable_size_of(void *p);  /* glibc's malloc_usable_size */
+uintptr_t glibc_code_address(void);  /* an address in libc's code */
+struct mallinfo2 glibc_mallinfo2(void); /* glibc's figures alone */
+/* The address of name in the object loaded at base with that dynamic section, from its GNU
+ * hash table (as the loader looks it up); 0 if it has none. */
+uintptr_t elf_lookup(uintptr_t base, const void *dynamic, const char *name);
 
 /* ---- init.c ------------------------------------------------------------------------------- */
 bool tally_init_global(void);      /* once per process; false if the range can't be reserved */
-size_t raw_usable_size_of(void *p); /* glibc's malloc_usable_size, found with dlsym */
 /* dlopen of one of the library's own dependencies (RTLD_LOCAL | RTLD_DEEPBIND). */
 void *init_dlopen_own(const char *file);
 

@@ -786,7 +786,7 @@ static bool is_main_arena(uintptr_t a) {
 
 static void exclude_main_arena(void) {
     uintptr_t lo, hi;
-    if (!unwind_object_range((uintptr_t)&__libc_free, &lo, &hi))
+    if (!unwind_object_range(glibc_code_address(), &lo, &hi))
         return;
     for (size_t i = 0; i < L.nmaps; i++) {
         const mapping_t *m = &L.maps[i];

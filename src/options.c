@@ -222,14 +222,54 @@ static void option_set(const option_desc_t *d, const char *val) {
                       " (empty); keeping the default");
 }
 
+/* glibc's tunable numbers: decimal, 0x hex or 0 octal, all of the text, within 0..255 (glibc
+ * ignores a value out of the tunable's range). end: where the text stops (':' in a list). */
+static bool parse_perturb(const char *s, char end, int *out) {
+    unsigned base = 10, v = 0, digits = 0;
+    if (s[0] == '0' && (s[1] | 0x20) == 'x')
+        base = 16, s += 2;
+    else if (s[0] == '0')
+        base = 8;
+    for (; *s && *s != end; s++, digits++) {
+        unsigned d = *s >= '0' && *s <= '9' ? (unsigned)(*s - '0')
+                     : (*s | 0x20) >= 'a' && (*s | 0x20) <= 'f' ? (unsigned)((*s | 0x20) - 'a' + 10)
+                                                                : 99;
+        if (d >= base || (v = v * base + d) > 255)
+            return false;
+    }
+    if (digits == 0)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+/* glibc's M_PERTURB set from the environment, as glibc reads it for its own heap: the pools fill
+ * their blocks the same way (heap.c). GLIBC_TUNABLES=...:glibc.malloc.perturb=N:... or
+ * MALLOC_PERTURB_=N. */
+static void perturb_from_env(const char *e) {
+    static const char tun[] = "glibc.malloc.perturb=";
+    if (strncmp(e, "MALLOC_PERTURB_=", 16) == 0) {
+        parse_perturb(e + 16, '\0', &opt.perturb);
+    } else if (strncmp(e, "GLIBC_TUNABLES=", 15) == 0) {
+        for (const char *t = e + 15; t; t = strchr(t, ':')) {
+            if (*t == ':')
+                t++;
+            if (strncmp(t, tun, sizeof tun - 1) == 0)
+                parse_perturb(t + sizeof tun - 1, ':', &opt.perturb);
+        }
+    }
+}
+
 void options_init(char **env) {
     static bool done;
     if (done || env == NULL)
         return;
     done = true;
     for (char **e = env; *e; e++) {
-        if (strncmp(*e, "TALLY_", 6) != 0)
+        if (strncmp(*e, "TALLY_", 6) != 0) {
+            perturb_from_env(*e);
             continue;
+        }
         const char *name = *e + 6;
         const char *eq = strchr(name, '=');
         if (!eq)

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -105,6 +106,21 @@ void *os_map(size_t size) {
 void os_unmap(void *p, size_t size) {
     meta_remove(p);
     munmap(p, size);
+}
+
+size_t os_page_size(void) {
+    static size_t page;
+    if (!page) {
+        size_t v = (size_t)getauxval(AT_PAGESZ);
+        page = v ? v : 4096;
+    }
+    return page;
+}
+
+void os_discard(void *p, size_t size) {
+    int saved = errno;
+    madvise(p, size, MADV_DONTNEED);
+    errno = saved;
 }
 
 bool os_write_all(int fd, const char *buf, size_t len) {

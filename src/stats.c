@@ -89,7 +89,7 @@ void stats_collect(struct tally_stats *s) {
     }
     s->fragmentation =
         s->arena_bytes ? 1.0 - (double)s->in_use_bytes / (double)s->arena_bytes : 0.0;
-    struct mallinfo2 mi = mallinfo2();
+    struct mallinfo2 mi = glibc_mallinfo2();
     s->system_heap_bytes = mi.arena + mi.hblkhd;
 }
 

@@ -1,11 +1,13 @@
 #!/bin/bash
 # The library shares the program's symbol namespace: it must export the malloc API, its own
-# tally_* functions and the dlopen/dlclose wrappers, and nothing else.
+# tally_* functions, the dlopen/dlclose wrappers, glibc's introspection calls (which include the
+# pools) and __libc_free/__libc_realloc (which take our blocks), and nothing else.
 set -u
 so=${TALLYMALLOC_SO:?}
 allowed="aligned_alloc calloc cfree dlclose dlopen free free_aligned_sized free_sized malloc
 malloc_usable_size memalign posix_memalign pvalloc realloc reallocarray tally_dump tally_dump_leaks tally_stats_get
-tally_stats_print tally_version valloc"
+tally_stats_print tally_version valloc mallinfo mallinfo2 malloc_stats malloc_info mallopt malloc_trim
+__libc_free __libc_realloc"
 got=$(nm -D --defined-only "$so" | awk '{print $3}' | sed 's/@.*//' | sort -u)
 want=$(echo $allowed | tr ' ' '\n' | sort -u)
 if [ "$got" != "$want" ]; then
@@ -16,7 +18,7 @@ fi
 # No dependency on libunwind or anything else that could take over the program's symbols.
 deps=$(readelf -d "$so" | awk '/NEEDED/ {print $5}' | tr -d '[]' | sort | tr '\n' ' ')
 case "$deps" in
-    "libc.so.6 "|"libc.so.6 ld-linux-x86-64.so.2 ") ;;
+    "libc.so.6 "|"ld-linux-x86-64.so.2 libc.so.6 ") ;;
     *) echo "unexpected DT_NEEDED: $deps"; exit 1 ;;
 esac
 # All thread-local storage is initial-exec: no __tls_get_addr, which can call malloc.

@@ -1,0 +1,344 @@
+/* glibc.c: glibc's allocator behind ours, and glibc's introspection API over both.
+ *
+ * Requests above 512 bytes go to glibc, so the library calls glibc's free, realloc and
+ * malloc_usable_size; and it exports glibc's introspection calls (mallinfo2, mallinfo,
+ * malloc_stats, malloc_info, mallopt, malloc_trim) with the pools added in, since a monitor that
+ * reads glibc's alone sees 9 KB of a program's 5.5 MB. It also exports __libc_free and
+ * __libc_realloc (alloc.c): a program that frees our block through them must not crash.
+ *
+ * Exporting those names means the library cannot reach glibc's by name: a reference from here
+ * would bind to our own definition. So glibc's entry points are looked up in libc.so.6's own
+ * dynamic symbol table (found through the loader's r_debug list, with no lock and no call), the
+ * way the loader does: no dlsym, which takes the loader's lock and clears the thread's dlerror()
+ * text. */
+#include "internal.h"
+#include "tally.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static struct {
+    void (*_Atomic free)(void *);
+    void *(*realloc)(void *, size_t);
+    size_t (*usable)(void *);
+    struct mallinfo2 (*mallinfo2)(void);
+    void (*malloc_stats)(void);
+    int (*malloc_info)(int, FILE *);
+    int (*mallopt)(int, int);
+    int (*malloc_trim)(size_t);
+} libc_fn;
+
+/* ---- symbols without dlsym ------------------------------------------------------------------ */
+static uint32_t gnu_hash(const char *s) {
+    uint32_t h = 5381;
+    for (; *s; s++)
+        h = h * 33 + (uint8_t)*s;
+    return h;
+}
+
+uintptr_t elf_lookup(uintptr_t base, const void *dynamic, const char *name) {
+    const ElfW(Dyn) *dyn = dynamic;
+    const uint32_t *gh = NULL;
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL;
+    if (!dyn)
+        return 0;
+    for (; dyn->d_tag != DT_NULL; dyn++) {
+        /* ld.so relocates these in place; an object it did not load may not be */
+        uintptr_t v = dyn->d_un.d_ptr < base ? dyn->d_un.d_ptr + base : dyn->d_un.d_ptr;
+        if (dyn->d_tag == DT_GNU_HASH)
+            gh = (const uint32_t *)v;
+        else if (dyn->d_tag == DT_SYMTAB)
+            symtab = (const ElfW(Sym) *)v;
+        else if (dyn->d_tag == DT_STRTAB)
+            strtab = (const char *)v;
+    }
+    if (!gh || !symtab || !strtab || gh[0] == 0)
+        return 0;
+    uint32_t nbuckets = gh[0], symoff = gh[1], bloom_words = gh[2];
+    const uint32_t *buckets = gh + 4 + bloom_words * (sizeof(ElfW(Addr)) / 4);
+    const uint32_t *chain = buckets + nbuckets;
+    uint32_t h = gnu_hash(name);
+    for (uint32_t i = buckets[h % nbuckets]; i >= symoff && i != 0; i++) {
+        uint32_t c = chain[i - symoff];
+        const ElfW(Sym) *sym = &symtab[i];
+        if ((c | 1) == (h | 1) && sym->st_shndx != SHN_UNDEF && sym->st_value &&
+            strcmp(strtab + sym->st_name, name) == 0)
+            return base + sym->st_value;
+        if (c & 1)
+            break;
+    }
+    return 0;
+}
+
+/* libc.so.6 in the loader's list of the initial namespace. The list only grows at its end while
+ * libc is loaded (it never is unloaded), so walking it without the loader's lock is safe. */
+static const struct link_map *libc_map(void) {
+    for (const struct link_map *m = _r_debug.r_map; m; m = m->l_next) {
+        const char *b = m->l_name;
+        if (!b)
+            continue;
+        for (const char *c = m->l_name; *c; c++)
+            if (*c == '/')
+                b = c + 1;
+        if (strncmp(b, "libc.so.", 8) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+static void *libc_sym(const struct link_map *m, const char *name) {
+    void *p = m ? (void *)elf_lookup(m->l_addr, m->l_ld, name) : NULL;
+    /* A libc we cannot read: the next definition after ours is glibc's. */
+    return p ? p : dlsym(RTLD_NEXT, name);
+}
+
+/* Once, from the first allocation (tally_init_global), or from whichever call needs glibc
+ * first. free is stored last: it is the "resolved" flag. Racing callers store the same values. */
+static noinline void glibc_resolve(void) {
+    const struct link_map *m = libc_map();
+    libc_fn.realloc = (void *(*)(void *, size_t))libc_sym(m, "__libc_realloc");
+    libc_fn.usable = (size_t(*)(void *))libc_sym(m, "malloc_usable_size");
+    libc_fn.mallinfo2 = (struct mallinfo2(*)(void))libc_sym(m, "mallinfo2");
+    libc_fn.malloc_stats = (void (*)(void))libc_sym(m, "malloc_stats");
+    libc_fn.malloc_info = (int (*)(int, FILE *))libc_sym(m, "malloc_info");
+    libc_fn.mallopt = (int (*)(int, int))libc_sym(m, "mallopt");
+    libc_fn.malloc_trim = (int (*)(size_t))libc_sym(m, "malloc_trim");
+    atomic_store_explicit(&libc_fn.free, (void (*)(void *))libc_sym(m, "__libc_free"),
+                          memory_order_release);
+}
+
+void glibc_init(void) {
+    if (!atomic_load_explicit(&libc_fn.free, memory_order_acquire))
+        glibc_resolve();
+}
+
+static inline void glibc_ready(void) {
+    if (unlikely(!atomic_load_explicit(&libc_fn.free, memory_order_acquire)))
+        glibc_resolve();
+}
+
+void glibc_free(void *p) {
+    glibc_ready();
+    libc_fn.free(p);
+}
+
+void *glibc_realloc(void *p, size_t n) {
+    glibc_ready();
+    return libc_fn.realloc(p, n);
+}
+
+size_t raw_usable_size_of(void *p) {
+    glibc_ready();
+    return libc_fn.usable ? libc_fn.usable(p) : 0;
+}
+
+uintptr_t glibc_code_address(void) {
+    glibc_ready();
+    return (uintptr_t)atomic_load_explicit(&libc_fn.free, memory_order_relaxed);
+}
+
+struct mallinfo2 glibc_mallinfo2(void) {
+    glibc_ready();
+    struct mallinfo2 mi;
+    memset(&mi, 0, sizeof mi);
+    if (libc_fn.mallinfo2)
+        mi = libc_fn.mallinfo2();
+    return mi;
+}
+
+/* ---- introspection over both allocators -------------------------------------------------- */
+typedef struct pools_s {
+    uint64_t arena;       /* committed arena bytes: the pools' "system bytes" */
+    uint64_t in_use;      /* bytes in blocks handed out */
+    uint64_t free_bytes;  /* the rest of the arenas */
+    uint64_t free_blocks; /* free blocks of pools in use (cached and uncarved included) */
+    uint64_t class_free[NCLASSES];
+} pools_t;
+
+static void pools_get(pools_t *o) {
+    struct tally_stats s;
+    memset(o, 0, sizeof *o);
+    if (!g.base)
+        return;
+    stats_collect(&s);
+    o->arena = s.arena_bytes;
+    o->in_use = s.in_use_bytes;
+    o->free_bytes = s.arena_bytes - s.in_use_bytes;
+    for (unsigned c = 0; c < NCLASSES; c++) {
+        o->free_blocks += s.classes[c].free_blocks;
+        o->class_free[c] = s.classes[c].free_blocks;
+    }
+}
+
+/* glibc's figures for its heap plus the pools: `arena` (non-mmapped bytes from the system) gains
+ * the arenas, `uordblks` the blocks in use, `fordblks` the rest of the arenas, `ordblks` the free
+ * pool blocks, so that arena + hblkhd is still what the allocators hold and uordblks + hblkhd
+ * what the program has. */
+TALLY_EXPORT struct mallinfo2 mallinfo2(void) {
+    struct mallinfo2 mi = glibc_mallinfo2();
+    pools_t p;
+    pools_get(&p);
+    mi.arena += p.arena;
+    mi.uordblks += p.in_use;
+    mi.fordblks += p.free_bytes;
+    mi.ordblks += p.free_blocks;
+    return mi;
+}
+
+/* The deprecated int version: glibc truncates the same way. */
+TALLY_EXPORT struct mallinfo mallinfo(void) {
+    struct mallinfo2 m = mallinfo2();
+    struct mallinfo r;
+    r.arena = (int)m.arena;
+    r.ordblks = (int)m.ordblks;
+    r.smblks = (int)m.smblks;
+    r.hblks = (int)m.hblks;
+    r.hblkhd = (int)m.hblkhd;
+    r.usmblks = (int)m.usmblks;
+    r.fsmblks = (int)m.fsmblks;
+    r.uordblks = (int)m.uordblks;
+    r.fordblks = (int)m.fordblks;
+    r.keepcost = (int)m.keepcost;
+    return r;
+}
+
+/* glibc's report of its arenas, then the pools in the same layout, then the totals of both. */
+TALLY_EXPORT void malloc_stats(void) {
+    glibc_ready();
+    if (libc_fn.malloc_stats)
+        libc_fn.malloc_stats();
+    struct mallinfo2 mi = glibc_mallinfo2();
+    pools_t p;
+    pools_get(&p);
+    flockfile(stderr);
+    fprintf(stderr, "Pools (tallymalloc, requests of 1 to %zu bytes):\n", SMALL_MAX);
+    fprintf(stderr, "system bytes     = %10zu\n", (size_t)p.arena);
+    fprintf(stderr, "in use bytes     = %10zu\n", (size_t)p.in_use);
+    fprintf(stderr, "Total (incl. mmap and pools):\n");
+    fprintf(stderr, "system bytes     = %10zu\n", (size_t)(mi.arena + mi.hblkhd + p.arena));
+    fprintf(stderr, "in use bytes     = %10zu\n", (size_t)(mi.uordblks + mi.hblkhd + p.in_use));
+    funlockfile(stderr);
+}
+
+/* The totals after glibc's last heap, with the pools added: a line of the form
+ * <TAG type="T" count="C" size="S"/> or without count. Others pass through. */
+static void info_total(FILE *fp, const char *line, size_t len, const pools_t *p) {
+    char tag[16], type[16];
+    unsigned long long count = 0, size = 0;
+    int with_count = 1;
+    char buf[160];
+    if (len >= sizeof buf)
+        goto raw;
+    memcpy(buf, line, len);
+    buf[len] = '\0';
+    if (sscanf(buf, "<%15[a-z] type=\"%15[a-z]\" count=\"%llu\" size=\"%llu\"/>", tag, type,
+               &count, &size) != 4) {
+        with_count = 0;
+        if (sscanf(buf, "<%15[a-z] type=\"%15[a-z]\" size=\"%llu\"/>", tag, type, &size) != 3)
+            goto raw;
+    }
+    if (strcmp(tag, "total") == 0 && strcmp(type, "rest") == 0) {
+        count += p->free_blocks;
+        size += p->free_bytes;
+    } else if ((strcmp(tag, "system") == 0 && strcmp(type, "current") == 0) ||
+               (strcmp(tag, "system") == 0 && strcmp(type, "max") == 0) ||
+               strcmp(tag, "aspace") == 0) {
+        size += p->arena; /* arenas are never returned: current and max alike */
+    } else {
+        goto raw;
+    }
+    if (with_count)
+        fprintf(fp, "<%s type=\"%s\" count=\"%llu\" size=\"%llu\"/>\n", tag, type, count, size);
+    else
+        fprintf(fp, "<%s type=\"%s\" size=\"%llu\"/>\n", tag, type, size);
+    return;
+raw:
+    fwrite(line, 1, len, fp);
+    fputc('\n', fp);
+}
+
+/* glibc's XML with the pools as one more <heap>, after glibc's own, and the totals that follow
+ * the heaps including them. The pools' <sizes> list the free blocks of each class, as glibc's
+ * list its free chunks. */
+TALLY_EXPORT int malloc_info(int options, FILE *fp) {
+    glibc_ready();
+    if (options != 0)
+        return EINVAL; /* as glibc does */
+    if (!libc_fn.malloc_info)
+        return -1;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!mem)
+        return libc_fn.malloc_info(options, fp);
+    int r = libc_fn.malloc_info(options, mem);
+    if (fclose(mem) != 0 || r != 0 || !text) {
+        free(text);
+        return r != 0 ? r : libc_fn.malloc_info(options, fp);
+    }
+    /* after the last </heap> (glibc's per-arena reports) come the totals */
+    char *cut = NULL;
+    unsigned nheaps = 0;
+    for (char *s = text; (s = strstr(s, "<heap nr=")) != NULL; s++)
+        nheaps++;
+    for (char *s = text; (s = strstr(s, "</heap>\n")) != NULL; s++)
+        cut = s + 8;
+    pools_t p;
+    pools_get(&p);
+    if (!cut || !p.arena) {
+        fwrite(text, 1, len, fp);
+        free(text);
+        return 0;
+    }
+    fwrite(text, 1, (size_t)(cut - text), fp);
+    fprintf(fp, "<heap nr=\"%u\" type=\"tallymalloc-pools\">\n<sizes>\n", nheaps);
+    for (unsigned c = 0; c < NCLASSES; c++)
+        if (p.class_free[c])
+            fprintf(fp, "  <size from=\"%zu\" to=\"%zu\" total=\"%llu\" count=\"%llu\"/>\n",
+                    CLASS_SIZE(c) - ALIGNMENT + 1, CLASS_SIZE(c),
+                    (unsigned long long)(p.class_free[c] * CLASS_SIZE(c)),
+                    (unsigned long long)p.class_free[c]);
+    fprintf(fp, "</sizes>\n<total type=\"fast\" count=\"0\" size=\"0\"/>\n");
+    fprintf(fp, "<total type=\"rest\" count=\"%llu\" size=\"%llu\"/>\n",
+            (unsigned long long)p.free_blocks, (unsigned long long)p.free_bytes);
+    static const char *const sys[] = {"system type=\"current\"", "system type=\"max\"",
+                                      "aspace type=\"total\"", "aspace type=\"mprotect\""};
+    for (unsigned i = 0; i < 4; i++)
+        fprintf(fp, "<%s size=\"%llu\"/>\n", sys[i], (unsigned long long)p.arena);
+    fprintf(fp, "</heap>\n");
+    for (char *s = cut; *s;) {
+        char *nl = strchr(s, '\n');
+        size_t n = nl ? (size_t)(nl - s) : strlen(s);
+        info_total(fp, s, n, &p);
+        s += n + (nl != NULL);
+    }
+    free(text);
+    return 0;
+}
+
+/* glibc takes every parameter for its own heap; M_PERTURB also fills the pools' blocks as
+ * glibc fills its chunks (heap.c: when they move between pools and bins, the counterpart of
+ * glibc's chunks leaving and entering its bins). */
+TALLY_EXPORT int mallopt(int param, int value) {
+    glibc_ready();
+    int r = libc_fn.mallopt ? libc_fn.mallopt(param, value) : 0;
+    if (param == M_PERTURB)
+        heap_set_perturb(value);
+    return r;
+}
+
+/* glibc trims its heap; the pools give back the pages of every empty pool (heap_trim). */
+TALLY_EXPORT int malloc_trim(size_t pad) {
+    glibc_ready();
+    int r = libc_fn.malloc_trim ? libc_fn.malloc_trim(pad) : 0;
+    if (g.base && heap_trim() > 0)
+        r = 1;
+    return r;
+}
