@@ -110,7 +110,7 @@ static pair_t *pair_sites(const dump_t *a, const dump_t *b, size_t *npairs) {
 
 /* ---- output -------------------------------------------------------------------------------- */
 static void header_line(FILE *f, const char *label, const dump_t *d) {
-    fprintf(f, "  %s %s (pid %llu), %s, dumped %s after %.2f s\n", label, d->path,
+    fprintf(f, "  %s %s (pid %llu), %s, dumped %s after %.2f s\n", label, d->path_shown,
             (unsigned long long)d->pid, d->all_mode ? "every allocation" : "sampled",
             d->reason ? d->reason : "?", (double)d->duration_ns / 1e9);
 }
@@ -146,7 +146,7 @@ static void json_side(FILE *f, const char *key, const dump_t *d, const dsite_t *
 static void json_info(FILE *f, const char *key, const dump_t *d, bool *first) {
     json_key(f, key, first);
     fputs("{\"path\":", f);
-    json_str(f, d->path);
+    json_str(f, d->path_shown);
     fprintf(f, ",\"program\":");
     json_str(f, d->program);
     fprintf(f, ",\"pid\":%llu,\"mode\":", (unsigned long long)d->pid);

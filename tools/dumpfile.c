@@ -26,6 +26,87 @@
 #define MAX_TEXT ((size_t)8 << 30) /* a dump of more than 8 GiB of text is not one we wrote */
 #endif
 #define MAX_DEPTH 1024
+/* A compressed dump may expand to this many times its size, and at least MIN_EXPANDED: the
+ * library's dumps compress 5 to 15 times (zstd level 1 on text); a file of zeros 30,000 times. */
+#define MAX_RATIO 200
+#define MIN_EXPANDED ((size_t)64 << 20)
+
+static size_t max_text; /* dump_set_max_text: 0 for the default bounds */
+
+void dump_set_max_text(size_t bytes) {
+    max_text = bytes;
+}
+
+/* ---- text made safe to show -------------------------------------------------------------------
+ * Program names, paths and symbols come from files tally did not write. Shown raw, an ESC or BEL
+ * in one would reach the user's terminal as a command, and a newline would forge a line. So
+ * every byte that is a control (C0, DEL, C1, raw or UTF-8-encoded) or not UTF-8 is shown as
+ * \xNN (\r, \n, \t for those three); valid UTF-8 passes. */
+static size_t utf8_len(const unsigned char *s) {
+    unsigned c = s[0], n, cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, cp = c & 0x07;
+    else
+        return 0;
+    for (unsigned i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    static const unsigned least[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp < 0xa0)
+        return 0; /* overlong, out of range, a surrogate, or a C1 control */
+    return n;
+}
+
+size_t text_escape(char *out, size_t cap, const char *in) {
+    const unsigned char *s = (const unsigned char *)in;
+    size_t len = 0;
+    for (size_t n; *s; s += n) {
+        char tmp[5];
+        const char *piece = tmp;
+        size_t k;
+        n = *s >= 0x20 && *s != 0x7f ? utf8_len(s) : 0;
+        if (n) {
+            piece = (const char *)s;
+            k = n;
+        } else {
+            n = 1;
+            if (*s == '\n' || *s == '\r' || *s == '\t') {
+                tmp[0] = '\\';
+                tmp[1] = *s == '\n' ? 'n' : *s == '\r' ? 'r' : 't';
+                k = 2;
+            } else {
+                snprintf(tmp, sizeof tmp, "\\x%02x", *s);
+                k = 4;
+            }
+        }
+        if (out && len + k < cap)
+            memcpy(out + len, piece, k);
+        else if (out && cap)
+            cap = len + 1; /* full: stop writing, keep counting */
+        len += k;
+    }
+    if (out && cap)
+        out[len < cap ? len : cap - 1] = '\0';
+    return len;
+}
+
+char *text_shown(const char *in) {
+    if (!in)
+        return NULL;
+    size_t n = text_escape(NULL, 0, in) + 1;
+    char *out = malloc(n);
+    if (out)
+        text_escape(out, n, in);
+    return out;
+}
 
 /* ---- a small u32 -> u32 map (ids to indexes) ---------------------------------------------- */
 typedef struct idmap_s {
@@ -314,6 +395,18 @@ static bool get_text(parser_t *p, const field_t *fs, size_t n, const char *k, bo
     return true;
 }
 
+/* A text field that is only ever shown: kept escaped (text_shown). */
+static bool get_shown(parser_t *p, const field_t *fs, size_t n, const char *k, bool need,
+                      char **out) {
+    char *raw;
+    if (!get_text(p, fs, n, k, need, &raw))
+        return false;
+    *out = text_shown(raw);
+    bool ok = !raw || *out || fail(p, "out of memory");
+    free(raw);
+    return ok;
+}
+
 static bool get_hist(parser_t *p, const field_t *fs, size_t n, const char *k, uint64_t *h) {
     const field_t *f = find(fs, n, k);
     if (f && !parse_hist(f->val, f->vlen, h))
@@ -326,11 +419,11 @@ static bool rec_header(parser_t *p, const field_t *fs, size_t n) {
     if (p->seen_header)
         return fail(p, "a second header");
     p->seen_header = true;
-    if (!get_text(p, fs, n, "program", false, &d->program) ||
+    if (!get_shown(p, fs, n, "program", false, &d->program) ||
         !get_text(p, fs, n, "mode", true, &d->mode) ||
-        !get_text(p, fs, n, "unwinder", false, &d->unwinder) ||
-        !get_text(p, fs, n, "reason", false, &d->reason) ||
-        !get_text(p, fs, n, "version", false, &d->version) ||
+        !get_shown(p, fs, n, "unwinder", false, &d->unwinder) ||
+        !get_shown(p, fs, n, "reason", false, &d->reason) ||
+        !get_shown(p, fs, n, "version", false, &d->version) ||
         !get_u64(p, fs, n, "pid", true, &d->pid) || !get_u64(p, fs, n, "ppid", false, &d->ppid) ||
         !get_u64(p, fs, n, "sample_interval", false, &d->sample_interval) ||
         !get_u64(p, fs, n, "count_scale", true, &d->count_scale) ||
@@ -410,6 +503,7 @@ static bool rec_module(parser_t *p, const field_t *fs, size_t n) {
               get_hex(p, fs, n, "hi", &m->hi) &&
               get_text(p, fs, n, "build_id", false, &m->build_id) &&
               get_text(p, fs, n, "path", true, &m->path) &&
+              (m->shown = text_shown(m->path)) != NULL &&
               get_u32(p, fs, n, "gen_lo", false, &m->gen_lo) &&
               get_u64(p, fs, n, "unloaded", false, &unloaded);
     if (ok && find(fs, n, "gen_hi"))
@@ -418,7 +512,7 @@ static bool rec_module(parser_t *p, const field_t *fs, size_t n) {
     if (!ok)
         return false;
     if (m->hi <= m->lo)
-        return fail(p, "module %s covers no addresses", m->path);
+        return fail(p, "module %s covers no addresses", m->shown);
     m->unloaded = unloaded != 0;
     m->gen_hi = m->unloaded ? gen_hi : UINT32_MAX;
     return true;
@@ -689,30 +783,51 @@ static bool parse_text_dump(parser_t *p, const char *text, size_t len) {
 }
 
 /* ---- input ----------------------------------------------------------------------------------- */
+/* A zstd frame of a dump, decompressed into memory. Bounded by what a dump can be: it must start
+ * as one (checked in the first 64 KiB, so a file of zeros stops at once), and expand at most
+ * MAX_RATIO times (at least to MIN_EXPANDED), unless --max-text says otherwise. */
 static bool decompress(parser_t *p, const char *in, size_t inlen, char **out, size_t *outlen) {
+    size_t limit = max_text;
+    if (!limit) {
+        limit = inlen > MAX_TEXT / MAX_RATIO ? MAX_TEXT : inlen * MAX_RATIO;
+        if (limit < MIN_EXPANDED)
+            limit = MIN_EXPANDED;
+    }
     ZSTD_DCtx *z = ZSTD_createDCtx();
     if (!z)
         return fail(p, "out of memory");
-    size_t cap = inlen * 4 + 4096, len = 0;
+    size_t cap = 65536, len = 0;
     char *buf = malloc(cap);
     ZSTD_inBuffer ib = {in, inlen, 0};
     size_t ret = 1;
-    bool ok = buf != NULL;
+    bool ok = buf != NULL || fail(p, "out of memory"), checked = false;
+    static const char magic[] = "tally-dump ";
     while (ok) {
-        if (cap - len < 65536) {
-            if (cap >= MAX_TEXT) {
-                ok = fail(p, "decompresses to more than %zu MiB: not a dump", MAX_TEXT >> 20);
+        if (!checked && (len >= sizeof magic - 1 || len == cap)) {
+            checked = true;
+            if (memcmp(buf, magic, sizeof magic - 1) != 0) {
+                ok = fail(p, "zstd data that is not a tallymalloc dump (no 'tally-dump' line "
+                             "at the start)");
                 break;
             }
-            char *nb = realloc(buf, cap * 2);
+        }
+        if (len == cap) {
+            if (cap >= limit) {
+                ok = fail(p, "decompresses to more than %zu MiB (%zu times its size): not a dump "
+                             "tally wrote; --max-text SIZE reads larger ones",
+                          limit >> 20, limit / (inlen ? inlen : 1));
+                break;
+            }
+            size_t ncap = cap * 2 < limit ? cap * 2 : limit;
+            char *nb = realloc(buf, ncap);
             if (!nb) {
                 ok = fail(p, "out of memory");
                 break;
             }
             buf = nb;
-            cap *= 2;
+            cap = ncap;
         }
-        ZSTD_outBuffer ob = {buf + len, cap - len, 0};
+        ZSTD_outBuffer ob = {buf + len, (checked ? cap : sizeof magic - 1) - len, 0};
         ret = ZSTD_decompressStream(z, &ob, &ib);
         len += ob.pos;
         if (ZSTD_isError(ret)) {
@@ -741,7 +856,12 @@ static bool parse_bytes(const char *name, char *data, size_t len, bool own, dump
                         size_t errlen) {
     memset(d, 0, sizeof *d);
     d->path = name;
+    d->path_shown = text_shown(name);
     parser_t p = {.name = name, .err = err, .errlen = errlen, .d = d};
+    if (!d->path_shown) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
     char *text = NULL;
     size_t tlen = 0;
     bool ok;
@@ -788,19 +908,28 @@ bool dump_parse(const char *name, const char *data, size_t len, dump_t *d, char 
 
 bool dump_load(const char *path, dump_t *d, char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO nobody writes would wait forever */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return false;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
+        snprintf(err, errlen, "%s: not a regular file (%s): not a dump", path,
+                 S_ISFIFO(st.st_mode)  ? "a FIFO"
+                 : S_ISCHR(st.st_mode) ? "a character device"
+                 : S_ISDIR(st.st_mode) ? "a directory"
+                 : S_ISSOCK(st.st_mode) ? "a socket"
+                                        : "a device");
         close(fd);
         return false;
     }
-    if ((uint64_t)st.st_size > MAX_TEXT) {
-        snprintf(err, errlen, "%s: larger than 8 GiB: not a tallymalloc dump", path);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    size_t most = max_text ? max_text : MAX_TEXT;
+    if ((uint64_t)st.st_size > most) {
+        snprintf(err, errlen, "%s: larger than %zu MiB: not a tallymalloc dump%s", path,
+                 most >> 20, max_text ? "" : " (--max-text SIZE reads larger ones)");
         close(fd);
         return false;
     }
@@ -831,6 +960,7 @@ void dump_free(dump_t *d) {
     for (size_t i = 0; i < d->nmodules; i++) {
         free(d->modules[i].build_id);
         free(d->modules[i].path);
+        free(d->modules[i].shown);
     }
     free(d->modules);
     free(d->program);
@@ -845,6 +975,7 @@ void dump_free(dump_t *d) {
     free(d->node_ip);
     free(d->node_parent);
     free(d->text);
+    free(d->path_shown);
     const char *path = d->path;
     memset(d, 0, sizeof *d);
     d->path = path;

@@ -22,7 +22,8 @@ extern const char *const dheur_names[DHEUR_N];
 typedef struct dmodule_s {
     uint64_t base, lo, hi;
     char *build_id; /* hex, or NULL for "-" */
-    char *path;
+    char *path;  /* as the dump has it: the file to open */
+    char *shown; /* the same, safe to print (text_shown) */
     bool unloaded;
     uint32_t gen_lo, gen_hi; /* gen_hi is UINT32_MAX for a loaded module */
 } dmodule_t;
@@ -65,7 +66,8 @@ typedef struct dblock_s {
 } dblock_t;
 
 typedef struct dump_s {
-    const char *path;
+    const char *path;  /* the file read */
+    char *path_shown;  /* the same, safe to print */
     /* header */
     char *program, *mode, *unwinder, *reason, *version;
     uint64_t pid, ppid, sample_interval, count_scale, depth, start_ns, dump_ns, duration_ns;
@@ -118,6 +120,16 @@ bool dump_load(const char *path, dump_t *d, char *err, size_t errlen);
 bool dump_parse(const char *name, const char *data, size_t len, dump_t *d, char *err,
                 size_t errlen);
 void dump_free(dump_t *d);
+/* The most text a dump may hold (0: the default, 8 GiB, and a compressed one at most 200 times
+ * its size, at least 64 MiB): `--max-text`. */
+void dump_set_max_text(size_t bytes);
+
+/* Text from a file tally did not write (a dump's names, a binary's symbols), safe to print:
+ * control bytes, C1 controls and bytes that are not UTF-8 become \xNN (\r, \n, \t). A copy
+ * (malloc'd; NULL on failure). text_escape writes it into out (cap bytes, truncated, always
+ * terminated when cap > 0) and returns its full length. */
+char *text_shown(const char *in);
+size_t text_escape(char *out, size_t cap, const char *in);
 
 /* Counts in the dump are multiplied by count_scale: this turns one into a number of events. */
 static inline double dump_count(const dump_t *d, uint64_t v) {

@@ -304,7 +304,7 @@ int flame_write(FILE *f, const dump_t *d, symbolizer_t *sym, const flame_opts_t 
     if (strcmp(o->measure, "leaked") == 0 && !d->has_blocks) {
         tool_error("%s: --measure leaked needs a dump of every allocation written at exit "
                    "(`tally run --leaks`)",
-                   d->path);
+                   d->path_shown);
         return 2;
     }
     fnode_t *root = node_new("all");

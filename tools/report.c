@@ -580,7 +580,7 @@ int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
     if (!d->has_blocks) {
         tool_error("%s: no list of live blocks: it is a %s dump%s (run the program with "
                    "`tally run --leaks`, or TALLY_LEAKS=1)",
-                   d->path, d->all_mode ? "all-mode" : "sample-mode",
+                   d->path_shown, d->all_mode ? "all-mode" : "sample-mode",
                    d->all_mode ? " written before exit" : "");
         return 2;
     }

@@ -73,7 +73,9 @@ const char *sym_basename(const char *path) {
     return s ? s + 1 : path;
 }
 
-static const char *intern(symbolizer_t *s, const char *str) {
+/* A copy of str kept until sym_free; names from binaries are kept escaped (text_shown), since
+ * they are only ever shown. raw: str is already safe (a list of escaped names). */
+static const char *intern_as(symbolizer_t *s, const char *str, bool raw) {
     if (!str)
         return NULL;
     /* A linear intern would be slow; names repeat per address only, so plain copies do. */
@@ -85,10 +87,14 @@ static const char *intern(symbolizer_t *s, const char *str) {
         s->strs = n;
         s->cap_strs = cap;
     }
-    char *c = strdup(str);
+    char *c = raw ? strdup(str) : text_shown(str);
     if (c)
         s->strs[s->nstrs++] = c;
     return c;
+}
+
+static const char *intern(symbolizer_t *s, const char *str) {
+    return intern_as(s, str, false);
 }
 
 static const char *demangled(symbolizer_t *s, const char *name) {
@@ -284,12 +290,14 @@ static const char *aliases_of(symbolizer_t *s, smod_t *sm, GElf_Addr start, cons
     for (size_t i = lo; i < sm->nfn && sm->fn[i].addr == start; i++) {
         if (name && strcmp(sm->fn[i].name, name) == 0)
             continue;
-        int w = snprintf(buf + len, sizeof buf - len, "%s%s", len ? "\n" : "", sm->fn[i].name);
+        char *shown = text_shown(sm->fn[i].name);
+        int w = shown ? snprintf(buf + len, sizeof buf - len, "%s%s", len ? "\n" : "", shown) : -1;
+        free(shown);
         if (w < 0 || (size_t)w >= sizeof buf - len)
             break;
         len += (size_t)w;
     }
-    return len ? intern(s, buf) : NULL;
+    return len ? intern_as(s, buf, true) : NULL;
 }
 
 /* The frames at address a (ip - 1) of an open module. */
@@ -304,7 +312,7 @@ static int resolve(symbolizer_t *s, smod_t *sm, const dmodule_t *m, uint64_t ip,
     Dwfl_Line *l = dwfl_module_getsrc(sm->mod, a);
     if (l)
         file = dwfl_lineinfo(l, NULL, &line, NULL, NULL, NULL);
-    sym_frame_t base = {.module = m->path, .offset = ip - m->base, .ip = ip};
+    sym_frame_t base = {.module = m->shown, .offset = ip - m->base, .ip = ip};
     const char *aliases = symname && s->want_aliases ? aliases_of(s, sm, a - off, symname) : NULL;
     int n = 0;
     Dwarf_Addr bias = 0;
@@ -394,7 +402,7 @@ int sym_lookup(symbolizer_t *s, uint64_t ip, uint32_t gen, sym_frame_t *out, int
     if (n == 0) {
         tmp[0] = (sym_frame_t){.ip = ip};
         if (mi >= 0) {
-            tmp[0].module = s->d->modules[mi].path;
+            tmp[0].module = s->d->modules[mi].shown;
             tmp[0].offset = ip - s->d->modules[mi].base;
         }
         n = 1;

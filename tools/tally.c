@@ -78,7 +78,9 @@ static const char usage_report[] =
     "                   allocated (bytes), count (allocations), temporary\n"
     "  --top N          how many call sites (default 10; 0 for all)\n"
     "  --json           JSON instead of text (docs/JSON.md)\n"
-    "  --debug-dir DIR  also look for separate debug files under DIR, as under /usr/lib/debug\n";
+    "  --debug-dir DIR  also look for separate debug files under DIR, as under /usr/lib/debug\n"
+    "  --max-text SIZE  read a dump of up to SIZE of text (default: a compressed dump may\n"
+    "                   expand 200 times, to at least 64M; 8G uncompressed)\n";
 
 static const char usage_leaks[] =
     "usage: tally leaks [--kinds LIST] [--suppressions FILE] [--error-exitcode N] [--json]\n"
@@ -96,7 +98,8 @@ static const char usage_leaks[] =
     "                      valgrind's Memcheck:Leak blocks; counted as \"suppressed\"\n"
     "  --error-exitcode N  exit with N when a block of the kinds shown is live (for CI jobs)\n"
     "  --json              JSON instead of text (docs/JSON.md)\n"
-    "  --debug-dir DIR     also look for separate debug files under DIR\n";
+    "  --debug-dir DIR     also look for separate debug files under DIR\n"
+    "  --max-text SIZE     read a larger dump than the default bounds (see report)\n";
 
 static const char usage_flame[] =
     "usage: tally flame [--measure MEASURE] [--folded | --json] [--debug-dir DIR] DUMP > graph.svg\n"
@@ -110,7 +113,8 @@ static const char usage_flame[] =
     "                     with the leak check, those definitely, indirectly or possibly lost)\n"
     "  --folded           `outermost;...;innermost BYTES` lines instead of SVG\n"
     "  --json             the tree as JSON ({name, value, children}, as d3-flame-graph reads)\n"
-    "  --debug-dir DIR    also look for separate debug files under DIR\n";
+    "  --debug-dir DIR    also look for separate debug files under DIR\n"
+    "  --max-text SIZE    read a larger dump than the default bounds (see report)\n";
 
 static const char usage_diff[] =
     "usage: tally diff [--sort MEASURE] [--top N] [--json] [--debug-dir DIR] OLD NEW\n"
@@ -123,7 +127,8 @@ static const char usage_diff[] =
     "                   peak (bytes at the program-wide peak): the growth that sorts the sites\n"
     "  --top N          how many call sites (default 10; 0 for all)\n"
     "  --json           JSON instead of text (docs/JSON.md)\n"
-    "  --debug-dir DIR  also look for separate debug files under DIR\n";
+    "  --debug-dir DIR  also look for separate debug files under DIR\n"
+    "  --max-text SIZE  read larger dumps than the default bounds (see report)\n";
 
 static const char usage_html[] =
     "usage: tally html [-o FILE] [--top N] [--debug-dir DIR] DUMP\n"
@@ -134,7 +139,8 @@ static const char usage_html[] =
     "\n"
     "  -o, --output FILE  write the page here (default: standard output)\n"
     "  --top N            call sites in the table (default 100; 0 for all)\n"
-    "  --debug-dir DIR    also look for separate debug files under DIR\n";
+    "  --debug-dir DIR    also look for separate debug files under DIR\n"
+    "  --max-text SIZE    read a larger dump than the default bounds (see report)\n";
 
 static const struct {
     const char *name;
@@ -154,9 +160,12 @@ static const char *usage_of(const char *cmd) {
 }
 
 static int bad_usage(const char *cmd, const char *fmt, const char *arg) {
-    fprintf(stderr, "%s: ", tool_name);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see `tally help %s`)\n", cmd);
+    char msg[1024];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(msg, sizeof msg, fmt, arg);
+#pragma GCC diagnostic pop
+    tool_error("%s (see `tally help %s`)", msg, cmd); /* escaped: arg is the user's text */
     return 2;
 }
 
@@ -176,6 +185,15 @@ static bool parse_size(const char *s, unsigned long long *out) {
     if (errno || *end || v == 0 || (shift && v > (~0ULL >> shift)))
         return false;
     *out = v << shift;
+    return true;
+}
+
+/* "--max-text SIZE": the most text a dump may hold, compressed or not */
+static bool set_max_text(const char *s) {
+    unsigned long long v;
+    if (!parse_size(s, &v) || v > SIZE_MAX / 2)
+        return false;
+    dump_set_max_text((size_t)v);
     return true;
 }
 
@@ -215,7 +233,8 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         {"error-exitcode", required_argument, NULL, 'e'}, {"help", no_argument, NULL, 'h'},
         {"measure", required_argument, NULL, 'm'},   {"folded", no_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'o'},    {"kinds", required_argument, NULL, 'k'},
-        {"suppressions", required_argument, NULL, 'S'}, {NULL, 0, NULL, 0}};
+        {"suppressions", required_argument, NULL, 'S'}, {"max-text", required_argument, NULL, 'M'},
+        {NULL, 0, NULL, 0}};
     bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
          is_flame = strcmp(cmd, "flame") == 0, is_html = strcmp(cmd, "html") == 0;
     int c;
@@ -259,6 +278,10 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             fo.folded = true;
             break;
         case 'd': debug_dir = optarg; break;
+        case 'M':
+            if (!set_max_text(optarg))
+                return bad_usage(cmd, "--max-text %s: want a size such as 2G", optarg);
+            break;
         case 'S':
             if (!is_leaks)
                 return bad_usage(cmd, "--suppressions: an option of leaks (%s)", optarg);
@@ -609,7 +632,7 @@ static int cmd_run(int argc, char **argv) {
                                   : ": the profiler writes at exit (TALLY_SIGNAL and "
                                     "TALLY_INTERVAL write dumps while a program runs)");
     } else if (!dump_load(main_dump, &d, err, sizeof err)) {
-        fprintf(stderr, "%s: %s\n", tool_name, err);
+        tool_error("%s", err);
     } else {
         char a[32], b[32], p[32];
         double allocs = 0;
@@ -655,7 +678,8 @@ static int diff_cmd(int argc, char **argv) {
     static const struct option opts[] = {
         {"sort", required_argument, NULL, 's'}, {"top", required_argument, NULL, 't'},
         {"json", no_argument, NULL, 'j'},       {"debug-dir", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+        {"help", no_argument, NULL, 'h'},       {"max-text", required_argument, NULL, 'M'},
+        {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
     opterr = 0;
@@ -672,6 +696,10 @@ static int diff_cmd(int argc, char **argv) {
             break;
         case 'j': o.json = true; break;
         case 'd': debug_dir = optarg; break;
+        case 'M':
+            if (!set_max_text(optarg))
+                return bad_usage("diff", "--max-text %s: want a size such as 2G", optarg);
+            break;
         case 'h': fputs(usage_diff, stdout); return 0;
         case ':': return bad_usage("diff", "%s needs a value", argv[optind - 1]);
         default: return bad_usage("diff", "unknown option %s", argv[optind - 1]);

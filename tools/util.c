@@ -9,13 +9,16 @@
 
 const char *tool_name = "tally";
 
+/* One line on stderr, escaped (text_escape): an error names files and quotes dumps that may
+ * hold terminal controls or line breaks. */
 void tool_error(const char *fmt, ...) {
+    char raw[2048], shown[4096];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", tool_name);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    text_escape(shown, sizeof shown, raw);
+    fprintf(stderr, "%s: %s\n", tool_name, shown);
 }
 
 double site_measure(const dump_t *d, const dsite_t *s, const char *m) {
