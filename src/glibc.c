@@ -93,14 +93,18 @@ static const struct link_map *libc_map(void) {
     return NULL;
 }
 
+/* A libc we cannot read (never seen on glibc): the next definition after ours is glibc's. But
+ * not from inside the first allocation, whose dlsym could allocate and wait for itself. */
+static bool may_dlsym;
+
 static void *libc_sym(const struct link_map *m, const char *name) {
     void *p = m ? (void *)elf_lookup(m->l_addr, m->l_ld, name) : NULL;
-    /* A libc we cannot read: the next definition after ours is glibc's. */
-    return p ? p : dlsym(RTLD_NEXT, name);
+    return p || !may_dlsym ? p : dlsym(RTLD_NEXT, name);
 }
 
-/* Once, from the first allocation (tally_init_global), or from whichever call needs glibc
- * first. free is stored last: it is the "resolved" flag. Racing callers store the same values. */
+/* From the first allocation (tally_init_global), and again from whichever call needs glibc
+ * if that failed. free is stored last: it is the "resolved" flag. Racing callers store the
+ * same values. */
 static noinline void glibc_resolve(void) {
     const struct link_map *m = libc_map();
     libc_fn.realloc = (void *(*)(void *, size_t))libc_sym(m, "__libc_realloc");
@@ -117,6 +121,7 @@ static noinline void glibc_resolve(void) {
 void glibc_init(void) {
     if (!atomic_load_explicit(&libc_fn.free, memory_order_acquire))
         glibc_resolve();
+    may_dlsym = true;
 }
 
 static inline void glibc_ready(void) {
