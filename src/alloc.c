@@ -292,12 +292,10 @@ static inline __attribute__((always_inline)) bool block_start_ok(const pool_t *p
  * whose word 1 merely holds the key (the program put it there) goes on. fn: the call. */
 static noinline cold void check_suspect(pool_t *p, void *ptr, void *caller, const char *fn) {
     if (!block_start_ok(p, ptr)) {
-        /* malloc_trim resets an empty pool's carve mark: its old blocks fail the test above */
-        uint32_t off = (uint32_t)((uintptr_t)ptr & (POOL_SIZE - 1)) - (uint32_t)POOL_HEADER;
-        if (p->state == POOL_EMPTY && off < POOL_SIZE - POOL_HEADER &&
-            off * p->div_magic < p->div_magic)
-            heap_error(fn, "double free detected (the block's pool has no block in use)", ptr,
-                       p->bsize, caller);
+        /* a pool that malloc_trim gave back reads as never used, but was used */
+        if (p->state == POOL_FRESH && (uintptr_t)p < __atomic_load_n(&g.next_pool, __ATOMIC_RELAXED))
+            heap_error(fn, "double free or invalid pointer (its pool has no block in use: "
+                           "malloc_trim gave its memory back)", ptr, 0, caller);
         heap_error(fn, "invalid pointer (not a block this allocator handed out)", ptr, 0, caller);
     }
     if (heap_block_is_free(p, ptr))

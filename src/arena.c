@@ -3,11 +3,13 @@
  * one mutex that only slow paths take. Arenas are never returned to the operating system. */
 #include "internal.h"
 
+#include <string.h>
 #include <sys/auxv.h>
 #include <sys/resource.h>
 
 global_t g = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
+    .trimming = ATOMIC_FLAG_INIT,
 };
 
 void arena_lock(void) {
@@ -64,6 +66,8 @@ pool_t *arena_pool_fresh_or_empty(void) {
         p = g.empty;
         g.empty = p->gnext;
         g.nempty--;
+    } else if (g.ntrimmed) {
+        p = (pool_t *)(g.base + (uintptr_t)g.trimmed[--g.ntrimmed] * POOL_SIZE);
     } else {
         if (g.next_pool == g.committed) {
             if (g.committed - g.base + ARENA_SIZE <= g.reserve &&
@@ -93,26 +97,41 @@ void arena_pool_push_empty(pool_t *p) {
     arena_unlock();
 }
 
-/* malloc_trim: the empty pools give their pages back, all but the first (the header, which
- * holds the stack's link, and the pool's class for the profiler). A trimmed pool is reset to
- * nothing carved, so that a stale free of one of its old blocks, whose free key the discard
- * wiped, is still refused (alloc.c's block_start_ok); it is carved afresh when reused. Pools
- * trimmed before (carved == 0) are skipped. */
+/* malloc_trim: every empty pool on the global stack gives all its memory back, header
+ * included, so a trimmed pool reads as one never used (state FRESH, nothing carved, no profiler
+ * table) and is set up afresh when reused. Its link is gone with its header, so trimmed pools
+ * are kept out of line: their indexes on a stack of their own, mapped at the first trim (4
+ * bytes per pool of the reservation, touched only as far as it is used), taken before fresh
+ * pools. A stale free of one of its old blocks still fails free's check (nothing carved).
+ * One trim at a time: the pools being discarded are on neither stack meanwhile, their indexes
+ * waiting above the trimmed stack's top, which only the trimmer raises. */
 size_t arena_trim(void) {
-    size_t page = os_page_size(), n = 0;
-    if (page >= POOL_SIZE)
-        return 0;
+    if (atomic_flag_test_and_set_explicit(&g.trimming, memory_order_acquire))
+        return 0; /* another thread is trimming */
+    size_t n = 0, cap = g.reserve / POOL_SIZE;
     arena_lock();
-    for (pool_t *p = g.empty; p; p = p->gnext) {
-        if (p->carved == 0)
-            continue;
-        p->free = NULL;
-        p->carved = 0;
-        __atomic_store_n(&p->carve_end, 0, __ATOMIC_RELEASE);
-        os_discard((char *)p + page, POOL_SIZE - page);
-        n++;
+    if (!g.trimmed)
+        g.trimmed = os_map((cap * sizeof(uint32_t) + 4095) & ~(size_t)4095);
+    size_t top = g.ntrimmed;
+    while (g.trimmed && g.empty && top + n < cap) {
+        pool_t *p = g.empty;
+        g.empty = p->gnext;
+        g.nempty--;
+        g.trimmed[top + n++] = (uint32_t)(((uintptr_t)p - g.base) / POOL_SIZE);
     }
     arena_unlock();
+    for (size_t i = 0; i < n; i++) {
+        pool_t *p = (pool_t *)(g.base + (uintptr_t)g.trimmed[top + i] * POOL_SIZE);
+        prof_pool_release(p);
+        __atomic_store_n(&p->carve_end, 0, __ATOMIC_RELEASE);
+        os_discard(p, POOL_SIZE);
+    }
+    arena_lock();
+    /* Pools taken meanwhile lowered the top (only the trimmer pushes): ours go on it. */
+    memmove(g.trimmed + g.ntrimmed, g.trimmed + top, n * sizeof *g.trimmed);
+    g.ntrimmed += n;
+    arena_unlock();
+    atomic_flag_clear_explicit(&g.trimming, memory_order_release);
     return n;
 }
 
@@ -172,4 +191,6 @@ pool_t *arena_abandoned_claim(unsigned c) {
 
 void arena_fork_child(void) {
     pthread_mutex_init(&g.lock, NULL);
+    /* a trim another thread was making is lost with it: its pools stay out of both stacks */
+    atomic_flag_clear(&g.trimming);
 }

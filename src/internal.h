@@ -121,6 +121,9 @@ typedef struct global_s {
     uintptr_t committed;    /* end of the RW part of the range (global lock) */
     pool_t *empty;          /* stack of empty pools, any class (global lock) */
     size_t nempty;
+    uint32_t *trimmed;      /* indexes of pools malloc_trim gave back (global lock; arena_trim) */
+    size_t ntrimmed;
+    atomic_flag trimming;   /* one arena_trim at a time */
     pool_t *abandoned[NCLASSES];          /* partial pools of exited threads (global lock) */
     _Atomic unsigned nabandoned[NCLASSES]; /* read without the lock to skip it */
     pthread_mutex_t lock;
@@ -149,7 +152,7 @@ pool_t *arena_abandoned_claim(unsigned c); /* a partial pool of class c, now own
 void arena_lock(void);
 void arena_unlock(void);
 void arena_fork_child(void);
-size_t arena_trim(void); /* empty pools on the global stack give back their pages; how many */
+size_t arena_trim(void); /* empty pools on the global stack give back their memory; how many */
 
 /* ---- pool.c: operations on one pool, by its owner unless said otherwise ------------------- */
 void pool_init(pool_t *p, unsigned c, struct heap_s *h);
@@ -228,6 +231,7 @@ void prof_free_small(pool_t *p, void *ptr); /* p->prof != NULL */
 
 void prof_free_large(void *ptr);
 void prof_pool_init(pool_t *p, unsigned c); /* before p is set up for class c */
+void prof_pool_release(pool_t *p);          /* an empty pool gives up its table (malloc_trim) */
 void prof_heap_init(heap_t *h);
 void prof_start(void);                      /* from the constructor */
 void prof_fork_prepare(void);

@@ -630,6 +630,16 @@ void prof_pool_init(pool_t *p, unsigned c) {
     pthread_mutex_unlock(&tab_lock);
 }
 
+void prof_pool_release(pool_t *p) {
+    ptag_t *old = atomic_load_explicit(&p->prof, memory_order_relaxed);
+    if (!old)
+        return;
+    pthread_mutex_lock(&tab_lock);
+    table_put_locked(old, p->szidx);
+    atomic_store_explicit(&p->prof, NULL, memory_order_release);
+    pthread_mutex_unlock(&tab_lock);
+}
+
 /* all mode: entries change without a lock; only the block's owner of the moment writes its
  * entry, and the table lives as long as the pool serves its class. */
 /* all mode: a pool set up before the profiler started gets its table at its first tracked
