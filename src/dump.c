@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -622,6 +623,9 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     kv(f, "sites", nsites);
     kv(f, "pinned_pool_bytes", pc.pool_bytes);
     kv(f, "pinned_large_bytes", pc.large_bytes);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) /* the kernel's high-water mark, in KiB */
+        kv(f, "max_rss_bytes", (uint64_t)ru.ru_maxrss * 1024);
     unwind_counts_t uc;
     unwind_counts(&uc);
     kv(f, "unwind_stacks", uc.stacks);

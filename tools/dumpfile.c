@@ -489,7 +489,8 @@ static bool rec_totals(parser_t *p, const field_t *fs, size_t n) {
            get_i64(p, fs, n, "peak_bytes", false, &d->peak_bytes) &&
            get_u64(p, fs, n, "sites", false, &d->nsites_total) &&
            get_u64(p, fs, n, "pinned_pool_bytes", false, &d->pinned_pool_bytes) &&
-           get_u64(p, fs, n, "pinned_large_bytes", false, &d->pinned_large_bytes);
+           get_u64(p, fs, n, "pinned_large_bytes", false, &d->pinned_large_bytes) &&
+           get_u64(p, fs, n, "max_rss_bytes", false, &d->max_rss_bytes);
 }
 
 static bool rec_module(parser_t *p, const field_t *fs, size_t n) {

@@ -74,6 +74,7 @@ typedef struct dump_s {
     uint32_t gen;
     /* totals */
     uint64_t total_alloc_bytes, nsites_total, pinned_pool_bytes, pinned_large_bytes;
+    uint64_t max_rss_bytes; /* 0: not in the dump */
     int64_t total_live_bytes, peak_bytes;
     bool leak_check; /* the blocks carry their kinds */
     uint64_t leak_approx, leak_threads, leak_unstopped, leak_scan_ns, leak_root_bytes,

@@ -84,6 +84,9 @@ static void print_header(FILE *f, const dump_t *d, const char *what) {
                    "marked ~ are estimates\n",
                 fmt_size(b, (double)d->sample_interval));
     }
+    char note[512];
+    if (unprofiled_note(d, note, sizeof note))
+        fprintf(f, "  note: %s\n", note);
 }
 
 static void print_stack(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t *s,
@@ -251,6 +254,13 @@ static void json_dump_info(FILE *f, const dump_t *d, bool *first) {
     json_key(f, "reason", &fi);
     json_str(f, d->reason);
     json_num(f, "duration_ns", (double)d->duration_ns, &fi);
+    if (d->max_rss_bytes)
+        json_num(f, "max_rss_bytes", (double)d->max_rss_bytes, &fi);
+    char note[512];
+    if (unprofiled_note(d, note, sizeof note)) {
+        json_key(f, "note", &fi);
+        json_str(f, note);
+    }
     fputc('}', f);
 }
 

@@ -65,7 +65,10 @@ static const char usage_run[] =
     "                      indirectly or possibly lost (for CI jobs)\n"
     "      --suppressions FILE  with --leaks: as in `tally leaks`\n"
     "      --stats         also print the allocator's statistics at exit\n"
-    "      --lib PATH      the library to preload (default: beside tally, or the build tree's)\n";
+    "      --lib PATH      the library to preload (default: beside tally, or the build tree's)\n"
+    "\n"
+    "PYTHONMALLOC=malloc is set unless PYTHONMALLOC is: CPython's own allocator takes memory\n"
+    "with mmap, where the profiler does not see it.\n";
 
 static const char usage_report[] =
     "usage: tally report [--sort MEASURE] [--top N] [--json] [--debug-dir DIR] DUMP\n"
@@ -550,6 +553,7 @@ static int cmd_run(int argc, char **argv) {
     }
     struct timespec started;
     clock_gettime(CLOCK_REALTIME_COARSE, &started); /* the clock file times come from */
+    bool python_env_set = getenv("PYTHONMALLOC") != NULL;
 
     /* The child's environment: the library first in LD_PRELOAD. */
     const char *old = getenv("LD_PRELOAD");
@@ -586,6 +590,10 @@ static int cmd_run(int argc, char **argv) {
             setenv("TALLY_STATS", "1", 1);
         if (leaks)
             setenv("TALLY_LEAKS", "quiet", 1); /* tally prints the report, symbolized */
+        /* CPython's pymalloc takes its memory with mmap, out of the profiler's sight: with
+         * this, Python objects come through malloc too. Harmless to any other program. */
+        if (!python_env_set)
+            setenv("PYTHONMALLOC", "malloc", 1);
         execvp(prog, argv + optind);
         int e = errno;
         fprintf(stderr, "%s: cannot run %s: %s\n", tool_name, prog, strerror(e));
@@ -642,9 +650,16 @@ static int cmd_run(int argc, char **argv) {
         size_t cl = strlen(cwd);
         if (strncmp(main_dump, cwd, cl) == 0 && main_dump[cl] == '/')
             shown = main_dump + cl + 1;
-        fprintf(stderr, "%s: dump %s (%s): %s%s allocations, peak %s%s\n", tool_name, shown,
+        bool python = dump_is_python(&d);
+        fprintf(stderr, "%s: dump %s (%s): %s%s allocations, peak %s%s%s\n", tool_name, shown,
                 d.all_mode ? "every allocation" : "sampled", d.all_mode ? "" : "~",
-                fmt_count(a, allocs), d.all_mode ? "" : "~", fmt_size(p, (double)d.peak_bytes));
+                fmt_count(a, allocs), d.all_mode ? "" : "~", fmt_size(p, (double)d.peak_bytes),
+                python && !python_env_set
+                    ? "; Python ran with PYTHONMALLOC=malloc, so its objects are in it"
+                    : "");
+        char note[512];
+        if (unprofiled_note(&d, note, sizeof note))
+            tool_error("note: %s", note);
         if (d.leak_check) {
             /* what memcheck and LeakSanitizer print at exit: the leaks and the summary */
             symbolizer_t *sym = sym_new(&d, NULL);

@@ -96,6 +96,33 @@ const char *fmt_interval(char buf[96], const dump_t *d, interval_t iv, bool byte
     return buf;
 }
 
+bool dump_is_python(const dump_t *d) {
+    for (size_t i = 0; i < d->nmodules; i++) {
+        const char *b = sym_basename(d->modules[i].path);
+        if (b && (strncmp(b, "python", 6) == 0 || strncmp(b, "libpython", 9) == 0))
+            return true;
+    }
+    return false;
+}
+
+/* RSS far above the profiled peak: more than twice the peak and 64 MiB more than it (a program's
+ * own code, libraries and stacks are in RSS too, and are not allocations). */
+bool unprofiled_note(const dump_t *d, char *buf, size_t n) {
+    double rss = (double)d->max_rss_bytes, peak = d->peak_bytes > 0 ? (double)d->peak_bytes : 0;
+    if (rss <= 2 * peak || rss - peak <= (double)(64 << 20))
+        return false;
+    char r[32], p[32];
+    bool py = dump_is_python(d);
+    snprintf(buf, n,
+             "the process's RSS reached %s but the profiled peak is %s%s: the rest did not come "
+             "from malloc (%s)",
+             fmt_size(r, rss), d->all_mode ? "" : "~", fmt_size(p, peak),
+             py ? "Python's own allocator, pymalloc, takes memory with mmap: run with "
+                  "PYTHONMALLOC=malloc, as `tally run` does unless PYTHONMALLOC is set"
+                : "mapped files, the program's own mmap, or an allocator of its own");
+    return true;
+}
+
 int load_or_complain(const char *path, dump_t *d) {
     char err[512];
     if (dump_load(path, d, err, sizeof err))

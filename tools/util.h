@@ -56,6 +56,12 @@ bool site_rankable(const dump_t *d, const dsite_t *s, const char *m);
 /* "" in all mode; else "95%: LO to HI" (or "95%: up to HI"), as sizes (bytes) or counts */
 const char *fmt_interval(char buf[96], const dump_t *d, interval_t iv, bool bytes);
 
+/* The dump is of a CPython process (a python* or libpython* module). */
+bool dump_is_python(const dump_t *d);
+/* When the process's peak RSS is far above the profiled peak, a sentence saying so and naming
+ * the likely cause into buf; false when there is nothing to say. */
+bool unprofiled_note(const dump_t *d, char *buf, size_t n);
+
 /* Reports failure of the reader in one line and returns the exit status for it. */
 int load_or_complain(const char *path, dump_t *d);
 

@@ -32,6 +32,8 @@ else:
             j[side]["program"] = os.path.basename(j[side]["program"] or "")
             j[side]["pid"] = 0
             j[side]["duration_ns"] = 0
+            if j[side].get("max_rss_bytes", 0) > 0:  # varies by run; present and positive
+                j[side]["max_rss_bytes"] = "RSS"
             if "path" in j[side]:
                 j[side]["path"] = os.path.basename(j[side]["path"])
     j.pop("classes", None)

@@ -99,4 +99,32 @@ grep -q '^  sample mode: one allocation recorded per 64.0 KiB on average' rep.tx
     grep -q '^  allocations  ~' rep.txt || fail "the sampled report does not mark its estimates: $(head -5 rep.txt)"
 "$tally" report --json "$f" | /usr/bin/python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin)["dump"]["estimates"] is True else 1)' ||
     fail "the sampled report's JSON does not say estimates: true"
+
+# Python: tally run sets PYTHONMALLOC=malloc (pymalloc would take its memory with mmap, out of
+# the profiler's sight) and says so; with the user's own PYTHONMALLOC=pymalloc, the run and the
+# report say that RSS went far above the profiled peak, and why.
+py='x = [str(i) * 3 for i in range(1000000)]; print(len(x))'
+"$tally" run --lib "$TALLY_LIB" -o py.tly -- /usr/bin/python3 -c "$py" >o.txt 2>e.txt ||
+    fail "python3 under tally run failed: $(cat e.txt)"
+grep -q '^tally: dump py.tly .*; Python ran with PYTHONMALLOC=malloc' e.txt ||
+    fail "the summary does not say PYTHONMALLOC=malloc: $(cat e.txt)"
+grep -q 'note:' e.txt && fail "a note on a fully profiled Python run: $(cat e.txt)"
+/usr/bin/python3 -c 'import sys, dumpcheck; t = dumpcheck.parse(sys.argv[1])["totals"]; sys.exit(t["peak_bytes"] < 60 << 20)' py.tly ||
+    fail "with PYTHONMALLOC=malloc the peak should hold the million strings (over 60 MB)"
+# Through a script that finds python3 on PATH (a pyenv shim, if that is what PATH has first).
+printf '#!/usr/bin/env python3\nx = [str(i) for i in range(100000)]\n' >wrapped.py && chmod +x wrapped.py
+"$tally" run --lib "$TALLY_LIB" -o wrapped.tly -- ./wrapped.py >o.txt 2>e.txt ||
+    fail "a #!/usr/bin/env python3 script under tally run failed: $(cat e.txt)"
+grep -q '^tally: dump wrapped.tly .*; Python ran with PYTHONMALLOC=malloc' e.txt ||
+    fail "the wrapped Python run does not say PYTHONMALLOC=malloc: $(head -3 e.txt)"
+PYTHONMALLOC=pymalloc "$tally" run --lib "$TALLY_LIB" -o pym.tly -- /usr/bin/python3 -c "$py" >o.txt 2>e.txt ||
+    fail "python3 with pymalloc under tally run failed: $(cat e.txt)"
+grep -q 'PYTHONMALLOC=malloc, so' e.txt && fail "the user's PYTHONMALLOC was overridden: $(cat e.txt)"
+grep -q "^tally: note: the process's RSS reached .* but the profiled peak is .*pymalloc" e.txt ||
+    fail "no note on the unprofiled memory of pymalloc: $(cat e.txt)"
+"$tally" report pym.tly >rep.txt 2>&1 && grep -q '^  note: .*PYTHONMALLOC=malloc' rep.txt ||
+    fail "the report does not explain the unprofiled memory: $(head -5 rep.txt)"
+"$tally" report --json pym.tly | /usr/bin/python3 -c 'import json, sys; d = json.load(sys.stdin)["dump"]; sys.exit(0 if "pymalloc" in d["note"] and d["max_rss_bytes"] > 80 << 20 else 1)' ||
+    fail "the JSON report has no note or max_rss_bytes"
+"$tally" report "$f" | grep -q 'note:' && fail "a note on golden's report: $("$tally" report "$f" | head -4)"
 finish
