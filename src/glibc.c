@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 static struct {
     void (*_Atomic free)(void *);
@@ -93,8 +92,10 @@ static const struct link_map *libc_map(void) {
     return NULL;
 }
 
-/* A libc we cannot read (never seen on glibc): the next definition after ours is glibc's. But
- * not from inside the first allocation, whose dlsym could allocate and wait for itself. */
+/* A libc we cannot read (never seen on glibc): the next definition after ours, which is
+ * glibc's unless the program links another allocator (Debian's redis has jemalloc next in line,
+ * which would take glibc's blocks for its own: hence libc.so.6's own table first). Not from
+ * inside the first allocation, whose dlsym could allocate and wait for itself. */
 static bool may_dlsym;
 
 static void *libc_sym(const struct link_map *m, const char *name) {
@@ -172,7 +173,7 @@ static void pools_get(pools_t *o) {
     memset(o, 0, sizeof *o);
     if (!g.base)
         return;
-    stats_collect(&s);
+    stats_collect_pools(&s); /* the callers ask glibc for its own figures */
     o->arena = s.arena_bytes;
     o->in_use = s.in_use_bytes;
     o->free_bytes = s.arena_bytes - s.in_use_bytes;

@@ -435,23 +435,19 @@ void heap_free_slow(heap_t *h, pool_t *p, void *ptr) {
  * lock); every heap's cache of empty pools is under its lock. Lock order as for fork. */
 size_t heap_trim(void) {
     heap_t *me = tls_heap;
-    bool mine = me->kind == HEAP_REAL && !me->in_slow; /* not in a signal inside our slow path */
-    if (mine) {
-        heap_lock_slow(me);
-        if (atomic_load_explicit(&me->delayed, memory_order_relaxed))
-            heap_drain_delayed(me);
-        for (unsigned c = 0; c < NCLASSES; c++)
-            bin_flush(me, c, (unsigned)(me->bin[c].top - me->bin[c].low));
-        heap_unlock_slow(me);
-    }
     pthread_mutex_lock(&reg_lock);
     for (heap_t *h = reg_head; h; h = h->reg_next) {
-        if (h->kind != HEAP_REAL || (h == me && !mine))
+        if (h->kind != HEAP_REAL || (h == me && h->in_slow)) /* a signal inside our slow path */
             continue;
-        if (h == me)
+        if (h == me) {
             heap_lock_slow(h);
-        else
+            if (atomic_load_explicit(&h->delayed, memory_order_relaxed))
+                heap_drain_delayed(h);
+            for (unsigned c = 0; c < NCLASSES; c++)
+                bin_flush(h, c, (unsigned)(h->bin[c].top - h->bin[c].low));
+        } else {
             pthread_mutex_lock(&h->lock);
+        }
         while (h->nempty > 0)
             arena_pool_push_empty(h->empty[--h->nempty]);
         if (h == me)

@@ -145,9 +145,7 @@ __attribute__((constructor)) static void tally_constructor(void) {
      * freed) left pointers into the pools in stack memory that main's frames take over without
      * writing every slot; the leak check would take them for the program's pointers. */
     if (opt.leaks != LEAKS_OFF) {
-        prof_enter(); /* glibc reads the main thread's stack bounds with stdio */
-        unwind_stack_bounds();
-        prof_leave();
+        unwind_stack_bounds(); /* raw reads of /proc/self/maps: no allocation */
         prof_scrub_below(64 << 10);
     }
 }

@@ -47,7 +47,6 @@ void *os_map(size_t size);                /* fresh zeroed RW memory for our own 
 void os_unmap(void *p, size_t size);
 void os_discard(void *p, size_t size);    /* the pages' memory back to the system; they stay mapped
                                              and read as zero */
-size_t os_page_size(void);
 /* The os_map ranges now mapped, as pairs [lo, hi) into out (2 * max words); *complete is false
  * when some were not recorded (the registry is full) or did not fit. */
 unsigned os_meta_ranges(uintptr_t *out, unsigned max, bool *complete);
@@ -296,7 +295,7 @@ void unwind_getcontext(unwind_regs_t *r);
 bool unwind_caller(unwind_regs_t *r, uintptr_t hi);
 /* Bytes of this thread's stack below sp, less a page: 0 if sp is not on it (a signal's
  * alternate stack) or its bounds are not known (the walker learns them at its first walk, or
- * unwind_stack_bounds, which may allocate). */
+ * unwind_stack_bounds; neither allocates nor takes a lock). */
 size_t unwind_stack_below(uintptr_t sp);
 void unwind_stack_bounds(void);
 /* At the start (prof_start): what the walker must not look up inside an allocation. */
@@ -340,6 +339,7 @@ void prof_load_range(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_t *
 void stats_print_at_exit(void *unused); /* the exit handler (__cxa_atexit) */
 struct tally_stats;
 void stats_collect(struct tally_stats *s);
+void stats_collect_pools(struct tally_stats *s); /* the same without glibc's system_heap_bytes */
 uint64_t pool_pending_remote(const pool_t *p); /* remote frees not yet collected (bounded walk) */
 
 #endif /* TALLY_INTERNAL_H */

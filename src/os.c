@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <stdatomic.h>
-#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -106,15 +105,6 @@ void *os_map(size_t size) {
 void os_unmap(void *p, size_t size) {
     meta_remove(p);
     munmap(p, size);
-}
-
-size_t os_page_size(void) {
-    static size_t page;
-    if (!page) {
-        size_t v = (size_t)getauxval(AT_PAGESZ);
-        page = v ? v : 4096;
-    }
-    return page;
 }
 
 void os_discard(void *p, size_t size) {

@@ -41,7 +41,7 @@ uint64_t pool_pending_remote(const pool_t *p) {
     return n;
 }
 
-void stats_collect(struct tally_stats *s) {
+void stats_collect_pools(struct tally_stats *s) {
     memset(s, 0, sizeof *s);
     s->struct_size = sizeof *s;
     s->nclasses = NCLASSES;
@@ -89,6 +89,10 @@ void stats_collect(struct tally_stats *s) {
     }
     s->fragmentation =
         s->arena_bytes ? 1.0 - (double)s->in_use_bytes / (double)s->arena_bytes : 0.0;
+}
+
+void stats_collect(struct tally_stats *s) {
+    stats_collect_pools(s);
     struct mallinfo2 mi = glibc_mallinfo2();
     s->system_heap_bytes = mi.arena + mi.hblkhd;
 }

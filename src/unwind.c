@@ -27,8 +27,8 @@
  *      window it keeps in O(1).
  *
  * SAFETY
- *   Every word read lies in [rsp, hi) of the calling thread's own stack (hi from
- *   pthread_getattr_np, once per thread), and each step must move the CFA up. A stack this does
+ *   Every word read lies in [rsp, hi) of the calling thread's own stack (hi from the mapping
+ *   that holds it, once per thread: stack_bounds_init), and each step must move the CFA up. A stack this does
  *   not know (a signal alternate stack, a coroutine's) returns -1, as do rules it does not model
  *   (signal frames, CFA expressions, registers saved elsewhere): the caller then uses libunwind.
  *   A return address in no loaded module (JIT code) ends the stack there: nothing describes how

@@ -26,6 +26,7 @@
 #define MAX_TEXT ((size_t)8 << 30) /* a dump of more than 8 GiB of text is not one we wrote */
 #endif
 #define MAX_DEPTH 1024
+static const char magic[] = "tally-dump "; /* how every dump starts, then its version */
 /* A compressed dump may expand to this many times its size, and at least MIN_EXPANDED: the
  * library's dumps compress 5 to 15 times (zstd level 1 on text); a file of zeros 30,000 times. */
 #define MAX_RATIO 200
@@ -740,7 +741,6 @@ static bool parse_line(parser_t *p, const char *s, size_t len) {
 }
 
 static bool parse_text_dump(parser_t *p, const char *text, size_t len) {
-    static const char magic[] = "tally-dump ";
     if (len < sizeof magic - 1 || memcmp(text, magic, sizeof magic - 1) != 0)
         return fail(p, "not a tallymalloc dump (no 'tally-dump' line at the start)");
     const char *nl = memchr(text, '\n', len);
@@ -802,7 +802,6 @@ static bool decompress(parser_t *p, const char *in, size_t inlen, char **out, si
     ZSTD_inBuffer ib = {in, inlen, 0};
     size_t ret = 1;
     bool ok = buf != NULL || fail(p, "out of memory"), checked = false;
-    static const char magic[] = "tally-dump ";
     while (ok) {
         if (!checked && (len >= sizeof magic - 1 || len == cap)) {
             checked = true;
