@@ -36,7 +36,14 @@ ls ./*.tmp.* /dev/null.tmp.* 2>/dev/null && fail "a temporary file was left behi
 mkfifo fifo
 cat fifo >from-fifo &
 reader=$!
+# the reader must have the FIFO open before the program looks for one (else: no reader, no dump)
+for w in $(seq 100); do
+    ls -l /proc/$reader/fd 2>/dev/null | grep -q "$tmp/fifo" && break
+    sleep 0.05
+done
 run "$tmp/fifo" >/dev/null || fail "a run with a FIFO being read failed: $(cat run.err)"
+for w in $(seq 300); do kill -0 $reader 2>/dev/null || break; sleep 0.1; done
+kill -0 $reader 2>/dev/null && { kill $reader; fail "the FIFO's reader got no end of file: $(cat run.err)"; }
 wait $reader
 [ "$(zstd -dcq from-fifo | head -1)" = "tally-dump 1" ] || fail "no dump came through the FIFO"
 [ -p fifo ] || fail "the FIFO was replaced"
