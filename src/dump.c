@@ -35,7 +35,7 @@ static const char *const reason_name[] = {"exit", "api", "signal", "interval"};
 static pid_t start_pid;
 
 /* Bytes a reader could mistake for separators are written %XX. */
-static void put_enc(fmt_t *f, const char *s) {
+void dump_put_enc(fmt_t *f, const char *s) {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c <= ' ' || c == '%' || c == ',' || c == '=' || c >= 0x7f) {
@@ -204,7 +204,7 @@ static void put_module_rec(fmt_t *f, const module_t *m, bool unloaded) {
         kv(f, "gen_hi", m->gen_hi);
     }
     fmt_str(f, " path=");
-    put_enc(f, m->path);
+    dump_put_enc(f, m->path);
     fmt_char(f, '\n');
 }
 
@@ -554,8 +554,15 @@ static uint32_t trie_put(trie_t *t, fmt_t *f, const uintptr_t *frames, uint32_t 
             fmt_str(f, "frame");
             kv(f, "id", id);
             kv(f, "parent", parent);
-            fmt_str(f, " ip=");
-            fmt_hex(f, ip);
+            if (ip & PY_FRAME_TAG) { /* a Python frame: its code object and line */
+                fmt_str(f, " py=");
+                fmt_u64(f, (ip & ~PY_FRAME_TAG) >> PY_LINE_BITS);
+                fmt_char(f, ':');
+                fmt_u64(f, ip & ((1u << PY_LINE_BITS) - 1));
+            } else {
+                fmt_str(f, " ip=");
+                fmt_hex(f, ip);
+            }
             fmt_char(f, '\n');
         }
         parent = id;
@@ -593,9 +600,9 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     }
 
 
-    fmt_str(f, "tally-dump 1\n");
+    fmt_str(f, "tally-dump 2\n");
     fmt_str(f, "header program=");
-    put_enc(f, program_invocation_name);
+    dump_put_enc(f, program_invocation_name);
     kv(f, "pid", (uint64_t)getpid());
     kv(f, "ppid", (uint64_t)getppid());
     fmt_str(f, " mode=");
@@ -614,6 +621,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     kv(f, "duration_ns", prof_now_ns() - prof.t0_ns);
     fmt_str(f, " reason=");
     fmt_str(f, reason_name[why]);
+    python_put_header(f);
     fmt_str(f, " version=" TALLY_VERSION_STRING "\n");
 
     fmt_str(f, "totals");
@@ -638,6 +646,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         kv(f, "unwind_checked", checked);
         kv(f, "unwind_mismatch", mismatch);
     }
+    python_put_totals(f);
     if (lr->done) {
         kv(f, "leak_check", 1);
         kv0(f, "leak_approx", lr->approx);
@@ -721,6 +730,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         fmt_char(f, '\n');
     }
     trie_free(&tr);
+    python_put_codes(f); /* after the sites: every code object they show is interned by now */
     if (pc.pinned)
         os_unmap(pc.pinned, pin_sz);
     if (pc.cached)

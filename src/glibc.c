@@ -42,6 +42,10 @@ static uint32_t gnu_hash(const char *s) {
 }
 
 uintptr_t elf_lookup(uintptr_t base, const void *dynamic, const char *name) {
+    return elf_lookup_sized(base, dynamic, name, NULL);
+}
+
+uintptr_t elf_lookup_sized(uintptr_t base, const void *dynamic, const char *name, size_t *size) {
     const ElfW(Dyn) *dyn = dynamic;
     const uint32_t *gh = NULL;
     const ElfW(Sym) *symtab = NULL;
@@ -68,8 +72,11 @@ uintptr_t elf_lookup(uintptr_t base, const void *dynamic, const char *name) {
         uint32_t c = chain[i - symoff];
         const ElfW(Sym) *sym = &symtab[i];
         if ((c | 1) == (h | 1) && sym->st_shndx != SHN_UNDEF && sym->st_value &&
-            strcmp(strtab + sym->st_name, name) == 0)
+            strcmp(strtab + sym->st_name, name) == 0) {
+            if (size)
+                *size = sym->st_size;
             return base + sym->st_value;
+        }
         if (c & 1)
             break;
     }

@@ -72,6 +72,7 @@ TALLY_EXPORT void *dlopen(const char *file, int flags) {
         resolve_next();
         f = atomic_load(&real_dlopen);
     }
+    python_dlopened(); /* an embedded interpreter, maybe */
     return f(file, flags);
 }
 

@@ -94,6 +94,7 @@ typedef struct options_s {
     size_t reserve;         /* TALLY_RESERVE: address space to reserve for arenas */
     bool verbose;           /* TALLY_VERBOSE */
     bool deepbind;          /* TALLY_DEEPBIND: keep RTLD_DEEPBIND instead of stripping it */
+    bool python;            /* TALLY_PYTHON: merge CPython's frames into the stacks */
     int profile;            /* enum profile_mode: TALLY_PROFILE */
     size_t sample;          /* TALLY_SAMPLE: mean bytes between samples */
     unsigned depth;         /* TALLY_DEPTH: frames per stack */
@@ -208,6 +209,8 @@ struct mallinfo2 glibc_mallinfo2(void); /* glibc's figures alone */
 /* The address of name in the object loaded at base with that dynamic section, from its GNU
  * hash table (as the loader looks it up); 0 if it has none. */
 uintptr_t elf_lookup(uintptr_t base, const void *dynamic, const char *name);
+/* The same, with the symbol's size in *size (when size is not NULL). */
+uintptr_t elf_lookup_sized(uintptr_t base, const void *dynamic, const char *name, size_t *size);
 
 /* ---- init.c ------------------------------------------------------------------------------- */
 bool tally_init_global(void);      /* once per process; false if the range can't be reserved */
@@ -317,8 +320,41 @@ void unwind_fork_prepare(void);
 void unwind_fork_parent(void);
 void unwind_fork_child(void);
 
+/* The stack pointers of the frames unwind_stack last returned for h: sp[k] for frames[k], and
+ * sp[n] the CFA of the outermost one (the stack's top if it was the last). False if frames is
+ * not the walker's last stack. */
+bool unwind_frame_sps(heap_t *h, const uintptr_t *frames, unsigned n, uintptr_t *sp);
+
+/* ---- python.c: CPython's frames inside the profiler's stacks ------------------------------- */
+/* A Python frame in a stack is a word with the top bit set: the interned code object's id and
+ * the line it is at (0: none), as PY_FRAME(code, line) (docs/FORMAT.md). */
+#define PY_FRAME_TAG ((uint64_t)1 << 63)
+#define PY_LINE_BITS 24
+#define PY_FRAME(code, line) (PY_FRAME_TAG | (uint64_t)(code) << PY_LINE_BITS | (uint64_t)(line))
+void python_init(void);     /* prof_start: is this process a CPython we know? */
+void python_dlopened(void); /* dlopen, before it loads: look again, if not found yet */
+extern bool python_active;  /* a CPython was found whose frames can be read */
+extern _Atomic bool python_look; /* python_merge has something to do (set with python_active) */
+/* The merged stack of this thread: native frames fr[0..n) innermost first, with their stack
+ * pointers sp[0..n] (NULL: match CPython's eval frames by their symbol; sp[n] 0: unknown), each frame of CPython's
+ * eval loop replaced by the Python frames it runs. At most cap words into out; returns how
+ * many, or -1 when this thread runs no Python code (then fr stays the stack). */
+int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, unsigned n, uintptr_t *out,
+                 unsigned cap);
+/* all mode: the block [start, start + size) is being freed and was marked by prof_watch_code:
+ * it held a code object the profiler interned. */
+void python_code_freed(uintptr_t start, size_t size);
+/* For the dump: the header's fields, the totals', and the pycode records. */
+void python_put_header(fmt_t *f);
+void python_put_totals(fmt_t *f);
+void python_put_codes(fmt_t *f);
+void python_fork_prepare(void);
+void python_fork_parent(void);
+void python_fork_child(void);
+
 /* ---- dump.c ------------------------------------------------------------------------------ */
 void prof_dump_at_exit(void *unused); /* the exit handler (__cxa_atexit) */
+void dump_put_enc(fmt_t *f, const char *s); /* text, with what a reader could split on as %XX */
 void prof_dump_init(void); /* after prof_start: the pid, and the signal/interval helper */
 void prof_dump_fork_child(void);
 void prof_dump_fork_prepare(void);

@@ -23,6 +23,7 @@ options_t opt = {
     .interval = 0,
     .compress = true,
     .leaks = LEAKS_OFF,
+    .python = true,
 };
 static bool profile_given; /* TALLY_PROFILE was set: TALLY_LEAKS says so if it overrides it */
 
@@ -46,6 +47,7 @@ static const option_desc_t options[] = {
     {"SAMPLE", OPT_SIZE, &opt.sample, "mean bytes between samples in sample mode (e.g. 512k)"},
     {"DEPTH", OPT_DEPTH, &opt.depth, "frames kept per call stack, 1..128"},
     {"UNWIND", OPT_UNWIND, &opt.unwind, "stack walker: fast (cached CFI), libunwind, or check (both, compared)"},
+    {"PYTHON", OPT_BOOL, &opt.python, "in a CPython process, put the Python frames in the stacks (1) or not (0)"},
     {"OUT", OPT_STRING, &opt.out, "write a dump here at exit (%p pid, %e program)"},
     {"SIGNAL", OPT_SIGNAL, &opt.signal, "write a dump on this signal (e.g. USR2)"},
     {"INTERVAL", OPT_SECONDS, &opt.interval, "write a dump every this many seconds"},

@@ -316,6 +316,19 @@ static void stack_finish(stack_t *st, stack_sums_t s) {
     st->hash2 = stack_fmix(s.b + st->n + (uint64_t)st->gen * 0x9E3779B97F4A7C15ULL);
 }
 
+/* A CPython thread: the eval loop's frames replaced by the Python frames they run. */
+static noinline void capture_python(heap_t *h, stack_t *st, bool walker, stack_sums_t *sum) {
+    uintptr_t sps[PROF_MAX_DEPTH + 1], merged[PROF_MAX_DEPTH];
+    bool have = walker && unwind_frame_sps(h, st->f, st->n, sps);
+    int m = python_merge(h, st->f, have ? sps : NULL, st->n, merged, PROF_MAX_DEPTH);
+    if (m <= 0)
+        return;
+    memcpy(st->buf, merged, (size_t)m * sizeof *merged);
+    st->f = st->buf;
+    st->n = (unsigned)m;
+    *sum = stack_sums(st->f, st->n);
+}
+
 static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st, void *caller) {
     const uintptr_t *fr = NULL;
     const stack_sums_t *sums = NULL;
@@ -347,9 +360,13 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
     }
     st->f = fr + i;
     st->n = k;
-    stack_finish(st, sum);
-    if (unlikely(opt.unwind == UNWIND_CHECK) && sums)
+    if (unlikely(opt.unwind == UNWIND_CHECK) && sums) {
+        stack_finish(st, sum);
         check_against_libunwind(st);
+    }
+    if (unlikely(atomic_load_explicit(&python_look, memory_order_relaxed)))
+        capture_python(h, st, sums != NULL, &sum);
+    stack_finish(st, sum);
 }
 
 static bool frames_equal(const site_t *s, const uintptr_t *f, unsigned n) {
@@ -663,6 +680,8 @@ static bool untag_block(pool_t *p, void *ptr, ptag_t *out) {
     unsigned i = block_index(p, ptr);
     *out = t[i];
     t[i] = (ptag_t){0, 0};
+    if (unlikely(out->sw & PTAG_WATCH))
+        python_code_freed((uintptr_t)ptr, p->bsize);
     return out->sw != 0;
 }
 
@@ -776,6 +795,7 @@ static void ltab_insert(uintptr_t a, uint64_t size, uint64_t stamp, uint32_t sit
     e->stamp = stamp;
     e->site = site;
     e->cls = cls;
+    e->watch = 0;
     __atomic_store_n(&e->addr, a, __ATOMIC_RELEASE);
     ltab_release();
 }
@@ -970,7 +990,36 @@ void prof_large_freed(const lent_t *e) {
 bool prof_large_take(void *ptr, lent_t *out) {
     if (!may_credit() || tls_ltab_held)
         return false; /* a handler interrupted us while we may hold ltab_lock or a site's */
-    return ltab_remove((uintptr_t)ptr, out);
+    if (!ltab_remove((uintptr_t)ptr, out))
+        return false;
+    if (unlikely(out->watch))
+        python_code_freed((uintptr_t)ptr, out->size);
+    return true;
+}
+
+bool prof_watch_code(uintptr_t addr) {
+    if (prof.mode != PROFILE_ALL)
+        return false;
+    if (ptr_is_ours((void *)addr)) {
+        pool_t *p = pool_of((void *)addr);
+        ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
+        if (!t || addr < (uintptr_t)p + POOL_HEADER)
+            return false;
+        unsigned i = block_index(p, (void *)addr);
+        if (i >= p->carved || !t[i].sw)
+            return false;
+        __atomic_fetch_or(&t[i].sw, PTAG_WATCH, __ATOMIC_RELAXED);
+        return true;
+    }
+    bool found = false;
+    ltab_acquire();
+    for (int k = 0; k < 2 && !found; k++) { /* the object, or after a 16-byte header */
+        lent_t *e = ltab_find_locked(addr - 16 * (uintptr_t)k);
+        if (e)
+            found = (e->watch = 1) != 0;
+    }
+    ltab_release();
+    return found;
 }
 
 void prof_large_put_back(const lent_t *e) {
@@ -1091,6 +1140,7 @@ void prof_start(void) {
         unw_local_as = (void **)dlsym(lib, "_ULx86_64_local_addr_space");
     }
     prof.have_unwinder = unw_bt != NULL;
+    python_init();
     if (!prof.have_unwinder && opt.verbose && opt.unwind == UNWIND_LIBUNWIND)
         tally_message("libunwind.so.8 not found (Debian package libunwind8): call sites are "
                       "the immediate callers only", NULL, NULL);
@@ -1123,6 +1173,7 @@ static void prof_unlock_all(void) {
 
 /* tab_lock nests inside heap locks, so fork takes it after them (heap_fork_prepare). */
 void prof_fork_prepare(void) {
+    python_fork_prepare();
     prof_lock_all();
     pthread_mutex_lock(&tab_lock);
     prof_dump_fork_prepare();
@@ -1134,6 +1185,7 @@ void prof_fork_parent(void) {
     prof_dump_fork_parent();
     pthread_mutex_unlock(&tab_lock);
     prof_unlock_all();
+    python_fork_parent();
 }
 
 void prof_fork_child(void) {
@@ -1150,6 +1202,7 @@ void prof_fork_child(void) {
     pthread_mutex_init(&ltab_lock, NULL);
     pthread_mutex_init(&tl_lock, NULL);
     pthread_mutex_init(&tab_lock, NULL);
+    python_fork_child();
     tls_ltab_held = 0;
     tls_in_prof = 0;
 }

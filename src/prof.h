@@ -61,11 +61,13 @@ static inline uint32_t ptag_site(ptag_t t) {
     return t.sw & ((1u << PROF_SITE_BITS) - 1);
 }
 static inline uint32_t ptag_slack(ptag_t t) {
-    return t.sw >> PROF_SITE_BITS;
+    return (t.sw >> PROF_SITE_BITS) & ((1u << PROF_SLACK_BITS) - 1);
 }
+/* The block holds a code object the Python walker interned: its free tells python.c. */
+#define PTAG_WATCH (1u << 31)
 
 _Static_assert(PROF_SITES_PER_CHUNK * PROF_MAX_CHUNKS == 1u << PROF_SITE_BITS, "site ids fit");
-_Static_assert(SMALL_MAX - 1 < 1u << PROF_SLACK_BITS && PROF_SITE_BITS + PROF_SLACK_BITS <= 32,
+_Static_assert(SMALL_MAX - 1 < 1u << PROF_SLACK_BITS && PROF_SITE_BITS + PROF_SLACK_BITS <= 31,
                "every slack fits");
 
 /* (ptr - first block) / bsize by a multiply: with r = ceil(2^32 / bsize) and offsets below
@@ -138,7 +140,8 @@ typedef struct lent_s {
     uint64_t stamp;
     uint32_t site;
     uint8_t cls;    /* LENT_LARGE, or the class of a promoted sampled small request */
-    uint8_t pad[3];
+    uint8_t watch;  /* holds a code object the Python walker interned (PTAG_WATCH) */
+    uint8_t pad[2];
 } lent_t;
 #define LENT_LARGE 0xff
 
@@ -243,6 +246,10 @@ void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg);
 void prof_ltab_foreach_locked(void (*fn)(const lent_t *, void *), void *arg);
 void prof_ltab_lock(void);
 void prof_ltab_unlock(void);
+
+/* all mode: mark the block holding addr (a code object python.c interned) so that its free
+ * calls python_code_freed; false if it is no tracked block of ours. */
+bool prof_watch_code(uintptr_t addr);
 
 /* For dump.c. */
 int64_t prof_site_peak_live(const site_t *s);

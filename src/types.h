@@ -188,6 +188,7 @@ typedef struct heap_s {
     pool_t *empty[HEAP_EMPTY_CACHE];
     struct heap_s *reg_next; /* registry of every heap ever made (never freed, reused) */
     struct unw_cache_s *unw; /* the profiler's last stack (unwind.c), made at the first walk */
+    struct py_cache_s *pyc;  /* Python frames seen last (python.c), made at the first merge */
     /* Written by other threads: full pools that got a remote free. Its own cache line. */
     _Alignas(64) pool_t *_Atomic delayed;
     struct {

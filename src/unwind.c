@@ -1253,6 +1253,19 @@ foreign:
     return -1;
 }
 
+bool unwind_frame_sps(heap_t *h, const uintptr_t *frames, unsigned n, uintptr_t *sp) {
+    const unw_cache_t *c = h->unw;
+    if (!c || frames < c->rip || frames + n > c->rip + c->bot)
+        return false;
+    size_t b = (size_t)(frames - c->rip);
+    for (unsigned k = 0; k < n; k++)
+        sp[k] = c->rsp[b + k];
+    /* the outermost frame's CFA: the next stored frame's sp, the stack's top if the walk reached
+     * the end, else unknown (0) */
+    sp[n] = b + n < c->bot ? c->rsp[b + n] : c->complete ? tls_stack_hi : 0;
+    return true;
+}
+
 static void add_counts(heap_t *h, void *arg) {
     unwind_counts_t *sum = arg;
     const unw_cache_t *c = h->unw;

@@ -26,13 +26,21 @@ static char *site_key(const dump_t *d, const dsite_t *s) {
     if (n > 1024)
         n = 1024;
     size_t cap = 32 + (size_t)n * 96, len = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (dump_ip_is_py(ips[i]) && dump_py_code(ips[i]) < d->npycodes)
+            cap += strlen(d->pycodes[dump_py_code(ips[i])].file) +
+                   strlen(d->pycodes[dump_py_code(ips[i])].name);
     char *k = malloc(cap);
     if (!k)
         return NULL;
     len += (size_t)snprintf(k + len, cap - len, "%u", s->gen);
     for (uint32_t i = 0; i < n; i++) {
         int m = sym_module_of(d, ips[i], s->gen);
-        if (m >= 0)
+        if (dump_ip_is_py(ips[i]) && dump_py_code(ips[i]) < d->npycodes) /* Python: by name */
+            len += (size_t)snprintf(k + len, cap - len, ";py:%s:%s:%u",
+                                    d->pycodes[dump_py_code(ips[i])].file,
+                                    d->pycodes[dump_py_code(ips[i])].name, dump_py_line(ips[i]));
+        else if (m >= 0)
             len += (size_t)snprintf(k + len, cap - len, ";%s+%llx",
                                     sym_basename(d->modules[m].path),
                                     (unsigned long long)(ips[i] - d->modules[m].base));

@@ -198,6 +198,9 @@ typedef struct parser_s {
     idmap_t stacks; /* stack id -> node (depths are checked when the stack is read) */
     idmap_t stack_depth;
     idmap_t sites;  /* site id -> index */
+    idmap_t pycodes; /* pycode id -> index */
+    size_t cap_pycodes;
+    bool py_frames;  /* some frame is a Python frame (its code id, until the end maps it) */
     bool seen_header, seen_totals, seen_arena;
 } parser_t;
 
@@ -425,6 +428,7 @@ static bool rec_header(parser_t *p, const field_t *fs, size_t n) {
         !get_shown(p, fs, n, "unwinder", false, &d->unwinder) ||
         !get_shown(p, fs, n, "reason", false, &d->reason) ||
         !get_shown(p, fs, n, "version", false, &d->version) ||
+        !get_shown(p, fs, n, "python", false, &d->python) ||
         !get_u64(p, fs, n, "pid", true, &d->pid) || !get_u64(p, fs, n, "ppid", false, &d->ppid) ||
         !get_u64(p, fs, n, "sample_interval", false, &d->sample_interval) ||
         !get_u64(p, fs, n, "count_scale", true, &d->count_scale) ||
@@ -439,6 +443,10 @@ static bool rec_header(parser_t *p, const field_t *fs, size_t n) {
     if (d->count_scale == 0)
         return fail(p, "count_scale=0");
     d->all_mode = strcmp(d->mode, "all") == 0;
+    uint64_t pyf = 1;
+    if (!get_u64(p, fs, n, "python_frames", false, &pyf))
+        return false;
+    d->python_frames = d->python && pyf != 0;
     return true;
 }
 
@@ -491,7 +499,8 @@ static bool rec_totals(parser_t *p, const field_t *fs, size_t n) {
            get_u64(p, fs, n, "sites", false, &d->nsites_total) &&
            get_u64(p, fs, n, "pinned_pool_bytes", false, &d->pinned_pool_bytes) &&
            get_u64(p, fs, n, "pinned_large_bytes", false, &d->pinned_large_bytes) &&
-           get_u64(p, fs, n, "max_rss_bytes", false, &d->max_rss_bytes);
+           get_u64(p, fs, n, "max_rss_bytes", false, &d->max_rss_bytes) &&
+           get_u64(p, fs, n, "python_stopped", false, &d->python_stopped);
 }
 
 static bool rec_module(parser_t *p, const field_t *fs, size_t n) {
@@ -524,9 +533,24 @@ static bool rec_frame(parser_t *p, const field_t *fs, size_t n) {
     dump_t *d = p->d;
     uint32_t id = 0, parent = 0;
     uint64_t ip = 0;
-    if (!get_u32(p, fs, n, "id", true, &id) || !get_u32(p, fs, n, "parent", true, &parent) ||
-        !get_hex(p, fs, n, "ip", &ip))
+    if (!get_u32(p, fs, n, "id", true, &id) || !get_u32(p, fs, n, "parent", true, &parent))
         return false;
+    const field_t *py = find(fs, n, "py");
+    if (py) { /* a Python frame: CODE:LINE */
+        const char *colon = memchr(py->val, ':', py->vlen);
+        uint64_t code = 0, line = 0;
+        if (!colon || !parse_u64(py->val, (size_t)(colon - py->val), &code) ||
+            !parse_u64(colon + 1, py->vlen - (size_t)(colon - py->val) - 1, &line) ||
+            code >= (1ull << 32) || line >= (1ull << DUMP_PY_LINE_BITS))
+            return fail(p, "py=%.*s is not CODE:LINE", (int)(py->vlen > 40 ? 40 : py->vlen),
+                        py->val);
+        ip = DUMP_PYFRAME(code, line);
+        p->py_frames = true;
+    } else if (!get_hex(p, fs, n, "ip", &ip)) {
+        return false;
+    } else if (dump_ip_is_py(ip)) {
+        return fail(p, "ip=%#llx is not an address", (unsigned long long)ip);
+    }
     if (id != d->nnodes + 1)
         return fail(p, "frame %u out of order (expected %zu)", id, d->nnodes + 1);
     if (parent >= id)
@@ -703,6 +727,30 @@ static bool rec_block(parser_t *p, const field_t *fs, size_t n) {
     return true;
 }
 
+static bool rec_pycode(parser_t *p, const field_t *fs, size_t n) {
+    dump_t *d = p->d;
+    if (!reserve((void **)&d->pycodes, &p->cap_pycodes, d->npycodes, sizeof *d->pycodes))
+        return fail(p, "out of memory");
+    dpycode_t *c = &d->pycodes[d->npycodes];
+    memset(c, 0, sizeof *c);
+    bool ok = get_u32(p, fs, n, "id", true, &c->id) && get_u32(p, fs, n, "first", false, &c->first) &&
+              get_text(p, fs, n, "file", true, &c->file) &&
+              get_text(p, fs, n, "name", true, &c->name);
+    d->npycodes++; /* so that dump_free frees what was read */
+    if (!ok)
+        return false;
+    if (!c->file)
+        c->file = strdup("?");
+    if (!c->name)
+        c->name = strdup("?");
+    if (!c->file || !c->name || !(c->file_shown = text_shown(c->file)) ||
+        !(c->name_shown = text_shown(c->name)))
+        return fail(p, "out of memory");
+    if (!idmap_put(&p->pycodes, c->id, (uint32_t)(d->npycodes - 1)))
+        return fail(p, "pycode %u is defined twice", c->id);
+    return true;
+}
+
 static const struct {
     const char *tag;
     bool (*fn)(parser_t *, const field_t *, size_t);
@@ -710,7 +758,7 @@ static const struct {
     {"header", rec_header}, {"totals", rec_totals}, {"module", rec_module},
     {"frame", rec_frame},   {"stack", rec_stack},   {"site", rec_site},
     {"class", rec_class},   {"arena", rec_arena},   {"timeline", rec_timeline},
-    {"block", rec_block},
+    {"block", rec_block},   {"pycode", rec_pycode},
 };
 
 static bool parse_line(parser_t *p, const char *s, size_t len) {
@@ -736,7 +784,7 @@ static bool parse_line(parser_t *p, const char *s, size_t len) {
                 return fail(p, "%s before the header", records[r].tag);
             return records[r].fn(p, fs, n);
         }
-    return fail(p, "unknown record '%.*s' (this tally reads format version 1)",
+    return fail(p, "unknown record '%.*s' (this tally reads format versions 1 and 2)",
                 (int)(t > 40 ? 40 : t), s);
 }
 
@@ -747,8 +795,8 @@ static bool parse_text_dump(parser_t *p, const char *text, size_t len) {
     if (!nl)
         return fail(p, "truncated: the first line does not end");
     size_t vlen = (size_t)(nl - text) - (sizeof magic - 1);
-    if (vlen != 1 || text[sizeof magic - 1] != '1')
-        return fail(p, "dump format version %.*s; this tally reads version 1",
+    if (vlen != 1 || (text[sizeof magic - 1] != '1' && text[sizeof magic - 1] != '2'))
+        return fail(p, "dump format version %.*s; this tally reads versions 1 and 2",
                     (int)(vlen > 20 ? 20 : vlen), text + sizeof magic - 1);
     if (len < 5 || memcmp(text + len - 4, "end\n", 4) != 0 || text[len - 5] != '\n')
         return fail(p, "truncated: no 'end' line (the program may have died while dumping)");
@@ -772,6 +820,15 @@ static bool parse_text_dump(parser_t *p, const char *text, size_t len) {
         return fail(p, "no header record");
     if (!p->seen_totals)
         return fail(p, "no totals record");
+    for (size_t k = 1; p->py_frames && k <= p->d->nnodes; k++) { /* code ids to indexes */
+        uint64_t ip = p->d->node_ip[k];
+        uint32_t idx;
+        if (!dump_ip_is_py(ip))
+            continue;
+        if (!idmap_get(&p->pycodes, dump_py_code(ip), &idx))
+            return fail(p, "frame %zu names pycode %u, which is not defined", k, dump_py_code(ip));
+        p->d->node_ip[k] = DUMP_PYFRAME(idx, dump_py_line(ip));
+    }
     /* FORMAT.md: an all-mode dump at exit lists every live block, even when there is none */
     p->d->has_blocks = p->d->all_mode && ((p->d->reason && strcmp(p->d->reason, "exit") == 0) ||
                                           p->d->leak_check);
@@ -895,6 +952,7 @@ static bool parse_bytes(const char *name, char *data, size_t len, bool own, dump
     idmap_free(&p.stacks);
     idmap_free(&p.stack_depth);
     idmap_free(&p.sites);
+    idmap_free(&p.pycodes);
     free(p.node_depth);
     if (!ok)
         dump_free(d);
@@ -963,6 +1021,14 @@ void dump_free(dump_t *d) {
         free(d->modules[i].shown);
     }
     free(d->modules);
+    for (size_t i = 0; i < d->npycodes; i++) {
+        free(d->pycodes[i].file);
+        free(d->pycodes[i].name);
+        free(d->pycodes[i].file_shown);
+        free(d->pycodes[i].name_shown);
+    }
+    free(d->pycodes);
+    free(d->python);
     free(d->program);
     free(d->mode);
     free(d->unwinder);

@@ -28,6 +28,29 @@ typedef struct dmodule_s {
     uint32_t gen_lo, gen_hi; /* gen_hi is UINT32_MAX for a loaded module */
 } dmodule_t;
 
+/* A Python code object the stacks show (the `pycode` record). */
+typedef struct dpycode_s {
+    uint32_t id;
+    uint32_t first;     /* its first line */
+    char *file, *name;  /* co_filename, co_qualname, as the dump has them */
+    char *file_shown, *name_shown; /* the same, safe to print */
+} dpycode_t;
+
+/* A frame of a stack is a return address, or (top bit set) a Python frame: the code object's
+ * index into pycodes and the line (0: none), as DUMP_PYFRAME makes it. */
+#define DUMP_PY_TAG ((uint64_t)1 << 63)
+#define DUMP_PY_LINE_BITS 24
+#define DUMP_PYFRAME(code, line) (DUMP_PY_TAG | (uint64_t)(code) << DUMP_PY_LINE_BITS | (uint64_t)(line))
+static inline bool dump_ip_is_py(uint64_t ip) {
+    return (ip & DUMP_PY_TAG) != 0;
+}
+static inline uint32_t dump_py_code(uint64_t ip) {
+    return (uint32_t)((ip & ~DUMP_PY_TAG) >> DUMP_PY_LINE_BITS);
+}
+static inline uint32_t dump_py_line(uint64_t ip) {
+    return (uint32_t)(ip & ((1u << DUMP_PY_LINE_BITS) - 1));
+}
+
 typedef struct dsite_s {
     uint32_t id;
     uint64_t alloc_count, alloc_bytes, granted_bytes, free_count, free_bytes;
@@ -70,6 +93,9 @@ typedef struct dump_s {
     char *path_shown;  /* the same, safe to print */
     /* header */
     char *program, *mode, *unwinder, *reason, *version;
+    char *python;        /* the CPython version the process ran (header `python`), or NULL */
+    bool python_frames;  /* its frames are in the stacks (header python_frames is not 0) */
+    uint64_t python_stopped; /* walks of its frame chain a check ended (totals) */
     uint64_t pid, ppid, sample_interval, count_scale, depth, start_ns, dump_ns, duration_ns;
     uint32_t gen;
     /* totals */
@@ -97,6 +123,9 @@ typedef struct dump_s {
     size_t nblocks;
     bool all_mode;      /* mode=all: counts are exact */
     bool has_blocks;    /* an all-mode exit dump: the live blocks are listed */
+    /* Python code objects, by index (frames name the index; the dump's ids map to them) */
+    dpycode_t *pycodes;
+    size_t npycodes;
     /* the frame tree: node k (1..nnodes) is ip[k] called from node parent[k] */
     uint64_t *node_ip;
     uint32_t *node_parent;

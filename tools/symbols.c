@@ -384,6 +384,19 @@ static int resolve(symbolizer_t *s, smod_t *sm, const dmodule_t *m, uint64_t ip,
 }
 
 int sym_lookup(symbolizer_t *s, uint64_t ip, uint32_t gen, sym_frame_t *out, int max) {
+    if (dump_ip_is_py(ip)) {
+        if (max < 1)
+            return 0;
+        uint32_t c = dump_py_code(ip);
+        const dpycode_t *pc = c < s->d->npycodes ? &s->d->pycodes[c] : NULL;
+        out[0] = (sym_frame_t){.ip = ip, .python = true, .line = dump_py_line(ip)};
+        if (pc) {
+            out[0].function = pc->name_shown;
+            out[0].mangled = pc->name;
+            out[0].file = pc->file_shown;
+        }
+        return 1;
+    }
     int mi = sym_module_of(s->d, ip, gen);
     size_t h = (size_t)((ip * 0x9E3779B97F4A7C15ULL + (uint64_t)(mi + 1)) >> 20);
     if (s->cap) {

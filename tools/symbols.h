@@ -16,6 +16,8 @@ typedef struct sym_frame_s {
     uint64_t offset;      /* ip - the module's base: what `module+offset` prints */
     uint64_t ip;          /* the return address */
     bool inlined;         /* a call inlined into the frame after it */
+    bool python;          /* a Python frame: function is its qualified name, file its
+                           * co_filename as the program named it, module NULL */
 } sym_frame_t;
 
 typedef struct symbolizer_s symbolizer_t;

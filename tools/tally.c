@@ -81,6 +81,10 @@ static const char usage_report[] =
     "                   allocated (bytes), count (allocations), temporary\n"
     "  --top N          how many call sites (default 10; 0 for all)\n"
     "  --json           JSON instead of text (docs/JSON.md)\n"
+    "  --native         a Python program: the merged stacks, native frames and Python frames\n"
+    "                   (default: its Python frames only, native ones folded into them)\n"
+    "  --by line|function  a Python program: one call site per innermost Python line or\n"
+    "                   function (tracemalloc's lineno view)\n"
     "  --debug-dir DIR  also look for separate debug files under DIR, as under /usr/lib/debug\n"
     "  --max-text SIZE  read a dump of up to SIZE of text (default: a compressed dump may\n"
     "                   expand 200 times, to at least 64M; 8G uncompressed)\n";
@@ -237,6 +241,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         {"measure", required_argument, NULL, 'm'},   {"folded", no_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'o'},    {"kinds", required_argument, NULL, 'k'},
         {"suppressions", required_argument, NULL, 'S'}, {"max-text", required_argument, NULL, 'M'},
+        {"native", no_argument, NULL, 'N'},          {"by", required_argument, NULL, 'B'},
         {NULL, 0, NULL, 0}};
     bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
          is_flame = strcmp(cmd, "flame") == 0, is_html = strcmp(cmd, "html") == 0;
@@ -284,6 +289,11 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         case 'M':
             if (!set_max_text(optarg))
                 return bad_usage(cmd, "--max-text %s: want a size such as 2G", optarg);
+            break;
+        case 'N': view_native = true; break;
+        case 'B':
+            if (!view_by_parse(optarg))
+                return bad_usage(cmd, "--by %s: want line, function or stack", optarg);
             break;
         case 'S':
             if (!is_leaks)
@@ -694,6 +704,7 @@ static int diff_cmd(int argc, char **argv) {
         {"sort", required_argument, NULL, 's'}, {"top", required_argument, NULL, 't'},
         {"json", no_argument, NULL, 'j'},       {"debug-dir", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},       {"max-text", required_argument, NULL, 'M'},
+        {"native", no_argument, NULL, 'N'},     {"by", required_argument, NULL, 'B'},
         {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
@@ -711,6 +722,11 @@ static int diff_cmd(int argc, char **argv) {
             break;
         case 'j': o.json = true; break;
         case 'd': debug_dir = optarg; break;
+        case 'N': view_native = true; break;
+        case 'B':
+            if (!view_by_parse(optarg))
+                return bad_usage("diff", "--by %s: want line, function or stack", optarg);
+            break;
         case 'M':
             if (!set_max_text(optarg))
                 return bad_usage("diff", "--max-text %s: want a size such as 2G", optarg);

@@ -1,6 +1,7 @@
 /* util.c: formatting, JSON, and stacks as tally shows them (util.h). */
 #define _GNU_SOURCE
 #include "util.h"
+#include "pyview.h"
 
 #include <math.h>
 
@@ -123,12 +124,38 @@ bool unprofiled_note(const dump_t *d, char *buf, size_t n) {
     return true;
 }
 
+bool view_native;
+int view_by = PYGROUP_STACK;
+
+bool view_by_parse(const char *s) {
+    static const char *const names[] = {"stack", "line", "function"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, names[i]) == 0) {
+            view_by = i;
+            return true;
+        }
+    return false;
+}
+
 int load_or_complain(const char *path, dump_t *d) {
     char err[512];
-    if (dump_load(path, d, err, sizeof err))
-        return 0;
-    tool_error("%s", err);
-    return 2;
+    if (!dump_load(path, d, err, sizeof err)) {
+        tool_error("%s", err);
+        return 2;
+    }
+    if (view_by != PYGROUP_STACK && !d->npycodes) {
+        tool_error("%s: --by %s: the dump has no Python frames", d->path_shown ? d->path_shown : path,
+                   view_by == PYGROUP_LINE ? "line" : "function");
+        dump_free(d);
+        return 2;
+    }
+    if (d->npycodes && (!view_native || view_by != PYGROUP_STACK) &&
+        !dump_python_view(d, (enum py_group)view_by, err, sizeof err)) {
+        tool_error("%s", err);
+        dump_free(d);
+        return 1;
+    }
+    return 0;
 }
 
 const char *fmt_count(char buf[32], double v) {
@@ -261,6 +288,14 @@ int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t
 
 void print_frame(FILE *f, const char *indent, const char *verb, const sym_frame_t *fr) {
     fprintf(f, "%s%s ", indent, verb);
+    if (fr->python) { /* the file as the program named it: a module's path tells its package */
+        fputs(fr->function ? fr->function : "?", f);
+        if (fr->line)
+            fprintf(f, " (%s:%u) [py]\n", fr->file ? fr->file : "?", fr->line);
+        else
+            fprintf(f, " (%s) [py]\n", fr->file ? fr->file : "?");
+        return;
+    }
     if (fr->function) {
         fputs(fr->function, f);
         if (fr->file && fr->line)
@@ -300,6 +335,8 @@ void json_frames(FILE *f, const sym_frame_t *fr, int n) {
             fputs("null", f);
         json_key(f, "inlined", &first);
         fputs(fr[i].inlined ? "true" : "false", f);
+        json_key(f, "python", &first);
+        fputs(fr[i].python ? "true" : "false", f);
         fputc('}', f);
     }
     fputc(']', f);

@@ -62,8 +62,13 @@ bool dump_is_python(const dump_t *d);
  * the likely cause into buf; false when there is nothing to say. */
 bool unprofiled_note(const dump_t *d, char *buf, size_t n);
 
-/* Reports failure of the reader in one line and returns the exit status for it. */
+/* Reports failure of the reader in one line and returns the exit status for it. After a
+ * load, a dump with Python frames is shown as view_native and view_by say (tools/pyview.c). */
 int load_or_complain(const char *path, dump_t *d);
+extern bool view_native;   /* --native: the merged native and Python stacks as recorded */
+extern int view_by;        /* --by: enum py_group */
+/* "--by line|function|stack" */
+bool view_by_parse(const char *s);
 
 extern const char *tool_name; /* "tally" */
 void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

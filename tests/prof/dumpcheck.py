@@ -1,7 +1,8 @@
-"""dumpcheck.py - read tallymalloc dumps (docs/FORMAT.md, version 1) for the tests.
+"""dumpcheck.py - read tallymalloc dumps (docs/FORMAT.md, versions 1 and 2) for the tests.
 
 A strict reader: an unknown record tag, a missing "end" line, a malformed field or a version
-other than 1 raise DumpError. Compressed dumps (one zstd frame) go through the zstd command. Frames are attributed to the functions of one ELF file (the test
+other than 1 or 2 raise DumpError. A Python frame (`py=CODE:LINE`) is the tuple
+("py", file, name, line) in a stack; d["pycode"] maps code ids to their records. Compressed dumps (one zstd frame) go through the zstd command. Frames are attributed to the functions of one ELF file (the test
 program) with `nm`, so the tests need no symbolizer of their own beyond binutils.
 """
 import os
@@ -13,7 +14,7 @@ class DumpError(Exception):
 
 
 TAGS = {"header", "totals", "module", "frame", "stack", "site", "class", "arena", "timeline",
-        "block"}
+        "block", "pycode"}
 # Site fields that the dump leaves out when they are 0 (FORMAT.md).
 SITE_FIELDS = ("alloc_count", "alloc_bytes", "granted_bytes", "free_count", "free_bytes",
                "live_count", "live_bytes", "max_live_bytes", "peak_live_bytes", "temporary",
@@ -69,8 +70,8 @@ def text(path):
 
 def parse(path):
     lines = text(path).split("\n")
-    if not lines or lines[0] != "tally-dump 1":
-        raise DumpError("%s: not a version-1 tally dump (first line %r)" % (path, lines[:1]))
+    if not lines or lines[0] not in ("tally-dump 1", "tally-dump 2"):
+        raise DumpError("%s: not a version-1 or -2 tally dump (first line %r)" % (path, lines[:1]))
     if lines[-1] != "":
         raise DumpError("%s: no newline at the end" % path)
     lines = lines[1:-1]
@@ -86,15 +87,26 @@ def parse(path):
             k, eq, v = fld.partition("=")
             if not eq:
                 raise DumpError("%s:%d: field without '=': %r" % (path, n, fld))
-            rec[k] = _decode(v) if k in ("path", "program") else _value(v)
+            if k in ("path", "program", "file", "name") or (tag == "frame" and k == "py"):
+                rec[k] = _decode(v)
+            else:
+                rec[k] = _value(v)
         d[tag].append(rec)
     for one in ("header", "totals", "arena"):
         if len(d[one]) != 1:
             raise DumpError("%s: %d %s records" % (path, len(d[one]), one))
         d[one] = d[one][0]
     # Stacks: innermost frame node, then parents up to 0. Parents come before children.
+    codes = {c["id"]: c for c in d["pycode"]}
+    d["pycode"] = codes
     nodes = {}
     for fr in d.pop("frame"):
+        if "py" in fr:
+            code, _, line = fr["py"].partition(":")
+            if int(code) not in codes:
+                raise DumpError("%s: frame %d names pycode %s, not defined" % (path, fr["id"], code))
+            c = codes[int(code)]
+            fr["ip"] = ("py", c["file"], c["name"], int(line))
         if fr["id"] in nodes or (fr["parent"] and fr["parent"] not in nodes):
             raise DumpError("%s: frame %d out of order" % (path, fr["id"]))
         nodes[fr["id"]] = (fr["parent"], fr["ip"])
@@ -145,7 +157,7 @@ def by_function(d, binary, prefix="site_"):
     result = {}
     for s in d["site"]:
         for ip in d["stacks"].get(s["stack"], []):
-            if not (m["lo"] <= ip < m["hi"]):
+            if isinstance(ip, tuple) or not (m["lo"] <= ip < m["hi"]):
                 continue
             off = ip - m["base"] - 1  # a return address: look inside the call
             name = next((f[2] for f in funcs if f[0] <= off < f[1]), None)
