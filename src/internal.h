@@ -324,6 +324,8 @@ void unwind_fork_child(void);
  * sp[n] the CFA of the outermost one (the stack's top if it was the last). False if frames is
  * not the walker's last stack. */
 bool unwind_frame_sps(heap_t *h, const uintptr_t *frames, unsigned n, uintptr_t *sp);
+/* This thread's stack as the walker knows it; false before its first walk. */
+bool unwind_thread_stack(uintptr_t *lo, uintptr_t *hi);
 
 /* ---- python.c: CPython's frames inside the profiler's stacks ------------------------------- */
 /* A Python frame in a stack is a word with the top bit set: the interned code object's id and

@@ -55,6 +55,8 @@
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 bool python_active;
@@ -258,8 +260,9 @@ static struct {
     uint64_t next_ns, backoff_ns;
 } maps = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-#define OK_RANGES 4 /* the mappings that answered last, per thread: stack, frames, code, ... */
+#define OK_RANGES 4 /* the mappings that answered last, per thread: frames, code, ... */
 static __thread uintptr_t tls_ok[OK_RANGES][2] TLS_IE;
+static __thread uintptr_t tls_stack_lo TLS_IE, tls_stack_hi TLS_IE; /* this thread's stack */
 static __thread unsigned tls_ok_next TLS_IE;
 
 static uintptr_t hex_field(const char **p, const char *end, char stop) {
@@ -355,8 +358,28 @@ static bool maps_find(uintptr_t a, size_t len, uintptr_t *lo, uintptr_t *hi) {
     return false;
 }
 
+/* The pages of [a, a + len) readable now, asked of the kernel: process_vm_readv of our own
+ * memory fails with EFAULT where a read would fault. For what is newer than the snapshot (a
+ * thread's first frames, mapped a moment ago) while the maps may not be read again yet. */
+static bool probe(uintptr_t a, size_t len, uintptr_t *lo, uintptr_t *hi) {
+    char buf[64];
+    uintptr_t first = a & ~(uintptr_t)4095, last = (a + len - 1) & ~(uintptr_t)4095;
+    if (last - first > 4096)
+        return false;
+    for (uintptr_t p = first; p <= last; p += 4096) {
+        struct iovec local = {buf, 1}, remote = {(void *)(p > a ? p : a), 1};
+        if (syscall(SYS_process_vm_readv, getpid(), &local, 1UL, &remote, 1UL, 0UL) != 1)
+            return false;
+    }
+    *lo = first;
+    *hi = last + 4096;
+    return true;
+}
+
 static noinline bool readable_slow(uintptr_t a, size_t len) {
     uintptr_t lo, hi;
+    if (a + len < a)
+        return false;
     bool ok = maps_find(a, len, &lo, &hi);
     if (!ok) {
         /* Maybe mapped since the snapshot: read the maps again, unless that was done a moment
@@ -374,6 +397,8 @@ static noinline bool readable_slow(uintptr_t a, size_t len) {
             }
             pthread_mutex_unlock(&maps.lock);
         }
+        if (!ok)
+            ok = probe(a, len, &lo, &hi);
     }
     if (ok) {
         unsigned i = tls_ok_next++ % OK_RANGES;
@@ -385,6 +410,8 @@ static noinline bool readable_slow(uintptr_t a, size_t len) {
 
 static inline bool readable(uintptr_t a, size_t len) {
     if (ptr_is_ours((void *)a) && ptr_is_ours((void *)(a + len - 1)))
+        return true;
+    if (a >= tls_stack_lo && a < tls_stack_hi && len <= tls_stack_hi - a)
         return true;
     for (unsigned i = 0; i < OK_RANGES; i++)
         if (a >= tls_ok[i][0] && a < tls_ok[i][1] && len <= tls_ok[i][1] - a)
@@ -900,6 +927,8 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, unsigned n
                  unsigned cap) {
     if (!__atomic_load_n(&python_active, __ATOMIC_ACQUIRE))
         return -1;
+    if (unlikely(!tls_stack_hi))
+        unwind_thread_stack(&tls_stack_lo, &tls_stack_hi);
     uintptr_t ts = thread_state();
     if (!ts)
         return -1;

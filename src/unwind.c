@@ -1253,6 +1253,12 @@ foreign:
     return -1;
 }
 
+bool unwind_thread_stack(uintptr_t *lo, uintptr_t *hi) {
+    *lo = tls_stack_lo;
+    *hi = tls_stack_hi;
+    return tls_stack_hi > tls_stack_lo + 1;
+}
+
 bool unwind_frame_sps(heap_t *h, const uintptr_t *frames, unsigned n, uintptr_t *sp) {
     const unw_cache_t *c = h->unw;
     if (!c || frames < c->rip || frames + n > c->rip + c->bot)

@@ -7,8 +7,9 @@
  * same are one site, every figure summed (leak kinds and pinned memory too). Stacks with no
  * Python frame at all (the interpreter starting, a native thread) keep their native frames.
  * `--native` keeps the merged stacks; `--by line` names a site by its innermost Python line
- * only (tracemalloc's statistics('lineno'), Fil's lines), `--by function` by its innermost
- * Python function.
+ * only (file and line, as tracemalloc's statistics('lineno') and Fil group; the function named
+ * is one of the file's code objects at that line), `--by function` by its innermost Python
+ * function.
  *
  * Code objects with the same file, name and first line (one freed and compiled again) are one. */
 #define _GNU_SOURCE
@@ -34,8 +35,9 @@ static int by_code(const void *a, const void *b) {
     return c;
 }
 
-/* canon[i]: the first index of the code objects equal to i's */
-static uint32_t *canonical_codes(const dump_t *d) {
+/* canon[i]: the first index of the code objects equal to i's (by_file: of the same file, for
+ * sites named by file and line alone, as tracemalloc's are) */
+static uint32_t *canonical_codes(const dump_t *d, bool by_file) {
     uint32_t *order = malloc((d->npycodes + 1) * sizeof *order);
     uint32_t *canon = malloc((d->npycodes + 1) * sizeof *canon);
     if (!order || !canon) {
@@ -50,8 +52,8 @@ static uint32_t *canonical_codes(const dump_t *d) {
     for (size_t k = 0; k < d->npycodes; k++) {
         const dpycode_t *x = &d->pycodes[order[k]];
         const dpycode_t *p = k ? &d->pycodes[order[k - 1]] : NULL;
-        bool same = p && strcmp(x->file, p->file) == 0 && strcmp(x->name, p->name) == 0 &&
-                    x->first == p->first;
+        bool same = p && strcmp(x->file, p->file) == 0 &&
+                    (by_file || (strcmp(x->name, p->name) == 0 && x->first == p->first));
         canon[order[k]] = same ? canon[order[k - 1]] : order[k];
     }
     free(order);
@@ -176,7 +178,17 @@ static size_t key_hash(const gkey_t *k) {
 }
 
 bool dump_python_view(dump_t *d, enum py_group by, char *err, size_t errlen) {
-    uint32_t *canon = canonical_codes(d);
+    uint32_t *canon = canonical_codes(d, false);
+    uint32_t *file_of = by == PYGROUP_LINE ? canonical_codes(d, true) : NULL;
+    /* --by line: a (file, line) is named by the first code object seen there */
+    uint64_t *line_key = NULL, *line_ip = NULL;
+    size_t lcap = 16;
+    while (lcap < 2 * (d->nsites + 1))
+        lcap *= 2;
+    if (file_of) {
+        line_key = calloc(lcap, sizeof *line_key);
+        line_ip = calloc(lcap, sizeof *line_ip);
+    }
     tree_t t = {0};
     gkey_t *keys = NULL;
     dsite_t *sites = malloc((d->nsites + 1) * sizeof *sites);
@@ -192,7 +204,7 @@ bool dump_python_view(dump_t *d, enum py_group by, char *err, size_t errlen) {
     t.ip = malloc(t.cap * sizeof *t.ip);
     t.parent = malloc(t.cap * sizeof *t.parent);
     bool ok = canon && sites && acc && map && ips && keep && keys && t.ip && t.parent &&
-              tree_grow(&t);
+              (by != PYGROUP_LINE || (file_of && line_key && line_ip)) && tree_grow(&t);
     for (size_t i = 0; ok && i < d->nsites; i++) {
         const dsite_t *s = &d->sites[i];
         uint32_t n = dump_frames(d, s, ips, 1024);
@@ -210,6 +222,17 @@ bool dump_python_view(dump_t *d, enum py_group by, char *err, size_t errlen) {
                 uint32_t c = canon[dump_py_code(ip)];
                 uint32_t line = by == PYGROUP_FUNCTION ? d->pycodes[c].first : dump_py_line(ip);
                 ip = DUMP_PYFRAME(c, line);
+                if (by == PYGROUP_LINE) {
+                    uint64_t key = DUMP_PYFRAME(file_of[c], line);
+                    size_t j = (size_t)(key * 0x9E3779B97F4A7C15ULL >> 20) & (lcap - 1);
+                    while (line_key[j] && line_key[j] != key)
+                        j = (j + 1) & (lcap - 1);
+                    if (!line_key[j]) {
+                        line_key[j] = key;
+                        line_ip[j] = ip;
+                    }
+                    ip = line_ip[j];
+                }
             }
             keep[m++] = ip;
             if (any_py && by != PYGROUP_STACK)
@@ -263,6 +286,9 @@ bool dump_python_view(dump_t *d, enum py_group by, char *err, size_t errlen) {
         t.parent = NULL;
     }
     free(canon);
+    free(file_of);
+    free(line_key);
+    free(line_ip);
     free(t.ip);
     free(t.parent);
     free(t.slot);

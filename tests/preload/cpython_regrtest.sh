@@ -10,6 +10,12 @@
 # (test_threading also starts child interpreters, which inherit the
 # library).  Left out: test_str, which does not exist in 3.11 (its tests
 # are in test_unicode); anything slower than a few seconds.
+#
+# Then the tests of frames, generators, tracebacks, sys and threads, in
+# TALLY_PROFILE=all with the Python walker reading every thread's frame
+# chain at every allocation (tests/python/frames.sh checks what it reads):
+# the same results as without the library, and every dump with Python
+# frames in it.
 
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/common.sh"
@@ -52,4 +58,28 @@ done
 check_status plain 0
 check_same plain_summary tally_summary
 small_served
+
+frames=(test_sys test_generators test_traceback test_frame test_threading)
+py=(env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP
+    PYTHONMALLOC=malloc PYTHONDONTWRITEBYTECODE=1 TMPDIR="$tmp" LC_ALL=C.UTF-8
+    /usr/bin/python3 -s -m test --timeout=150 "${frames[@]}")
+mkdir -p "$tmp/dumps"
+run_timeout=300
+run_plain -n plain_frames "${py[@]}"
+run_tally -n walker_frames env TALLY_PROFILE=all TALLY_OUT="$tmp/dumps/%p.tly" "${py[@]}"
+summary plain_frames
+summary walker_frames
+grep -qx 'Tests result: SUCCESS' "$tmp/out/walker_frames_summary.out" ||
+    { fail "the frame tests did not succeed under TALLY_PROFILE=all:"; tail -n 30 "$tmp/out/walker_frames.out" >&2; }
+check_same plain_frames_summary walker_frames_summary
+ndumps=0
+nwith=0
+for f in "$tmp"/dumps/*.tly; do
+    [ -f "$f" ] || continue
+    ndumps=$((ndumps + 1))
+    dump_text "$f" | grep -q '^pycode ' && nwith=$((nwith + 1))
+done
+say "frame tests: $ndumps dumps, $nwith with Python frames"
+[ "$ndumps" -gt 0 ] && [ "$nwith" -eq "$ndumps" ] ||
+    fail "want every dump of the frame tests to hold Python frames: $nwith of $ndumps"
 finish

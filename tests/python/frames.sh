@@ -1,0 +1,126 @@
+#!/bin/bash
+# frames.sh - Python frames in the profiler's stacks (issue 14), on CPython 3.11 (Debian's
+# python3; tests/python/):
+#  * app.py, known allocations at marked lines (lists, dicts, strings, bytearrays, instances;
+#    nested calls, recursion, a generator, a lambda, a class method, exec, a thread pool, an
+#    exception caught two frames up, a module of its own): what `tally report --by line` says
+#    is live at each marked line equals what tracemalloc's statistics('lineno') says for the
+#    same program (linecmp.py: the one difference the two definitions allow, CPython's free
+#    lists, is explained there), in `all` mode exactly and in `sample` mode within the 95%
+#    intervals; the stacks show the calls the program makes (nesting.py), and ctypes calling
+#    the C library's malloc shows libffi's and _ctypes' frames under the Python frame;
+#  * torn.py, a frame chain broken on purpose: the walker ends the Python part there and
+#    counts it, the program goes on;
+#  * threads.py, threads that come and go while another allocates: the same output as
+#    without the library, Python frames in the threads' stacks;
+#  * the pyenv builds of 3.12 and 3.13 when the machine has them (shared libpython; 3.13's
+#    offsets from _Py_DebugOffsets): the same nesting.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+. "$top_srcdir/tests/preload/common.sh"
+need /usr/bin/python3 python3
+need zstd zstd
+here=$top_srcdir/tests/python
+tally=$top_builddir/tools/tally
+export PYTHONMALLOC=malloc PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1
+export PYTHONPATH=$top_srcdir/tests/prof
+
+app() { # app MODE PYTHON [ENV...]: the application once, under the library
+    local py=$1
+    shift
+    rm -f "$tmp/app.tly"
+    env APP_MODE=tally TALLY_OUT="$tmp/app.tly" LD_PRELOAD="$TALLY_LIB" "$@" "$py" "$here/app.py" \
+        >"$tmp/app.out" 2>&1 || fail "app.py under the library failed: $(tail -5 "$tmp/app.out")"
+    [ -f "$tmp/app.tly" ] || fail "app.py wrote no dump"
+}
+
+# the oracle: tracemalloc, in plain CPython
+env APP_MODE=tracemalloc /usr/bin/python3 "$here/app.py" "$tmp/tm.json" >"$tmp/tm.out" 2>&1 ||
+    hard_error "app.py under tracemalloc failed: $(tail -5 "$tmp/tm.out")"
+
+say "all mode against tracemalloc"
+app /usr/bin/python3 TALLY_PROFILE=all
+"$tally" report --json --by line --top 0 "$tmp/app.tly" >"$tmp/lines.json" ||
+    fail "tally report --by line failed"
+python3 "$here/linecmp.py" "$tmp/tm.json" "$tmp/lines.json" "$here/app.py" "$here/appmod.py" \
+    >"$tmp/cmp.all" || fail "all mode and tracemalloc differ by line:
+$(cat "$tmp/cmp.all")"
+say "$(grep -c '^ok' "$tmp/cmp.all") marked lines agree with tracemalloc"
+"$tally" report --json --top 0 "$tmp/app.tly" >"$tmp/py.json"
+"$tally" report --json --native --top 0 "$tmp/app.tly" >"$tmp/native.json"
+python3 "$here/nesting.py" "$tmp/py.json" "$tmp/native.json" >"$tmp/nest.all" ||
+    fail "the stacks do not show the program's calls:
+$(cat "$tmp/nest.all")"
+# every reader shows the Python frames, marked (outputs go to files: pipefail and grep -q)
+"$tally" report --top 3 "$tmp/app.tly" >"$tmp/r.txt"
+grep -q '^   at .* (.*app.py:[0-9]*) \[py\]$' "$tmp/r.txt" ||
+    fail "tally report shows no Python frame as 'at function (file:line) [py]'"
+"$tally" flame --folded "$tmp/app.tly" >"$tmp/folded.txt"
+grep -q '^<module>;main;middle;leaf_strings' "$tmp/folded.txt" ||
+    fail "tally flame --folded has no Python stack"
+cp "$tmp/app.tly" "$tmp/app_all.tly"
+"$tally" html -o "$tmp/app.html" "$tmp/app.tly" && grep -q 'leaf_strings' "$tmp/app.html" ||
+    fail "tally html shows no Python frame"
+"$tally" report --by function --top 0 "$tmp/app.tly" >"$tmp/byfn.txt"
+grep -q '^   at build_table.* (.*appmod.py:[0-9]*) \[py\]$' "$tmp/byfn.txt" ||
+    fail "--by function does not name build_table"
+
+say "sample mode against tracemalloc"
+app /usr/bin/python3 TALLY_PROFILE=sample TALLY_SAMPLE=16k
+"$tally" report --json --by line --top 0 "$tmp/app.tly" >"$tmp/lines.json"
+python3 "$here/linecmp.py" --sample 16384 "$tmp/tm.json" "$tmp/lines.json" "$here/app.py" \
+    "$here/appmod.py" >"$tmp/cmp.sample" || fail "sample mode and tracemalloc differ by line:
+$(cat "$tmp/cmp.sample")"
+
+say "a broken frame chain"
+rm -f "$tmp/torn.tly"
+env TALLY_PROFILE=all TALLY_OUT="$tmp/torn.tly" LD_PRELOAD="$TALLY_LIB" /usr/bin/python3 \
+    "$here/torn.py" >"$tmp/torn.out" 2>&1 && grep -q '^torn: ok 3500015$' "$tmp/torn.out" ||
+    fail "torn.py did not go on as without the library: $(tail -5 "$tmp/torn.out")"
+stopped=$(dump_text "$tmp/torn.tly" | grep -o 'python_stopped=[0-9]*' | cut -d= -f2)
+[ "${stopped:-0}" -ge 4 ] || fail "torn.py: want at least 4 walks stopped, the dump says ${stopped:-0}"
+"$tally" report --json --native --top 0 "$tmp/torn.tly" >"$tmp/torn.json"
+python3 - "$tmp/torn.json" <<'PY' || fail "torn.py: the broken stacks are not cut at the break"
+import json, sys
+cut = 0
+for s in json.load(open(sys.argv[1]))["sites"]:
+    names = [f["function"] for f in s["frames"] if f.get("python")]
+    if names[:1] == ["broken_alloc"]:
+        # cut at the break: broken_alloc, then middle or nothing (middle's own link or code
+        # object broken), never past middle to the module
+        if "<module>" not in names[:3] and len(s["frames"]) <= 128:
+            cut += 1
+print("torn: %d cut stacks" % cut)
+sys.exit(0 if cut >= 4 else 1)
+PY
+
+# diff: what torn.py has that app.py had not, by Python frames
+"$tally" diff --json --top 0 --sort allocated "$tmp/app_all.tly" "$tmp/torn.tly" >"$tmp/diff.json" || fail "tally diff failed"
+grep -q '"function": "broken_alloc"' "$tmp/diff.json" || fail "tally diff shows no Python frame"
+
+say "threads that come and go"
+/usr/bin/python3 "$here/threads.py" >"$tmp/threads.plain" 2>&1
+rm -f "$tmp/threads.tly"
+env TALLY_PROFILE=all TALLY_OUT="$tmp/threads.tly" LD_PRELOAD="$TALLY_LIB" /usr/bin/python3 \
+    "$here/threads.py" >"$tmp/threads.out" 2>&1 || fail "threads.py failed under the library"
+cmp -s "$tmp/threads.plain" "$tmp/threads.out" || fail "threads.py printed something else"
+"$tally" report --by function --sort allocated --top 0 "$tmp/threads.tly" >"$tmp/thr.txt"
+grep -q '^   at work.* (.*threads.py:[0-9]*) \[py\]$' "$tmp/thr.txt" || fail "threads.py: no site of work()"
+# the live blocks at exit, with their Python frames (memcheck's format)
+"$tally" leaks --kinds all "$tmp/threads.tly" >"$tmp/thr.leaks"
+grep -q '^   by .* (.*threads.py:[0-9]*) \[py\]$' "$tmp/thr.leaks" ||
+    fail "tally leaks shows no Python frame"
+
+for v in /root/.pyenv/versions/3.12*/bin/python3 /root/.pyenv/versions/3.13*/bin/python3; do
+    [ -x "$v" ] || continue
+    ver=$("$v" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+    say "CPython $ver ($v)"
+    app "$v" TALLY_PROFILE=all
+    dump_text "$tmp/app.tly" >"$tmp/app.txt"
+    grep -q "^header .* python=$ver " "$tmp/app.txt" || fail "$ver: the dump does not name python=$ver"
+    "$tally" report --json --top 0 "$tmp/app.tly" >"$tmp/py.json"
+    "$tally" report --json --native --top 0 "$tmp/app.tly" >"$tmp/native.json"
+    python3 "$here/nesting.py" "$tmp/py.json" "$tmp/native.json" >"$tmp/nest.$ver" ||
+        fail "$ver: the stacks do not show the program's calls:
+$(cat "$tmp/nest.$ver")"
+done
+finish
