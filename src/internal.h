@@ -341,8 +341,13 @@ extern _Atomic bool python_look; /* python_merge has something to do (set with p
  * pointers sp[0..n] (NULL: match CPython's eval frames by their symbol; sp[n] 0: unknown), each frame of CPython's
  * eval loop replaced by the Python frames it runs. At most cap words into out; returns how
  * many, or -1 when this thread runs no Python code (then fr stays the stack). */
+typedef struct py_run_s {
+    uint16_t k;        /* the native frame it replaced */
+    uint16_t at, n;    /* its Python frames, out[at .. at + n) */
+} py_run_t;
+#define PY_MAX_RUNS 64
 int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, unsigned n, uintptr_t *out,
-                 unsigned cap);
+                 unsigned cap, py_run_t *runs, unsigned *nruns);
 /* all mode: the block [start, start + size) is being freed and was marked by prof_watch_code:
  * it held a code object the profiler interned. */
 void python_code_freed(uintptr_t start, size_t size);

@@ -865,10 +865,10 @@ static inline bool frame_ok(uintptr_t f) {
 }
 
 /* 3.11, 3.12: the _PyCFrame list, each with the innermost frame of its eval call. */
-static void walk_cframes(walk_t *w, uintptr_t ts) {
+static void walk_cframes(walk_t *w, uintptr_t ts, uintptr_t limit) {
     const layout_t *L = &py.L;
     uintptr_t cf = word_at(ts + L->ts_cframe);
-    while (cf && w->nsegs < PY_MAX_SEGS) {
+    while (cf && cf < limit && w->nsegs < PY_MAX_SEGS) { /* outer calls' are further up */
         if ((cf & 7) || !readable(cf, L->cf_previous + 8)) {
             w->stopped = true;
             break;
@@ -924,7 +924,8 @@ static void walk_chain(walk_t *w, uintptr_t ts) {
 }
 
 int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, unsigned n, uintptr_t *out,
-                 unsigned cap) {
+                 unsigned cap, py_run_t *runs, unsigned *nruns) {
+    *nruns = 0;
     if (!__atomic_load_n(&python_active, __ATOMIC_ACQUIRE))
         return -1;
     if (unlikely(!tls_stack_hi))
@@ -939,39 +940,59 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, unsigned n
     w.nsegs = w.nframes = w.chain = 0;
     w.stopped = false;
     bool lazy = py.L.ts_cframe != 0;
-    if (lazy)
-        walk_cframes(&w, ts);
+    if (lazy) /* the _PyCFrames up to the outermost native frame's end; all without pointers */
+        walk_cframes(&w, ts, sp && sp[n] ? sp[n] : UINTPTR_MAX);
     else
         walk_chain(&w, ts);
-    unsigned o = 0, si = 0;
+    unsigned o = 0, k = 0;
     bool merged = false;
-    for (unsigned k = 0; k < n && o < cap; k++) {
-        bool eval;
+    for (unsigned si = 0; si < w.nsegs && k < n && o < cap && !w.stopped; si++) {
+        /* the native frame whose extent holds the run's marker (or, with no stack pointers,
+         * the next frame in the eval loop's symbol) */
+        unsigned j = k;
+        uintptr_t m = w.segs[si].marker;
         if (sp) {
-            while (si < w.nsegs && w.segs[si].marker < sp[k])
-                si++; /* a run whose eval call is not among these frames */
-            eval = si < w.nsegs && (sp[k + 1] ? w.segs[si].marker < sp[k + 1]
-                                              : fr[k] - py.eval_lo < py.eval_hi - py.eval_lo);
+            if (m < sp[k])
+                continue; /* a run whose eval call is not among these frames */
+            while (j < n && sp[j + 1] && sp[j + 1] <= m)
+                j++;
+            if (j < n && !sp[j + 1] && fr[j] - py.eval_lo >= py.eval_hi - py.eval_lo)
+                break; /* the outermost frame's extent is not known, and it is no eval frame */
         } else {
-            eval = si < w.nsegs && fr[k] - py.eval_lo < py.eval_hi - py.eval_lo;
+            while (j < n && fr[j] - py.eval_lo >= py.eval_hi - py.eval_lo)
+                j++;
         }
-        unsigned got = 0;
-        if (eval && !w.stopped) {
-            const seg_t *s = &w.segs[si++];
-            if (lazy) {
-                got = walk_segment(&w, s->frame, out + o, cap - o);
-            } else {
-                got = s->end - s->first < cap - o ? s->end - s->first : cap - o;
-                memcpy(out + o, w.frames + s->first, got * sizeof *out);
-            }
-        }
-        if (got) { /* else a run the checks cut short: the native frame stays */
-            o += got;
-            merged = true;
+        if (j >= n || *nruns >= PY_MAX_RUNS)
+            break;
+        unsigned c = j - k < cap - o ? j - k : cap - o; /* the native frames before it */
+        memcpy(out + o, fr + k, c * sizeof *out);
+        o += c;
+        k = j;
+        if (o >= cap)
+            break;
+        const seg_t *s = &w.segs[si];
+        unsigned got;
+        if (lazy) {
+            got = walk_segment(&w, s->frame, out + o, cap - o);
         } else {
-            out[o++] = fr[k];
+            got = s->end - s->first < cap - o ? s->end - s->first : cap - o;
+            memcpy(out + o, w.frames + s->first, got * sizeof *out);
         }
+        if (!got)
+            continue; /* a run the checks cut short: the native frame stays */
+        runs[(*nruns)++] = (py_run_t){(uint16_t)k, (uint16_t)o, (uint16_t)got};
+        o += got;
+        k++;
+        merged = true;
     }
+    if (!merged) {
+        if (w.stopped)
+            atomic_fetch_add_explicit(&py.stopped, 1, memory_order_relaxed);
+        return -1;
+    }
+    unsigned c = n - k < cap - o ? n - k : cap - o; /* the rest */
+    memcpy(out + o, fr + k, c * sizeof *out);
+    o += c;
     if (w.stopped)
         atomic_fetch_add_explicit(&py.stopped, 1, memory_order_relaxed);
     return merged ? (int)o : -1;
