@@ -256,6 +256,14 @@ static void json_dump_info(FILE *f, const dump_t *d, bool *first) {
     json_num(f, "duration_ns", (double)d->duration_ns, &fi);
     if (d->max_rss_bytes)
         json_num(f, "max_rss_bytes", (double)d->max_rss_bytes, &fi);
+    if (d->python) {
+        json_key(f, "python", &fi);
+        json_str(f, d->python);
+        json_key(f, "python_frames", &fi);
+        fputs(d->python_frames ? "true" : "false", f);
+        if (d->python_stopped)
+            json_num(f, "python_stopped", (double)d->python_stopped, &fi);
+    }
     char note[512];
     if (unprofiled_note(d, note, sizeof note)) {
         json_key(f, "note", &fi);

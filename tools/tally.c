@@ -105,6 +105,7 @@ static const char usage_leaks[] =
     "                      valgrind's Memcheck:Leak blocks; counted as \"suppressed\"\n"
     "  --error-exitcode N  exit with N when a block of the kinds shown is live (for CI jobs)\n"
     "  --json              JSON instead of text (docs/JSON.md)\n"
+    "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
     "  --debug-dir DIR     also look for separate debug files under DIR\n"
     "  --max-text SIZE     read a larger dump than the default bounds (see report)\n";
 
@@ -120,6 +121,7 @@ static const char usage_flame[] =
     "                     with the leak check, those definitely, indirectly or possibly lost)\n"
     "  --folded           `outermost;...;innermost BYTES` lines instead of SVG\n"
     "  --json             the tree as JSON ({name, value, children}, as d3-flame-graph reads)\n"
+    "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
     "  --debug-dir DIR    also look for separate debug files under DIR\n"
     "  --max-text SIZE    read a larger dump than the default bounds (see report)\n";
 
@@ -134,6 +136,7 @@ static const char usage_diff[] =
     "                   peak (bytes at the program-wide peak): the growth that sorts the sites\n"
     "  --top N          how many call sites (default 10; 0 for all)\n"
     "  --json           JSON instead of text (docs/JSON.md)\n"
+    "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
     "  --debug-dir DIR  also look for separate debug files under DIR\n"
     "  --max-text SIZE  read larger dumps than the default bounds (see report)\n";
 
@@ -146,6 +149,7 @@ static const char usage_html[] =
     "\n"
     "  -o, --output FILE  write the page here (default: standard output)\n"
     "  --top N            call sites in the table (default 100; 0 for all)\n"
+    "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
     "  --debug-dir DIR    also look for separate debug files under DIR\n"
     "  --max-text SIZE    read a larger dump than the default bounds (see report)\n";
 
