@@ -460,8 +460,10 @@ size_t heap_trim(void) {
 }
 
 /* ---- fork ----------------------------------------------------------------------------------
- * Lock order everywhere: registry, then heaps (registry order), then the global arena lock. */
+ * Lock order everywhere: python.c's scan lock, registry, heaps (registry order), the global
+ * arena lock. */
 void heap_fork_prepare(void) {
+    python_fork_scan_lock();
     pthread_mutex_lock(&reg_lock);
     for (heap_t *h = reg_head; h; h = h->reg_next)
         pthread_mutex_lock(&h->lock);
@@ -475,6 +477,7 @@ void heap_fork_parent(void) {
     for (heap_t *h = reg_head; h; h = h->reg_next)
         pthread_mutex_unlock(&h->lock);
     pthread_mutex_unlock(&reg_lock);
+    python_fork_scan_unlock();
 }
 
 void heap_fork_child(void) {

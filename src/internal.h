@@ -355,6 +355,8 @@ void python_code_freed(uintptr_t start, size_t size);
 void python_put_header(fmt_t *f);
 void python_put_totals(fmt_t *f);
 void python_put_codes(fmt_t *f);
+void python_fork_scan_lock(void); /* first of all fork's locks (python.c's scan) */
+void python_fork_scan_unlock(void); /* the parent's; the child's is made anew */
 void python_fork_prepare(void);
 void python_fork_parent(void);
 void python_fork_child(void);

@@ -220,14 +220,20 @@ static int find_python(struct dl_phdr_info *info, size_t size, void *arg) {
 }
 
 /* Never from inside an allocation: dl_iterate_phdr takes the loader's lock, which a forked
- * child may have inherited taken. */
+ * child may have inherited taken. fork waits for a scan under way before it takes any lock of
+ * ours (python_fork_scan_lock): a scan waits for the loader's lock, whose holder (a dlclose)
+ * frees, and a free may need what fork's handlers hold. */
 static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int find_python_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+    return find_python(info, size, arg);
+}
 
 static void scan(void) {
     if (pthread_mutex_trylock(&scan_lock) != 0)
         return;
     if (!py.found) {
-        unwind_iterate_phdr(find_python, NULL);
+        dl_iterate_phdr(find_python_cb, NULL);
         if (py.found && py.supported) {
             __atomic_store_n(&python_active, true, __ATOMIC_RELEASE);
             atomic_store_explicit(&python_look, true, memory_order_release);
@@ -1037,6 +1043,14 @@ void python_put_codes(fmt_t *f) {
 }
 
 /* ---- fork ---------------------------------------------------------------------------------------- */
+void python_fork_scan_lock(void) {
+    pthread_mutex_lock(&scan_lock);
+}
+
+void python_fork_scan_unlock(void) {
+    pthread_mutex_unlock(&scan_lock);
+}
+
 void python_fork_prepare(void) {
     pthread_mutex_lock(&code_lock);
     pthread_mutex_lock(&maps.lock);
