@@ -533,7 +533,11 @@ static bool rec_frame(parser_t *p, const field_t *fs, size_t n) {
     dump_t *d = p->d;
     uint32_t id = 0, parent = 0;
     uint64_t ip = 0;
-    if (!get_u32(p, fs, n, "id", true, &id) || !get_u32(p, fs, n, "parent", true, &parent))
+    if (!get_u32(p, fs, n, "parent", true, &parent))
+        return false;
+    if (!find(fs, n, "id")) /* version 2: the next id */
+        id = (uint32_t)(d->nnodes + 1 > UINT32_MAX ? 0 : d->nnodes + 1);
+    else if (!get_u32(p, fs, n, "id", true, &id))
         return false;
     const field_t *py = find(fs, n, "py");
     if (py) { /* a Python frame: CODE:LINE */
@@ -600,12 +604,22 @@ static bool rec_stack(parser_t *p, const field_t *fs, size_t n) {
 
 static bool rec_site(parser_t *p, const field_t *fs, size_t n) {
     dump_t *d = p->d;
-    uint32_t id = 0, stack = 0;
-    if (!get_u32(p, fs, n, "id", true, &id) || !get_u32(p, fs, n, "stack", true, &stack))
+    uint32_t id = 0, stack = 0, node = 0, depth = 0;
+    if (!get_u32(p, fs, n, "id", true, &id))
         return false;
-    uint32_t node = 0, depth = 0;
-    if (!idmap_get(&p->stacks, stack, &node) || !idmap_get(&p->stack_depth, stack, &depth))
+    if (find(fs, n, "frame")) { /* version 2: the stack in the site */
+        if (!get_u32(p, fs, n, "frame", true, &node) || !get_u32(p, fs, n, "depth", true, &depth))
+            return false;
+        if (node > d->nnodes)
+            return fail(p, "site %u names frame %u, which is not defined", id, node);
+        uint32_t have = node ? p->node_depth[node] : 0;
+        if (have != depth)
+            return fail(p, "site %u says depth=%u, its frames are %u", id, depth, have);
+    } else if (!get_u32(p, fs, n, "stack", true, &stack)) {
+        return false;
+    } else if (!idmap_get(&p->stacks, stack, &node) || !idmap_get(&p->stack_depth, stack, &depth)) {
         return fail(p, "site %u names stack %u, which is not defined", id, stack);
+    }
     if (!reserve((void **)&d->sites, &p->cap_sites, d->nsites, sizeof *d->sites))
         return fail(p, "out of memory");
     dsite_t *s = &d->sites[d->nsites];
@@ -644,6 +658,8 @@ static bool rec_site(parser_t *p, const field_t *fs, size_t n) {
         !get_hist(p, fs, n, "size_hist", s->size_hist) ||
         !get_hist(p, fs, n, "life_hist", s->life_hist))
         return false;
+    if (d->all_mode && !find(fs, n, "samples")) /* version 2 leaves it out in all mode */
+        s->samples = s->alloc_count;
     if (!idmap_put(&p->sites, id, (uint32_t)d->nsites))
         return fail(p, "site %u is defined twice", id);
     d->nsites++;

@@ -100,6 +100,8 @@ def parse(path):
     codes = {c["id"]: c for c in d["pycode"]}
     d["pycode"] = codes
     nodes = {}
+    for k, fr in enumerate(d["frame"], 1):  # version 2 leaves the ids out: they count from 1
+        fr.setdefault("id", k)
     for fr in d.pop("frame"):
         if "py" in fr:
             code, _, line = fr["py"].partition(":")
@@ -111,6 +113,10 @@ def parse(path):
             raise DumpError("%s: frame %d out of order" % (path, fr["id"]))
         nodes[fr["id"]] = (fr["parent"], fr["ip"])
     d["stacks"] = {}
+    for site in d["site"]:  # version 2: the stack is in the site; seen as a stack of its id
+        if "frame" in site and "stack" not in site:
+            d["stack"].append({"id": site["id"], "frame": site.pop("frame"), "depth": site.pop("depth")})
+            site["stack"] = site["id"]
     for st in d.pop("stack"):
         frames, node = [], st["frame"]
         while node:
