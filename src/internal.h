@@ -320,10 +320,11 @@ void unwind_fork_prepare(void);
 void unwind_fork_parent(void);
 void unwind_fork_child(void);
 
-/* The stack pointers of the frames unwind_stack last returned for h: sp[k] for frames[k], and
- * sp[n] the CFA of the outermost one (the stack's top if it was the last). False if frames is
- * not the walker's last stack. */
-bool unwind_frame_sps(heap_t *h, const uintptr_t *frames, unsigned n, uintptr_t *sp);
+/* The stack pointers of the frames unwind_stack last returned for h: sp[k] for frames[k]
+ * (k < n), and *top the CFA of the outermost one (the stack's top if it was the last, 0 if not
+ * known). NULL if frames is not the walker's last stack. */
+const uintptr_t *unwind_frame_sps(heap_t *h, const uintptr_t *frames, unsigned n,
+                                  uintptr_t *top);
 /* This thread's stack as the walker knows it; false before its first walk. */
 bool unwind_thread_stack(uintptr_t *lo, uintptr_t *hi);
 
@@ -338,7 +339,8 @@ void python_dlopened(void); /* dlopen, before it loads: look again, if not found
 extern bool python_active;  /* a CPython was found whose frames can be read */
 extern _Atomic bool python_look; /* python_merge has something to do (set with python_active) */
 /* The merged stack of this thread: native frames fr[0..n) innermost first, with their stack
- * pointers sp[0..n] (NULL: match CPython's eval frames by their symbol; sp[n] 0: unknown), each frame of CPython's
+ * pointers sp[0..n) and the outermost one's CFA sp_top (sp NULL: match CPython's eval frames
+ * by their symbol; sp_top 0: unknown), each frame of CPython's
  * eval loop replaced by the Python frames it runs. At most cap words into out; returns how
  * many, or -1 when this thread runs no Python code (then fr stays the stack). */
 typedef struct py_run_s {
@@ -346,8 +348,8 @@ typedef struct py_run_s {
     uint16_t at, n;    /* its Python frames, out[at .. at + n) */
 } py_run_t;
 #define PY_MAX_RUNS 64
-int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, unsigned n, uintptr_t *out,
-                 unsigned cap, py_run_t *runs, unsigned *nruns);
+int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t sp_top,
+                 unsigned n, uintptr_t *out, unsigned cap, py_run_t *runs, unsigned *nruns);
 /* all mode: the block [start, start + size) is being freed and was marked by prof_watch_code:
  * it held a code object the profiler interned. */
 void python_code_freed(uintptr_t start, size_t size);

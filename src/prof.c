@@ -326,11 +326,14 @@ static uint64_t pow_ra[PROF_MAX_DEPTH + 1], pow_rb[PROF_MAX_DEPTH + 1];
 #define RUN_HASH_BB 0xC6A4A7935BD1E995ULL
 
 static noinline void capture_python(heap_t *h, stack_t *st, bool walker, stack_sums_t *sum) {
-    uintptr_t sps[PROF_MAX_DEPTH + 1], merged[PROF_MAX_DEPTH];
+    uintptr_t tmp[PROF_MAX_DEPTH], top = 0;
     py_run_t runs[PY_MAX_RUNS];
     unsigned nruns;
-    bool have = walker && unwind_frame_sps(h, st->f, st->n, sps);
-    int m = python_merge(h, st->f, have ? sps : NULL, st->n, merged, PROF_MAX_DEPTH, runs, &nruns);
+    const uintptr_t *sps = walker ? unwind_frame_sps(h, st->f, st->n, &top) : NULL;
+    /* the walker's frames are in its cache: the merged stack goes straight to st->buf */
+    uintptr_t *merged = st->f >= st->buf && st->f < st->buf + PROF_MAX_DEPTH + UNW_OWN_FRAMES
+                            ? tmp : st->buf;
+    int m = python_merge(h, st->f, sps, top, st->n, merged, PROF_MAX_DEPTH, runs, &nruns);
     if (m <= 0)
         return;
     stack_sums_t s = *sum;
@@ -345,7 +348,8 @@ static noinline void capture_python(heap_t *h, stack_t *st, bool walker, stack_s
         s.a += pow_ba[runs[r].k] * (run.a - native.a);
         s.b += pow_bb[runs[r].k] * (run.b - native.b);
     }
-    memcpy(st->buf, merged, (size_t)m * sizeof *merged);
+    if (merged != st->buf)
+        memcpy(st->buf, merged, (size_t)m * sizeof *merged);
     st->f = st->buf;
     st->n = (unsigned)m;
     *sum = s;

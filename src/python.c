@@ -866,8 +866,16 @@ static inline bool frame_word(walk_t *w, uintptr_t f, uintptr_t *word) {
     return frame_word_slow(w, code, ip, epoch, slot, word);
 }
 
+/* Frames live in the thread's data stack chunks (mapped by CPython): the ranges that answered
+ * last are asked first. */
 static inline bool frame_ok(uintptr_t f) {
-    return f && !(f & 7) && readable(f, py.L.fr_size);
+    if (!f || (f & 7))
+        return false;
+    size_t len = py.L.fr_size;
+    for (unsigned i = 0; i < OK_RANGES; i++)
+        if (f >= tls_ok[i][0] && f < tls_ok[i][1] && len <= tls_ok[i][1] - f)
+            return true;
+    return readable(f, len);
 }
 
 /* 3.11, 3.12: the _PyCFrame list, each with the innermost frame of its eval call. */
@@ -875,7 +883,8 @@ static void walk_cframes(walk_t *w, uintptr_t ts, uintptr_t limit) {
     const layout_t *L = &py.L;
     uintptr_t cf = word_at(ts + L->ts_cframe);
     while (cf && cf < limit && w->nsegs < PY_MAX_SEGS) { /* outer calls' are further up */
-        if ((cf & 7) || !readable(cf, L->cf_previous + 8)) {
+        bool on_stack = cf >= tls_stack_lo && cf < tls_stack_hi - (L->cf_previous + 8);
+        if ((cf & 7) || (!on_stack && !readable(cf, L->cf_previous + 8))) {
             w->stopped = true;
             break;
         }
@@ -929,8 +938,11 @@ static void walk_chain(walk_t *w, uintptr_t ts) {
     }
 }
 
-int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, unsigned n, uintptr_t *out,
-                 unsigned cap, py_run_t *runs, unsigned *nruns) {
+/* sp[k], the frame's stack pointer; at k == n the outermost frame's CFA */
+#define SP(k) ((k) < n ? sp[k] : sp_top)
+
+int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t sp_top,
+                 unsigned n, uintptr_t *out, unsigned cap, py_run_t *runs, unsigned *nruns) {
     *nruns = 0;
     if (!__atomic_load_n(&python_active, __ATOMIC_ACQUIRE))
         return -1;
@@ -947,7 +959,7 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, unsigned n
     w.stopped = false;
     bool lazy = py.L.ts_cframe != 0;
     if (lazy) /* the _PyCFrames up to the outermost native frame's end; all without pointers */
-        walk_cframes(&w, ts, sp && sp[n] ? sp[n] : UINTPTR_MAX);
+        walk_cframes(&w, ts, sp && sp_top ? sp_top : UINTPTR_MAX);
     else
         walk_chain(&w, ts);
     unsigned o = 0, k = 0;
@@ -960,9 +972,9 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, unsigned n
         if (sp) {
             if (m < sp[k])
                 continue; /* a run whose eval call is not among these frames */
-            while (j < n && sp[j + 1] && sp[j + 1] <= m)
+            while (j < n && SP(j + 1) && SP(j + 1) <= m)
                 j++;
-            if (j < n && !sp[j + 1] && fr[j] - py.eval_lo >= py.eval_hi - py.eval_lo)
+            if (j < n && !SP(j + 1) && fr[j] - py.eval_lo >= py.eval_hi - py.eval_lo)
                 break; /* the outermost frame's extent is not known, and it is no eval frame */
         } else {
             while (j < n && fr[j] - py.eval_lo >= py.eval_hi - py.eval_lo)

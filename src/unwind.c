@@ -1259,17 +1259,16 @@ bool unwind_thread_stack(uintptr_t *lo, uintptr_t *hi) {
     return tls_stack_hi > tls_stack_lo + 1;
 }
 
-bool unwind_frame_sps(heap_t *h, const uintptr_t *frames, unsigned n, uintptr_t *sp) {
+const uintptr_t *unwind_frame_sps(heap_t *h, const uintptr_t *frames, unsigned n,
+                                  uintptr_t *top) {
     const unw_cache_t *c = h->unw;
     if (!c || frames < c->rip || frames + n > c->rip + c->bot)
-        return false;
+        return NULL;
     size_t b = (size_t)(frames - c->rip);
-    for (unsigned k = 0; k < n; k++)
-        sp[k] = c->rsp[b + k];
     /* the outermost frame's CFA: the next stored frame's sp, the stack's top if the walk reached
      * the end, else unknown (0) */
-    sp[n] = b + n < c->bot ? c->rsp[b + n] : c->complete ? tls_stack_hi : 0;
-    return true;
+    *top = b + n < c->bot ? c->rsp[b + n] : c->complete ? tls_stack_hi : 0;
+    return &c->rsp[b];
 }
 
 static void add_counts(heap_t *h, void *arg) {
