@@ -27,7 +27,8 @@ totals_t totals_of(const dump_t *d) {
 }
 
 /* ---- sorting ------------------------------------------------------------------------------ */
-static const char *const measures[] = {"peak", "live", "allocated", "count", "temporary", NULL};
+static const char *const measures[] = {"peak", "live", "allocated", "count", "temporary",
+                                       "pinned", NULL};
 
 bool report_measure_valid(const char *m) {
     for (int i = 0; measures[i]; i++)
@@ -184,9 +185,10 @@ static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
                                        "live", "bytes live now",
                                        "allocated", "bytes allocated",
                                        "count", "number of allocations",
-                                       "temporary", "temporary allocations"};
+                                       "temporary", "temporary allocations",
+                                       "pinned", "the pool and block memory its live blocks keep"};
     const char *desc = measure;
-    for (size_t i = 0; i < 10; i += 2)
+    for (size_t i = 0; i < 12; i += 2)
         if (strcmp(what[i], measure) == 0)
             desc = what[i + 1];
     fprintf(f, "\nTop %zu call sites by %s (%s):\n", shown, measure, desc);
@@ -200,9 +202,10 @@ static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
         bool bytes = strcmp(measure, "count") != 0 && strcmp(measure, "temporary") != 0;
         static const char *const suffix[] = {"peak", "at the peak", "live", "live now",
                                              "allocated", "allocated", "count", "allocations",
-                                             "temporary", "temporary allocations"};
+                                             "temporary", "temporary allocations",
+                                             "pinned", "pinned"};
         const char *sfx = measure;
-        for (size_t k = 0; k < 10; k += 2)
+        for (size_t k = 0; k < 12; k += 2)
             if (strcmp(suffix[k], measure) == 0)
                 sfx = suffix[k + 1];
         bool ranked = site_rankable(d, s, measure);

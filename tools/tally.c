@@ -78,7 +78,8 @@ static const char usage_report[] =
     "mode the figures are unbiased estimates, marked ~.\n"
     "\n"
     "  --sort MEASURE   peak (bytes live at the program-wide peak, the default), live (now),\n"
-    "                   allocated (bytes), count (allocations), temporary\n"
+    "                   allocated (bytes), count (allocations), temporary, pinned (the pool\n"
+    "                   memory the site's live blocks keep)\n"
     "  --top N          how many call sites (default 10; 0 for all)\n"
     "  --json           JSON instead of text (docs/JSON.md)\n"
     "  --native         a Python program: the merged stacks, native frames and Python frames\n"
@@ -261,8 +262,8 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             break;
         case 's':
             if (!is_report || !report_measure_valid(optarg))
-                return bad_usage(cmd, is_report ? "--sort %s: want peak, live, allocated, count "
-                                                  "or temporary"
+                return bad_usage(cmd, is_report ? "--sort %s: want peak, live, allocated, count, "
+                                                  "temporary or pinned"
                                                 : "--sort: an option of report and diff (%s)",
                                  optarg);
             ro.sort = optarg;

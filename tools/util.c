@@ -35,6 +35,8 @@ double site_measure(const dump_t *d, const dsite_t *s, const char *m) {
         return dump_count(d, s->alloc_count);
     if (strcmp(m, "temporary") == 0)
         return dump_count(d, s->temporary);
+    if (strcmp(m, "pinned") == 0)
+        return (double)s->pinned_bytes;
     return (double)s->leak_bytes;
 }
 

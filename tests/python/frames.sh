@@ -13,6 +13,11 @@
 #    counts it, the program goes on;
 #  * threads.py, threads that come and go while another allocates: the same output as
 #    without the library, Python frames in the threads' stacks;
+#  * reuse.py, code objects freed and made again at the same addresses: every block is charged
+#    to the function that allocated it, in all mode (frees of code objects tracked) and in
+#    sample mode (every hit compared with the copy);
+#  * a CPython the walker does not read (pyenv's 3.10, when there): named in the dump, native
+#    stacks, no harm;
 #  * the pyenv builds of 3.12 and 3.13 when the machine has them (shared libpython; 3.13's
 #    offsets from _Py_DebugOffsets): the same nesting.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
@@ -109,6 +114,29 @@ grep -q '^   at work.* (.*threads.py:[0-9]*) \[py\]$' "$tmp/thr.txt" || fail "th
 "$tally" leaks --kinds all "$tmp/threads.tly" >"$tmp/thr.leaks"
 grep -q '^   by .* (.*threads.py:[0-9]*) \[py\]$' "$tmp/thr.leaks" ||
     fail "tally leaks shows no Python frame"
+
+say "code objects freed and made again"
+for mode in "TALLY_PROFILE=all" "TALLY_PROFILE=sample TALLY_SAMPLE=1"; do
+    rm -f "$tmp/reuse.tly"
+    env $mode TALLY_OUT="$tmp/reuse.tly" LD_PRELOAD="$TALLY_LIB" /usr/bin/python3 "$here/reuse.py" \
+        >"$tmp/reuse.out" 2>&1 || fail "reuse.py failed under $mode: $(tail -3 "$tmp/reuse.out")"
+    "$tally" report --json --native --top 0 "$tmp/reuse.tly" >"$tmp/reuse.json"
+    python3 "$here/reusecheck.py" "$tmp/reuse.json" >"$tmp/reuse.cmp" ||
+        fail "$mode: blocks charged to another function than theirs: $(head -5 "$tmp/reuse.cmp")"
+    say "$mode: $(cat "$tmp/reuse.out"); $(head -1 "$tmp/reuse.cmp")"
+done
+
+for v in /root/.pyenv/versions/3.10*/bin/python3; do
+    [ -x "$v" ] || continue
+    say "a CPython without its frames: $v"
+    rm -f "$tmp/old.tly"
+    env TALLY_PROFILE=all TALLY_OUT="$tmp/old.tly" LD_PRELOAD="$TALLY_LIB" "$v" "$here/reuse.py" \
+        >"$tmp/old.out" 2>&1 || fail "reuse.py failed under $v"
+    dump_text "$tmp/old.tly" >"$tmp/old.txt"
+    grep -q '^header .* python=3\.10 python_frames=0 ' "$tmp/old.txt" ||
+        fail "$v: the dump does not say python=3.10 python_frames=0"
+    grep -q '^pycode ' "$tmp/old.txt" && fail "$v: Python frames from an interpreter not read"
+done
 
 for v in /root/.pyenv/versions/3.12*/bin/python3 /root/.pyenv/versions/3.13*/bin/python3; do
     [ -x "$v" ] || continue
