@@ -467,6 +467,7 @@ static ctab_t *_Atomic ctab;
 static pthread_mutex_t code_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *text_arena;
 static size_t text_left;
+static char scratch[STR_MAX + 1]; /* a name being copied, under code_lock */
 
 static inline code_rec_t *code_rec(uint32_t id) {
     return &code_chunks[id / CODES_PER_CHUNK][id % CODES_PER_CHUNK];
@@ -694,7 +695,7 @@ static uint32_t intern_locked(uintptr_t code) {
     r->firstlineno = v.firstlineno;
     if (!content_of(v.filename, v.qualname, v.linetable, &r->content))
         return 0;
-    char tmp[STR_MAX + 1];
+    char *tmp = scratch; /* under code_lock: no 4 KiB on the stack of an allocation */
     size_t fn = str_utf8(v.filename, tmp);
     char *file = text_alloc_locked(fn + 1);
     if (!file)
@@ -781,7 +782,7 @@ static int code_line(const code_rec_t *r, uint64_t instr) {
 }
 
 /* ---- the frame chain ------------------------------------------------------------------------ */
-#define PY_MAX_SEGS 256   /* eval-loop calls in one stack */
+#define PY_MAX_SEGS 64    /* eval-loop calls in one stack: 2 KiB of the allocation's stack */
 #define PY_MAX_CHAIN 4096 /* frames followed in one walk */
 #define PYC_SLOTS 512
 
@@ -798,8 +799,12 @@ typedef struct py_cache_s {
 
 typedef struct seg_s {
     uintptr_t marker; /* on the C stack: the eval call's _PyCFrame or shim frame */
-    uintptr_t frame;  /* 3.11, 3.12: its innermost frame, walked when it is needed */
-    unsigned first, end; /* 3.13: its words in the walk's frames[] */
+    union {
+        uintptr_t frame; /* 3.11, 3.12: its innermost frame, walked when it is needed */
+        struct {
+            uint32_t first, end; /* 3.13: its words in the walk's frames[] */
+        };
+    };
 } seg_t;
 
 typedef struct walk_s {
@@ -888,7 +893,7 @@ static void walk_cframes(walk_t *w, uintptr_t ts, uintptr_t limit) {
             w->stopped = true;
             break;
         }
-        w->segs[w->nsegs++] = (seg_t){cf, word_at(cf + L->cf_frame), 0, 0};
+        w->segs[w->nsegs++] = (seg_t){.marker = cf, .frame = word_at(cf + L->cf_frame)};
         cf = word_at(cf + L->cf_previous);
     }
 }
@@ -925,7 +930,7 @@ static void walk_chain(walk_t *w, uintptr_t ts) {
             break;
         }
         if (*(const volatile uint8_t *)(f + L->fr_owner) == OWNED_BY_CSTACK) {
-            w->segs[w->nsegs++] = (seg_t){f, 0, first, w->nframes};
+            w->segs[w->nsegs++] = (seg_t){.marker = f, .first = first, .end = w->nframes};
             first = w->nframes;
         } else {
             uintptr_t word;
