@@ -24,9 +24,13 @@ static double weight(const dump_t *d, const dsite_t *s, const char *m) {
 }
 
 /* A frame as one name: "func", "func [inlined]" is not kept apart (a flame graph merges by
- * name), "module+0x..." or "0x..." when nothing names it. */
+ * name), "module+0x..." or "0x..." when nothing names it; a Python frame "func (file.py:LINE)",
+ * as py-spy names them: its line is what a Python user looks for. */
 static void frame_name(char *out, size_t cap, const sym_frame_t *f) {
-    if (f->function)
+    if (f->python)
+        snprintf(out, cap, "%s (%s:%u)", f->function ? f->function : "?",
+                 f->file ? sym_basename(f->file) : "?", f->line);
+    else if (f->function)
         snprintf(out, cap, "%s", f->function);
     else if (f->module)
         snprintf(out, cap, "%s+%#llx", sym_basename(f->module), (unsigned long long)f->offset);

@@ -60,7 +60,7 @@ $(cat "$tmp/nest.all")"
 grep -q '^   at .* (.*app.py:[0-9]*) \[py\]$' "$tmp/r.txt" ||
     fail "tally report shows no Python frame as 'at function (file:line) [py]'"
 "$tally" flame --folded "$tmp/app.tly" >"$tmp/folded.txt"
-grep -q '^<module>;main;middle;leaf_strings' "$tmp/folded.txt" ||
+grep -q '^<module> (app.py:[0-9]*);main (app.py:[0-9]*);middle (app.py:[0-9]*);leaf_strings (app.py:[0-9]*)' "$tmp/folded.txt" ||
     fail "tally flame --folded has no Python stack"
 cp "$tmp/app.tly" "$tmp/app_all.tly"
 "$tally" html -o "$tmp/app.html" "$tmp/app.tly" && grep -q 'leaf_strings' "$tmp/app.html" ||
