@@ -796,6 +796,7 @@ typedef struct py_cache_s {
         uint64_t epoch;
     } e[PYC_SLOTS];
 } py_cache_t;
+static py_cache_t no_cache; /* for a heap whose cache could not be mapped: never filled */
 
 typedef struct seg_s {
     uintptr_t marker; /* on the C stack: the eval call's _PyCFrame or shim frame */
@@ -809,6 +810,7 @@ typedef struct seg_s {
 
 typedef struct walk_s {
     py_cache_t *c;
+    uint64_t epoch; /* code_epoch when the walk started */
     seg_t segs[PY_MAX_SEGS];
     unsigned nsegs;
     uintptr_t frames[PROF_MAX_DEPTH]; /* 3.13: words, innermost first */
@@ -848,7 +850,7 @@ static noinline bool frame_word_slow(walk_t *w, uintptr_t code, uintptr_t ip, ui
         instr = (ip - start) / 2 + 1;
     int line = code_line(r, instr);
     *word = PY_FRAME(id, line > 0 && line < (1 << PY_LINE_BITS) ? (unsigned)line : 0u);
-    if (w->c && (r->flags & (CODE_WATCHED | CODE_STATIC))) {
+    if (w->c != &no_cache && (r->flags & (CODE_WATCHED | CODE_STATIC))) {
         w->c->e[slot].code = code;
         w->c->e[slot].ip = ip;
         w->c->e[slot].word = *word;
@@ -862,13 +864,12 @@ static inline bool frame_word(walk_t *w, uintptr_t f, uintptr_t *word) {
     const layout_t *L = &py.L;
     uintptr_t code = word_at(f + L->fr_code), ip = word_at(f + L->fr_instr);
     unsigned slot = (unsigned)(((code ^ (ip << 7)) * 0x9E3779B97F4A7C15ULL) >> 55) & (PYC_SLOTS - 1);
-    uint64_t epoch = atomic_load_explicit(&code_epoch, memory_order_acquire);
-    if (likely(w->c) && w->c->e[slot].code == code && w->c->e[slot].ip == ip &&
-        w->c->e[slot].epoch == epoch) {
-        *word = w->c->e[slot].word;
+    const py_cache_t *c = w->c; /* never NULL: a walk without one has a cache of its own */
+    if (c->e[slot].code == code && c->e[slot].ip == ip && c->e[slot].epoch == w->epoch) {
+        *word = c->e[slot].word;
         return true;
     }
-    return frame_word_slow(w, code, ip, epoch, slot, word);
+    return frame_word_slow(w, code, ip, w->epoch, slot, word);
 }
 
 /* Frames live in the thread's data stack chunks (mapped by CPython): the ranges that answered
@@ -959,7 +960,8 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t 
     if (unlikely(!h->pyc))
         h->pyc = os_map(sizeof(py_cache_t));
     walk_t w;
-    w.c = h->pyc;
+    w.c = h->pyc ? h->pyc : &no_cache;
+    w.epoch = atomic_load_explicit(&code_epoch, memory_order_acquire);
     w.nsegs = w.nframes = w.chain = 0;
     w.stopped = false;
     bool lazy = py.L.ts_cframe != 0;
