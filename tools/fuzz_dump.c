@@ -3,9 +3,11 @@
  * and run for a short while by tests/tools/fuzz.sh, with clang's -fsanitize=fuzzer,address.
  * For longer runs:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DDUMP_MAX_TEXT='(64u<<20)' \
- *       -Itools tools/fuzz_dump.c tools/dumpfile.c tools/symbols.c -ldw -lelf -lzstd -lstdc++ \
+ *       -Itools tools/fuzz_dump.c tools/dumpfile.c tools/symbols.c tools/pyview.c -ldw -lelf \
+ *       -lzstd -lstdc++ -lm \
  *       -o fuzz_dump && ./fuzz_dump CORPUS_DIR */
 #include "dumpfile.h"
+#include "pyview.h"
 #include "symbols.h"
 
 #include <stdint.h>
@@ -31,6 +33,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     for (size_t i = 0; i < d.nblocks; i++)
         sum += d.sites[d.blocks[i].site].leak_blocks;
+    /* A Python program's views (tools/pyview.c), each on a dump of its own. */
+    for (int by = PYGROUP_STACK; d.npycodes && by <= PYGROUP_FUNCTION; by++) {
+        dump_t v;
+        if (!dump_parse("fuzz", (const char *)data, size, &v, err, sizeof err))
+            __builtin_trap(); /* read once, read again */
+        if (dump_python_view(&v, (enum py_group)by, err, sizeof err))
+            for (size_t i = 0; i < v.nsites; i++)
+                sum += dump_frames(&v, &v.sites[i], ips, 1024);
+        for (size_t i = 0; i < v.nblocks; i++)
+            sum += v.sites[v.blocks[i].site].alloc_count;
+        dump_free(&v);
+    }
     __asm__ volatile("" : : "r"(sum));
     dump_free(&d);
     return 0;

@@ -6,10 +6,10 @@
 need clang clang
 tally=$top_builddir/tools/tally
 [ -x "$tally" ] || hard_error "$tally is not built"
-libs="-ldw -lelf -lzstd -lstdc++"
+libs="-ldw -lelf -lzstd -lstdc++ -lm"
 clang -g -O1 -fsanitize=fuzzer,address,undefined -DDUMP_MAX_TEXT='(64u<<20)' \
     -I"$top_srcdir/tools" "$top_srcdir/tools/fuzz_dump.c" "$top_srcdir/tools/dumpfile.c" \
-    "$top_srcdir/tools/symbols.c" $libs -o "$tmp/fuzz_dump" 2>"$tmp/cc.err" ||
+    "$top_srcdir/tools/symbols.c" "$top_srcdir/tools/pyview.c" $libs -o "$tmp/fuzz_dump" 2>"$tmp/cc.err" ||
     hard_error "cannot build the fuzz target (Debian packages clang libclang-rt-14-dev): $(head -5 "$tmp/cc.err")"
 mkdir -p "$tmp/corpus"
 "$tally" run --leaks --lib "$TALLY_LIB" -o "$tmp/corpus/golden.tly" -- "$top_builddir/tests/tools/golden" \
@@ -17,6 +17,15 @@ mkdir -p "$tmp/corpus"
 "$tally" run --lib "$TALLY_LIB" -o "$tmp/corpus/sampled.tly" -- "$top_builddir/tests/tools/golden" \
     >/dev/null 2>&1 || fatal "no seed dump"
 zstd -dcq "$tmp/corpus/golden.tly" >"$tmp/corpus/golden.txt"
+# a Python program's: frames py=CODE:LINE under a native one, a site on them, two pycode
+# records alike (one function compiled twice), a live block of that site
+awk '/^frame / {n++}
+     /^class / && !done {print "frame parent=1 py=1:7"; print "frame parent=" n + 1 " py=2:9";
+         print "site id=99999 frame=" n + 2 " depth=3 alloc_count=1 alloc_bytes=16 live_count=1 live_bytes=16";
+         print "pycode id=1 first=3 file=a.py name=f"; print "pycode id=2 first=3 file=a.py name=f"; done = 1}
+     {print}' "$tmp/corpus/golden.txt" >"$tmp/corpus/python.txt"
+"$tally" report --by line "$tmp/corpus/python.txt" >"$tmp/python.out" 2>&1 &&
+    grep -q '^   at f (a.py:9) \[py\]' "$tmp/python.out" || fatal "the Python seed is not read: $(head -3 "$tmp/python.out")"
 (cd "$tmp" && timeout 120 ./fuzz_dump -max_total_time=20 -rss_limit_mb=1024 -max_len=65536 \
     -timeout=10 -print_final_stats=1 corpus >fuzz.log 2>&1)
 rc=$?
