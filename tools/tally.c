@@ -666,12 +666,20 @@ static int cmd_run(int argc, char **argv) {
         if (strncmp(main_dump, cwd, cl) == 0 && main_dump[cl] == '/')
             shown = main_dump + cl + 1;
         bool python = dump_is_python(&d);
-        fprintf(stderr, "%s: dump %s (%s): %s%s allocations, peak %s%s%s\n", tool_name, shown,
+        char frames[160] = "";
+        if (d.python && d.python_frames)
+            snprintf(frames, sizeof frames, "; CPython %s, its Python frames in the stacks",
+                     d.python);
+        else if (d.python)
+            snprintf(frames, sizeof frames, "; CPython %s, whose frames the library cannot read: "
+                     "native stacks", d.python);
+        fprintf(stderr, "%s: dump %s (%s): %s%s allocations, peak %s%s%s%s\n", tool_name, shown,
                 d.all_mode ? "every allocation" : "sampled", d.all_mode ? "" : "~",
                 fmt_count(a, allocs), d.all_mode ? "" : "~", fmt_size(p, (double)d.peak_bytes),
                 python && !python_env_set
                     ? "; Python ran with PYTHONMALLOC=malloc, so its objects are in it"
-                    : "");
+                    : "",
+                frames);
         char note[512];
         if (unprofiled_note(&d, note, sizeof note))
             tool_error("note: %s", note);
