@@ -5,10 +5,12 @@
  *   of Python calls, so a native stack of a Python program says nothing of the program. Each
  *   stack the profiler takes in a CPython process has every eval-loop frame replaced by the
  *   Python frames it is running, innermost first, the native frames around them kept (py-spy's
- *   and memray's --native stacks). A Python frame is one word, PY_FRAME(code id, instruction
- *   index + 1): the code object is interned here the first time a stack shows it (file, qualified
- *   name, first line and its location table, copied into the library's own memory), and the
- *   reader turns the instruction index into a line, as tracemalloc's PyCode_Addr2Line does.
+ *   and memray's --native stacks). A Python frame is one word, PY_FRAME(code id, line): the code
+ *   object is interned here the first time a stack shows it (file, qualified name, first line
+ *   and its location table, copied into the library's own memory), and the line is computed from
+ *   that table at the frame's instruction, as tracemalloc's PyCode_Addr2Line computes it (once
+ *   per code object and instruction: a per-heap cache keeps the words). Lines rather than
+ *   instructions in the stacks: two allocations on one line are one call site.
  *
  * HOW THE FRAMES ARE FOUND, with no call into the interpreter and no lock of its
  *   The thread's PyThreadState is the value of the interpreter's own TSS key (_PyRuntime's
@@ -29,9 +31,10 @@
  * SAFETY
  *   The chain belongs to this thread and this thread is inside malloc, so it is consistent unless
  *   the interpreter is mid-update; still every word read must lie in memory known readable (the
- *   library's arenas, or a readable mapping of /proc/self/maps, snapshotted and read under a
- *   sequence lock, read again when an address is missing at most every millisecond, backing off
- *   to a second), every frame and code object must be aligned, a code object must have
+ *   library's arenas, this thread's stack, a readable mapping of /proc/self/maps, snapshotted and
+ *   read under a sequence lock, read again when an address is missing at most every millisecond,
+ *   backing off to a second, or else a page the kernel says is readable: process_vm_readv of
+ *   ourselves), every frame and code object must be aligned, a code object must have
  *   PyCode_Type as its type, chains are bounded. A check that fails ends the Python part of the
  *   stack there (the eval frames left stay native) and is counted (`python_stopped`).
  *
@@ -46,7 +49,9 @@
  * VERSIONS
  *   Offsets per minor version in `layouts` (3.11, 3.12, 3.13, from their headers); 3.13's
  *   _PyRuntime starts with _Py_DebugOffsets, whose offsets are used where its cookie and version
- *   agree. Any other version is named in the dump's header and gets native stacks. */
+ *   agree. Any other version is named in the dump's header and gets native stacks. The
+ *   interpreter is looked for at the start and at each later dlopen until found (an embedded
+ *   one), never inside an allocation: dl_iterate_phdr takes the loader's lock. */
 #include "internal.h"
 #include "prof.h"
 
