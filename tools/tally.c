@@ -656,7 +656,7 @@ static int cmd_run(int argc, char **argv) {
                                     "TALLY_INTERVAL write dumps while a program runs)");
     } else if (!dump_load(main_dump, &d, err, sizeof err)) {
         tool_error("%s", err);
-    } else {
+    } else if (view_apply(&d) == 0) { /* a Python program's leaks by its Python frames */
         char a[32], b[32], p[32];
         double allocs = 0;
         for (size_t i = 0; i < d.nsites; i++)

@@ -139,6 +139,16 @@ bool view_by_parse(const char *s) {
     return false;
 }
 
+int view_apply(dump_t *d) {
+    char err[512];
+    if (d->npycodes && (!view_native || view_by != PYGROUP_STACK) &&
+        !dump_python_view(d, (enum py_group)view_by, err, sizeof err)) {
+        tool_error("%s", err);
+        return 1;
+    }
+    return 0;
+}
+
 int load_or_complain(const char *path, dump_t *d) {
     char err[512];
     if (!dump_load(path, d, err, sizeof err)) {
@@ -151,9 +161,7 @@ int load_or_complain(const char *path, dump_t *d) {
         dump_free(d);
         return 2;
     }
-    if (d->npycodes && (!view_native || view_by != PYGROUP_STACK) &&
-        !dump_python_view(d, (enum py_group)view_by, err, sizeof err)) {
-        tool_error("%s", err);
+    if (view_apply(d)) {
         dump_free(d);
         return 1;
     }

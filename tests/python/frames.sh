@@ -13,6 +13,7 @@
 #    counts it, the program goes on;
 #  * threads.py, threads that come and go while another allocates: the same output as
 #    without the library, Python frames in the threads' stacks;
+#  * leak.py, blocks leaked through ctypes: `tally run --leaks` names the Python line;
 #  * reuse.py, code objects freed and made again at the same addresses: every block is charged
 #    to the function that allocated it, in all mode (frees of code objects tracked) and in
 #    sample mode (every hit compared with the copy);
@@ -114,6 +115,17 @@ grep -q '^   at work.* (.*threads.py:[0-9]*) \[py\]$' "$tmp/thr.txt" || fail "th
 "$tally" leaks --kinds all "$tmp/threads.tly" >"$tmp/thr.leaks"
 grep -q '^   by .* (.*threads.py:[0-9]*) \[py\]$' "$tmp/thr.leaks" ||
     fail "tally leaks shows no Python frame"
+
+say "a leak report by Python line"
+"$tally" run --leaks --lib "$TALLY_LIB" -o "$tmp/leak.tly" -- /usr/bin/python3 "$here/leak.py" \
+    >"$tmp/leak.out" 2>"$tmp/leak.err" || fail "tally run --leaks failed: $(tail -3 "$tmp/leak.err")"
+leakline=$(grep -n '# LEAKED' "$here/leak.py" | cut -d: -f1)
+grep -A1 'bytes in [0-9]* blocks are definitely lost' "$tmp/leak.err" >"$tmp/leak.rec"
+grep -q "^   at lose (.*leak.py:$leakline) \[py\]\$" "$tmp/leak.rec" ||
+    fail "tally run --leaks does not name lose (leak.py:$leakline): $(head -5 "$tmp/leak.rec")"
+"$tally" leaks --by line --kinds definite "$tmp/leak.tly" >"$tmp/leak.byline"
+grep -q "^   at lose (.*leak.py:$leakline) \[py\]\$" "$tmp/leak.byline" ||
+    fail "tally leaks --by line does not name leak.py:$leakline"
 
 say "code objects freed and made again"
 for mode in "TALLY_PROFILE=all" "TALLY_PROFILE=sample TALLY_SAMPLE=1"; do
