@@ -337,7 +337,6 @@ bool unwind_thread_stack(uintptr_t *lo, uintptr_t *hi);
 void python_init(void);     /* prof_start: is this process a CPython we know? */
 void python_dlopened(void); /* dlopen, before it loads: look again, if not found yet */
 extern bool python_active;  /* a CPython was found whose frames can be read */
-extern _Atomic bool python_look; /* python_merge has something to do (set with python_active) */
 /* The merged stack of this thread: native frames fr[0..n) innermost first, with their stack
  * pointers sp[0..n) and the outermost one's CFA sp_top (sp NULL: match CPython's eval frames
  * by their symbol; sp_top 0: unknown), each frame of CPython's

@@ -390,7 +390,7 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
         stack_finish(st, sum);
         check_against_libunwind(st);
     }
-    if (unlikely(atomic_load_explicit(&python_look, memory_order_relaxed)))
+    if (unlikely(__atomic_load_n(&python_active, __ATOMIC_RELAXED)))
         capture_python(h, st, sums != NULL, &sum);
     stack_finish(st, sum);
 }

@@ -65,7 +65,6 @@
 #include <unistd.h>
 
 bool python_active;
-_Atomic bool python_look;
 
 /* ---- versions ---------------------------------------------------------------------------- */
 typedef struct layout_s {
@@ -230,19 +229,13 @@ static int find_python(struct dl_phdr_info *info, size_t size, void *arg) {
  * frees, and a free may need what fork's handlers hold. */
 static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int find_python_cb(struct dl_phdr_info *info, size_t size, void *arg) {
-    return find_python(info, size, arg);
-}
-
 static void scan(void) {
     if (pthread_mutex_trylock(&scan_lock) != 0)
         return;
     if (!py.found) {
-        dl_iterate_phdr(find_python_cb, NULL);
-        if (py.found && py.supported) {
+        dl_iterate_phdr(find_python, NULL);
+        if (py.found && py.supported)
             __atomic_store_n(&python_active, true, __ATOMIC_RELEASE);
-            atomic_store_explicit(&python_look, true, memory_order_release);
-        }
     }
     pthread_mutex_unlock(&scan_lock);
 }
@@ -419,14 +412,16 @@ static noinline bool readable_slow(uintptr_t a, size_t len) {
     return ok;
 }
 
+/* The ranges that answered last first: frames live in the thread's data stack chunks (mapped by
+ * CPython), asked most often. */
 static inline bool readable(uintptr_t a, size_t len) {
+    for (unsigned i = 0; i < OK_RANGES; i++)
+        if (a >= tls_ok[i][0] && a < tls_ok[i][1] && len <= tls_ok[i][1] - a)
+            return true;
     if (ptr_is_ours((void *)a) && ptr_is_ours((void *)(a + len - 1)))
         return true;
     if (a >= tls_stack_lo && a < tls_stack_hi && len <= tls_stack_hi - a)
         return true;
-    for (unsigned i = 0; i < OK_RANGES; i++)
-        if (a >= tls_ok[i][0] && a < tls_ok[i][1] && len <= tls_ok[i][1] - a)
-            return true;
     return readable_slow(a, len);
 }
 
@@ -877,16 +872,8 @@ static inline bool frame_word(walk_t *w, uintptr_t f, uintptr_t *word) {
     return frame_word_slow(w, code, ip, w->epoch, slot, word);
 }
 
-/* Frames live in the thread's data stack chunks (mapped by CPython): the ranges that answered
- * last are asked first. */
 static inline bool frame_ok(uintptr_t f) {
-    if (!f || (f & 7))
-        return false;
-    size_t len = py.L.fr_size;
-    for (unsigned i = 0; i < OK_RANGES; i++)
-        if (f >= tls_ok[i][0] && f < tls_ok[i][1] && len <= tls_ok[i][1] - f)
-            return true;
-    return readable(f, len);
+    return f && !(f & 7) && readable(f, py.L.fr_size);
 }
 
 /* 3.11, 3.12: the _PyCFrame list, each with the innermost frame of its eval call. */

@@ -144,6 +144,7 @@ int view_apply(dump_t *d) {
     if (d->npycodes && (!view_native || view_by != PYGROUP_STACK) &&
         !dump_python_view(d, (enum py_group)view_by, err, sizeof err)) {
         tool_error("%s", err);
+        dump_free(d);
         return 1;
     }
     return 0;
@@ -161,11 +162,7 @@ int load_or_complain(const char *path, dump_t *d) {
         dump_free(d);
         return 2;
     }
-    if (view_apply(d)) {
-        dump_free(d);
-        return 1;
-    }
-    return 0;
+    return view_apply(d);
 }
 
 const char *fmt_count(char buf[32], double v) {

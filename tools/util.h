@@ -67,7 +67,7 @@ bool unprofiled_note(const dump_t *d, char *buf, size_t n);
 int load_or_complain(const char *path, dump_t *d);
 extern bool view_native;   /* --native: the merged native and Python stacks as recorded */
 extern int view_by;        /* --by: enum py_group */
-/* The view of a dump read with dump_load: 1 (and one line) when memory runs out. */
+/* The view of a dump read with dump_load: 1 (one line said, d freed) when memory runs out. */
 int view_apply(dump_t *d);
 /* "--by line|function|stack" */
 bool view_by_parse(const char *s);
