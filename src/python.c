@@ -785,6 +785,7 @@ static int code_line(const code_rec_t *r, uint64_t instr) {
 #define PY_MAX_SEGS 64    /* eval-loop calls in one stack: 2 KiB of the allocation's stack */
 #define PY_MAX_CHAIN 4096 /* frames followed in one walk */
 #define PYC_SLOTS 512
+#define PY_MEMO 128       /* frames remembered by their address */
 
 /* A thread's Python frames already turned into words: (code object, instruction pointer) to
  * word, valid while no interned code object has been freed (code_epoch), and only for code
@@ -795,6 +796,14 @@ typedef struct py_cache_s {
         uint64_t word;
         uint64_t epoch;
     } e[PYC_SLOTS];
+    /* Frames seen before, by their address: a frame at the same address whose instruction is
+     * the same has the same word. Only cacheable words (see e[]) are kept; cleared when
+     * code_epoch moves. */
+    uint64_t memo_epoch;
+    struct {
+        uintptr_t f, ip;
+        uint64_t word;
+    } memo[PY_MEMO];
 } py_cache_t;
 static py_cache_t no_cache; /* for a heap whose cache could not be mapped: never filled */
 
@@ -859,21 +868,44 @@ static noinline bool frame_word_slow(walk_t *w, uintptr_t code, uintptr_t ip, ui
     return true;
 }
 
-/* Frame f's word; false (w->stopped) when its code fails a check. */
-static inline bool frame_word(walk_t *w, uintptr_t f, uintptr_t *word) {
-    const layout_t *L = &py.L;
-    uintptr_t code = word_at(f + L->fr_code), ip = word_at(f + L->fr_instr);
-    unsigned slot = (unsigned)(((code ^ (ip << 7)) * 0x9E3779B97F4A7C15ULL) >> 55) & (PYC_SLOTS - 1);
-    const py_cache_t *c = w->c; /* never NULL: a walk without one has a cache of its own */
-    if (c->e[slot].code == code && c->e[slot].ip == ip && c->e[slot].epoch == w->epoch) {
-        *word = c->e[slot].word;
-        return true;
-    }
-    return frame_word_slow(w, code, ip, w->epoch, slot, word);
-}
-
 static inline bool frame_ok(uintptr_t f) {
     return f && !(f & 7) && readable(f, py.L.fr_size);
+}
+
+/* Frame f's word; false (w->stopped) when f or its code fails a check.
+ * A frame remembered at the same address and instruction needs neither check: a walk checked
+ * it before, it is reached through the chain as it is now, and its code object is the one it
+ * had (the instruction pointer lies inside the code object, and an interned code object freed
+ * moves code_epoch, which clears memo[]). */
+static inline __attribute__((always_inline)) bool frame_word(walk_t *w, uintptr_t f, bool checked, uintptr_t *word) {
+    const layout_t *L = &py.L;
+    py_cache_t *c = w->c; /* never NULL: a walk without one has a cache of its own */
+    unsigned at = (unsigned)((f * 0x9E3779B97F4A7C15ULL) >> 57) & (PY_MEMO - 1);
+    if (c->memo[at].f == f) {
+        uintptr_t ip = word_at(f + L->fr_instr);
+        if (likely(c->memo[at].ip == ip)) {
+            *word = c->memo[at].word;
+            return true;
+        }
+    } else if (!checked && !frame_ok(f)) {
+        w->stopped = true;
+        return false;
+    }
+    uintptr_t code = word_at(f + L->fr_code), ip = word_at(f + L->fr_instr);
+    unsigned slot = (unsigned)(((code ^ (ip << 7)) * 0x9E3779B97F4A7C15ULL) >> 55) & (PYC_SLOTS - 1);
+    if (c->e[slot].code == code && c->e[slot].ip == ip && c->e[slot].epoch == w->epoch) {
+        *word = c->e[slot].word; /* only cacheable words are there */
+    } else if (!frame_word_slow(w, code, ip, w->epoch, slot, word)) {
+        return false;
+    } else if (c->e[slot].code != code || c->e[slot].ip != ip) {
+        return true; /* not cacheable */
+    }
+    if (c != &no_cache) {
+        c->memo[at].f = f;
+        c->memo[at].ip = ip;
+        c->memo[at].word = *word;
+    }
+    return true;
 }
 
 /* 3.11, 3.12: the _PyCFrame list, each with the innermost frame of its eval call. */
@@ -896,13 +928,16 @@ static unsigned walk_segment(walk_t *w, uintptr_t f, uintptr_t *out, unsigned ca
     const layout_t *L = &py.L;
     unsigned o = 0;
     while (f && o < cap && w->chain++ < PY_MAX_CHAIN) {
-        if (!frame_ok(f)) {
-            w->stopped = true;
-            break;
+        bool checked = L->fr_is_entry < 0; /* 3.12: the owner first, of a frame checked */
+        if (checked) {
+            if (!frame_ok(f)) {
+                w->stopped = true;
+                break;
+            }
+            if (*(const volatile uint8_t *)(f + L->fr_owner) == OWNED_BY_CSTACK)
+                break;
         }
-        if (L->fr_is_entry < 0 && *(const volatile uint8_t *)(f + L->fr_owner) == OWNED_BY_CSTACK)
-            break;
-        if (!frame_word(w, f, &out[o]))
+        if (!frame_word(w, f, checked, &out[o]))
             break;
         o++;
         if (L->fr_is_entry >= 0 && *(const volatile uint8_t *)(f + (uint32_t)L->fr_is_entry))
@@ -927,7 +962,7 @@ static void walk_chain(walk_t *w, uintptr_t ts) {
             first = w->nframes;
         } else {
             uintptr_t word;
-            if (!frame_word(w, f, &word))
+            if (!frame_word(w, f, true, &word))
                 break;
             if (w->nframes < PROF_MAX_DEPTH)
                 w->frames[w->nframes++] = word;
@@ -955,6 +990,10 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t 
     w.c = h->pyc ? h->pyc : &no_cache;
     w.epoch = atomic_load_explicit(&code_epoch, memory_order_acquire);
     w.nsegs = w.nframes = w.chain = 0;
+    if (w.c != &no_cache && w.c->memo_epoch != w.epoch) {
+        memset(w.c->memo, 0, sizeof w.c->memo);
+        w.c->memo_epoch = w.epoch;
+    }
     w.stopped = false;
     bool lazy = py.L.ts_cframe != 0;
     if (lazy) /* the _PyCFrames up to the outermost native frame's end; all without pointers */
