@@ -542,15 +542,20 @@ static uint32_t tree_put(tree_t *t, fmt_t *f, const uintptr_t *frames, uint32_t 
     return parent;
 }
 
-/* The frame of site id at depth d from the outermost, 0 past its last (no frame is 0). */
-static inline uintptr_t frame_at_depth(uint32_t id, uint32_t d) {
-    const site_t *s = prof_site(id);
-    uint32_t n = s->nframes < PROF_MAX_DEPTH ? s->nframes : PROF_MAX_DEPTH;
-    return d < n ? s->frames[n - 1 - d] : 0;
+/* A site to write, as the sort of the stacks reads it (not from its record, which would miss
+ * the cache at every look). */
+typedef struct stack_ref_s {
+    const uintptr_t *f; /* its frames, innermost first */
+    uint32_t n, id;
+} stack_ref_t;
+
+/* The frame of r at depth d from the outermost, 0 past its last (no frame is 0). */
+static inline uintptr_t frame_at_depth(const stack_ref_t *r, uint32_t d) {
+    return d < r->n ? r->f[r->n - 1 - d] : 0;
 }
 
-/* Sites a and b, equal above depth d, by their stacks from there: negative, zero or positive. */
-static int stack_order(uint32_t a, uint32_t b, uint32_t d) {
+/* a and b, equal above depth d, by their stacks from there: negative, zero or positive. */
+static int stack_order(const stack_ref_t *a, const stack_ref_t *b, uint32_t d) {
     for (;; d++) {
         uintptr_t x = frame_at_depth(a, d), y = frame_at_depth(b, d);
         if (x != y)
@@ -560,56 +565,56 @@ static int stack_order(uint32_t a, uint32_t b, uint32_t d) {
     }
 }
 
-static inline void swap_ids(uint32_t *a, uint32_t *b) {
-    uint32_t t = *a;
+static inline void swap_refs(stack_ref_t *a, stack_ref_t *b) {
+    stack_ref_t t = *a;
     *a = *b;
     *b = t;
 }
 
-/* ids[0..n), equal above depth d, sorted by their stacks (a multikey quicksort: each frame is read
+/* r[0..n), equal above depth d, sorted by their stacks (a multikey quicksort: each frame is read
  * about once per level of the partition, not once per comparison as a sort of whole stacks reads
  * the outer frames that most stacks share). The two smaller parts are sorted by recursion, so it
  * goes at most log2(n) calls deep; the largest by the loop. */
-static void sort_by_stack(uint32_t *ids, size_t n, uint32_t d) {
+static void sort_by_stack(stack_ref_t *r, size_t n, uint32_t d) {
     while (n > 1) {
         if (n < 12) {
             for (size_t i = 1; i < n; i++)
-                for (size_t j = i; j > 0 && stack_order(ids[j], ids[j - 1], d) < 0; j--)
-                    swap_ids(&ids[j], &ids[j - 1]);
+                for (size_t j = i; j > 0 && stack_order(&r[j], &r[j - 1], d) < 0; j--)
+                    swap_refs(&r[j], &r[j - 1]);
             return;
         }
-        uintptr_t x = frame_at_depth(ids[0], d), y = frame_at_depth(ids[n / 2], d),
-                  z = frame_at_depth(ids[n - 1], d);
+        uintptr_t x = frame_at_depth(&r[0], d), y = frame_at_depth(&r[n / 2], d),
+                  z = frame_at_depth(&r[n - 1], d);
         uintptr_t v = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
         size_t lt = 0, i = 0, gt = n;
         while (i < gt) {
-            uintptr_t k = frame_at_depth(ids[i], d);
+            uintptr_t k = frame_at_depth(&r[i], d);
             if (k < v)
-                swap_ids(&ids[lt++], &ids[i++]);
+                swap_refs(&r[lt++], &r[i++]);
             else if (k > v)
-                swap_ids(&ids[i], &ids[--gt]);
+                swap_refs(&r[i], &r[--gt]);
             else
                 i++;
         }
         size_t nl = lt, ne = gt - lt, ng = n - gt;
         if (ne >= nl && ne >= ng) {
-            sort_by_stack(ids, nl, d);
-            sort_by_stack(ids + gt, ng, d);
+            sort_by_stack(r, nl, d);
+            sort_by_stack(r + gt, ng, d);
             if (v == 0)
                 return; /* stacks that end here are equal */
-            ids += lt;
+            r += lt;
             n = ne;
             d++;
         } else if (nl >= ng) {
             if (v != 0)
-                sort_by_stack(ids + lt, ne, d + 1);
-            sort_by_stack(ids + gt, ng, d);
+                sort_by_stack(r + lt, ne, d + 1);
+            sort_by_stack(r + gt, ng, d);
             n = nl;
         } else {
-            sort_by_stack(ids, nl, d);
+            sort_by_stack(r, nl, d);
             if (v != 0)
-                sort_by_stack(ids + lt, ne, d + 1);
-            ids += gt;
+                sort_by_stack(r + lt, ne, d + 1);
+            r += gt;
             n = ng;
         }
     }
@@ -767,31 +772,34 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
      * of the tree (see tree_t) and the sites after them in id order; with no memory for that, each
      * site after its stack's new nodes, in id order. */
     tree_t tr = {.next_id = 1};
-    size_t ids_sz = (((size_t)nsites * 2 + 1) * sizeof(uint32_t) + 4095) & ~(size_t)4095;
-    uint32_t *ids = nsites ? os_map(ids_sz) : NULL, nw = 0;
+    size_t refs_sz = ((size_t)nsites * sizeof(stack_ref_t) + 4095) & ~(size_t)4095;
+    size_t node_sz = ((size_t)nsites * sizeof(uint32_t) + 4095) & ~(size_t)4095;
+    stack_ref_t *refs = nsites ? os_map(refs_sz) : NULL;
+    uint32_t *node = refs ? os_map(node_sz) : NULL, nw = 0;
     for (uint32_t id = 0; id < nsites; id++) {
         const site_t *s = prof_site(id);
         if (__atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED) == 0 &&
             !(pc.pinned && pc.pinned[id]))
             continue;
-        if (ids)
-            ids[nw++] = id;
+        uint32_t n = s->nframes < PROF_MAX_DEPTH ? s->nframes : PROF_MAX_DEPTH;
+        if (node)
+            refs[nw++] = (stack_ref_t){s->frames, n, id};
         else
-            put_site(f, id, tree_put(&tr, f, s->frames, s->nframes), &pc, lr);
+            put_site(f, id, tree_put(&tr, f, s->frames, n), &pc, lr);
     }
-    if (ids) {
-        uint32_t *node = ids + nsites;
-        sort_by_stack(ids, nw, 0);
+    if (node) {
+        sort_by_stack(refs, nw, 0);
         memset(node, 0xff, (size_t)nsites * sizeof *node); /* UINT32_MAX: not written */
-        for (uint32_t i = 0; i < nw; i++) {
-            const site_t *s = prof_site(ids[i]);
-            node[ids[i]] = tree_put(&tr, f, s->frames, s->nframes);
-        }
+        for (uint32_t i = 0; i < nw; i++)
+            node[refs[i].id] = tree_put(&tr, f, refs[i].f, refs[i].n);
         for (uint32_t id = 0; id < nsites; id++)
             if (node[id] != UINT32_MAX)
                 put_site(f, id, node[id], &pc, lr);
-        os_unmap(ids, ids_sz);
     }
+    if (node)
+        os_unmap(node, node_sz);
+    if (refs)
+        os_unmap(refs, refs_sz);
     python_put_codes(f); /* after the sites: every code object they show is interned by now */
     if (pc.pinned)
         os_unmap(pc.pinned, pin_sz);

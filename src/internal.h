@@ -345,7 +345,10 @@ extern bool python_active;  /* a CPython was found whose frames can be read */
 typedef struct py_run_s {
     uint16_t k;        /* the native frame it replaced */
     uint16_t at, n;    /* its Python frames, out[at .. at + n) */
+    stack_sums_t sums; /* sum over them of stack_sums_push({0, 0}, word) * prof_pow_r[j + 1] */
 } py_run_t;
+/* The powers the hash of a run of Python frames weighs its frames with (prof.c) */
+extern uint64_t prof_pow_ra[PROF_MAX_DEPTH + 1], prof_pow_rb[PROF_MAX_DEPTH + 1];
 #define PY_MAX_RUNS 64
 int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t sp_top,
                  unsigned n, uintptr_t *out, unsigned cap, py_run_t *runs, unsigned *nruns);

@@ -319,9 +319,9 @@ static void stack_finish(stack_t *st, stack_sums_t s) {
 /* A CPython thread: the eval loop's frames replaced by the Python frames they run.
  * The merged stack's hash is not computed anew over its 30-odd frames (a serial chain of
  * multiplies): it is the native stack's, each replaced frame's term traded for its run's,
- * itself a sum of independent products (pow_r*). The hash is still a function of the merged
+ * itself a sum of independent products (prof_pow_r*, summed by the walk in python.c). The hash is still a function of the merged
  * stack alone: a run sits where its eval frame was, and the native frames keep their places. */
-static uint64_t pow_ra[PROF_MAX_DEPTH + 1], pow_rb[PROF_MAX_DEPTH + 1];
+uint64_t prof_pow_ra[PROF_MAX_DEPTH + 1], prof_pow_rb[PROF_MAX_DEPTH + 1];
 #define RUN_HASH_BA 0x9FB21C651E98DF25ULL
 #define RUN_HASH_BB 0xC6A4A7935BD1E995ULL
 
@@ -340,11 +340,8 @@ static noinline void capture_python(heap_t *h, stack_t *st, bool walker, stack_s
     for (unsigned r = 0; r < nruns; r++) {
         stack_sums_t native = stack_sums_push((stack_sums_t){0, 0}, st->f[runs[r].k]);
         stack_sums_t run = stack_sums_push((stack_sums_t){0, 0}, runs[r].n);
-        for (unsigned j = 0; j < runs[r].n; j++) {
-            stack_sums_t w = stack_sums_push((stack_sums_t){0, 0}, merged[runs[r].at + j]);
-            run.a += w.a * pow_ra[j + 1];
-            run.b += w.b * pow_rb[j + 1];
-        }
+        run.a += runs[r].sums.a; /* the frames' terms, summed by the walk */
+        run.b += runs[r].sums.b;
         s.a += pow_ba[runs[r].k] * (run.a - native.a);
         s.b += pow_bb[runs[r].k] * (run.b - native.b);
     }
@@ -1140,12 +1137,12 @@ void prof_start(void) {
     prof.mode = opt.profile;
     prof.rate = opt.sample ? opt.sample : 1;
     prof.depth = opt.depth ? opt.depth : 32;
-    pow_ba[0] = pow_bb[0] = pow_ra[0] = pow_rb[0] = 1;
+    pow_ba[0] = pow_bb[0] = prof_pow_ra[0] = prof_pow_rb[0] = 1;
     for (unsigned d = 1; d <= PROF_MAX_DEPTH; d++) {
         pow_ba[d] = pow_ba[d - 1] * STACK_HASH_BA;
         pow_bb[d] = pow_bb[d - 1] * STACK_HASH_BB;
-        pow_ra[d] = pow_ra[d - 1] * RUN_HASH_BA;
-        pow_rb[d] = pow_rb[d - 1] * RUN_HASH_BB;
+        prof_pow_ra[d] = prof_pow_ra[d - 1] * RUN_HASH_BA;
+        prof_pow_rb[d] = prof_pow_rb[d - 1] * RUN_HASH_BB;
     }
     prof.count_scale = prof.mode == PROFILE_ALL ? 1 : PROF_COUNT_SCALE;
     /* Site 0: untracked blocks; site 1: stacks beyond the table's capacity; in all mode, site 2:

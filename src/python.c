@@ -803,6 +803,7 @@ typedef struct py_cache_s {
     struct {
         uintptr_t f, ip;
         uint64_t word;
+        stack_sums_t term; /* stack_sums_push({0, 0}, word) */
     } memo[PY_MEMO];
 } py_cache_t;
 static py_cache_t no_cache; /* for a heap whose cache could not be mapped: never filled */
@@ -840,17 +841,19 @@ static uintptr_t thread_state(void) {
     return ts;
 }
 
-static noinline bool frame_word_slow(walk_t *w, uintptr_t code, uintptr_t ip, uint64_t epoch,
-                                     unsigned slot, uintptr_t *word) {
+/* The word of a frame running code at ip, from the code object: 0 (w->stopped) when the code
+ * fails a check, else 1, or 2 when the word may be cached (it went into the cache). */
+static noinline int frame_word_slow(walk_t *w, uintptr_t code, uintptr_t ip, uint64_t epoch,
+                                    unsigned slot, uintptr_t *word) {
     const layout_t *L = &py.L;
     if ((code & 7) || !readable(code, L->co_code) || word_at(code + 8) != py.code_type) {
         w->stopped = true;
-        return false;
+        return 0;
     }
     uint32_t id = code_id(code);
     if (!id) {
         w->stopped = true;
-        return false;
+        return 0;
     }
     const code_rec_t *r = code_rec(id);
     uintptr_t start = code + L->co_code;
@@ -859,53 +862,71 @@ static noinline bool frame_word_slow(walk_t *w, uintptr_t code, uintptr_t ip, ui
         instr = (ip - start) / 2 + 1;
     int line = code_line(r, instr);
     *word = PY_FRAME(id, line > 0 && line < (1 << PY_LINE_BITS) ? (unsigned)line : 0u);
-    if (w->c != &no_cache && (r->flags & (CODE_WATCHED | CODE_STATIC))) {
-        w->c->e[slot].code = code;
-        w->c->e[slot].ip = ip;
-        w->c->e[slot].word = *word;
-        w->c->e[slot].epoch = epoch;
-    }
-    return true;
+    if (w->c == &no_cache || !(r->flags & (CODE_WATCHED | CODE_STATIC)))
+        return 1;
+    w->c->e[slot].code = code;
+    w->c->e[slot].ip = ip;
+    w->c->e[slot].word = *word;
+    w->c->e[slot].epoch = epoch;
+    return 2;
 }
 
 static inline bool frame_ok(uintptr_t f) {
     return f && !(f & 7) && readable(f, py.L.fr_size);
 }
 
-/* Frame f's word; false (w->stopped) when f or its code fails a check.
- * A frame remembered at the same address and instruction needs neither check: a walk checked
- * it before, it is reached through the chain as it is now, and its code object is the one it
- * had (the instruction pointer lies inside the code object, and an interned code object freed
- * moves code_epoch, which clears memo[]). */
-static inline __attribute__((always_inline)) bool frame_word(walk_t *w, uintptr_t f, bool checked, uintptr_t *word) {
+static inline unsigned memo_slot(uintptr_t f) {
+    return (unsigned)((f * 0x9E3779B97F4A7C15ULL) >> 57) & (PY_MEMO - 1);
+}
+
+/* Frame f's word, and its hash term, for a frame not remembered as it is (memo[]); false
+ * (w->stopped) when f or its code fails a check. checked: f is known readable. */
+static noinline bool frame_word_miss(walk_t *w, uintptr_t f, bool checked, uintptr_t *word,
+                                     stack_sums_t *term) {
     const layout_t *L = &py.L;
     py_cache_t *c = w->c; /* never NULL: a walk without one has a cache of its own */
-    unsigned at = (unsigned)((f * 0x9E3779B97F4A7C15ULL) >> 57) & (PY_MEMO - 1);
-    if (c->memo[at].f == f) {
-        uintptr_t ip = word_at(f + L->fr_instr);
-        if (likely(c->memo[at].ip == ip)) {
-            *word = c->memo[at].word;
-            return true;
-        }
-    } else if (!checked && !frame_ok(f)) {
+    if (!checked && !frame_ok(f)) {
         w->stopped = true;
         return false;
     }
     uintptr_t code = word_at(f + L->fr_code), ip = word_at(f + L->fr_instr);
-    unsigned slot = (unsigned)(((code ^ (ip << 7)) * 0x9E3779B97F4A7C15ULL) >> 55) & (PYC_SLOTS - 1);
-    if (c->e[slot].code == code && c->e[slot].ip == ip && c->e[slot].epoch == w->epoch) {
-        *word = c->e[slot].word; /* only cacheable words are there */
-    } else if (!frame_word_slow(w, code, ip, w->epoch, slot, word)) {
+    if (!code) { /* never a key of the cache (a walk without one has an empty one) */
+        w->stopped = true;
         return false;
-    } else if (c->e[slot].code != code || c->e[slot].ip != ip) {
-        return true; /* not cacheable */
     }
-    if (c != &no_cache) {
+    unsigned slot = (unsigned)(((code ^ (ip << 7)) * 0x9E3779B97F4A7C15ULL) >> 55) & (PYC_SLOTS - 1);
+    int got = 2; /* only cacheable words are in the cache */
+    if (c->e[slot].code == code && c->e[slot].ip == ip && c->e[slot].epoch == w->epoch)
+        *word = c->e[slot].word;
+    else if (!(got = frame_word_slow(w, code, ip, w->epoch, slot, word)))
+        return false;
+    *term = stack_sums_push((stack_sums_t){0, 0}, *word);
+    if (got == 2 && c != &no_cache) {
+        unsigned at = memo_slot(f);
         c->memo[at].f = f;
         c->memo[at].ip = ip;
         c->memo[at].word = *word;
+        c->memo[at].term = *term;
     }
     return true;
+}
+
+/* Frame f's word and its hash term; false (w->stopped) when f or its code fails a check.
+ * A frame remembered at the same address and instruction needs neither check: a walk checked
+ * it before, it is reached through the chain as it is now, and its code object is the one it
+ * had (the instruction pointer lies inside the code object, and an interned code object freed
+ * moves code_epoch, which clears memo[]). */
+static inline __attribute__((always_inline)) bool frame_word(walk_t *w, uintptr_t f,
+                                                             bool checked, uintptr_t *word,
+                                                             stack_sums_t *term) {
+    const py_cache_t *c = w->c;
+    unsigned at = memo_slot(f);
+    if (c->memo[at].f == f && c->memo[at].ip == word_at(f + py.L.fr_instr)) {
+        *word = c->memo[at].word;
+        *term = c->memo[at].term;
+        return true;
+    }
+    return frame_word_miss(w, f, checked || c->memo[at].f == f, word, term);
 }
 
 /* 3.11, 3.12: the _PyCFrame list, each with the innermost frame of its eval call. */
@@ -923,27 +944,36 @@ static void walk_cframes(walk_t *w, uintptr_t ts, uintptr_t limit) {
     }
 }
 
-/* 3.11, 3.12: the frames one eval call runs, into out[0..cap); how many. */
-static unsigned walk_segment(walk_t *w, uintptr_t f, uintptr_t *out, unsigned cap) {
+/* 3.11, 3.12: the frames one eval call runs, into out[0..cap); how many. Their hash terms,
+ * weighed by place, are summed into *sums. */
+static unsigned walk_segment(walk_t *w, uintptr_t f, uintptr_t *out, unsigned cap,
+                             stack_sums_t *sums) {
     const layout_t *L = &py.L;
-    unsigned o = 0;
-    while (f && o < cap && w->chain++ < PY_MAX_CHAIN) {
-        bool checked = L->fr_is_entry < 0; /* 3.12: the owner first, of a frame checked */
-        if (checked) {
+    const int32_t is_entry = L->fr_is_entry; /* < 0: 3.12, which marks the entry by its owner */
+    const uint32_t owner = L->fr_owner, previous = L->fr_previous;
+    unsigned o = 0, chain = w->chain;
+    stack_sums_t sum = {0, 0};
+    while (f && o < cap && chain++ < PY_MAX_CHAIN) {
+        if (is_entry < 0) {
             if (!frame_ok(f)) {
                 w->stopped = true;
                 break;
             }
-            if (*(const volatile uint8_t *)(f + L->fr_owner) == OWNED_BY_CSTACK)
+            if (*(const volatile uint8_t *)(f + owner) == OWNED_BY_CSTACK)
                 break;
         }
-        if (!frame_word(w, f, checked, &out[o]))
+        stack_sums_t t;
+        if (!frame_word(w, f, is_entry < 0, &out[o], &t))
             break;
         o++;
-        if (L->fr_is_entry >= 0 && *(const volatile uint8_t *)(f + (uint32_t)L->fr_is_entry))
+        sum.a += t.a * prof_pow_ra[o];
+        sum.b += t.b * prof_pow_rb[o];
+        if (is_entry >= 0 && *(const volatile uint8_t *)(f + (uint32_t)is_entry))
             break;
-        f = word_at(f + L->fr_previous);
+        f = word_at(f + previous);
     }
+    w->chain = chain;
+    *sums = sum;
     return o;
 }
 
@@ -962,7 +992,8 @@ static void walk_chain(walk_t *w, uintptr_t ts) {
             first = w->nframes;
         } else {
             uintptr_t word;
-            if (!frame_word(w, f, true, &word))
+            stack_sums_t term;
+            if (!frame_word(w, f, true, &word, &term))
                 break;
             if (w->nframes < PROF_MAX_DEPTH)
                 w->frames[w->nframes++] = word;
@@ -1010,7 +1041,9 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t 
         if (sp) {
             if (m < sp[k])
                 continue; /* a run whose eval call is not among these frames */
-            while (j < n && SP(j + 1) && SP(j + 1) <= m)
+            while (j + 1 < n && sp[j + 1] <= m)
+                j++;
+            if (j + 1 == n && sp_top && sp_top <= m)
                 j++;
             if (j < n && !SP(j + 1) && fr[j] - py.eval_lo >= py.eval_hi - py.eval_lo)
                 break; /* the outermost frame's extent is not known, and it is no eval frame */
@@ -1028,15 +1061,21 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t 
             break;
         const seg_t *s = &w.segs[si];
         unsigned got;
+        stack_sums_t sums = {0, 0};
         if (lazy) {
-            got = walk_segment(&w, s->frame, out + o, cap - o);
+            got = walk_segment(&w, s->frame, out + o, cap - o, &sums);
         } else {
             got = s->end - s->first < cap - o ? s->end - s->first : cap - o;
             memcpy(out + o, w.frames + s->first, got * sizeof *out);
+            for (unsigned j = 0; j < got; j++) {
+                stack_sums_t t = stack_sums_push((stack_sums_t){0, 0}, out[o + j]);
+                sums.a += t.a * prof_pow_ra[j + 1];
+                sums.b += t.b * prof_pow_rb[j + 1];
+            }
         }
         if (!got)
             continue; /* a run the checks cut short: the native frame stays */
-        runs[(*nruns)++] = (py_run_t){(uint16_t)k, (uint16_t)o, (uint16_t)got};
+        runs[(*nruns)++] = (py_run_t){(uint16_t)k, (uint16_t)o, (uint16_t)got, sums};
         o += got;
         k++;
         merged = true;

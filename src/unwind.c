@@ -47,6 +47,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
@@ -1142,7 +1143,7 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
     const rtab_t *t = atomic_load_explicit(&rtab, memory_order_acquire);
 
     /* Step out frame by frame until a frame equals one of the stored stack's. */
-    unsigned n, q = 0, top, bot = c->bot, marked;
+    unsigned n, q = 0, top, bot = c->bot, marked, own = UINT_MAX; /* UINT_MAX: to be counted */
     bool complete = c->complete;
     int st = walk(c, t, hi, &s, c->top, c->bot, max, &n, &q);
     c->counts.walked += n;
@@ -1173,7 +1174,8 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
     top = q - n;
     place_scratch(c, top, n);
     c->slot[q] = s.slot;
-    max = own_frames(c, top, bot, self_lo, self_hi) + depth;
+    own = own_frames(c, top, bot, self_lo, self_hi);
+    max = own + depth;
 
     /* Confirm stored frames; where one no longer holds, walk on and look for the stored stack
      * again further out (a call made from the same frame through another function). */
@@ -1188,6 +1190,8 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
         }
         /* Frame j + 1 changed, or the stored stack stopped short of max frames without reaching
          * the end: step out of j, then walk until what is left of the stored stack matches. */
+        if (j + 1 <= top + own)
+            own = UINT_MAX; /* the frames it counted may change: count them again */
         s = (ustate_t){c->rip[j], c->rsp[j], c->rbp[j], 0};
         st = step(c, t, hi, &s, &c->fl[j]);
         n = 0;
@@ -1224,7 +1228,9 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
          * for (another path through the allocator): then go on to depth frames of the
          * program's from the last good one. */
         {
-            unsigned want = own_frames(c, top, bot, self_lo, self_hi) + depth;
+            if (own == UINT_MAX)
+                own = own_frames(c, top, bot, self_lo, self_hi);
+            unsigned want = own + depth;
             unsigned last = (bot < top + max ? bot : top + max) - 1;
             if (want <= max || (complete && last + 1 == bot))
                 break;
@@ -1241,7 +1247,8 @@ done:
         c->sums[bot] = (stack_sums_t){0, 0};
     mark_frames(c, marked);
     c->counts.stacks++;
-    unsigned own = own_frames(c, top, bot, self_lo, self_hi);
+    if (own == UINT_MAX)
+        own = own_frames(c, top, bot, self_lo, self_hi);
     unsigned got = (bot - top < max ? bot - top : max) - own;
     *out = &c->rip[top + own];
     *sums = &c->sums[top + own];
