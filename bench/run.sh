@@ -6,10 +6,10 @@
 #
 # Allocators: glibc, jemalloc (Debian's libjemalloc2), mimalloc (libmimalloc2.0), tcmalloc
 # (libtcmalloc-minimal4), and tallymalloc with TALLY_PROFILE=off, sample and all. Workloads: the
-# micro benchmarks of throughput.c and frag.c, and real programs timed by the wall clock
+# micro benchmarks of throughput.c, server.c and frag.c, and real programs timed by the wall clock
 # (CPython, sqlite3, gcc, git). Each says what it stresses (the `workloads` table below).
 #
-# Builds throughput and frag (bench/*.c) into DIR if they are missing or older than their source;
+# Builds throughput, server and frag (bench/*.c) into DIR if they are missing or older than their source;
 # without --builddir it uses a temporary directory that is removed at exit. Allocators are
 # alternated run by run (run 1 of each, then run 2 of each, ...) so slow phases of a noisy machine
 # spread over all of them instead of landing on one. The report goes to stdout, progress to
@@ -69,7 +69,7 @@ if [[ -z $runs ]]; then
 fi
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs wants a positive integer, got '$runs'"
 
-# Workloads: kind (tp: throughput.c, ns per malloc+free; frag: frag.c, memory; wall: a real
+# Workloads: kind (tp: throughput.c, srv: server.c, ns per malloc+free; frag: frag.c, memory; wall: a real
 # program, seconds), arguments, and what each stresses. At full size a tp run takes well under a
 # second with jemalloc on a 2-core EPYC VM; --quick halves them.
 declare -A wl_args wl_kind wl_what wl_env wl_stdin
@@ -94,6 +94,12 @@ workload large tp "single -n $((1000000 / h)) -a 513 -b 65536" \
     "large blocks, 513 B..64 KiB: what tallymalloc hands to glibc's malloc"
 workload mixed tp "single -n $((4000000 / h)) -a 16 -b 4096" \
     "mixed sizes 16 B..4 KiB: seven in eight above tallymalloc's 512 B limit"
+workload larson srv "larson -t 4 -d $((2 / h))" \
+    "Larson-Krishnan server: 4 threads replace random blocks of 8..1000 B, each handing its blocks on to a new thread every 10,000 ops"
+workload mstress srv "mstress -t 6 -i $((400 / h))" \
+    "many short-lived threads (6 at a time), sizes mostly 8..256 B with some up to 64 KiB, blocks kept across thread lifetimes"
+workload gthread srv "gthread -t 4 -d $((2 / h))" \
+    "glibc's bench-malloc-thread: 4 threads each churning random sizes 8..1024 B (smaller likelier)"
 workload frag frag "-r 6 -m $((64 / h))" \
     "fragmentation: fill with mixed small sizes, free a random 90%, refill with others"
 workload python wall "/usr/bin/python3 $here/../tests/preload/workload.py" \
@@ -141,7 +147,7 @@ else
 fi
 builddir=$(cd "$builddir" && pwd)
 
-for prog in throughput frag; do
+for prog in throughput server frag; do
     if [[ ! -x $builddir/$prog || $here/$prog.c -nt $builddir/$prog ]]; then
         echo "run.sh: building $builddir/$prog" >&2
         # shellcheck disable=SC2086 # CC may carry flags, as in make
@@ -293,6 +299,7 @@ run_one() {
     [[ -n ${alloc_env[$a]:-} ]] && cmd+=(${alloc_env[$a]})
     case $kind in
     tp) cmd+=("$builddir/throughput") ;;
+    srv) cmd+=("$builddir/server") ;;
     frag) cmd+=("$builddir/frag") ;;
     esac
     # shellcheck disable=SC2206 # the argument strings are ours and split on spaces
@@ -320,7 +327,7 @@ run_one() {
         }' "$out")
         [[ ${peak:-} =~ ^[0-9]+$ && ${endrss:-} =~ ^[0-9]+$ ]] || why="bad output"
     else
-        if [[ $kind == tp ]]; then
+        if [[ $kind == tp || $kind == srv ]]; then
             t=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^ns_per_op=/) print substr($i, 11) }' \
                 "$out")
         elif [[ -s $rssf ]]; then
@@ -395,7 +402,7 @@ ratio() {
     }'
 }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f\n", k / 1024 }'; }
-unit() { case ${wl_kind[$1]} in tp) echo "ns/op" ;; wall | redis) echo "s" ;; *) echo "" ;; esac; }
+unit() { case ${wl_kind[$1]} in tp | srv) echo "ns/op" ;; wall | redis) echo "s" ;; *) echo "" ;; esac; }
 
 declare -A med_t med_rss
 for w in "${workloads[@]}"; do
