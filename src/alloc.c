@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CALLER() __builtin_return_address(0)
 
@@ -65,30 +66,118 @@ void alloc_early_take(void (*fn)(void *p, size_t n, void *arg), void *arg) {
     spin_unlock(&early_lock);
 }
 
+/* ---- sampled blocks in sample mode -------------------------------------------------------
+ * In sample mode the profiler's table of large blocks holds the blocks it sampled and nothing
+ * else. Each is glibc's block q with a header before the pointer p the program gets: p[-2] is q,
+ * p[-1] a mark (mark_of(p), top bit set). Before the pointer of any other glibc block lies
+ * glibc's chunk size, which never has the top bit set: free, realloc and malloc_usable_size know
+ * a sampled block by that one word, read where glibc's free reads it, and ask the table only
+ * about a marked block, as jemalloc and tcmalloc know theirs from their own metadata. (all mode
+ * tracks every block, and asks the table at every free.) */
+static inline uintptr_t mark_of(const void *p) {
+    return (((uintptr_t)p * 0x9E3779B97F4A7C15ULL) ^ g.free_key) | ((uintptr_t)1 << 63);
+}
+
+/* p: a pointer that is not ours, handed to free, realloc or malloc_usable_size */
+static inline bool is_marked(const void *p) {
+    return ((const uintptr_t *)p)[-1] == mark_of(p);
+}
+
+static inline void *marked_base(const void *p) {
+    return (void *)((const uintptr_t *)p)[-2];
+}
+
+/* A marked block of n bytes aligned to align (a power of two, 16 or more), zeroed if zero; NULL
+ * (errno ENOMEM) when glibc has no memory. */
+static void *marked_alloc(size_t n, size_t align, bool zero) {
+    if (n > SIZE_MAX - align) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    char *q = align <= ALIGNMENT ? __libc_malloc(n + align) : __libc_memalign(align, n + align);
+    if (q == NULL)
+        return NULL;
+    uintptr_t *p = (uintptr_t *)(q + align);
+    p[-2] = (uintptr_t)q;
+    p[-1] = mark_of(p);
+    if (zero)
+        memset(p, 0, n);
+    return p;
+}
+
+/* glibc's free of a block that is not ours, marked or not (the mark is wiped first). */
+static void large_release(void *p, bool marked) {
+    if (marked) {
+        void *q = marked_base(p);
+        ((uintptr_t *)p)[-1] = 0;
+        p = q;
+    }
+    glibc_free(p);
+}
+
+size_t large_usable_size(void *p) {
+    if (is_marked(p)) {
+        char *q = marked_base(p);
+        return raw_usable_size_of(q) - (size_t)((char *)p - q);
+    }
+    return raw_usable_size_of(p);
+}
+
 /* ---- system malloc ------------------------------------------------------------------------
  * Every block glibc gives us passes here: counted, and offered to the profiler by the same byte
  * counter as pool blocks. A thread's first request may be a large one: it gets its heap here,
- * so that `all` mode sees it. */
-static noinline void *large_done(void *p, size_t n, void *caller) {
-    if (p == NULL)
-        return NULL;
+ * so that `all` mode sees it. In sample mode the counter is asked before glibc (large_sampled),
+ * so that a sampled block can be made marked. */
+static inline heap_t *large_heap(void) {
     heap_t *h = tls_heap;
     if (h->kind == HEAP_EMPTY)
         h = heap_thread_init();
-    if (h == NULL || h->kind != HEAP_REAL) {
+    return h != NULL && h->kind == HEAP_REAL ? h : NULL;
+}
+
+static inline void large_count(heap_t *h, size_t n) {
+    h->stats.nlarge++;
+    h->stats.nlarge_bytes += n;
+}
+
+static noinline void *large_done(void *p, size_t n, void *caller) {
+    if (p == NULL)
+        return NULL;
+    heap_t *h = large_heap();
+    if (h == NULL) {
         atomic_fetch_add_explicit(&large_unowned, 1, memory_order_relaxed);
         return p;
     }
     if (unlikely(!prof.started) && opt.profile == PROFILE_ALL && !early_closed)
         early_note(p, n);
-    h->stats.nlarge++;
-    h->stats.nlarge_bytes += n;
-    if ((h->sample_left -= (int64_t)n) <= 0)
+    large_count(h, n);
+    /* sample mode tracks marked blocks only: its counter was asked before (large_sampled) */
+    if (prof.mode != PROFILE_SAMPLE && (h->sample_left -= (int64_t)n) <= 0)
         return prof_alloc(h, p, n, caller);
     return p;
 }
 
+/* Sample mode: whether the counter runs out on a large request of n bytes; then the block is
+ * made marked and recorded (large_sampled_done). Sets *hp to the heap (NULL: none). A counter
+ * that runs out when the profiler cannot take the block (not started, or busy in this thread)
+ * stays run out, for the next request. */
+static inline bool large_sampled(heap_t **hp, size_t n) {
+    heap_t *h = *hp = large_heap();
+    return h != NULL && prof.mode == PROFILE_SAMPLE && (h->sample_left -= (int64_t)n) <= 0 &&
+           prof_promotes(h);
+}
+
+static noinline void *large_sampled_done(heap_t *h, void *p, size_t n, void *caller) {
+    if (p == NULL)
+        return NULL;
+    large_count(h, n);
+    return prof_alloc(h, p, n, caller);
+}
+
 static noinline void *large_malloc(size_t n, void *caller) {
+    heap_t *h;
+    if (unlikely(large_sampled(&h, n)))
+        return large_sampled_done(h, marked_alloc(n, ALIGNMENT, false), n, caller);
     return large_done(__libc_malloc(n), n, caller);
 }
 
@@ -143,11 +232,10 @@ static void *small_pop(heap_t *h, unsigned c, size_t n) {
  * table (prof.h: pools then never need a side table, so free stays as fast as with profiling
  * off). NULL if glibc has no memory. */
 static void *promoted_malloc(heap_t *h, size_t n, void *caller) {
-    void *p = __libc_malloc(n ? n : 1);
+    void *p = marked_alloc(n ? n : 1, ALIGNMENT, false);
     if (p == NULL)
         return NULL;
-    h->stats.nlarge++;
-    h->stats.nlarge_bytes += n;
+    large_count(h, n);
     return prof_alloc_promoted(h, p, n, caller);
 }
 
@@ -327,14 +415,17 @@ static noinline void free_large(void *ptr, void *caller) {
     if (unlikely(ptr_in_reserve(ptr)))
         heap_error("free", "invalid pointer (never handed out: beyond the arenas made so far)",
                    ptr, 0, caller);
-    if (atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0) {
+    /* the table holds every block in all mode, the marked ones in sample mode */
+    bool marked = is_marked(ptr);
+    if (prof.mode == PROFILE_SAMPLE ? marked
+                                    : atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0) {
         uintptr_t hidden = prof_hold(ptr, 1); /* across the call: prof_hide */
         prof_free_large(ptr);
         ptr = prof_release(hidden, 1);
     }
     else if (unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
         early_forget(ptr);
-    glibc_free(ptr); /* glibc's block, or one from before us: glibc checks it as usual */
+    large_release(ptr, marked); /* glibc's block, or one from before us: glibc checks it */
 }
 
 static inline __attribute__((always_inline)) void bin_push(pool_t *p, unsigned c, void *ptr) {
@@ -410,20 +501,47 @@ TALLY_EXPORT void *calloc(size_t n, size_t size) {
             memset(p, 0, total);
         return p;
     }
+    heap_t *h;
+    if (unlikely(large_sampled(&h, total)))
+        return large_sampled_done(h, marked_alloc(total, ALIGNMENT, true), total, CALLER());
     return large_done(__libc_calloc(n, size), total, CALLER());
 }
 
 /* realloc of a glibc block: its record (if tracked) is taken out before glibc can free the
  * address and another thread reuse it, and put back if glibc fails. */
 static noinline void *realloc_large(void *ptr, size_t n, void *caller) {
-    bool tracked = atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0;
+    bool marked = is_marked(ptr);
+    bool tracked = prof.mode == PROFILE_SAMPLE
+                       ? marked
+                       : atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0;
     lent_t old;
     uintptr_t hidden = prof_hold(ptr, 1); /* across the calls: prof_hide */
     if (tracked)
         tracked = prof_large_take(ptr, &old);
     else if (unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
         early_forget(ptr); /* the new block is noted again if the profiler has not started */
-    void *r = glibc_realloc(prof_release(hidden, 1), n);
+    heap_t *h;
+    void *r;
+    bool sampled = large_sampled(&h, n);
+    if (unlikely(sampled || marked)) {
+        /* into a new block, marked if sampled; a marked block's header is not glibc's to move */
+        size_t have = large_usable_size(prof_reveal(hidden));
+        r = sampled ? marked_alloc(n, ALIGNMENT, false) : __libc_malloc(n);
+        if (r != NULL) {
+            memcpy(r, prof_reveal(hidden), n < have ? n : have);
+            large_release(prof_release(hidden, 1), marked);
+        } else {
+            prof_release(hidden, 1);
+        }
+        if (r != NULL && tracked)
+            prof_large_freed(&old);
+        else if (r == NULL && tracked)
+            prof_large_put_back(&old);
+        if (r == NULL)
+            return NULL;
+        return sampled ? large_sampled_done(h, r, n, caller) : large_done(r, n, caller);
+    }
+    r = glibc_realloc(prof_release(hidden, 1), n);
     if (r == NULL) {
         if (tracked)
             prof_large_put_back(&old);
@@ -521,6 +639,13 @@ static inline __attribute__((always_inline)) void *do_memalign(size_t alignment,
                                                                void *caller) {
     if (alignment <= ALIGNMENT)
         return do_malloc(n, caller);
+    heap_t *h;
+    if (unlikely(large_sampled(&h, n)) && alignment <= SIZE_MAX / 2) {
+        size_t a = ALIGNMENT; /* a power of two, as glibc rounds it */
+        while (a < alignment)
+            a <<= 1;
+        return large_sampled_done(h, marked_alloc(n, a, false), n, caller);
+    }
     return large_done(__libc_memalign(alignment, n), n, caller);
 }
 
@@ -546,10 +671,17 @@ TALLY_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
 }
 
 TALLY_EXPORT void *valloc(size_t n) {
+    heap_t *h;
+    if (unlikely(large_sampled(&h, n)))
+        return large_sampled_done(h, marked_alloc(n, (size_t)sysconf(_SC_PAGESIZE), false), n, CALLER());
     return large_done(__libc_valloc(n), n, CALLER());
 }
 
 TALLY_EXPORT void *pvalloc(size_t n) {
+    heap_t *h;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), up = n ? (n + page - 1) & ~(page - 1) : page;
+    if (up >= n && unlikely(large_sampled(&h, n)))
+        return large_sampled_done(h, marked_alloc(up, page, false), n, CALLER());
     return large_done(__libc_pvalloc(n), n, CALLER());
 }
 
@@ -558,5 +690,5 @@ TALLY_EXPORT size_t malloc_usable_size(void *ptr) {
         return 0;
     if (ptr_is_ours(ptr))
         return pool_of(ptr)->bsize;
-    return raw_usable_size_of(ptr);
+    return large_usable_size(ptr);
 }

@@ -432,7 +432,7 @@ static void pin_large(const lent_t *e, void *arg) {
         c->pinned[e->site] += (uint64_t)(prof_inv_p(e->size) * per_block + 0.5);
         return;
     }
-    uint64_t granted = raw_usable_size_of((void *)e->addr);
+    uint64_t granted = large_usable_size((void *)e->addr);
     if (prof.mode != PROFILE_ALL)
         granted = (uint64_t)(prof_inv_p(e->size) * (double)granted + 0.5);
     c->pinned[e->site] += granted;

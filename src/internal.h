@@ -204,6 +204,7 @@ void glibc_init(void);               /* find glibc's entry points (no dlsym, no 
 void glibc_free(void *p);            /* glibc's __libc_free */
 void *glibc_realloc(void *p, size_t n);
 size_t raw_usable_size_of(void *p);  /* glibc's malloc_usable_size */
+size_t large_usable_size(void *p);   /* that of a block not ours, sampled (alloc.c) or not */
 uintptr_t glibc_code_address(void);  /* an address in libc's code */
 struct mallinfo2 glibc_mallinfo2(void); /* glibc's figures alone */
 /* The address of name in the object loaded at base with that dynamic section, from its GNU

@@ -947,7 +947,7 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
         granted = CLASS_SIZE(cls); /* what the pool would have granted */
         ltab_insert((uintptr_t)prof_reveal(hidden), n, stamp, id, cls);
     } else {
-        granted = raw_usable_size_of(prof_reveal(hidden));
+        granted = large_usable_size(prof_reveal(hidden));
         ltab_insert((uintptr_t)prof_reveal(hidden), n, stamp, id, LENT_LARGE);
     }
     record_alloc(h, prof_site(id), n, w, granted);
@@ -1100,7 +1100,7 @@ static void adopt_one(heap_t *h, uint64_t n, uint64_t granted) {
 static void adopt_large(void *p, size_t n, void *arg) {
     ltab_insert((uintptr_t)p, n, (uint64_t)counter_add((_Atomic int64_t *)&prof.seq, 1),
                 PROF_SITE_EARLY, LENT_LARGE);
-    adopt_one(arg, n, raw_usable_size_of(p));
+    adopt_one(arg, n, large_usable_size(p));
 }
 
 static void adopt_early(void) {

@@ -3,8 +3,8 @@
 # A site's byte estimate has a relative standard deviation of about sqrt(R / bytes): 7.2% for
 # 12.8 MB, 1.3% for 400 MB. The checks allow 5 standard deviations (a false failure about once
 # in two million runs). Blocks of 1 MiB are sampled with probability 1 - e^-16, so their
-# figures are exact. Also: TALLY_PROFILE=off writes nothing, and neither does sample mode
-# without TALLY_OUT.
+# figures are exact. Sampled blocks through every entry point of the API (tests/prof/marked).
+# Also: TALLY_PROFILE=off writes nothing, and neither does sample mode without TALLY_OUT.
 . "$top_srcdir/tests/preload/common.sh"
 prog=$top_builddir/tests/prof/sampled
 [ -x "$prog" ] || hard_error "$prog is not built"
@@ -54,6 +54,33 @@ if d["totals"]["pinned_pool_bytes"] != 0:
 for b in bad:
     print("FAIL:", b)
 sys.exit(1 if bad else 0)
+PY
+
+# Sampled blocks are glibc's with a header of the library's before them (alloc.c), known at free
+# by that header with no table lookup. tests/prof/marked goes through every entry point of the
+# malloc API and across the 512-byte limit both ways, checking every byte: it must read the same
+# with profiling off, with every block sampled (TALLY_SAMPLE=1) and with some (4k). With every
+# block of 700 bytes or more sampled (probability 1 - e^-700), its 64 kept blocks are exactly the
+# live ones of its allocating function: no freed block stayed in the table.
+marked=$top_builddir/tests/prof/marked
+[ -x "$marked" ] || hard_error "$marked is not built"
+env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=off "$marked" >"$tmp/m.off" 2>"$tmp/m.err" ||
+    fail "marked failed with profiling off: $(cat "$tmp/m.err")"
+for rate in 1 4k; do
+    env LD_PRELOAD="$TALLY_LIB" TALLY_SAMPLE=$rate TALLY_OUT="$tmp/m$rate.tly" "$marked" \
+        >"$tmp/m.$rate" 2>"$tmp/m.err" || fail "marked failed with TALLY_SAMPLE=$rate: $(cat "$tmp/m.err")"
+    cmp -s "$tmp/m.off" "$tmp/m.$rate" ||
+        fail "marked read other bytes with TALLY_SAMPLE=$rate: $(cat "$tmp/m.$rate")"
+done
+/usr/bin/python3 - "$tmp/m1.tly" "$marked" <<'PY' || fail "the sampled blocks' figures are off"
+import sys, dumpcheck
+d = dumpcheck.parse(sys.argv[1])
+scale = d["header"]["count_scale"]
+s = dumpcheck.by_function(d, sys.argv[2], prefix="make").get("make")
+want = 64 * 700 + 13 * sum(range(64))
+print("make: live %s bytes in %s blocks, want %d in 64" %
+      (s and s["live_bytes"], s and s["live_count"] / scale, want))
+sys.exit(0 if s and s["live_bytes"] == want and s["live_count"] == 64 * scale else 1)
 PY
 
 mkdir "$tmp/cwd"
