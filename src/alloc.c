@@ -78,9 +78,22 @@ static inline uintptr_t mark_of(const void *p) {
     return (((uintptr_t)p * 0x9E3779B97F4A7C15ULL) ^ g.free_key) | ((uintptr_t)1 << 63);
 }
 
-/* p: a pointer that is not ours, handed to free, realloc or malloc_usable_size */
+/* p: a pointer that is not ours, handed to free, realloc or malloc_usable_size. Whether it is
+ * a marked block. p[-1] is read only where it is mapped: glibc keeps a header there, and any
+ * block that does not start a page has the word before it in its own page. Another allocator's
+ * block may start a page with nothing mapped before it (jemalloc's do), so under another
+ * allocator no marked block starts a page (marked_alloc), and a block that does is not looked
+ * at. There the word before a block is another block's data: taking it for a mark needs it to
+ * equal a 63-bit value keyed by a secret of this process. */
 static inline bool is_marked(const void *p) {
-    return ((const uintptr_t *)p)[-1] == mark_of(p);
+    return prof.mode == PROFILE_SAMPLE && (raw_is_glibc || ((uintptr_t)p & 4095) != 0) &&
+           ((const uintptr_t *)p)[-1] == mark_of(p);
+}
+
+/* Whether a sampled block aligned to align can be marked: not page-aligned ones under another
+ * allocator than glibc (never sampled there). */
+static inline bool can_mark(size_t align) {
+    return raw_is_glibc || align < 4096;
 }
 
 static inline void *marked_base(const void *p) {
@@ -90,14 +103,17 @@ static inline void *marked_base(const void *p) {
 /* A marked block of n bytes aligned to align (a power of two, 16 or more), zeroed if zero; NULL
  * (errno ENOMEM) when glibc has no memory. */
 static void *marked_alloc(size_t n, size_t align, bool zero) {
-    if (n > SIZE_MAX - align) {
+    size_t extra = raw_is_glibc ? align : 2 * align; /* room to step off a page's start */
+    if (n > SIZE_MAX - extra) {
         errno = ENOMEM;
         return NULL;
     }
-    char *q = align <= ALIGNMENT ? __libc_malloc(n + align) : __libc_memalign(align, n + align);
+    char *q = align <= ALIGNMENT ? raw_malloc(n + extra) : raw_memalign(align, n + extra);
     if (q == NULL)
         return NULL;
     uintptr_t *p = (uintptr_t *)(q + align);
+    if (!raw_is_glibc && ((uintptr_t)p & 4095) == 0)
+        p = (uintptr_t *)((char *)p + align); /* see is_marked */
     p[-2] = (uintptr_t)q;
     p[-1] = mark_of(p);
     if (zero)
@@ -112,7 +128,7 @@ static void large_release(void *p, bool marked) {
         ((uintptr_t *)p)[-1] = 0;
         p = q;
     }
-    glibc_free(p);
+    raw_free(p);
 }
 
 size_t large_usable_size(void *p) {
@@ -161,10 +177,10 @@ static noinline void *large_done(void *p, size_t n, void *caller) {
  * made marked and recorded (large_sampled_done). Sets *hp to the heap (NULL: none). A counter
  * that runs out when the profiler cannot take the block (not started, or busy in this thread)
  * stays run out, for the next request. */
-static inline bool large_sampled(heap_t **hp, size_t n) {
+static inline bool large_sampled(heap_t **hp, size_t n, size_t align) {
     heap_t *h = *hp = large_heap();
-    return h != NULL && prof.mode == PROFILE_SAMPLE && (h->sample_left -= (int64_t)n) <= 0 &&
-           prof_promotes(h);
+    return h != NULL && prof.mode == PROFILE_SAMPLE && can_mark(align) &&
+           (h->sample_left -= (int64_t)n) <= 0 && prof_promotes(h);
 }
 
 static noinline void *large_sampled_done(heap_t *h, void *p, size_t n, void *caller) {
@@ -176,9 +192,9 @@ static noinline void *large_sampled_done(heap_t *h, void *p, size_t n, void *cal
 
 static noinline void *large_malloc(size_t n, void *caller) {
     heap_t *h;
-    if (unlikely(large_sampled(&h, n)))
+    if (unlikely(large_sampled(&h, n, ALIGNMENT)))
         return large_sampled_done(h, marked_alloc(n, ALIGNMENT, false), n, caller);
-    return large_done(__libc_malloc(n), n, caller);
+    return large_done(raw_malloc(n), n, caller);
 }
 
 /* ---- small requests ------------------------------------------------------------------------
@@ -502,9 +518,9 @@ TALLY_EXPORT void *calloc(size_t n, size_t size) {
         return p;
     }
     heap_t *h;
-    if (unlikely(large_sampled(&h, total)))
+    if (unlikely(large_sampled(&h, total, ALIGNMENT)))
         return large_sampled_done(h, marked_alloc(total, ALIGNMENT, true), total, CALLER());
-    return large_done(__libc_calloc(n, size), total, CALLER());
+    return large_done(raw_calloc(n, size), total, CALLER());
 }
 
 /* realloc of a glibc block: its record (if tracked) is taken out before glibc can free the
@@ -522,11 +538,11 @@ static noinline void *realloc_large(void *ptr, size_t n, void *caller) {
         early_forget(ptr); /* the new block is noted again if the profiler has not started */
     heap_t *h;
     void *r;
-    bool sampled = large_sampled(&h, n);
+    bool sampled = large_sampled(&h, n, ALIGNMENT);
     if (unlikely(sampled || marked)) {
         /* into a new block, marked if sampled; a marked block's header is not glibc's to move */
         size_t have = large_usable_size(prof_reveal(hidden));
-        r = sampled ? marked_alloc(n, ALIGNMENT, false) : __libc_malloc(n);
+        r = sampled ? marked_alloc(n, ALIGNMENT, false) : raw_malloc(n);
         if (r != NULL) {
             memcpy(r, prof_reveal(hidden), n < have ? n : have);
             large_release(prof_release(hidden, 1), marked);
@@ -541,7 +557,7 @@ static noinline void *realloc_large(void *ptr, size_t n, void *caller) {
             return NULL;
         return sampled ? large_sampled_done(h, r, n, caller) : large_done(r, n, caller);
     }
-    r = glibc_realloc(prof_release(hidden, 1), n);
+    r = raw_realloc(prof_release(hidden, 1), n);
     if (r == NULL) {
         if (tracked)
             prof_large_put_back(&old);
@@ -640,13 +656,12 @@ static inline __attribute__((always_inline)) void *do_memalign(size_t alignment,
     if (alignment <= ALIGNMENT)
         return do_malloc(n, caller);
     heap_t *h;
-    if (unlikely(large_sampled(&h, n)) && alignment <= SIZE_MAX / 2) {
-        size_t a = ALIGNMENT; /* a power of two, as glibc rounds it */
-        while (a < alignment)
-            a <<= 1;
+    size_t a = ALIGNMENT; /* a power of two, as glibc rounds it */
+    while (a < alignment && a <= SIZE_MAX / 4)
+        a <<= 1;
+    if (unlikely(large_sampled(&h, n, a)) && a >= alignment)
         return large_sampled_done(h, marked_alloc(n, a, false), n, caller);
-    }
-    return large_done(__libc_memalign(alignment, n), n, caller);
+    return large_done(raw_memalign(alignment, n), n, caller);
 }
 
 TALLY_EXPORT void *memalign(size_t alignment, size_t n) {
@@ -672,17 +687,18 @@ TALLY_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
 
 TALLY_EXPORT void *valloc(size_t n) {
     heap_t *h;
-    if (unlikely(large_sampled(&h, n)))
-        return large_sampled_done(h, marked_alloc(n, (size_t)sysconf(_SC_PAGESIZE), false), n, CALLER());
-    return large_done(__libc_valloc(n), n, CALLER());
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (unlikely(large_sampled(&h, n, page)))
+        return large_sampled_done(h, marked_alloc(n, page, false), n, CALLER());
+    return large_done(raw_valloc(n), n, CALLER());
 }
 
 TALLY_EXPORT void *pvalloc(size_t n) {
     heap_t *h;
     size_t page = (size_t)sysconf(_SC_PAGESIZE), up = n ? (n + page - 1) & ~(page - 1) : page;
-    if (up >= n && unlikely(large_sampled(&h, n)))
+    if (up >= n && unlikely(large_sampled(&h, n, page)))
         return large_sampled_done(h, marked_alloc(up, page, false), n, CALLER());
-    return large_done(__libc_pvalloc(n), n, CALLER());
+    return large_done(raw_pvalloc(n), n, CALLER());
 }
 
 TALLY_EXPORT size_t malloc_usable_size(void *ptr) {

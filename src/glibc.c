@@ -1,7 +1,8 @@
-/* glibc.c: glibc's allocator behind ours, and glibc's introspection API over both.
+/* glibc.c: the allocator behind ours (glibc's, or the next in line), and glibc's introspection
+ * API over both.
  *
- * Requests above 512 bytes go to glibc, so the library calls glibc's free, realloc and
- * malloc_usable_size; and it exports glibc's introspection calls (mallinfo2, mallinfo,
+ * Requests above 512 bytes go to the allocator behind the pools (see "the allocator behind the
+ * pools" below); and the library exports glibc's introspection calls (mallinfo2, mallinfo,
  * malloc_stats, malloc_info, mallopt, malloc_trim) with the pools added in, since a monitor that
  * reads glibc's alone sees 9 KB of a program's 5.5 MB. It also exports __libc_free and
  * __libc_realloc (alloc.c): a program that frees our block through them must not crash.
@@ -21,11 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 static struct {
     void (*_Atomic free)(void *);
-    void *(*realloc)(void *, size_t);
-    size_t (*usable)(void *);
     struct mallinfo2 (*mallinfo2)(void);
     void (*malloc_stats)(void);
     int (*malloc_info)(int, FILE *);
@@ -110,13 +111,178 @@ static void *libc_sym(const struct link_map *m, const char *name) {
     return p || !may_dlsym ? p : dlsym(RTLD_NEXT, name);
 }
 
+/* ---- the allocator behind the pools ---------------------------------------------------------
+ * Blocks the pools do not serve go to the allocator next in line: by default the first object
+ * after ours in the loader's list that defines malloc, when that is not libc.so.6 (a user's
+ * LD_PRELOAD="libtallymalloc.so libmimalloc.so.2", or a program linked with jemalloc); else
+ * glibc. TALLY_LARGE=glibc keeps glibc; TALLY_LARGE=NAME names a loaded library (its path, file
+ * name, or file name up to a dot). Chosen once, at the first call that needs it, before any
+ * block is had from it: every block not ours then comes from one allocator and goes back to it.
+ * Its functions are read from its own symbol table, as glibc's are: a name bound by the loader
+ * could be another library's (tcmalloc exports __libc_malloc). */
+static struct {
+    void *(*malloc)(size_t);
+    void *(*calloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    size_t (*usable)(void *);
+    void *(*valloc)(size_t);  /* glibc's; NULL for another: memalign */
+    void *(*pvalloc)(size_t); /* likewise */
+    const char *name;         /* the library's file name, or "glibc" */
+    void (*_Atomic free)(void *); /* stored last: the "resolved" flag */
+} raw;
+
+extern char **__environ;
+
+static const char *env_value(const char *name) {
+    size_t n = strlen(name);
+    for (char **e = __environ; e && *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+            return *e + n + 1;
+    return NULL;
+}
+
+static const char *base_name(const char *path) {
+    const char *b = path;
+    for (const char *c = path; *c; c++)
+        if (*c == '/')
+            b = c + 1;
+    return b;
+}
+
+/* Does the loaded object at path answer to want (its path, file name, or file name up to a dot)? */
+static bool answers_to(const char *path, const char *want) {
+    const char *b = base_name(path);
+    size_t n = strlen(want);
+    return strcmp(path, want) == 0 || strcmp(b, want) == 0 ||
+           (strncmp(b, want, n) == 0 && b[n] == '.');
+}
+
+/* The library whose allocator goes behind ours, or NULL for glibc. */
+static const struct link_map *next_allocator(const struct link_map *libc, const char *want) {
+    if (want && strcasecmp(want, "glibc") == 0)
+        return NULL;
+    bool after_us = false;
+    for (const struct link_map *m = _r_debug.r_map; m; m = m->l_next) {
+        if (!m->l_name)
+            continue;
+        if (want) {
+            if (m != libc && m->l_name[0] && answers_to(m->l_name, want))
+                return m;
+            continue;
+        }
+        if (!after_us) {
+            after_us = elf_lookup(m->l_addr, m->l_ld, "tally_version") == (uintptr_t)&tally_version;
+            continue;
+        }
+        if (elf_lookup(m->l_addr, m->l_ld, "malloc"))
+            return m == libc ? NULL : m;
+    }
+    if (want)
+        tally_message("TALLY_LARGE: ", want,
+                      " is not loaded (put it in LD_PRELOAD after libtallymalloc.so): glibc serves the large blocks");
+    return NULL;
+}
+
+bool raw_is_glibc; /* set before raw.free is */
+
+static noinline void raw_resolve(void) {
+    const struct link_map *libc = libc_map();
+    const char *want = env_value("TALLY_LARGE");
+    if (want && (!*want || strcasecmp(want, "auto") == 0))
+        want = NULL;
+    const struct link_map *m = next_allocator(libc, want);
+    if (m) {
+        raw.malloc = (void *(*)(size_t))elf_lookup(m->l_addr, m->l_ld, "malloc");
+        raw.calloc = (void *(*)(size_t, size_t))elf_lookup(m->l_addr, m->l_ld, "calloc");
+        raw.memalign = (void *(*)(size_t, size_t))elf_lookup(m->l_addr, m->l_ld, "memalign");
+        raw.realloc = (void *(*)(void *, size_t))elf_lookup(m->l_addr, m->l_ld, "realloc");
+        raw.usable = (size_t(*)(void *))elf_lookup(m->l_addr, m->l_ld, "malloc_usable_size");
+        void (*f)(void *) = (void (*)(void *))elf_lookup(m->l_addr, m->l_ld, "free");
+        if (raw.malloc && raw.calloc && raw.memalign && raw.realloc && raw.usable && f) {
+            raw.valloc = raw.pvalloc = NULL;
+            raw.name = base_name(m->l_name);
+            atomic_store_explicit(&raw.free, f, memory_order_release);
+            return;
+        }
+        tally_message("the allocator of ", base_name(m->l_name),
+                      " lacks one of malloc, free, calloc, realloc, memalign, malloc_usable_size: glibc serves the large blocks");
+    }
+    raw.malloc = (void *(*)(size_t))libc_sym(libc, "__libc_malloc");
+    raw.calloc = (void *(*)(size_t, size_t))libc_sym(libc, "__libc_calloc");
+    raw.memalign = (void *(*)(size_t, size_t))libc_sym(libc, "__libc_memalign");
+    raw.realloc = (void *(*)(void *, size_t))libc_sym(libc, "__libc_realloc");
+    raw.usable = (size_t(*)(void *))libc_sym(libc, "malloc_usable_size");
+    raw.valloc = (void *(*)(size_t))libc_sym(libc, "__libc_valloc");
+    raw.pvalloc = (void *(*)(size_t))libc_sym(libc, "__libc_pvalloc");
+    raw.name = "glibc";
+    raw_is_glibc = true;
+    atomic_store_explicit(&raw.free, (void (*)(void *))libc_sym(libc, "__libc_free"),
+                          memory_order_release);
+}
+
+static inline void raw_ready(void) {
+    if (unlikely(!atomic_load_explicit(&raw.free, memory_order_acquire)))
+        raw_resolve();
+}
+
+void *raw_malloc(size_t n) {
+    raw_ready();
+    return raw.malloc(n);
+}
+
+void *raw_calloc(size_t n, size_t size) {
+    raw_ready();
+    return raw.calloc(n, size);
+}
+
+void *raw_memalign(size_t align, size_t n) {
+    raw_ready();
+    return raw.memalign(align, n);
+}
+
+void *raw_valloc(size_t n) {
+    raw_ready();
+    return raw.valloc ? raw.valloc(n) : raw.memalign((size_t)sysconf(_SC_PAGESIZE), n);
+}
+
+void *raw_pvalloc(size_t n) {
+    raw_ready();
+    if (raw.pvalloc)
+        return raw.pvalloc(n);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), up = (n + page - 1) & ~(page - 1);
+    if (up < n) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return raw.memalign(page, up ? up : page);
+}
+
+void raw_free(void *p) {
+    raw_ready();
+    raw.free(p);
+}
+
+void *raw_realloc(void *p, size_t n) {
+    raw_ready();
+    return raw.realloc(p, n);
+}
+
+size_t raw_usable_size_of(void *p) {
+    raw_ready();
+    return raw.usable ? raw.usable(p) : 0;
+}
+
+const char *raw_allocator_name(void) {
+    raw_ready();
+    return raw.name;
+}
+
 /* From the first allocation (tally_init_global), and again from whichever call needs glibc
  * if that failed. free is stored last: it is the "resolved" flag. Racing callers store the
  * same values. */
 static noinline void glibc_resolve(void) {
     const struct link_map *m = libc_map();
-    libc_fn.realloc = (void *(*)(void *, size_t))libc_sym(m, "__libc_realloc");
-    libc_fn.usable = (size_t(*)(void *))libc_sym(m, "malloc_usable_size");
     libc_fn.mallinfo2 = (struct mallinfo2(*)(void))libc_sym(m, "mallinfo2");
     libc_fn.malloc_stats = (void (*)(void))libc_sym(m, "malloc_stats");
     libc_fn.malloc_info = (int (*)(int, FILE *))libc_sym(m, "malloc_info");
@@ -137,20 +303,6 @@ static inline void glibc_ready(void) {
         glibc_resolve();
 }
 
-void glibc_free(void *p) {
-    glibc_ready();
-    libc_fn.free(p);
-}
-
-void *glibc_realloc(void *p, size_t n) {
-    glibc_ready();
-    return libc_fn.realloc(p, n);
-}
-
-size_t raw_usable_size_of(void *p) {
-    glibc_ready();
-    return libc_fn.usable ? libc_fn.usable(p) : 0;
-}
 
 uintptr_t glibc_code_address(void) {
     glibc_ready();

@@ -100,6 +100,7 @@ typedef struct options_s {
     unsigned depth;         /* TALLY_DEPTH: frames per stack */
     int unwind;             /* enum unwind_mode: TALLY_UNWIND */
     const char *out;        /* TALLY_OUT: dump path at exit (%p, %e) */
+    const char *large;      /* TALLY_LARGE: the allocator behind the pools (read by glibc.c) */
     int signal;             /* TALLY_SIGNAL: dump on this signal; 0 for none */
     unsigned interval;      /* TALLY_INTERVAL: dump every this many seconds; 0 for never */
     bool compress;          /* TALLY_COMPRESS: dumps as zstd when libzstd.so.1 loads */
@@ -201,9 +202,17 @@ size_t heap_trim(void);
 
 /* ---- glibc.c: glibc's allocator and its introspection -------------------------------------- */
 void glibc_init(void);               /* find glibc's entry points (no dlsym, no lock) */
-void glibc_free(void *p);            /* glibc's __libc_free */
-void *glibc_realloc(void *p, size_t n);
-size_t raw_usable_size_of(void *p);  /* glibc's malloc_usable_size */
+/* The allocator behind the pools (glibc.c): glibc's, or the one next in line, or TALLY_LARGE's */
+void *raw_malloc(size_t n);
+void *raw_calloc(size_t n, size_t size);
+void *raw_memalign(size_t align, size_t n);
+void *raw_valloc(size_t n);
+void *raw_pvalloc(size_t n);
+void *raw_realloc(void *p, size_t n);
+void raw_free(void *p);
+size_t raw_usable_size_of(void *p);  /* its malloc_usable_size */
+const char *raw_allocator_name(void); /* "glibc", or the file name of the library */
+extern bool raw_is_glibc;             /* it is glibc's (false until it is known) */
 size_t large_usable_size(void *p);   /* that of a block not ours, sampled (alloc.c) or not */
 uintptr_t glibc_code_address(void);  /* an address in libc's code */
 struct mallinfo2 glibc_mallinfo2(void); /* glibc's figures alone */

@@ -43,6 +43,7 @@ static const option_desc_t options[] = {
     {"RESERVE", OPT_SIZE, &opt.reserve, "address space reserved for arenas (e.g. 64G)"},
     {"VERBOSE", OPT_BOOL, &opt.verbose, "print the options in effect and notable events"},
     {"DEEPBIND", OPT_BOOL, &opt.deepbind, "keep RTLD_DEEPBIND in dlopen (unsafe, see README)"},
+    {"LARGE", OPT_STRING, &opt.large, "the allocator behind the pools: auto (the next in line), glibc, or a loaded library's name"},
     {"PROFILE", OPT_PROFILE, &opt.profile, "call-site profiling: off, sample or all"},
     {"SAMPLE", OPT_SIZE, &opt.sample, "mean bytes between samples in sample mode (e.g. 512k)"},
     {"DEPTH", OPT_DEPTH, &opt.depth, "frames kept per call stack, 1..128"},

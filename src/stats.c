@@ -133,7 +133,9 @@ static void emit_text(fmt_t *f, const struct tally_stats *s) {
     fmt_u64(f, s->small_mallocs);
     fmt_str(f, " served by pools, ");
     fmt_u64(f, s->large_mallocs);
-    fmt_str(f, " sent to the system malloc (over 512 bytes, aligned over 16, or sampled by the profiler; ");
+    fmt_str(f, " sent to the system malloc, ");
+    fmt_str(f, raw_allocator_name());
+    fmt_str(f, "'s (over 512 bytes, aligned over 16, or sampled by the profiler; ");
     fmt_bytes(f, s->large_bytes_requested);
     fmt_str(f, " requested)\n");
     fmt_str(f, "tally: arenas: ");
