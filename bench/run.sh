@@ -30,6 +30,8 @@ usage: $0 --lib PATH/libtallymalloc.so [--quick] [--runs N] [--builddir DIR]
   --runs N        runs per allocator and workload (default 7, 3 with --quick)
   --builddir DIR  where to build and keep the benchmark programs and raw results
   --only LIST     only these workloads (comma-separated names from the report's first table)
+  --chained       also tallymalloc (sample mode) in front of jemalloc, mimalloc and tcmalloc
+                  (tally+jemalloc, ...: LD_PRELOAD="libtallymalloc.so LIB", TALLY_LARGE=auto)
   --write         also write the report to bench/RESULTS.md, the raw runs to bench/results.tsv,
                   and the charts bench/time.svg and bench/rss.svg (bench/chart.py)
 EOF
@@ -47,6 +49,7 @@ runs=""
 builddir=""
 only=""
 write=0
+chained=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --lib) [[ $# -ge 2 ]] || usage; lib=$2; shift 2 ;;
@@ -58,6 +61,7 @@ while [[ $# -gt 0 ]]; do
     --builddir=*) builddir=${1#--builddir=}; shift ;;
     --only) [[ $# -ge 2 ]] || usage; only=$2; shift 2 ;;
     --only=*) only=${1#--only=}; shift ;;
+    --chained) chained=1; shift ;;
     --write) write=1; shift ;;
     -h | --help) usage ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage ;;
@@ -133,6 +137,12 @@ for m in off sample all; do
     alloc_lib[tally-$m]=$lib
     alloc_env[tally-$m]="TALLY_PROFILE=$m"
 done
+if ((chained)); then
+    for a in jemalloc mimalloc tcmalloc; do
+        allocators+=("tally+$a")
+        alloc_lib[tally+$a]="$lib ${alloc_lib[$a]}"
+    done
+fi
 
 # The runner and its helpers must never run under a preload: only the benchmark programs do.
 unset LD_PRELOAD
@@ -188,7 +198,9 @@ fields=(workload allocator run status time peak_rss_kb end_rss_kb peak_live_kb e
 declare -A state # workload/allocator -> ok | missing | crashed (why)
 present=()
 for a in "${allocators[@]}"; do
-    if [[ -n ${alloc_lib[$a]} && ! -r ${alloc_lib[$a]} ]]; then
+    readable=1
+    for l in ${alloc_lib[$a]}; do [[ -r $l ]] || readable=0; done
+    if ((!readable)); then
         echo "run.sh: $a: ${alloc_lib[$a]} not found, skipping" >&2
         for w in "${workloads[@]}"; do state[$w/$a]=missing; done
     else
