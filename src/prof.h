@@ -15,11 +15,12 @@
  *   with the pool (or at its first tracked block if the pool is older than the profiler); free
  *   tests `pool->prof` on the header line it reads anyway. Large blocks: an open-addressing
  *   table keyed by address (ltab), probed by free only while it holds something.
- *   `sample` mode: a sampled small request is served by glibc instead of a pool and goes in
- *   the large table, marked with the class it would have had (jemalloc promotes sampled small
- *   objects for the same reason): pools never get a side table, so free's pool path costs
- *   nothing, and glibc frees ask a counting filter of the table's addresses without a lock
- *   (only a hit takes the lock and looks in the table, which is sized to what is live).
+ *   `sample` mode: a sampled small request is served by the allocator behind the pools instead
+ *   of a pool and goes in the large table, with the class it would have had (jemalloc promotes
+ *   sampled small objects for the same reason): pools never get a side table, so free's pool
+ *   path costs nothing. Every sampled block carries a mark before it (alloc.c), and only a
+ *   marked block is looked up in the table; in `all` mode frees ask a counting filter of the
+ *   table's addresses without a lock (only a hit takes the lock).
  *
  * PEAK
  *   The program-wide peak of live bytes, and each site's live bytes at that moment, are kept
