@@ -729,7 +729,16 @@ static inline size_t filter_slot(uintptr_t a) {
     return ltab_hash(a) >> (64 - LTAB_FILTER_BITS);
 }
 
+/* The filter serves all mode, where every free asks about its block. In sample mode the table
+ * holds marked blocks alone, and only a marked block is asked about (alloc.c): no filter, and
+ * none of its 128 KiB. */
+static inline bool ltab_filtered(void) {
+    return prof.mode != PROFILE_SAMPLE;
+}
+
 static void filter_add(uintptr_t a, int d) {
+    if (!ltab_filtered())
+        return;
     _Atomic uint16_t *c = &ltab_filter[filter_slot(a)];
     uint16_t v = atomic_load_explicit(c, memory_order_relaxed);
     if (v != UINT16_MAX) /* saturated: stays */
@@ -780,6 +789,8 @@ static lent_t *ltab_find_locked(uintptr_t a) {
 /* Without the lock: could a be in the table? A block being freed was inserted (its counter
  * raised) before the program could hand it to free. */
 static bool ltab_maybe_has(uintptr_t a) {
+    if (!ltab_filtered())
+        return true;
     _Atomic uint16_t *f = atomic_load_explicit(&ltab_filter, memory_order_acquire);
     return f && atomic_load_explicit(&f[filter_slot(a)], memory_order_acquire) != 0;
 }
@@ -790,7 +801,7 @@ static void ltab_insert(uintptr_t a, uint64_t size, uint64_t stamp, uint32_t sit
     a = (uintptr_t)prof_reveal(hidden);
     lent_t *e = ltab_find_locked(a);
     if (!e) {
-        if (!ltab_filter) {
+        if (!ltab_filter && ltab_filtered()) {
             ltab_filter = os_map(((size_t)1 << LTAB_FILTER_BITS) * sizeof *ltab_filter);
             if (!ltab_filter) {
                 ltab_release();
