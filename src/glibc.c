@@ -205,8 +205,9 @@ static noinline void raw_resolve(void) {
             atomic_store_explicit(&raw.free, f, memory_order_release);
             return;
         }
-        tally_message("the allocator of ", base_name(m->l_name),
-                      " lacks one of malloc, free, calloc, realloc, memalign, malloc_usable_size: glibc serves the large blocks");
+        if (want) /* asked for by name: say why not; in auto mode glibc serves, silently */
+            tally_message("TALLY_LARGE: ", base_name(m->l_name),
+                          " lacks one of malloc, free, calloc, realloc, memalign, malloc_usable_size: glibc serves the large blocks");
     }
     raw.malloc = (void *(*)(size_t))libc_sym(libc, "__libc_malloc");
     raw.calloc = (void *(*)(size_t, size_t))libc_sym(libc, "__libc_calloc");
