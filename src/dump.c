@@ -747,6 +747,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     if (lr->done) {
         kv(f, "leak_check", 1);
         kv0(f, "leak_approx", lr->approx);
+        kv0(f, "leak_foreign_large", lr->foreign_large);
         kv(f, "leak_threads", lr->threads);
         kv0(f, "leak_unstopped", lr->unstopped);
         kv(f, "leak_scan_ns", lr->scan_ns);

@@ -186,12 +186,24 @@ static const struct link_map *next_allocator(const struct link_map *libc, const 
 
 bool raw_is_glibc; /* set before raw.free is */
 
+/* An environment value that turns an option on: set, and not 0/false/off/no. */
+static bool env_on(const char *name) {
+    const char *v = env_value(name);
+    return v && *v && strcmp(v, "0") != 0 && strcasecmp(v, "false") != 0 &&
+           strcasecmp(v, "off") != 0 && strcasecmp(v, "no") != 0;
+}
+
 static noinline void raw_resolve(void) {
     const struct link_map *libc = libc_map();
     const char *want = env_value("TALLY_LARGE");
     if (want && (!*want || strcasecmp(want, "auto") == 0))
         want = NULL;
-    const struct link_map *m = next_allocator(libc, want);
+    /* all mode (and the leak check it makes possible) keeps glibc unless told otherwise: another
+     * allocator's records of its blocks look like pointers to them, and would make leaks
+     * "still reachable" (the leak check then says its kinds are approximate) */
+    const char *profile = env_value("TALLY_PROFILE");
+    bool exact = env_on("TALLY_LEAKS") || (profile && strcasecmp(profile, "all") == 0);
+    const struct link_map *m = want || !exact ? next_allocator(libc, want) : NULL;
     if (m) {
         raw.malloc = (void *(*)(size_t))elf_lookup(m->l_addr, m->l_ld, "malloc");
         raw.calloc = (void *(*)(size_t, size_t))elf_lookup(m->l_addr, m->l_ld, "calloc");

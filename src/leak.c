@@ -1102,6 +1102,8 @@ static bool stop_world(void) {
     result.threads = count_state(1);
     result.unstopped = count_state(0) + count_state(3);
     result.approx |= result.unstopped > 0;
+    result.foreign_large = strcmp(raw_allocator_name(), "glibc") != 0;
+    result.approx |= result.foreign_large;
     return true;
 }
 

@@ -270,7 +270,9 @@ typedef struct leak_site_s {
 } leak_site_t;
 typedef struct leak_result_s {
     bool done;   /* the check ran and the rest is valid */
-    bool approx; /* some thread kept running, or some of our mappings went unlisted */
+    bool approx; /* some thread kept running, or some of our mappings went unlisted, or: */
+    bool foreign_large; /* another allocator than glibc serves the large blocks (its own records
+                         * of them look like pointers to them) */
     leak_site_t *sites; /* by site id, below nsites */
     uint32_t nsites;
     uint64_t count[LEAK_NKINDS], bytes[LEAK_NKINDS];

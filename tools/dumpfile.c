@@ -478,6 +478,7 @@ static bool rec_totals(parser_t *p, const field_t *fs, size_t n) {
     uint64_t check = 0;
     if (!get_u64(p, fs, n, "leak_check", false, &check) ||
         !get_u64(p, fs, n, "leak_approx", false, &d->leak_approx) ||
+        !get_u64(p, fs, n, "leak_foreign_large", false, &d->leak_foreign_large) ||
         !get_u64(p, fs, n, "leak_threads", false, &d->leak_threads) ||
         !get_u64(p, fs, n, "leak_unstopped", false, &d->leak_unstopped) ||
         !get_u64(p, fs, n, "leak_scan_ns", false, &d->leak_scan_ns) ||

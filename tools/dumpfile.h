@@ -103,6 +103,7 @@ typedef struct dump_s {
     uint64_t max_rss_bytes; /* 0: not in the dump */
     int64_t total_live_bytes, peak_bytes;
     bool leak_check; /* the blocks carry their kinds */
+    uint64_t leak_foreign_large; /* the large blocks were another allocator's (TALLY_LARGE) */
     uint64_t leak_approx, leak_threads, leak_unstopped, leak_scan_ns, leak_root_bytes,
         leak_block_bytes;
     uint64_t kind_blocks[DKIND_N], kind_bytes[DKIND_N]; /* over every site */

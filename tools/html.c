@@ -379,8 +379,10 @@ int cmd_html(const dump_t *d, symbolizer_t *sym, const html_opts_t *o) {
                     fmt_count(c, (double)(d->kind_bytes[DKIND_DEFINITE] +
                                           d->kind_bytes[DKIND_INDIRECT] +
                                           d->kind_bytes[DKIND_POSSIBLE])),
-                    d->leak_approx ? " (approximate: some thread kept running during the check)"
-                                   : "");
+                    d->leak_foreign_large
+                        ? " (approximate: the blocks above 512 bytes were another allocator's)"
+                    : d->leak_approx ? " (approximate: some thread kept running during the check)"
+                                     : "");
         } else {
             fprintf(f, "<p id=\"leak-summary\">%s bytes in %s blocks from %s call sites "
                        "(not classified: run with <code>tally run --leaks</code> for the "

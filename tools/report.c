@@ -653,10 +653,14 @@ int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
         fputs("}\n", f);
     } else if (d->leak_check) {
         print_header(f, d, "tally leaks");
-        if (d->leak_approx)
+        if (d->leak_approx && d->leak_unstopped)
             fprintf(f, "  approximate: %llu thread%s kept running during the scan (they block "
                        "signals or did not answer)\n",
                     (unsigned long long)d->leak_unstopped, d->leak_unstopped == 1 ? "" : "s");
+        if (d->leak_foreign_large)
+            fputs("  approximate: the blocks above 512 bytes were another allocator's, whose own "
+                  "records of them look like pointers and can make leaks reachable "
+                  "(TALLY_LARGE=glibc gives memcheck's kinds)\n", f);
         for (size_t i = 0; i < n; i++) {
             if (!shown(&v[i], kinds))
                 continue;

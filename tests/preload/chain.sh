@@ -6,8 +6,11 @@
 # of 512 B), CPython and sqlite3 run and print what they print without any preload, in sample
 # mode (the default), off and all; tests/prof/marked (every entry point of the API, sampled
 # blocks with the library's header before them, realloc across the limit) reads the same bytes
-# as without the library. TALLY_LARGE=glibc keeps glibc behind the pools, TALLY_LARGE=NAME
-# picks a loaded library, and a NAME that is not loaded is said in one line.
+# as without the library. all mode and the leak check keep glibc (another allocator's records of
+# its blocks look like pointers to them): the leak kinds are memcheck's as without it, and are
+# flagged approximate when TALLY_LARGE names the other allocator. TALLY_LARGE=glibc keeps glibc
+# behind the pools, TALLY_LARGE=NAME picks a loaded library, and a NAME that is not loaded is
+# said in one line.
 #
 # mimalloc 2.0.9 (Debian 12) returns blocks misaligned for posix_memalign(256) in marked's
 # sequence with no tallymalloc loaded at all, so marked runs under jemalloc and tcmalloc only.
@@ -47,8 +50,10 @@ for name in jemalloc tcmalloc_minimal mimalloc; do
                 fail "$base, $mode: server $w failed: $(tail -3 "$tmp/$label.err")"
             grep -q "^ns_per_op=.* mode=${w%% *}$" "$tmp/$label.out" ||
                 fail "$base, $mode: server $w printed $(cat "$tmp/$label.out")"
-            grep -q "sent to the system malloc, $base's" "$tmp/$label.err" ||
-                fail "$base, $mode: the large blocks did not go to $base: $(grep requests "$tmp/$label.err")"
+            want=$base # all mode keeps glibc (the leak check's kinds need it) unless told
+            [ "$mode" = all ] && want=glibc
+            grep -q "sent to the system malloc, $want's" "$tmp/$label.err" ||
+                fail "$base, $mode: the large blocks did not go to $want: $(grep requests "$tmp/$label.err")"
         done
         chained "$name.$mode.py" "$lib" TALLY_PROFILE=$mode PYTHONMALLOC=malloc PYTHONHASHSEED=0 -- \
             /usr/bin/python3 "$workload" || fail "$base, $mode: python3 failed: $(tail -3 "$tmp/$name.$mode.py.err")"
@@ -68,8 +73,28 @@ for name in jemalloc tcmalloc_minimal mimalloc; do
     say "$base behind the pools: server workloads, python3, sqlite3 in sample, off and all mode"
 done
 
-# TALLY_LARGE: glibc kept, a library named, one that is not loaded said once
+# The leak check: with jemalloc preloaded after the library it keeps glibc behind the pools
+# (jemalloc's records of its blocks would make leaks "still reachable"), and its kinds are
+# memcheck's, as without jemalloc; with jemalloc named by TALLY_LARGE, the dump and tally leaks
+# say the kinds are approximate.
+leaks=$top_builddir/tests/leaks/leakcases
 jem=$(ls "$libdir"/libjemalloc.so.* | head -n 1)
+timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_LEAKS=1 TALLY_OUT="$tmp/lk.glibc.tly" "$leaks" dropped \
+    >/dev/null 2>"$tmp/lk.glibc.err"
+timeout 60 env LD_PRELOAD="$TALLY_LIB $jem" TALLY_LEAKS=1 TALLY_OUT="$tmp/lk.auto.tly" "$leaks" dropped \
+    >/dev/null 2>"$tmp/lk.auto.err"
+summary() { grep -E "(definitely|indirectly|possibly) lost:|still reachable:" "$1"; }
+[ -n "$(summary "$tmp/lk.glibc.err")" ] && [ "$(summary "$tmp/lk.glibc.err")" = "$(summary "$tmp/lk.auto.err")" ] ||
+    fail "the leak check with jemalloc preloaded differs: $(summary "$tmp/lk.auto.err") against $(summary "$tmp/lk.glibc.err")"
+timeout 60 env LD_PRELOAD="$TALLY_LIB $jem" TALLY_LARGE=libjemalloc.so TALLY_LEAKS=1 \
+    TALLY_OUT="$tmp/lk.named.tly" "$leaks" dropped >/dev/null 2>"$tmp/lk.named.err"
+dump_text "$tmp/lk.named.tly" | grep -q "leak_foreign_large=1" ||
+    fail "TALLY_LARGE=libjemalloc.so with the leak check: the dump does not say its kinds are approximate"
+"$top_builddir/tools/tally" leaks "$tmp/lk.named.tly" >"$tmp/lk.named.txt" 2>&1
+grep -q "approximate: the blocks above 512 bytes were another allocator's" "$tmp/lk.named.txt" ||
+    fail "tally leaks does not say the kinds are approximate: $(head -3 "$tmp/lk.named.txt")"
+
+# TALLY_LARGE: glibc kept, a library named, one that is not loaded said once
 chained large.glibc "$jem" TALLY_LARGE=glibc TALLY_STATS=1 -- "$server" larson -d 1 ||
     fail "TALLY_LARGE=glibc: server failed"
 grep -q "sent to the system malloc, glibc's" "$tmp/large.glibc.err" ||
