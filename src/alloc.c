@@ -100,15 +100,18 @@ static inline void *marked_base(const void *p) {
     return (void *)((const uintptr_t *)p)[-2];
 }
 
-/* A marked block of n bytes aligned to align (a power of two, 16 or more), zeroed if zero; NULL
- * (errno ENOMEM) when glibc has no memory. */
+/* A marked block of n bytes aligned to align (a power of two, 16 or more; 16 when zero), zeroed
+ * if zero; NULL (errno ENOMEM) when the allocator behind the pools has no memory. */
 static void *marked_alloc(size_t n, size_t align, bool zero) {
     size_t extra = raw_is_glibc ? align : 2 * align; /* room to step off a page's start */
     if (n > SIZE_MAX - extra) {
         errno = ENOMEM;
         return NULL;
     }
-    char *q = align <= ALIGNMENT ? raw_malloc(n + extra) : raw_memalign(align, n + extra);
+    /* zeroed by calloc: a big calloc stays untouched pages until the program writes them */
+    char *q = zero               ? raw_calloc(1, n + extra)
+              : align <= ALIGNMENT ? raw_malloc(n + extra)
+                                   : raw_memalign(align, n + extra);
     if (q == NULL)
         return NULL;
     uintptr_t *p = (uintptr_t *)(q + align);
@@ -116,8 +119,6 @@ static void *marked_alloc(size_t n, size_t align, bool zero) {
         p = (uintptr_t *)((char *)p + align); /* see is_marked */
     p[-2] = (uintptr_t)q;
     p[-1] = mark_of(p);
-    if (zero)
-        memset(p, 0, n);
     return p;
 }
 

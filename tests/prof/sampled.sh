@@ -72,6 +72,10 @@ for rate in 1 4k; do
     cmp -s "$tmp/m.off" "$tmp/m.$rate" ||
         fail "marked read other bytes with TALLY_SAMPLE=$rate: $(cat "$tmp/m.$rate")"
 done
+# A sampled calloc stays calloc: 1 GiB of zero pages the program does not touch is not resident.
+rss=$(env LD_PRELOAD="$TALLY_LIB" /usr/bin/time -f %M "$marked" bigcalloc 2>&1 >/dev/null | tail -n 1)
+[[ $rss =~ ^[0-9]+$ ]] && [ "$rss" -lt 65536 ] ||
+    fail "a sampled calloc of 1 GiB made the peak RSS $rss KB (its pages were touched)"
 /usr/bin/python3 - "$tmp/m1.tly" "$marked" <<'PY' || fail "the sampled blocks' figures are off"
 import sys, dumpcheck
 d = dumpcheck.parse(sys.argv[1])
