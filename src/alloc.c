@@ -542,6 +542,34 @@ static noinline void *realloc_large(void *ptr, size_t n, void *caller) {
     heap_t *h;
     void *r;
     bool sampled = large_sampled(&h, n, ALIGNMENT);
+    if (marked && sampled) {
+        /* A sampled block stays one: the allocator's realloc moves it with its header, as it
+         * would move the block (glibc remaps a mapped chunk instead of copying it), and the
+         * mark is made for the new address. */
+        char *q = marked_base(prof_reveal(hidden));
+        size_t off = (size_t)((char *)prof_reveal(hidden) - q);
+        char *q2 = n <= SIZE_MAX - off ? raw_realloc(q, n + off) : NULL;
+        if (q2 == NULL) {
+            prof_release(hidden, 1);
+            if (tracked)
+                prof_large_put_back(&old);
+            errno = ENOMEM;
+            return NULL;
+        }
+        prof_release(hidden, 1);
+        uintptr_t *p2 = (uintptr_t *)(q2 + off);
+        if (tracked)
+            prof_large_freed(&old);
+        if (!raw_is_glibc && ((uintptr_t)p2 & 4095) == 0) {
+            /* a mark may not start a page there (see is_marked): the data moves to the start
+             * of the block, which stays unmarked; the counter stays run out for the next one */
+            memmove(q2, p2, n);
+            return large_done(q2, n, caller);
+        }
+        p2[-2] = (uintptr_t)q2;
+        p2[-1] = mark_of(p2);
+        return large_sampled_done(h, p2, n, caller);
+    }
     if (unlikely(sampled || marked)) {
         /* into a new block, marked if sampled; a marked block's header is not glibc's to move */
         size_t have = large_usable_size(prof_reveal(hidden));

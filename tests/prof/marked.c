@@ -5,7 +5,8 @@
  * asked. Blocks from every entry point are reallocated across the 512-byte limit both ways and
  * freed; the blocks of keep_site() stay live. Prints a checksum of what it read, the same
  * whatever the allocator. Exit status 1 on the first wrong byte, alignment or size.
- * `marked bigcalloc`: one calloc of 1 GiB (always sampled), read and written at two bytes. */
+ * `marked bigcalloc`: one calloc of 1 GiB (always sampled), read and written at two bytes.
+ * `marked biggrow`: one block grown by realloc from 1 MiB to 512 MiB, written at its ends. */
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <stdint.h>
@@ -88,6 +89,25 @@ int main(int argc, char **argv) {
             return 1;
         p[12345] = 7;
         printf("%d\n", p[12345] + p[99999]);
+        free(p);
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "biggrow") == 0) {
+        /* a sampled block grown from 1 MiB to 512 MiB by realloc, its last byte written at each
+         * size: glibc remaps it, and nothing else of it becomes resident */
+        size_t n = (size_t)1 << 20;
+        unsigned char *p = malloc(n);
+        if (p == NULL)
+            return 1;
+        p[0] = 5;
+        for (int i = 0; i < 9; i++) {
+            p = realloc(p, n * 2);
+            if (p == NULL || p[0] != 5 || p[n - 1] != (i ? 6 : p[n - 1]))
+                return 1;
+            n *= 2;
+            p[n - 1] = 6;
+        }
+        printf("%d\n", p[0] + p[n - 1]);
         free(p);
         return 0;
     }

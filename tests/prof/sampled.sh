@@ -76,6 +76,10 @@ done
 rss=$(env LD_PRELOAD="$TALLY_LIB" /usr/bin/time -f %M "$marked" bigcalloc 2>&1 >/dev/null | tail -n 1)
 [[ $rss =~ ^[0-9]+$ ]] && [ "$rss" -lt 65536 ] ||
     fail "a sampled calloc of 1 GiB made the peak RSS $rss KB (its pages were touched)"
+# And a sampled block grown by realloc moves as glibc moves it (mremap), not by a copy.
+rss=$(env LD_PRELOAD="$TALLY_LIB" /usr/bin/time -f %M "$marked" biggrow 2>&1 >/dev/null | tail -n 1)
+[[ $rss =~ ^[0-9]+$ ]] && [ "$rss" -lt 65536 ] ||
+    fail "a sampled block grown to 512 MiB by realloc made the peak RSS $rss KB (it was copied)"
 /usr/bin/python3 - "$tmp/m1.tly" "$marked" <<'PY' || fail "the sampled blocks' figures are off"
 import sys, dumpcheck
 d = dumpcheck.parse(sys.argv[1])
