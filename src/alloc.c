@@ -194,7 +194,19 @@ static noinline void *large_sampled_done(heap_t *h, void *p, size_t n, void *cal
 }
 
 static noinline void *large_malloc(size_t n, void *caller) {
-    heap_t *h;
+    heap_t *h = tls_heap;
+    /* sample mode, or profiling off: a thread with its heap asks the counter (sample mode), the
+     * allocator behind, and counts the block; large_done's other cases are not these */
+    if (likely(h->kind == HEAP_REAL) &&
+        (prof.mode == PROFILE_SAMPLE || opt.profile == PROFILE_OFF)) {
+        if (prof.mode == PROFILE_SAMPLE && unlikely((h->sample_left -= (int64_t)n) <= 0) &&
+            prof_promotes(h))
+            return large_sampled_done(h, marked_alloc(n, ALIGNMENT, false), n, caller);
+        void *p = raw_malloc(n);
+        if (likely(p != NULL))
+            large_count(h, n);
+        return p;
+    }
     if (unlikely(large_sampled(&h, n, ALIGNMENT)))
         return large_sampled_done(h, marked_alloc(n, ALIGNMENT, false), n, caller);
     return large_done(raw_malloc(n), n, caller);
