@@ -187,21 +187,41 @@ double prof_inv_p(uint64_t n) {
     return weights_of(n).inv_p;
 }
 
-/* Allocations made so far, for lifetimes: exact in `all` mode; in `sample` mode the sum of every
- * heap's request counters (read racily: a lifetime is an estimate there). */
-static void sum_heap_counts(heap_t *h, void *arg) {
-    uint64_t *sum = arg;
+/* Allocations made so far, for lifetimes: exact in `all` mode. In `sample` mode this thread's
+ * own count, exact, plus every other heap's as that heap last published it (at its own sampled
+ * events): one word per other heap, where summing each heap's 32 bin counters at every sampled
+ * event was 8% of a 200-thread server's time. Exact in a single-threaded program; in a
+ * threaded one, behind by what the other threads allocated since their last sample (a lifetime
+ * is an estimate there). */
+static uint64_t heap_count(const heap_t *h) {
+    uint64_t n = h->stats.nlarge;
     for (unsigned c = 0; c < NCLASSES; c++)
-        *sum += h->bin[c].nmalloc;
-    *sum += h->stats.nlarge;
+        n += h->bin[c].nmalloc;
+    return n;
+}
+
+typedef struct stamp_sum_s {
+    const heap_t *self;
+    uint64_t sum;
+} stamp_sum_t;
+
+static void sum_published(heap_t *h, void *arg) {
+    stamp_sum_t *s = arg;
+    if (h != s->self)
+        s->sum += atomic_load_explicit(&h->nalloc_pub, memory_order_relaxed);
 }
 
 static uint64_t stamp_now(void) {
     if (prof.mode == PROFILE_ALL)
         return atomic_load_explicit(&prof.seq, memory_order_relaxed);
-    uint64_t sum = 0;
-    heap_foreach_unlocked(sum_heap_counts, &sum);
-    return sum;
+    heap_t *self = tls_heap;
+    stamp_sum_t s = {self, 0};
+    if (self->kind == HEAP_REAL) {
+        s.sum = heap_count(self);
+        atomic_store_explicit(&self->nalloc_pub, s.sum, memory_order_relaxed);
+    }
+    heap_foreach_unlocked(sum_published, &s);
+    return s.sum;
 }
 
 static unsigned log2_bucket(uint64_t v) {
