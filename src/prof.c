@@ -742,7 +742,7 @@ static inline size_t ltab_hash(uintptr_t a) {
  * were kept for lock-free readers; a program that replaced 1,000 large blocks 5 million times
  * grew from 4 to 170 MB). Counters saturate and then stay (a free there just takes the lock). */
 #define LTAB_FILTER_BITS 16
-#define LTAB_MIN 1024
+#define LTAB_MIN 64
 static _Atomic uint16_t *ltab_filter;
 
 static inline size_t filter_slot(uintptr_t a) {

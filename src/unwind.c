@@ -702,7 +702,7 @@ bool unwind_caller(unwind_regs_t *r, uintptr_t hi) {
 /* ---- the rule table ------------------------------------------------------------------------- */
 static bool rtab_grow_locked(void) {
     rtab_t *old = atomic_load_explicit(&rtab, memory_order_relaxed);
-    size_t cap = old ? (old->mask + 1) * 2 : 4096;
+    size_t cap = old ? (old->mask + 1) * 2 : 512; /* grows with the code the stacks pass */
     rtab_t *t = os_map(sizeof(rtab_t) + cap * sizeof(rent_t));
     if (!t)
         return false;
