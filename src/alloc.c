@@ -193,24 +193,35 @@ static noinline void *large_sampled_done(heap_t *h, void *p, size_t n, void *cal
     return prof_alloc(h, p, n, caller);
 }
 
-static noinline void *large_malloc(size_t n, void *caller) {
-    heap_t *h = tls_heap;
-    /* sample mode, or profiling off: a thread with its heap asks the counter (sample mode), the
-     * allocator behind, and counts the block; large_done's other cases are not these (this
-     * test of the heap and the mode before large_sampled's is 1 ns a request faster) */
-    if (likely(h->kind == HEAP_REAL) &&
-        (prof.mode == PROFILE_SAMPLE || opt.profile == PROFILE_OFF)) {
-        if (prof.mode == PROFILE_SAMPLE && unlikely((h->sample_left -= (int64_t)n) <= 0) &&
-            prof_promotes(h))
-            return large_sampled_done(h, marked_alloc(n, ALIGNMENT, false), n, caller);
-        void *p = raw_malloc(n);
-        if (likely(p != NULL))
-            large_count(h, n);
-        return p;
-    }
+/* The counter ran out on a large request in sample mode (the thread has its heap). */
+static noinline void *large_sample_hit(heap_t *h, size_t n, void *caller) {
+    if (prof_promotes(h))
+        return large_sampled_done(h, marked_alloc(n, ALIGNMENT, false), n, caller);
+    large_count(h, n);
+    return raw_malloc(n);
+}
+
+/* A thread without its heap yet (or after it), or a mode that tracks every block. */
+static noinline void *large_malloc_other(size_t n, void *caller) {
+    heap_t *h;
     if (unlikely(large_sampled(&h, n, ALIGNMENT)))
         return large_sampled_done(h, marked_alloc(n, ALIGNMENT, false), n, caller);
     return large_done(raw_malloc(n), n, caller);
+}
+
+static noinline void *large_malloc(size_t n, void *caller) {
+    heap_t *h = tls_heap;
+    /* sample mode, or profiling off: a thread with its heap asks the counter (sample mode),
+     * counts the request as sent, and ends in the allocator behind, by a jump: nothing here
+     * keeps a register across a call (the rarer cases are functions of their own) */
+    if (likely(h->kind == HEAP_REAL) &&
+        (prof.mode == PROFILE_SAMPLE || opt.profile == PROFILE_OFF)) {
+        if (prof.mode == PROFILE_SAMPLE && unlikely((h->sample_left -= (int64_t)n) <= 0))
+            return large_sample_hit(h, n, caller);
+        large_count(h, n);
+        return raw_malloc(n);
+    }
+    return large_malloc_other(n, caller);
 }
 
 /* ---- small requests ------------------------------------------------------------------------
@@ -443,21 +454,31 @@ static noinline void free_profiled(pool_t *p, void *ptr) {
     bin_push(p, p->szidx, prof_release(hidden, 1));
 }
 
+/* A tracked block (the profiler's table has it), or one noted before the profiler started. */
+static noinline void free_large_noted(void *ptr, bool marked, bool tracked) {
+    if (tracked) {
+        uintptr_t hidden = prof_hold(ptr, 1); /* across the call: prof_hide */
+        prof_free_large(ptr);
+        ptr = prof_release(hidden, 1);
+    } else {
+        early_forget(ptr);
+    }
+    large_release(ptr, marked); /* glibc's block, or one from before us: glibc checks it */
+}
+
 static noinline void free_large(void *ptr, void *caller) {
     if (unlikely(ptr_in_reserve(ptr)))
         heap_error("free", "invalid pointer (never handed out: beyond the arenas made so far)",
                    ptr, 0, caller);
     /* the table holds every block in all mode, the marked ones in sample mode */
     bool marked = is_marked(ptr);
-    if (prof.mode == PROFILE_SAMPLE ? marked
-                                    : atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0) {
-        uintptr_t hidden = prof_hold(ptr, 1); /* across the call: prof_hide */
-        prof_free_large(ptr);
-        ptr = prof_release(hidden, 1);
-    }
-    else if (unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
-        early_forget(ptr);
-    large_release(ptr, marked); /* glibc's block, or one from before us: glibc checks it */
+    bool tracked = prof.mode == PROFILE_SAMPLE
+                       ? marked
+                       : atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0;
+    if (unlikely(tracked) ||
+        unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
+        return free_large_noted(ptr, marked, tracked);
+    raw_free(ptr); /* the allocator's free, as a jump */
 }
 
 static inline __attribute__((always_inline)) void bin_push(pool_t *p, unsigned c, void *ptr) {

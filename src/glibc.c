@@ -120,17 +120,7 @@ static void *libc_sym(const struct link_map *m, const char *name) {
  * block is had from it: every block not ours then comes from one allocator and goes back to it.
  * Its functions are read from its own symbol table, as glibc's are: a name bound by the loader
  * could be another library's (tcmalloc exports __libc_malloc). */
-static struct {
-    void *(*malloc)(size_t);
-    void *(*calloc)(size_t, size_t);
-    void *(*memalign)(size_t, size_t);
-    void *(*realloc)(void *, size_t);
-    size_t (*usable)(void *);
-    void *(*valloc)(size_t);  /* glibc's; NULL for another: memalign */
-    void *(*pvalloc)(size_t); /* likewise */
-    const char *name;         /* the library's file name, or "glibc" */
-    void (*_Atomic free)(void *); /* stored last: the "resolved" flag */
-} raw;
+raw_t raw;
 
 extern char **__environ;
 
@@ -193,7 +183,7 @@ static bool env_on(const char *name) {
            strcasecmp(v, "off") != 0 && strcasecmp(v, "no") != 0;
 }
 
-static noinline void raw_resolve(void) {
+noinline void raw_resolve(void) {
     const struct link_map *libc = libc_map();
     const char *want = env_value("TALLY_LARGE");
     if (want && (!*want || strcasecmp(want, "auto") == 0))
@@ -234,14 +224,14 @@ static noinline void raw_resolve(void) {
                           memory_order_release);
 }
 
-static inline void raw_ready(void) {
-    if (unlikely(!atomic_load_explicit(&raw.free, memory_order_acquire)))
-        raw_resolve();
-}
-
-void *raw_malloc(size_t n) {
+noinline void *raw_malloc_first(size_t n) {
     raw_ready();
     return raw.malloc(n);
+}
+
+noinline void raw_free_first(void *p) {
+    raw_ready();
+    atomic_load_explicit(&raw.free, memory_order_relaxed)(p);
 }
 
 void *raw_calloc(size_t n, size_t size) {
@@ -269,11 +259,6 @@ void *raw_pvalloc(size_t n) {
         return NULL;
     }
     return raw.memalign(page, up ? up : page);
-}
-
-void raw_free(void *p) {
-    raw_ready();
-    raw.free(p);
 }
 
 void *raw_realloc(void *p, size_t n) {

@@ -202,14 +202,45 @@ size_t heap_trim(void);
 
 /* ---- glibc.c: glibc's allocator and its introspection -------------------------------------- */
 void glibc_init(void);               /* find glibc's entry points (no dlsym, no lock) */
-/* The allocator behind the pools (glibc.c): glibc's, or the one next in line, or TALLY_LARGE's */
-void *raw_malloc(size_t n);
+/* The allocator behind the pools (glibc.c): glibc's, or the one next in line, or TALLY_LARGE's.
+ * Its entry points are read once (raw_resolve), before the first block is had from it. */
+typedef struct raw_s {
+    void *(*malloc)(size_t);
+    void *(*calloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    size_t (*usable)(void *);
+    void *(*valloc)(size_t);  /* glibc's; NULL for another: memalign */
+    void *(*pvalloc)(size_t); /* likewise */
+    const char *name;         /* the library's file name, or "glibc" */
+    void (*_Atomic free)(void *); /* stored last: the "resolved" flag */
+} raw_t;
+extern raw_t raw;
+void raw_resolve(void);
+static inline void raw_ready(void) {
+    if (unlikely(!atomic_load_explicit(&raw.free, memory_order_acquire)))
+        raw_resolve();
+}
+/* malloc and free, inline: the large path's two calls (alloc.c), each its caller's last, a
+ * jump that keeps no register (the first call of all resolves, then calls, in glibc.c) */
+void *raw_malloc_first(size_t n);
+void raw_free_first(void *p);
+static inline void *raw_malloc(size_t n) {
+    if (unlikely(!atomic_load_explicit(&raw.free, memory_order_acquire)))
+        return raw_malloc_first(n);
+    return raw.malloc(n);
+}
+static inline void raw_free(void *p) {
+    void (*f)(void *) = atomic_load_explicit(&raw.free, memory_order_acquire);
+    if (unlikely(!f))
+        return raw_free_first(p);
+    f(p);
+}
 void *raw_calloc(size_t n, size_t size);
 void *raw_memalign(size_t align, size_t n);
 void *raw_valloc(size_t n);
 void *raw_pvalloc(size_t n);
 void *raw_realloc(void *p, size_t n);
-void raw_free(void *p);
 size_t raw_usable_size_of(void *p);  /* its malloc_usable_size */
 const char *raw_allocator_name(void); /* "glibc", or the file name of the library */
 extern bool raw_is_glibc;             /* it is glibc's (false until it is known) */
