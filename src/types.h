@@ -189,8 +189,8 @@ typedef struct heap_s {
     struct heap_s *reg_next; /* registry of every heap ever made (never freed, reused) */
     struct unw_cache_s *unw; /* the profiler's last stack (unwind.c), made at the first walk */
     struct py_cache_s *pyc;  /* Python frames seen last (python.c), made at the first merge */
-    _Atomic uint64_t nalloc_pub; /* sample mode: its allocations so far, as it last published
-                                  * them (prof.c's stamp_now), read by other threads */
+    uint64_t nalloc_pub;     /* sample mode: its allocations added to the profiler's clock so
+                              * far (prof.c's stamp_now); the owner's alone */
     /* Written by other threads: full pools that got a remote free. Its own cache line. */
     _Alignas(64) pool_t *_Atomic delayed;
     struct {
