@@ -357,7 +357,7 @@ static void scan_untracked(void) {
     }
 }
 
-/* Under ltab_lock (prof_ltab_lock), with the other threads stopped. */
+/* Under the large table's locks (prof_ltab_lock), with the other threads stopped. */
 static bool gather_blocks(void) {
     L.base = g.base;
     L.span = g.next_pool - g.base;

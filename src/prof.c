@@ -7,9 +7,10 @@
  *
  * Recursion: the unwinder may allocate (dynamic TLS on a thread's first unwind), and so may
  * dlopen at start; a thread-local flag makes those allocations untracked. Locks: site_lock
- * (interning), ltab_lock (large table), tab_lock (side tables), tl_lock (timeline); none is held
- * while taking another, none is held across a call into the unwinder, and tab_lock is the only
- * one taken under a heap lock. */
+ * (interning), the large table's shard locks, tab_lock (side tables), tl_lock (timeline); none
+ * is held while taking another (but by fork and the leak check, which take them all in one
+ * order), none is held across a call into the unwinder, and tab_lock is the only one taken
+ * under a heap lock. */
 #include "prof.h"
 
 #include <dlfcn.h>
@@ -25,26 +26,54 @@
 prof_state_t prof;
 
 static pthread_mutex_t site_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Held for a probe or two of the table: a waiter spins a while before it sleeps in the kernel
- * (glibc's adaptive mutex), which spared two threads sampling at once 450 futex calls in 0.1 s. */
+/* The large-block table, in shards by address, each with its own lock: in `all` mode every
+ * large block of every thread goes through it, and one lock for all had the threads of a server
+ * queue on it (futex calls a quarter of the time of larson with 4 threads). A lock is held for a
+ * probe or two: a waiter spins a while before it sleeps in the kernel (glibc's adaptive mutex),
+ * which spared two threads sampling at once 450 futex calls in 0.1 s. */
 #define LTAB_LOCK_INIT PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
-static pthread_mutex_t ltab_lock = LTAB_LOCK_INIT;
-static __thread int tls_ltab_held TLS_IE; /* this thread holds ltab_lock */
+#define LTAB_SHARDS 16
+typedef struct ltab_shard_s {
+    _Alignas(64) pthread_mutex_t lock;
+    lent_t *tab; /* cap entries; read and written only under the lock */
+    size_t cap, used, tomb, live;
+    lent_t *spare; /* see ltab_rehash_locked */
+    size_t spare_cap;
+} ltab_shard_t;
+static ltab_shard_t ltab_shards[LTAB_SHARDS] = {
+#define LTAB_SHARD_INIT {.lock = LTAB_LOCK_INIT}
+    LTAB_SHARD_INIT, LTAB_SHARD_INIT, LTAB_SHARD_INIT, LTAB_SHARD_INIT,
+    LTAB_SHARD_INIT, LTAB_SHARD_INIT, LTAB_SHARD_INIT, LTAB_SHARD_INIT,
+    LTAB_SHARD_INIT, LTAB_SHARD_INIT, LTAB_SHARD_INIT, LTAB_SHARD_INIT,
+    LTAB_SHARD_INIT, LTAB_SHARD_INIT, LTAB_SHARD_INIT, LTAB_SHARD_INIT,
+};
+static __thread int tls_ltab_held TLS_IE; /* this thread holds a shard's lock */
 static __thread int tls_own TLS_IE;       /* in prof_enter: the library's own calls (dlopen...) */
 __thread void *prof_inflight[2] TLS_IE;
 
 /* The flag covers the lock and unlock calls themselves: a signal handler that comes in while
  * either runs must not wait for the lock either. */
-static void ltab_acquire(void) {
-    tls_ltab_held = 1;
+static void ltab_acquire(ltab_shard_t *sh) {
+    tls_ltab_held++;
     atomic_signal_fence(memory_order_seq_cst);
-    pthread_mutex_lock(&ltab_lock);
+    pthread_mutex_lock(&sh->lock);
 }
 
-static void ltab_release(void) {
-    pthread_mutex_unlock(&ltab_lock);
+static void ltab_release(ltab_shard_t *sh) {
+    pthread_mutex_unlock(&sh->lock);
     atomic_signal_fence(memory_order_seq_cst);
-    tls_ltab_held = 0;
+    tls_ltab_held--;
+}
+
+/* Every shard, in order (the leak check, fork, the dump's walk). */
+static void ltab_acquire_all(void) {
+    for (unsigned i = 0; i < LTAB_SHARDS; i++)
+        ltab_acquire(&ltab_shards[i]);
+}
+
+static void ltab_release_all(void) {
+    for (unsigned i = LTAB_SHARDS; i-- > 0;)
+        ltab_release(&ltab_shards[i]);
 }
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t tl_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -778,30 +807,31 @@ static void filter_add(uintptr_t a, int d) {
         atomic_store_explicit(c, (uint16_t)(v + d), memory_order_release);
 }
 
-/* A small table that a rehash of the same size replaced, kept (zeroed at its next use) for the
- * next one: a rehash that only clears deleted entries happens every few dozen inserts when few
- * blocks are live (sample mode), and unmapping each old table cost every other CPU of a
- * threaded program a TLB shootdown (2 threads: 140 munmaps in 0.1 s). Under the lock. */
-#define LTAB_SPARE_MAX 4096 /* entries: 128 KiB */
-static lent_t *ltab_spare;
-static size_t ltab_spare_cap;
+static inline ltab_shard_t *ltab_shard(uintptr_t a) {
+    return &ltab_shards[ltab_hash(a) >> 60]; /* the top bits; a slot is from the low ones */
+}
 
-/* Rehashes into a table of about 4 entries per live one (at least LTAB_MIN), and frees the old
- * one: only holders of the lock read it. */
-static bool ltab_rehash_locked(size_t live) {
+/* A shard's table is rehashed into one of about 4 entries per live one (at least LTAB_MIN), and
+ * the old one freed: only holders of the lock read it. A small table that a rehash of its own
+ * size replaced is kept (zeroed at its next use) for the next such rehash: one that only clears
+ * deleted entries happens every few dozen inserts when few blocks are live (sample mode), and
+ * unmapping each old table cost every other CPU of a threaded program a TLB shootdown (2 threads:
+ * 140 munmaps in 0.1 s). */
+#define LTAB_SPARE_MAX 4096 /* entries: 128 KiB */
+static bool ltab_rehash_locked(ltab_shard_t *sh) {
     size_t cap = LTAB_MIN;
-    while (cap < 4 * (live + 1))
+    while (cap < 4 * (sh->live + 1))
         cap *= 2;
     lent_t *t;
-    if (ltab_spare && ltab_spare_cap == cap) {
-        t = ltab_spare;
-        ltab_spare = NULL;
+    if (sh->spare && sh->spare_cap == cap) {
+        t = sh->spare;
+        sh->spare = NULL;
         memset(t, 0, cap * sizeof *t);
     } else if (!(t = os_map(cap * sizeof *t))) {
         return false;
     }
-    lent_t *old = atomic_load_explicit(&prof.ltab, memory_order_relaxed);
-    for (size_t i = 0; i < prof.ltab_cap; i++) {
+    lent_t *old = sh->tab;
+    for (size_t i = 0; i < sh->cap; i++) {
         lent_t *e = &old[i];
         if (e->addr <= 1)
             continue;
@@ -810,28 +840,28 @@ static bool ltab_rehash_locked(size_t live) {
             j = (j + 1) & (cap - 1);
         t[j] = *e;
     }
-    if (old && prof.ltab_cap == cap && cap <= LTAB_SPARE_MAX && !ltab_spare) {
-        ltab_spare = old;
-        ltab_spare_cap = cap;
+    if (old && sh->cap == cap && cap <= LTAB_SPARE_MAX && !sh->spare) {
+        sh->spare = old;
+        sh->spare_cap = cap;
     } else if (old) {
-        os_unmap(old, prof.ltab_cap * sizeof *old);
+        os_unmap(old, sh->cap * sizeof *old);
     }
-    if (ltab_spare && ltab_spare_cap != cap) { /* the table changed size: the spare is no use */
-        os_unmap(ltab_spare, ltab_spare_cap * sizeof *ltab_spare);
-        ltab_spare = NULL;
+    if (sh->spare && sh->spare_cap != cap) { /* the table changed size: the spare is no use */
+        os_unmap(sh->spare, sh->spare_cap * sizeof *sh->spare);
+        sh->spare = NULL;
     }
-    atomic_store_explicit(&prof.ltab, t, memory_order_relaxed);
-    prof.ltab_used -= prof.ltab_tomb;
-    prof.ltab_tomb = 0;
-    prof.ltab_cap = cap;
+    sh->tab = t;
+    sh->used -= sh->tomb;
+    sh->tomb = 0;
+    sh->cap = cap;
     return true;
 }
 
-static lent_t *ltab_find_locked(uintptr_t a) {
-    lent_t *t = atomic_load_explicit(&prof.ltab, memory_order_relaxed);
+static lent_t *ltab_find_locked(ltab_shard_t *sh, uintptr_t a) {
+    lent_t *t = sh->tab;
     if (!t)
         return NULL;
-    for (size_t j = ltab_hash(a) & (prof.ltab_cap - 1);; j = (j + 1) & (prof.ltab_cap - 1)) {
+    for (size_t j = ltab_hash(a) & (sh->cap - 1);; j = (j + 1) & (sh->cap - 1)) {
         lent_t *e = &t[j];
         if (e->addr == a)
             return e;
@@ -850,32 +880,33 @@ static bool ltab_maybe_has(uintptr_t a) {
 }
 
 static void ltab_insert(uintptr_t a, uint64_t size, uint64_t stamp, uint32_t site, uint8_t cls) {
+    ltab_shard_t *sh = ltab_shard(a);
     uintptr_t hidden = prof_hide((void *)a); /* across the lock: prof_hide */
-    ltab_acquire();
+    if (!atomic_load_explicit(&ltab_filter, memory_order_acquire) && ltab_filtered()) {
+        _Atomic uint16_t *f = os_map(((size_t)1 << LTAB_FILTER_BITS) * sizeof *f), *none = NULL;
+        if (!f)
+            return;
+        if (!atomic_compare_exchange_strong_explicit(&ltab_filter, &none, f, memory_order_acq_rel,
+                                                     memory_order_acquire))
+            os_unmap(f, ((size_t)1 << LTAB_FILTER_BITS) * sizeof *f); /* another thread's won */
+    }
+    ltab_acquire(sh);
     a = (uintptr_t)prof_reveal(hidden);
-    lent_t *e = ltab_find_locked(a);
+    lent_t *e = ltab_find_locked(sh, a);
     if (!e) {
-        if (!ltab_filter && ltab_filtered()) {
-            ltab_filter = os_map(((size_t)1 << LTAB_FILTER_BITS) * sizeof *ltab_filter);
-            if (!ltab_filter) {
-                ltab_release();
-                return;
-            }
-        }
-        size_t live = atomic_load_explicit(&prof.ltab_live, memory_order_relaxed);
-        if ((prof.ltab_used + 1) * 2 > prof.ltab_cap && !ltab_rehash_locked(live)) {
-            ltab_release();
+        if ((sh->used + 1) * 2 > sh->cap && !ltab_rehash_locked(sh)) {
+            ltab_release(sh);
             return;
         }
-        lent_t *t = atomic_load_explicit(&prof.ltab, memory_order_relaxed);
-        size_t j = ltab_hash(a) & (prof.ltab_cap - 1);
-        while (t[j].addr > 1)
-            j = (j + 1) & (prof.ltab_cap - 1);
-        e = &t[j];
+        size_t j = ltab_hash(a) & (sh->cap - 1);
+        while (sh->tab[j].addr > 1)
+            j = (j + 1) & (sh->cap - 1);
+        e = &sh->tab[j];
         if (e->addr == 0)
-            prof.ltab_used++;
+            sh->used++;
         else
-            prof.ltab_tomb--;
+            sh->tomb--;
+        sh->live++;
         filter_add(a, 1);
         atomic_fetch_add_explicit(&prof.ltab_live, 1, memory_order_relaxed);
     }
@@ -885,50 +916,61 @@ static void ltab_insert(uintptr_t a, uint64_t size, uint64_t stamp, uint32_t sit
     e->cls = cls;
     e->watch = 0;
     __atomic_store_n(&e->addr, a, __ATOMIC_RELEASE);
-    ltab_release();
+    ltab_release(sh);
 }
 
 /* out->addr comes back hidden (prof_hide): the callers keep it on their stacks. */
 static bool ltab_remove(uintptr_t a, lent_t *out) {
     if (!ltab_maybe_has(a))
         return false;
+    ltab_shard_t *sh = ltab_shard(a);
     uintptr_t hidden = prof_hide((void *)a);
-    ltab_acquire();
-    lent_t *e = ltab_find_locked((uintptr_t)prof_reveal(hidden));
+    ltab_acquire(sh);
+    lent_t *e = ltab_find_locked(sh, (uintptr_t)prof_reveal(hidden));
     bool found = e != NULL;
     if (found) {
         *out = *e;
         out->addr = hidden;
         filter_add(e->addr, -1);
         __atomic_store_n(&e->addr, 1, __ATOMIC_RELAXED);
-        prof.ltab_tomb++;
-        size_t live = atomic_fetch_sub_explicit(&prof.ltab_live, 1, memory_order_relaxed) - 1;
-        if (prof.ltab_cap > LTAB_MIN && live * 16 < prof.ltab_cap)
-            ltab_rehash_locked(live); /* shrink with what is live */
+        sh->tomb++;
+        sh->live--;
+        atomic_fetch_sub_explicit(&prof.ltab_live, 1, memory_order_relaxed);
+        if (sh->cap > LTAB_MIN && sh->live * 16 < sh->cap)
+            ltab_rehash_locked(sh); /* shrink with what is live */
     }
-    ltab_release();
+    ltab_release(sh);
     return found;
 }
 
+/* Under every shard's lock (prof_ltab_lock). */
 void prof_ltab_foreach_locked(void (*fn)(const lent_t *, void *), void *arg) {
-    lent_t *t = atomic_load_explicit(&prof.ltab, memory_order_relaxed);
-    for (size_t i = 0; i < prof.ltab_cap; i++)
-        if (t[i].addr > 1)
-            fn(&t[i], arg);
+    for (unsigned k = 0; k < LTAB_SHARDS; k++) {
+        const ltab_shard_t *sh = &ltab_shards[k];
+        for (size_t i = 0; i < sh->cap; i++)
+            if (sh->tab[i].addr > 1)
+                fn(&sh->tab[i], arg);
+    }
 }
 
+/* Shard by shard, each under its lock. */
 void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg) {
-    ltab_acquire();
-    prof_ltab_foreach_locked(fn, arg);
-    ltab_release();
+    for (unsigned k = 0; k < LTAB_SHARDS; k++) {
+        ltab_shard_t *sh = &ltab_shards[k];
+        ltab_acquire(sh);
+        for (size_t i = 0; i < sh->cap; i++)
+            if (sh->tab[i].addr > 1)
+                fn(&sh->tab[i], arg);
+        ltab_release(sh);
+    }
 }
 
 void prof_ltab_lock(void) {
-    ltab_acquire();
+    ltab_acquire_all();
 }
 
 void prof_ltab_unlock(void) {
-    ltab_release();
+    ltab_release_all();
 }
 
 /* ---- the start-up's dead stack (init.c) ------------------------------------------------------
@@ -1077,7 +1119,7 @@ void prof_large_freed(const lent_t *e) {
 
 bool prof_large_take(void *ptr, lent_t *out) {
     if (!may_credit() || tls_ltab_held)
-        return false; /* a handler interrupted us while we may hold ltab_lock or a site's */
+        return false; /* a handler interrupted us while we may hold a shard's lock or a site's */
     if (!ltab_remove((uintptr_t)ptr, out))
         return false;
     if (unlikely(out->watch))
@@ -1100,13 +1142,15 @@ bool prof_watch_code(uintptr_t addr) {
         return true;
     }
     bool found = false;
-    ltab_acquire();
     for (int k = 0; k < 2 && !found; k++) { /* the object, or after a 16-byte header */
-        lent_t *e = ltab_find_locked(addr - 16 * (uintptr_t)k);
+        uintptr_t a = addr - 16 * (uintptr_t)k;
+        ltab_shard_t *sh = ltab_shard(a);
+        ltab_acquire(sh);
+        lent_t *e = ltab_find_locked(sh, a);
         if (e)
             found = (e->watch = 1) != 0;
+        ltab_release(sh);
     }
-    ltab_release();
     return found;
 }
 
@@ -1251,13 +1295,13 @@ void prof_start(void) {
 
 static void prof_lock_all(void) {
     pthread_mutex_lock(&site_lock);
-    ltab_acquire();
+    ltab_acquire_all();
     pthread_mutex_lock(&tl_lock);
 }
 
 static void prof_unlock_all(void) {
     pthread_mutex_unlock(&tl_lock);
-    ltab_release();
+    ltab_release_all();
     pthread_mutex_unlock(&site_lock);
 }
 
@@ -1289,7 +1333,8 @@ void prof_fork_child(void) {
     unwind_fork_child();
     prof_dump_fork_child();
     pthread_mutex_init(&site_lock, NULL);
-    ltab_lock = (pthread_mutex_t)LTAB_LOCK_INIT;
+    for (unsigned i = 0; i < LTAB_SHARDS; i++)
+        ltab_shards[i].lock = (pthread_mutex_t)LTAB_LOCK_INIT;
     pthread_mutex_init(&tl_lock, NULL);
     pthread_mutex_init(&tab_lock, NULL);
     python_fork_child();

@@ -174,9 +174,7 @@ typedef struct prof_state_s {
     unsigned ntimeline;
     uint64_t tl_interval_ns;
     uint64_t tl_last_ns;
-    /* large table, under ltab_lock */
-    lent_t *_Atomic ltab; /* entries, ltab_cap of them; read only under the lock */
-    size_t ltab_cap, ltab_used, ltab_tomb;
+    /* large table: its shards are prof.c's */
     _Atomic size_t ltab_live; /* free skips the probe while this is 0 */
     /* our own code's address range, for skipping allocator frames */
     uintptr_t self_lo, self_hi;
