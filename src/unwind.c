@@ -51,7 +51,6 @@
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -835,56 +834,10 @@ static void **libc_stack_end;
  * while it allocates, and an allocation recorded inside it (Rust's runtime and Ruby ask it on
  * every thread) waited for that lock forever. The file is in address order: the read stops at
  * the line that holds sp. */
-/* Linux 6.11's PROCMAP_QUERY (uapi linux/fs.h, declared here: older headers lack it): the
- * mapping that holds an address, asked of the maps file without formatting it. Reading the text
- * up to a thread's stack, near the end of the file, was 10% of the time of a server whose threads
- * are short-lived; the question costs 4 us, and the check that no seccomp filter could take it
- * amiss 11 us (the text: 20-30 us). Older kernels say ENOTTY. */
-struct procmap_query_s {
-    uint64_t size, query_flags, query_addr; /* in */
-    uint64_t vma_start, vma_end, vma_flags, vma_page_size, vma_offset, inode; /* out */
-    uint32_t dev_major, dev_minor, vma_name_size, build_id_size; /* sizes: in/out */
-    uint64_t vma_name_addr, build_id_addr; /* in */
-};
-#define PROCMAP_QUERY_IOCTL _IOWR('f', 17, struct procmap_query_s)
-_Static_assert(sizeof(struct procmap_query_s) == 104, "struct procmap_query is 104 bytes");
-
-/* Whether this thread runs under no seccomp filter ("Seccomp:\t0" in its status): a filter may
- * kill the thread at a system call it does not expect, and a sandbox that a program installs
- * after start (a browser's renderer, an ssh privilege-separation child) may not expect this
- * ioctl, where it allows reading the file (or refuses it with an error). Asked per thread: the
- * filters are per thread, inherited by the threads each one starts. */
-static bool unfiltered(void) {
-    int fd = open("/proc/thread-self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    char buf[4096];
-    ssize_t r = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (r <= 0)
-        return false;
-    buf[r] = 0;
-    const char *s = strstr(buf, "\nSeccomp:");
-    if (!s)
-        return false;
-    s += 9;
-    while (*s == ' ' || *s == '\t')
-        s++;
-    return s[0] == '0' && (s[1] == '\n' || s[1] == 0);
-}
-
 static bool mapping_holding(uintptr_t sp, uintptr_t *lo, uintptr_t *hi) {
-    bool query = unfiltered();
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return false;
-    struct procmap_query_s q = {.size = sizeof q, .query_addr = sp};
-    if (query && ioctl(fd, PROCMAP_QUERY_IOCTL, &q) == 0 && q.vma_start <= sp && sp < q.vma_end) {
-        close(fd);
-        *lo = (uintptr_t)q.vma_start;
-        *hi = (uintptr_t)q.vma_end;
-        return true;
-    }
     char buf[4096];
     size_t have = 0;
     bool found = false, past = false;

@@ -3,8 +3,7 @@
 # stacks of tests/prof/unwind.c (cut at depth, two paths at one depth, frame-pointer frames,
 # DRAP frames, signal handlers, sigaltstack, makecontext, threads) are taken with
 # TALLY_UNWIND=check, which compares every stack the walker returns with libunwind's; and malloc
-# called from JIT code ends its stack there without reading wild memory. Also with the PROCMAP_QUERY
-# ioctl refused, as on kernels before 6.11 (tests/prof/noquery.c).
+# called from JIT code ends its stack there without reading wild memory.
 . "$top_srcdir/tests/preload/common.sh"
 need nm binutils
 prog=$top_builddir/tests/prof/unwind
@@ -45,34 +44,6 @@ PY
 else
     say "not run: the walker without /proc (hiding /proc needs a mount namespace: root)"
 fi
-# On a kernel older than 6.11 (Debian 12's 6.1), and under any seccomp filter, a thread's stack
-# mapping comes from the text of /proc/self/maps, not from the PROCMAP_QUERY ioctl: a sandbox may
-# kill a process at a call it does not expect. noquery refuses the ioctl (ENOTTY, as such a
-# kernel does: first shown on Python's own ioctl), and with --kill kills the process at it; the
-# walker must know every thread's stack as well as with the ioctl (the same number of stacks it
-# could not walk itself), and never make the call under the filter.
-noquery=$top_builddir/tests/prof/noquery
-[ -x "$noquery" ] || hard_error "$noquery is not built"
-"$noquery" /usr/bin/python3 -c '
-import errno, fcntl, os, sys
-fd = os.open("/proc/self/maps", os.O_RDONLY)
-try:
-    fcntl.ioctl(fd, 0xC0686611, bytearray(104))
-except OSError as e:
-    sys.exit(0 if e.errno == errno.ENOTTY else 1)
-sys.exit(1)' || fail "noquery does not refuse PROCMAP_QUERY with ENOTTY"
-timeout 60 "$noquery" --kill env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=all TALLY_UNWIND=check \
-    TALLY_OUT="$tmp/nq.tly" "$prog" >"$tmp/nq.out" 2>"$tmp/nq.err" ||
-    fail "the run without PROCMAP_QUERY failed: $(cat "$tmp/nq.err")"
-grep -q '^done 3800$' "$tmp/nq.out" || fail "without PROCMAP_QUERY the program did not finish"
-/usr/bin/python3 - "$tmp/c.tly" "$tmp/nq.tly" <<'PY' || fail "without PROCMAP_QUERY the walker lost stacks"
-import sys, dumpcheck
-a, b = (dumpcheck.parse(f)["totals"] for f in sys.argv[1:3])
-print("with PROCMAP_QUERY:", {k: v for k, v in a.items() if k.startswith("unwind")})
-print("without:", {k: v for k, v in b.items() if k.startswith("unwind")})
-sys.exit(1 if b["unwind_mismatch"] or b["unwind_checked"] != b["unwind_stacks"] or
-         b["unwind_foreign"] != a["unwind_foreign"] else 0)
-PY
 timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=all TALLY_OUT="$tmp/j.tly" \
     "$prog" jit >"$tmp/j.out" 2>"$tmp/j.err" || fail "the jit run failed: $(cat "$tmp/j.err")"
 page=$(sed -n 's/^jit \(0x[0-9a-f]*\)$/\1/p' "$tmp/j.out")
