@@ -108,6 +108,17 @@ static size_t uniform(uint64_t *rng, uint64_t lo, uint64_t hi)
     return (size_t)(lo + rng_next(rng) % (hi - lo + 1));
 }
 
+/* A thread's array of opt.slots block pointers, all NULL; exit status 1 without memory. */
+static void **new_slots(const char *mode)
+{
+    void **live = calloc(opt.slots, sizeof(void *));
+    if (!live) {
+        fprintf(stderr, "server %s: out of memory\n", mode);
+        exit(1);
+    }
+    return live;
+}
+
 static void start_or_die(pthread_t *t, void *(*fn)(void *), void *arg)
 {
     int e = pthread_create(t, NULL, fn, arg);
@@ -216,11 +227,7 @@ static size_t mstress_size(uint64_t *rng)
 static void *mstress_thread(void *arg)
 {
     mstress_t *st = arg;
-    void **live = calloc(opt.slots, sizeof(void *));
-    if (!live) {
-        fprintf(stderr, "server mstress: out of memory\n");
-        exit(1);
-    }
+    void **live = new_slots("mstress");
     uint64_t ops = 0;
     /* take over blocks that threads of earlier rounds left */
     for (uint64_t k = 0; k < opt.slots / 4; k++) {
@@ -296,11 +303,7 @@ static size_t gthread_size(uint64_t *rng)
 static void *gthread_thread(void *arg)
 {
     gthread_t *st = arg;
-    void **live = calloc(opt.slots, sizeof(void *));
-    if (!live) {
-        fprintf(stderr, "server gthread: out of memory\n");
-        exit(1);
-    }
+    void **live = new_slots("gthread");
     uint64_t ops = 0;
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
         for (int b = 0; b < 256; b++) { /* look at the flag now and then */

@@ -96,6 +96,14 @@ static inline bool can_mark(size_t align) {
     return raw_is_glibc || align < 4096;
 }
 
+/* Whether the profiler's table may hold the block at a pointer not ours, marked or not: every
+ * block in all mode while it holds any, the marked ones in sample mode. */
+static inline bool large_tracked(bool marked) {
+    return prof.mode == PROFILE_SAMPLE
+               ? marked
+               : atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0;
+}
+
 static inline void *marked_base(const void *p) {
     return (void *)((const uintptr_t *)p)[-2];
 }
@@ -470,11 +478,7 @@ static noinline void free_large(void *ptr, void *caller) {
     if (unlikely(ptr_in_reserve(ptr)))
         heap_error("free", "invalid pointer (never handed out: beyond the arenas made so far)",
                    ptr, 0, caller);
-    /* the table holds every block in all mode, the marked ones in sample mode */
-    bool marked = is_marked(ptr);
-    bool tracked = prof.mode == PROFILE_SAMPLE
-                       ? marked
-                       : atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0;
+    bool marked = is_marked(ptr), tracked = large_tracked(marked);
     if (unlikely(tracked) ||
         unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
         return free_large_noted(ptr, marked, tracked);
@@ -563,10 +567,7 @@ TALLY_EXPORT void *calloc(size_t n, size_t size) {
 /* realloc of a glibc block: its record (if tracked) is taken out before glibc can free the
  * address and another thread reuse it, and put back if glibc fails. */
 static noinline void *realloc_large(void *ptr, size_t n, void *caller) {
-    bool marked = is_marked(ptr);
-    bool tracked = prof.mode == PROFILE_SAMPLE
-                       ? marked
-                       : atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) != 0;
+    bool marked = is_marked(ptr), tracked = large_tracked(marked);
     lent_t old;
     uintptr_t hidden = prof_hold(ptr, 1); /* across the calls: prof_hide */
     if (tracked)

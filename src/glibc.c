@@ -84,19 +84,20 @@ uintptr_t elf_lookup_sized(uintptr_t base, const void *dynamic, const char *name
     return 0;
 }
 
+const char *base_name(const char *path) {
+    const char *b = path;
+    for (const char *c = path; *c; c++)
+        if (*c == '/')
+            b = c + 1;
+    return b;
+}
+
 /* libc.so.6 in the loader's list of the initial namespace. The list only grows at its end while
  * libc is loaded (it never is unloaded), so walking it without the loader's lock is safe. */
 static const struct link_map *libc_map(void) {
-    for (const struct link_map *m = _r_debug.r_map; m; m = m->l_next) {
-        const char *b = m->l_name;
-        if (!b)
-            continue;
-        for (const char *c = m->l_name; *c; c++)
-            if (*c == '/')
-                b = c + 1;
-        if (strncmp(b, "libc.so.", 8) == 0)
+    for (const struct link_map *m = _r_debug.r_map; m; m = m->l_next)
+        if (m->l_name && strncmp(base_name(m->l_name), "libc.so.", 8) == 0)
             return m;
-    }
     return NULL;
 }
 
@@ -130,14 +131,6 @@ static const char *env_value(const char *name) {
         if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
             return *e + n + 1;
     return NULL;
-}
-
-static const char *base_name(const char *path) {
-    const char *b = path;
-    for (const char *c = path; *c; c++)
-        if (*c == '/')
-            b = c + 1;
-    return b;
 }
 
 /* Does the loaded object at path answer to want (its path, file name, or file name up to a dot)? */

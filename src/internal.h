@@ -243,6 +243,7 @@ void *raw_pvalloc(size_t n);
 void *raw_realloc(void *p, size_t n);
 size_t raw_usable_size_of(void *p);  /* its malloc_usable_size */
 const char *raw_allocator_name(void); /* "glibc", or the file name of the library */
+const char *base_name(const char *path); /* what follows its last '/' */
 extern bool raw_is_glibc;             /* it is glibc's (false until it is known) */
 size_t large_usable_size(void *p);   /* that of a block not ours, sampled (alloc.c) or not */
 uintptr_t glibc_code_address(void);  /* an address in libc's code */

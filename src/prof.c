@@ -943,25 +943,26 @@ static bool ltab_remove(uintptr_t a, lent_t *out) {
     return found;
 }
 
+/* fn on each entry of one shard; under its lock. */
+static void shard_foreach_locked(const ltab_shard_t *sh, void (*fn)(const lent_t *, void *),
+                                 void *arg) {
+    for (size_t i = 0; i < sh->cap; i++)
+        if (sh->tab[i].addr > 1)
+            fn(&sh->tab[i], arg);
+}
+
 /* Under every shard's lock (prof_ltab_lock). */
 void prof_ltab_foreach_locked(void (*fn)(const lent_t *, void *), void *arg) {
-    for (unsigned k = 0; k < LTAB_SHARDS; k++) {
-        const ltab_shard_t *sh = &ltab_shards[k];
-        for (size_t i = 0; i < sh->cap; i++)
-            if (sh->tab[i].addr > 1)
-                fn(&sh->tab[i], arg);
-    }
+    for (unsigned k = 0; k < LTAB_SHARDS; k++)
+        shard_foreach_locked(&ltab_shards[k], fn, arg);
 }
 
 /* Shard by shard, each under its lock. */
 void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg) {
     for (unsigned k = 0; k < LTAB_SHARDS; k++) {
-        ltab_shard_t *sh = &ltab_shards[k];
-        ltab_acquire(sh);
-        for (size_t i = 0; i < sh->cap; i++)
-            if (sh->tab[i].addr > 1)
-                fn(&sh->tab[i], arg);
-        ltab_release(sh);
+        ltab_acquire(&ltab_shards[k]);
+        shard_foreach_locked(&ltab_shards[k], fn, arg);
+        ltab_release(&ltab_shards[k]);
     }
 }
 

@@ -131,10 +131,7 @@ static void name_version(unsigned hex) {
 /* A module named like libpython3.10.so or python3.9: "3.10" for the dump, when Py_Version is
  * missing (before 3.11). */
 static bool name_from_path(const char *path) {
-    const char *b = path;
-    for (const char *c = path; *c; c++)
-        if (*c == '/')
-            b = c + 1;
+    const char *b = base_name(path);
     if (strncmp(b, "lib", 3) == 0)
         b += 3;
     if (strncmp(b, "python", 6) != 0 || b[6] < '0' || b[6] > '9')
