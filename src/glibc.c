@@ -309,6 +309,17 @@ struct mallinfo2 glibc_mallinfo2(void) {
     return mi;
 }
 
+/* glibc (2.34 on) sets its malloc up in the first call that needs it, and that call attaches
+ * main_arena to its thread without counting it: main_arena starts counted once, for the main
+ * thread. In a program whose main thread the pools serve, that first call can come from two
+ * workers at once (their first blocks above 512 bytes): both are attached to main_arena, it is
+ * counted once, and the second to exit aborts in __malloc_arena_thread_freeres ("a->attached_
+ * threads > 0"). The constructor makes the first call, on the main thread, as an ordinary
+ * program's first malloc would; mallinfo2 sets up and reads, and allocates nothing. */
+void glibc_malloc_setup(void) {
+    (void)glibc_mallinfo2();
+}
+
 /* ---- introspection over both allocators -------------------------------------------------- */
 typedef struct pools_s {
     uint64_t arena;       /* committed arena bytes: the pools' "system bytes" */

@@ -116,6 +116,7 @@ TALLY_EXPORT const char *tally_version(void) {
 __attribute__((constructor)) static void tally_constructor(void) {
     options_init(__environ); /* no-op if the first malloc already read them */
     tally_init_global();
+    glibc_malloc_setup(); /* before any thread of the program's can make that first call */
     resolve_next();
     prof_start();
     prof_dump_init();

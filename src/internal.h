@@ -202,6 +202,7 @@ size_t heap_trim(void);
 
 /* ---- glibc.c: glibc's allocator and its introspection -------------------------------------- */
 void glibc_init(void);               /* find glibc's entry points (no dlsym, no lock) */
+void glibc_malloc_setup(void);       /* glibc's malloc set up on this (the main) thread */
 /* The allocator behind the pools (glibc.c): glibc's, or the one next in line, or TALLY_LARGE's.
  * Its entry points are read once (raw_resolve), before the first block is had from it. */
 typedef struct raw_s {

@@ -1,12 +1,15 @@
-/* Threads: producer/consumer rings where every block is freed by another thread (contents
- * checked), thread churn with blocks freed after their thread exited, and a pthread key whose
- * destructor allocates and frees after ours has handed the heap over. */
+/* Threads: glibc's main arena left to the main thread, producer/consumer rings where every
+ * block is freed by another thread (contents checked), thread churn with blocks freed after
+ * their thread exited, and a pthread key whose destructor allocates and frees after ours has
+ * handed the heap over. */
 #define _GNU_SOURCE
 #include "tally.h"
 #include "../test.h"
 
 #include <pthread.h>
 #include <sched.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -185,6 +188,68 @@ static void test_late_destructors(void) {
     expect_eq(atomic_load(&late_ok), 20);
 }
 
+/* ---- glibc's arenas: the main one stays the main thread's ------------------------------------
+ * glibc (2.34 on) sets its malloc up in the first call that needs it and attaches main_arena to
+ * the thread that made that call, without counting it. Under the library the main thread may
+ * never call glibc's malloc itself (the pools serve it), so the first call could come from two
+ * workers at once, both attached to main_arena, counted once: the second to exit aborted in
+ * glibc ("a->attached_threads > 0"). The library sets glibc's malloc up in its constructor, on
+ * the main thread, as an ordinary program's first malloc does. Seen from here: a worker's first
+ * large block comes from an arena of its own (mmap'd), not from main_arena's brk heap, as under
+ * glibc alone. */
+static int in_brk_heap(const void *p) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int in = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (strstr(line, "[heap]") && sscanf(line, "%lx-%lx", &lo, &hi) == 2 &&
+            (uintptr_t)p >= lo && (uintptr_t)p < hi)
+            in = 1;
+    }
+    if (f)
+        fclose(f);
+    return in;
+}
+
+static void *first_large(void *arg) {
+    (void)arg;
+    void *p = malloc(5000); /* above the pools: glibc's */
+    memset(p, 2, 5000);
+    int in = in_brk_heap(p);
+    free(p);
+    return (void *)(intptr_t)in;
+}
+
+static void test_glibc_main_arena(void) {
+    pthread_t t;
+    void *in = NULL;
+    assert_true(pthread_create(&t, NULL, first_large, NULL) == 0);
+    pthread_join(t, &in);
+    if (in)
+        test_fail_("%s", "a worker's first large block came from glibc's main arena");
+}
+
+/* The same in a fresh process with profiling off, where nothing of the profiler's start-up
+ * calls glibc's malloc on the main thread before the workers do. */
+static void test_glibc_main_arena_off(void) {
+    extern char **environ;
+    char *args[] = {"test_threads", "glibc-arena", NULL};
+    char *env[256];
+    int n = 0;
+    env[n++] = "TALLY_PROFILE=off";
+    for (char **e = environ; *e && n < 255; e++)
+        if (strncmp(*e, "TALLY_PROFILE=", 14) != 0)
+            env[n++] = *e;
+    env[n] = NULL;
+    pid_t pid;
+    int st = 0;
+    assert_true(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, args, env) == 0);
+    assert_true(waitpid(pid, &st, 0) == pid);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        test_fail_("TALLY_PROFILE=off: the glibc arena check ended with status %#x", st);
+}
+
 static void report(const char *phase) {
     struct tally_stats s;
     tally_stats_get(&s, sizeof s);
@@ -194,7 +259,11 @@ static void report(const char *phase) {
             (unsigned long long)s.pools_adopted);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    test_glibc_main_arena(); /* first: before anything calls glibc's malloc */
+    if (argc > 1 && strcmp(argv[1], "glibc-arena") == 0)
+        return test_result();
+    test_glibc_main_arena_off();
     test_cross_thread();
     report("cross-thread");
     test_thread_churn();
