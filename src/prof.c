@@ -818,10 +818,18 @@ static inline ltab_shard_t *ltab_shard(uintptr_t a) {
  * unmapping each old table cost every other CPU of a threaded program a TLB shootdown (2 threads:
  * 140 munmaps in 0.1 s). */
 #define LTAB_SPARE_MAX 4096 /* entries: 128 KiB */
+#define LTAB_KEEP 1024      /* entries: 32 KiB, a table this small is kept at its size */
 static bool ltab_rehash_locked(ltab_shard_t *sh) {
     size_t cap = LTAB_MIN;
     while (cap < 4 * (sh->live + 1))
         cap *= 2;
+    /* A table shrinks only when under a sixteenth of it is live (ltab_remove), and never below
+     * LTAB_KEEP entries, not whenever a rehash that clears deleted entries finds fewer live than
+     * a quarter: a shard's live count in sample mode swings by half its mean, and across such a
+     * boundary every other rehash halved the table and the next doubled it, an mmap and an
+     * munmap each time (500 pairs in 500,000 replacements of 513 B-64 KiB blocks). */
+    if (cap < sh->cap && (sh->cap <= LTAB_KEEP || sh->live * 16 >= sh->cap))
+        cap = sh->cap;
     lent_t *t;
     if (sh->spare && sh->spare_cap == cap) {
         t = sh->spare;
@@ -936,7 +944,7 @@ static bool ltab_remove(uintptr_t a, lent_t *out) {
         sh->tomb++;
         sh->live--;
         atomic_fetch_sub_explicit(&prof.ltab_live, 1, memory_order_relaxed);
-        if (sh->cap > LTAB_MIN && sh->live * 16 < sh->cap)
+        if (sh->cap > LTAB_KEEP && sh->live * 16 < sh->cap)
             ltab_rehash_locked(sh); /* shrink with what is live */
     }
     ltab_release(sh);
