@@ -773,3 +773,180 @@ TALLY_EXPORT size_t malloc_usable_size(void *ptr) {
         return pool_of(ptr)->bsize;
     return large_usable_size(ptr);
 }
+
+/* ---- C++: operator new and delete --------------------------------------------------------------
+ * Exported as jemalloc and tcmalloc export them: a C++ program's new and delete come here in one
+ * call (libstdc++'s call malloc and free one level down), and its sized deletes too.
+ *
+ * The standard defines the array, nothrow and sized forms, and their aligned twins, by calls to
+ * the plain forms, so that a program replacing only `operator new(size_t)` or `operator
+ * delete(void*)` has every form use its own (and a nothrow form catches what the program's
+ * throws). Ours go straight to malloc and free, unless an object before this library (the
+ * executable, a library preloaded before it) defines a form this one is defined by: then they
+ * hand the call to the next definition after ours, libstdc++'s, which makes those calls as the
+ * standard says (and catches in C++, which this C code cannot). Definitions are found in the
+ * loader's list, as the allocator behind the pools is (glibc.c): no dlsym, which the first
+ * allocations cannot call.
+ *
+ * Out of memory: the program's new-handler is called and the allocation tried again for as long
+ * as there is one; then the throwing forms throw std::bad_alloc through libstdc++'s own
+ * std::__throw_bad_alloc (a C++ program has libstdc++ loaded), and the nothrow forms return NULL.
+ * A new-handler that throws from inside a nothrow form is not caught here: it reaches the
+ * caller. */
+enum { CXX_NW, CXX_NA, CXX_DL, CXX_DA, CXX_NW_AL, CXX_NA_AL, CXX_DL_AL, CXX_DA_AL, CXX_BASES };
+static const char *const cxx_base_names[CXX_BASES] = {
+    "_Znwm", "_Znam", "_ZdlPv", "_ZdaPv", "_ZnwmSt11align_val_t", "_ZnamSt11align_val_t",
+    "_ZdlPvSt11align_val_t", "_ZdaPvSt11align_val_t",
+};
+/* the forms defined by calls to others: their names, and the bases they are defined by */
+enum {
+    CXD_NA, CXD_NW_NT, CXD_NA_NT, CXD_NA_AL, CXD_NW_AL_NT, CXD_NA_AL_NT, CXD_DA, CXD_DL_SZ, CXD_DA_SZ,
+    CXD_DL_NT, CXD_DA_NT, CXD_DA_AL, CXD_DL_SZ_AL, CXD_DA_SZ_AL, CXD_DL_AL_NT, CXD_DA_AL_NT, CXD_N
+};
+static const struct {
+    const char *name;
+    uint8_t base, base2;
+} cxx_derived[CXD_N] = {
+    [CXD_NA] = {"_Znam", CXX_NW, CXX_NW},
+    [CXD_NW_NT] = {"_ZnwmRKSt9nothrow_t", CXX_NW, CXX_NW},
+    [CXD_NA_NT] = {"_ZnamRKSt9nothrow_t", CXX_NA, CXX_NW},
+    [CXD_NA_AL] = {"_ZnamSt11align_val_t", CXX_NW_AL, CXX_NW_AL},
+    [CXD_NW_AL_NT] = {"_ZnwmSt11align_val_tRKSt9nothrow_t", CXX_NW_AL, CXX_NW_AL},
+    [CXD_NA_AL_NT] = {"_ZnamSt11align_val_tRKSt9nothrow_t", CXX_NA_AL, CXX_NW_AL},
+    [CXD_DA] = {"_ZdaPv", CXX_DL, CXX_DL},
+    [CXD_DL_SZ] = {"_ZdlPvm", CXX_DL, CXX_DL},
+    [CXD_DA_SZ] = {"_ZdaPvm", CXX_DA, CXX_DL},
+    [CXD_DL_NT] = {"_ZdlPvRKSt9nothrow_t", CXX_DL, CXX_DL},
+    [CXD_DA_NT] = {"_ZdaPvRKSt9nothrow_t", CXX_DA, CXX_DL},
+    [CXD_DA_AL] = {"_ZdaPvSt11align_val_t", CXX_DL_AL, CXX_DL_AL},
+    [CXD_DL_SZ_AL] = {"_ZdlPvmSt11align_val_t", CXX_DL_AL, CXX_DL_AL},
+    [CXD_DA_SZ_AL] = {"_ZdaPvmSt11align_val_t", CXX_DA_AL, CXX_DL_AL},
+    [CXD_DL_AL_NT] = {"_ZdlPvSt11align_val_tRKSt9nothrow_t", CXX_DL_AL, CXX_DL_AL},
+    [CXD_DA_AL_NT] = {"_ZdaPvSt11align_val_tRKSt9nothrow_t", CXX_DA_AL, CXX_DL_AL},
+};
+static uintptr_t cxx_defer_to[CXD_N]; /* the definition a form hands its calls to; 0: none */
+static _Atomic bool cxx_resolved;
+
+static noinline cold void cxx_resolve(void) {
+    uintptr_t own[CXX_BASES] = {0};
+    elf_before_us(cxx_base_names, CXX_BASES, own);
+    for (unsigned i = 0; i < CXD_N; i++) {
+        unsigned a = cxx_derived[i].base, b = cxx_derived[i].base2;
+        if (own[a] || own[b]) {
+            uintptr_t next = elf_after_us(cxx_derived[i].name);
+            /* no libstdc++ after us (never seen: the program's definitions came from C++):
+             * the program's own base, called directly */
+            cxx_defer_to[i] = next ? next : own[a] ? own[a] : own[b];
+        }
+    }
+    atomic_store_explicit(&cxx_resolved, true, memory_order_release);
+}
+
+/* The definition form i hands its calls to, or 0 to serve them itself. */
+static inline uintptr_t cxx_defer(unsigned i) {
+    if (unlikely(!atomic_load_explicit(&cxx_resolved, memory_order_acquire)))
+        cxx_resolve();
+    return cxx_defer_to[i];
+}
+
+typedef void (*cxx_handler_t)(void);
+
+static noinline cold void *cxx_new_failed(size_t n, size_t align, bool nothrow, void *caller) {
+    for (;;) {
+        cxx_handler_t (*get)(void) =
+            (cxx_handler_t(*)(void))elf_global_lookup("_ZSt15get_new_handlerv");
+        cxx_handler_t handler = get ? get() : NULL;
+        if (handler == NULL) {
+            if (nothrow)
+                return NULL;
+            void (*throw_bad_alloc)(void) =
+                (void (*)(void))elf_global_lookup("_ZSt17__throw_bad_allocv");
+            if (throw_bad_alloc)
+                throw_bad_alloc(); /* does not return */
+            tally_message("operator new: out of memory, and no libstdc++ to throw std::bad_alloc",
+                          "", "");
+            abort();
+        }
+        handler();
+        void *p = align ? do_memalign(align, n, caller) : do_malloc(n, caller);
+        if (p)
+            return p;
+    }
+}
+
+static inline __attribute__((always_inline)) void *cxx_new(size_t n, bool nothrow, void *caller) {
+    void *p = do_malloc(n, caller);
+    if (likely(p != NULL))
+        return p;
+    return cxx_new_failed(n, 0, nothrow, caller);
+}
+
+/* align_val_t: a power of two (the standard's precondition); do_memalign rounds any other up */
+static inline __attribute__((always_inline)) void *cxx_new_al(size_t n, size_t al, bool nothrow,
+                                                              void *caller) {
+    void *p = do_memalign(al, n, caller);
+    if (likely(p != NULL))
+        return p;
+    return cxx_new_failed(n, al ? al : 1, nothrow, caller);
+}
+
+TALLY_EXPORT void *_Znwm(size_t n) {
+    return cxx_new(n, false, CALLER());
+}
+
+TALLY_EXPORT void *_ZnwmSt11align_val_t(size_t n, size_t al) {
+    return cxx_new_al(n, al, false, CALLER());
+}
+
+TALLY_EXPORT void _ZdlPv(void *p) {
+    free_inline(p, CALLER());
+}
+
+TALLY_EXPORT void _ZdlPvSt11align_val_t(void *p, size_t al) {
+    (void)al;
+    free_inline(p, CALLER());
+}
+
+/* The derived forms: handed on when the program defines a base, else served here. */
+#define CXX_FORM(ret, name, i, params, types, args, serve)                                        \
+    TALLY_EXPORT ret name params {                                                               \
+        uintptr_t to = cxx_defer(i);                                                             \
+        if (unlikely(to))                                                                        \
+            return ((ret(*) types)to) args;                                                      \
+        serve;                                                                                   \
+    }
+CXX_FORM(void *, _Znam, CXD_NA, (size_t n), (size_t), (n), return cxx_new(n, false, CALLER()))
+CXX_FORM(void *, _ZnwmRKSt9nothrow_t, CXD_NW_NT, (size_t n, const void *nt),
+         (size_t, const void *), (n, nt), return cxx_new(n, true, CALLER()))
+CXX_FORM(void *, _ZnamRKSt9nothrow_t, CXD_NA_NT, (size_t n, const void *nt),
+         (size_t, const void *), (n, nt), return cxx_new(n, true, CALLER()))
+CXX_FORM(void *, _ZnamSt11align_val_t, CXD_NA_AL, (size_t n, size_t al), (size_t, size_t),
+         (n, al), return cxx_new_al(n, al, false, CALLER()))
+CXX_FORM(void *, _ZnwmSt11align_val_tRKSt9nothrow_t, CXD_NW_AL_NT,
+         (size_t n, size_t al, const void *nt), (size_t, size_t, const void *), (n, al, nt),
+         return cxx_new_al(n, al, true, CALLER()))
+CXX_FORM(void *, _ZnamSt11align_val_tRKSt9nothrow_t, CXD_NA_AL_NT,
+         (size_t n, size_t al, const void *nt), (size_t, size_t, const void *), (n, al, nt),
+         return cxx_new_al(n, al, true, CALLER()))
+CXX_FORM(void, _ZdaPv, CXD_DA, (void *p), (void *), (p), free_inline(p, CALLER()))
+CXX_FORM(void, _ZdlPvm, CXD_DL_SZ, (void *p, size_t n), (void *, size_t), (p, n),
+         free_inline(p, CALLER()))
+CXX_FORM(void, _ZdaPvm, CXD_DA_SZ, (void *p, size_t n), (void *, size_t), (p, n),
+         free_inline(p, CALLER()))
+CXX_FORM(void, _ZdlPvRKSt9nothrow_t, CXD_DL_NT, (void *p, const void *nt), (void *, const void *),
+         (p, nt), free_inline(p, CALLER()))
+CXX_FORM(void, _ZdaPvRKSt9nothrow_t, CXD_DA_NT, (void *p, const void *nt), (void *, const void *),
+         (p, nt), free_inline(p, CALLER()))
+CXX_FORM(void, _ZdaPvSt11align_val_t, CXD_DA_AL, (void *p, size_t al), (void *, size_t), (p, al),
+         free_inline(p, CALLER()))
+CXX_FORM(void, _ZdlPvmSt11align_val_t, CXD_DL_SZ_AL, (void *p, size_t n, size_t al),
+         (void *, size_t, size_t), (p, n, al), free_inline(p, CALLER()))
+CXX_FORM(void, _ZdaPvmSt11align_val_t, CXD_DA_SZ_AL, (void *p, size_t n, size_t al),
+         (void *, size_t, size_t), (p, n, al), free_inline(p, CALLER()))
+CXX_FORM(void, _ZdlPvSt11align_val_tRKSt9nothrow_t, CXD_DL_AL_NT,
+         (void *p, size_t al, const void *nt), (void *, size_t, const void *), (p, al, nt),
+         free_inline(p, CALLER()))
+CXX_FORM(void, _ZdaPvSt11align_val_tRKSt9nothrow_t, CXD_DA_AL_NT,
+         (void *p, size_t al, const void *nt), (void *, size_t, const void *), (p, al, nt),
+         free_inline(p, CALLER()))
+#undef CXX_FORM

@@ -101,6 +101,46 @@ static const struct link_map *libc_map(void) {
     return NULL;
 }
 
+/* Definitions of names in the objects the loader puts before this library (the executable, the
+ * libraries preloaded before it): what the program defines for itself. found[i] gets the first,
+ * 0 where none does. */
+void elf_before_us(const char *const *names, unsigned n, uintptr_t *found) {
+    for (const struct link_map *m = _r_debug.r_map; m; m = m->l_next) {
+        if (elf_lookup(m->l_addr, m->l_ld, "tally_version") == (uintptr_t)&tally_version)
+            return;
+        for (unsigned i = 0; i < n; i++)
+            if (!found[i])
+                found[i] = elf_lookup(m->l_addr, m->l_ld, names[i]);
+    }
+}
+
+/* The first definition of name in an object after this library in the loader's list (for the
+ * C++ operators, libstdc++'s); 0 if none. */
+uintptr_t elf_after_us(const char *name) {
+    bool after = false;
+    for (const struct link_map *m = _r_debug.r_map; m; m = m->l_next) {
+        if (!after) {
+            after = elf_lookup(m->l_addr, m->l_ld, "tally_version") == (uintptr_t)&tally_version;
+            continue;
+        }
+        uintptr_t a = elf_lookup(m->l_addr, m->l_ld, name);
+        if (a)
+            return a;
+    }
+    return 0;
+}
+
+/* The first definition of name in the loader's list of the initial namespace, as a call to it
+ * from the program would bind; 0 if none. */
+uintptr_t elf_global_lookup(const char *name) {
+    for (const struct link_map *m = _r_debug.r_map; m; m = m->l_next) {
+        uintptr_t a = elf_lookup(m->l_addr, m->l_ld, name);
+        if (a)
+            return a;
+    }
+    return 0;
+}
+
 /* A libc we cannot read (never seen on glibc): the next definition after ours, which is
  * glibc's unless the program links another allocator (Debian's redis has jemalloc next in line,
  * which would take glibc's blocks for its own: hence libc.so.6's own table first). Not from

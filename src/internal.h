@@ -252,6 +252,9 @@ struct mallinfo2 glibc_mallinfo2(void); /* glibc's figures alone */
 /* The address of name in the object loaded at base with that dynamic section, from its GNU
  * hash table (as the loader looks it up); 0 if it has none. */
 uintptr_t elf_lookup(uintptr_t base, const void *dynamic, const char *name);
+void elf_before_us(const char *const *names, unsigned n, uintptr_t *found); /* the program's own */
+uintptr_t elf_global_lookup(const char *name); /* the first definition in the loader's list */
+uintptr_t elf_after_us(const char *name); /* the first definition after this library */
 /* The same, with the symbol's size in *size (when size is not NULL). */
 uintptr_t elf_lookup_sized(uintptr_t base, const void *dynamic, const char *name, size_t *size);
 

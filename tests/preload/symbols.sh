@@ -1,13 +1,19 @@
 #!/bin/bash
 # The library shares the program's symbol namespace: it must export the malloc API, its own
 # tally_* functions, the dlopen/dlclose wrappers, glibc's introspection calls (which include the
-# pools) and __libc_free/__libc_realloc (which take our blocks), and nothing else.
+# pools), __libc_free/__libc_realloc (which take our blocks) and C++'s operator new and delete in
+# every form (as jemalloc and tcmalloc export them), and nothing else.
 set -u
 so=${TALLYMALLOC_SO:?}
 allowed="aligned_alloc calloc cfree dlclose dlopen free free_aligned_sized free_sized malloc
 malloc_usable_size memalign posix_memalign pvalloc realloc reallocarray tally_dump tally_dump_leaks tally_stats_get
 tally_stats_print tally_version valloc mallinfo mallinfo2 malloc_stats malloc_info mallopt malloc_trim
-__libc_free __libc_realloc"
+__libc_free __libc_realloc
+_Znwm _Znam _ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t _ZnwmSt11align_val_t _ZnamSt11align_val_t
+_ZnwmSt11align_val_tRKSt9nothrow_t _ZnamSt11align_val_tRKSt9nothrow_t
+_ZdlPv _ZdaPv _ZdlPvm _ZdaPvm _ZdlPvRKSt9nothrow_t _ZdaPvRKSt9nothrow_t
+_ZdlPvSt11align_val_t _ZdaPvSt11align_val_t _ZdlPvmSt11align_val_t _ZdaPvmSt11align_val_t
+_ZdlPvSt11align_val_tRKSt9nothrow_t _ZdaPvSt11align_val_tRKSt9nothrow_t"
 got=$(nm -D --defined-only "$so" | awk '{print $3}' | sed 's/@.*//' | sort -u)
 want=$(echo $allowed | tr ' ' '\n' | sort -u)
 if [ "$got" != "$want" ]; then
