@@ -238,8 +238,9 @@ static void test_glibc_main_arena_off(void) {
     char *env[256];
     int n = 0;
     env[n++] = "TALLY_PROFILE=off";
-    for (char **e = environ; *e && n < 255; e++)
-        if (strncmp(*e, "TALLY_PROFILE=", 14) != 0)
+    for (char **e = environ; *e && n < 255; e++) /* glibc's arena settings: its defaults */
+        if (strncmp(*e, "TALLY_PROFILE=", 14) != 0 && strncmp(*e, "MALLOC_ARENA_", 13) != 0 &&
+            strncmp(*e, "GLIBC_TUNABLES=", 15) != 0)
             env[n++] = *e;
     env[n] = NULL;
     pid_t pid;
@@ -260,7 +261,11 @@ static void report(const char *phase) {
 }
 
 int main(int argc, char **argv) {
-    test_glibc_main_arena(); /* first: before anything calls glibc's malloc */
+    /* first: before anything calls glibc's malloc; where the environment limits glibc's arenas
+     * (MALLOC_ARENA_MAX=1 puts every thread on the main one) only the fresh process below,
+     * which runs without those settings, can tell */
+    if (!getenv("MALLOC_ARENA_MAX") && !getenv("GLIBC_TUNABLES"))
+        test_glibc_main_arena();
     if (argc > 1 && strcmp(argv[1], "glibc-arena") == 0)
         return test_result();
     test_glibc_main_arena_off();
