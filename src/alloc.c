@@ -474,10 +474,11 @@ static noinline void free_large_noted(void *ptr, bool marked, bool tracked) {
     large_release(ptr, marked); /* glibc's block, or one from before us: glibc checks it */
 }
 
-static noinline void free_large(void *ptr, void *caller) {
+/* fn: the call, as an error names it (free, operator delete, operator delete[]) */
+static noinline void free_large(void *ptr, void *caller, const char *fn) {
     if (unlikely(ptr_in_reserve(ptr)))
-        heap_error("free", "invalid pointer (never handed out: beyond the arenas made so far)",
-                   ptr, 0, caller);
+        heap_error(fn, "invalid pointer (never handed out: beyond the arenas made so far)", ptr,
+                   0, caller);
     bool marked = is_marked(ptr), tracked = large_tracked(marked);
     if (unlikely(tracked) ||
         unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
@@ -507,22 +508,27 @@ static inline __attribute__((always_inline)) void free_pool(pool_t *p, unsigned 
     return bin_push(p, c, ptr);
 }
 
-static noinline cold void free_suspect(pool_t *p, void *ptr, void *caller) {
-    check_suspect(p, ptr, caller, "free");
+static noinline cold void free_suspect(pool_t *p, void *ptr, void *caller, const char *fn) {
+    check_suspect(p, ptr, caller, fn);
     free_pool(p, p->szidx, g.free_key, ptr);
 }
 
-static inline __attribute__((always_inline)) void free_inline(void *ptr, void *caller) {
+static inline __attribute__((always_inline)) void free_as(void *ptr, void *caller,
+                                                          const char *fn) {
     if (likely(ptr_is_ours(ptr))) {
         pool_t *p = pool_of(ptr);
         unsigned c = p->szidx;
         uintptr_t key = g.free_key;
         if (unlikely(is_suspect(p, ptr, key)))
-            return free_suspect(p, ptr, caller);
+            return free_suspect(p, ptr, caller, fn);
         return free_pool(p, c, key, ptr);
     }
     if (ptr)
-        return free_large(ptr, caller);
+        return free_large(ptr, caller, fn);
+}
+
+static inline __attribute__((always_inline)) void free_inline(void *ptr, void *caller) {
+    free_as(ptr, caller, "free");
 }
 
 TALLY_EXPORT void free(void *ptr) {
@@ -800,8 +806,9 @@ static const char *const cxx_base_names[CXX_BASES] = {
 };
 /* the forms defined by calls to others: their names, and the bases they are defined by */
 enum {
-    CXD_NA, CXD_NW_NT, CXD_NA_NT, CXD_NA_AL, CXD_NW_AL_NT, CXD_NA_AL_NT, CXD_DA, CXD_DL_SZ, CXD_DA_SZ,
-    CXD_DL_NT, CXD_DA_NT, CXD_DA_AL, CXD_DL_SZ_AL, CXD_DA_SZ_AL, CXD_DL_AL_NT, CXD_DA_AL_NT, CXD_N
+    CXD_NA, CXD_NW_NT, CXD_NA_NT, CXD_NA_AL, CXD_NW_AL_NT, CXD_NA_AL_NT,
+    CXD_DA, CXD_DL_SZ, CXD_DA_SZ, CXD_DL_NT, CXD_DA_NT,
+    CXD_DA_AL, CXD_DL_SZ_AL, CXD_DA_SZ_AL, CXD_DL_AL_NT, CXD_DA_AL_NT, CXD_N
 };
 static const struct {
     const char *name;
@@ -898,13 +905,16 @@ TALLY_EXPORT void *_ZnwmSt11align_val_t(size_t n, size_t al) {
     return cxx_new_al(n, al, false, CALLER());
 }
 
+#define CXX_DELETE "operator delete"
+#define CXX_DELETE_ARRAY "operator delete[]"
+
 TALLY_EXPORT void _ZdlPv(void *p) {
-    free_inline(p, CALLER());
+    free_as(p, CALLER(), CXX_DELETE);
 }
 
 TALLY_EXPORT void _ZdlPvSt11align_val_t(void *p, size_t al) {
     (void)al;
-    free_inline(p, CALLER());
+    free_as(p, CALLER(), CXX_DELETE);
 }
 
 /* The derived forms: handed on when the program defines a base, else served here. */
@@ -928,25 +938,25 @@ CXX_FORM(void *, _ZnwmSt11align_val_tRKSt9nothrow_t, CXD_NW_AL_NT,
 CXX_FORM(void *, _ZnamSt11align_val_tRKSt9nothrow_t, CXD_NA_AL_NT,
          (size_t n, size_t al, const void *nt), (size_t, size_t, const void *), (n, al, nt),
          return cxx_new_al(n, al, true, CALLER()))
-CXX_FORM(void, _ZdaPv, CXD_DA, (void *p), (void *), (p), free_inline(p, CALLER()))
+CXX_FORM(void, _ZdaPv, CXD_DA, (void *p), (void *), (p), free_as(p, CALLER(), CXX_DELETE_ARRAY))
 CXX_FORM(void, _ZdlPvm, CXD_DL_SZ, (void *p, size_t n), (void *, size_t), (p, n),
-         free_inline(p, CALLER()))
+         free_as(p, CALLER(), CXX_DELETE))
 CXX_FORM(void, _ZdaPvm, CXD_DA_SZ, (void *p, size_t n), (void *, size_t), (p, n),
-         free_inline(p, CALLER()))
+         free_as(p, CALLER(), CXX_DELETE_ARRAY))
 CXX_FORM(void, _ZdlPvRKSt9nothrow_t, CXD_DL_NT, (void *p, const void *nt), (void *, const void *),
-         (p, nt), free_inline(p, CALLER()))
+         (p, nt), free_as(p, CALLER(), CXX_DELETE))
 CXX_FORM(void, _ZdaPvRKSt9nothrow_t, CXD_DA_NT, (void *p, const void *nt), (void *, const void *),
-         (p, nt), free_inline(p, CALLER()))
+         (p, nt), free_as(p, CALLER(), CXX_DELETE_ARRAY))
 CXX_FORM(void, _ZdaPvSt11align_val_t, CXD_DA_AL, (void *p, size_t al), (void *, size_t), (p, al),
-         free_inline(p, CALLER()))
+         free_as(p, CALLER(), CXX_DELETE_ARRAY))
 CXX_FORM(void, _ZdlPvmSt11align_val_t, CXD_DL_SZ_AL, (void *p, size_t n, size_t al),
-         (void *, size_t, size_t), (p, n, al), free_inline(p, CALLER()))
+         (void *, size_t, size_t), (p, n, al), free_as(p, CALLER(), CXX_DELETE))
 CXX_FORM(void, _ZdaPvmSt11align_val_t, CXD_DA_SZ_AL, (void *p, size_t n, size_t al),
-         (void *, size_t, size_t), (p, n, al), free_inline(p, CALLER()))
+         (void *, size_t, size_t), (p, n, al), free_as(p, CALLER(), CXX_DELETE_ARRAY))
 CXX_FORM(void, _ZdlPvSt11align_val_tRKSt9nothrow_t, CXD_DL_AL_NT,
          (void *p, size_t al, const void *nt), (void *, size_t, const void *), (p, al, nt),
-         free_inline(p, CALLER()))
+         free_as(p, CALLER(), CXX_DELETE))
 CXX_FORM(void, _ZdaPvSt11align_val_tRKSt9nothrow_t, CXD_DA_AL_NT,
          (void *p, size_t al, const void *nt), (void *, size_t, const void *), (p, al, nt),
-         free_inline(p, CALLER()))
+         free_as(p, CALLER(), CXX_DELETE_ARRAY))
 #undef CXX_FORM

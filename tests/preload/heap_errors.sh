@@ -11,9 +11,10 @@ prog=$top_builddir/tests/preload/heap_errors
 cxx=$top_builddir/tests/preload/heap_errors_cxx
 [ -x "$prog" ] && [ -x "$cxx" ] || hard_error "heap_errors is not built"
 
-# expect LABEL WHAT CMD...: the run under the library aborts with one line that says WHAT
+# expect LABEL WHAT CMD...: the run under the library aborts with one line that says WHAT and
+# names the call (CALL: free unless set, as "operator delete" for a C++ delete)
 expect() {
-    local label=$1 what=$2
+    local label=$1 what=$2 call=${CALL:-[a-z]*}
     shift 2
     timeout 60 "$@" >"$tmp/$label.plain.out" 2>"$tmp/$label.plain.err"
     local plain=$?
@@ -22,7 +23,7 @@ expect() {
     [ "$rc" = 134 ] || fail "$label: exit status $rc, want 134 (SIGABRT); stderr: $(cat "$tmp/$label.err")"
     grep -q survived "$tmp/$label.out" && fail "$label: the program went on after the error"
     [ "$(wc -l <"$tmp/$label.err")" = 1 ] || fail "$label: want one line on stderr: $(cat "$tmp/$label.err")"
-    grep -q "^tally: [a-z]*(): $what.*, called from [^ ]" "$tmp/$label.err" ||
+    grep -q "^tally: $call(): $what.*, called from [^ ]" "$tmp/$label.err" ||
         fail "$label: the message does not say '$what' and the call: $(cat "$tmp/$label.err")"
     local glibc="lets it pass"
     [ "$plain" = 134 ] && glibc="aborts: $(head -1 "$tmp/$label.plain.err")"
@@ -38,7 +39,7 @@ expect interior "invalid pointer" "$prog" interior
 expect misaligned "invalid pointer" "$prog" misaligned
 expect never "invalid pointer" "$prog" never
 expect beyond "invalid pointer" "$prog" beyond
-expect double_cxx "double free detected" "$cxx"
+CALL="operator delete" expect double_cxx "double free detected" "$cxx"
 grep -q 'called from .*heap_errors_cxx+0x' "$tmp/double_cxx.err" ||
     fail "double_cxx: the call's program frame is not named: $(cat "$tmp/double_cxx.err")"
 
