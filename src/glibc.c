@@ -101,12 +101,17 @@ static const struct link_map *libc_map(void) {
     return NULL;
 }
 
+/* Whether m is this library: it defines our tally_version. */
+static bool is_self(const struct link_map *m) {
+    return elf_lookup(m->l_addr, m->l_ld, "tally_version") == (uintptr_t)&tally_version;
+}
+
 /* Definitions of names in the objects the loader puts before this library (the executable, the
  * libraries preloaded before it): what the program defines for itself. found[i] gets the first,
  * 0 where none does. */
 void elf_before_us(const char *const *names, unsigned n, uintptr_t *found) {
     for (const struct link_map *m = _r_debug.r_map; m; m = m->l_next) {
-        if (elf_lookup(m->l_addr, m->l_ld, "tally_version") == (uintptr_t)&tally_version)
+        if (is_self(m))
             return;
         for (unsigned i = 0; i < n; i++)
             if (!found[i])
@@ -120,7 +125,7 @@ uintptr_t elf_after_us(const char *name) {
     bool after = false;
     for (const struct link_map *m = _r_debug.r_map; m; m = m->l_next) {
         if (!after) {
-            after = elf_lookup(m->l_addr, m->l_ld, "tally_version") == (uintptr_t)&tally_version;
+            after = is_self(m);
             continue;
         }
         uintptr_t a = elf_lookup(m->l_addr, m->l_ld, name);
@@ -195,7 +200,7 @@ static const struct link_map *next_allocator(const struct link_map *libc, const 
             continue;
         }
         if (!after_us) {
-            after_us = elf_lookup(m->l_addr, m->l_ld, "tally_version") == (uintptr_t)&tally_version;
+            after_us = is_self(m);
             continue;
         }
         if (elf_lookup(m->l_addr, m->l_ld, "malloc"))

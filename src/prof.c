@@ -819,6 +819,11 @@ static inline ltab_shard_t *ltab_shard(uintptr_t a) {
  * 140 munmaps in 0.1 s). */
 #define LTAB_SPARE_MAX 4096 /* entries: 128 KiB */
 #define LTAB_KEEP 1024      /* entries: 32 KiB, a table this small is kept at its size */
+/* Whether a shard's table is to shrink: above LTAB_KEEP entries, with under a sixteenth live. */
+static inline bool ltab_too_big(const ltab_shard_t *sh) {
+    return sh->cap > LTAB_KEEP && sh->live * 16 < sh->cap;
+}
+
 static bool ltab_rehash_locked(ltab_shard_t *sh) {
     size_t cap = LTAB_MIN;
     while (cap < 4 * (sh->live + 1))
@@ -828,7 +833,7 @@ static bool ltab_rehash_locked(ltab_shard_t *sh) {
      * a quarter: a shard's live count in sample mode swings by half its mean, and across such a
      * boundary every other rehash halved the table and the next doubled it, an mmap and an
      * munmap each time (500 pairs in 500,000 replacements of 513 B-64 KiB blocks). */
-    if (cap < sh->cap && (sh->cap <= LTAB_KEEP || sh->live * 16 >= sh->cap))
+    if (cap < sh->cap && !ltab_too_big(sh))
         cap = sh->cap;
     lent_t *t;
     if (sh->spare && sh->spare_cap == cap) {
@@ -944,7 +949,7 @@ static bool ltab_remove(uintptr_t a, lent_t *out) {
         sh->tomb++;
         sh->live--;
         atomic_fetch_sub_explicit(&prof.ltab_live, 1, memory_order_relaxed);
-        if (sh->cap > LTAB_KEEP && sh->live * 16 < sh->cap)
+        if (ltab_too_big(sh))
             ltab_rehash_locked(sh); /* shrink with what is live */
     }
     ltab_release(sh);
