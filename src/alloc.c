@@ -141,6 +141,8 @@ static void large_release(void *p, bool marked) {
 }
 
 size_t large_usable_size(void *p) {
+    if (unlikely(opt.check))
+        return check_usable_size(p);
     if (is_marked(p)) {
         char *q = marked_base(p);
         return raw_usable_size_of(q) - (size_t)((char *)p - q);
@@ -167,7 +169,7 @@ static inline void large_count(heap_t *h, size_t n) {
     h->stats.nlarge_bytes += n;
 }
 
-static noinline void *large_done(void *p, size_t n, void *caller) {
+noinline void *large_done(void *p, size_t n, void *caller) {
     if (p == NULL)
         return NULL;
     heap_t *h = large_heap();
@@ -210,14 +212,16 @@ static noinline void *large_sample_hit(heap_t *h, size_t n, void *caller) {
 }
 
 /* A thread without its heap yet (or after it), or a mode that tracks every block. */
-static noinline void *large_malloc_other(size_t n, void *caller) {
+static noinline void *large_malloc_other(size_t n, void *caller, unsigned kind) {
+    if (unlikely(opt.check))
+        return check_alloc(n, 0, kind, false, caller);
     heap_t *h;
     if (unlikely(large_sampled(&h, n, ALIGNMENT)))
         return large_sampled_done(h, marked_alloc(n, ALIGNMENT, false), n, caller);
     return large_done(raw_malloc(n), n, caller);
 }
 
-static noinline void *large_malloc(size_t n, void *caller) {
+static noinline void *large_malloc(size_t n, void *caller, unsigned kind) {
     heap_t *h = tls_heap;
     /* sample mode, or profiling off: a thread with its heap asks the counter (sample mode),
      * counts the request as sent, and ends in the allocator behind, by a jump: nothing here
@@ -229,23 +233,24 @@ static noinline void *large_malloc(size_t n, void *caller) {
         large_count(h, n);
         return raw_malloc(n);
     }
-    return large_malloc_other(n, caller);
+    return large_malloc_other(n, caller, kind);
 }
 
 /* ---- small requests ------------------------------------------------------------------------
  * The fast path: class by shift, pop the thread's bin of that class. No lock, no atomic, no
  * "initialised?" test (a thread without a heap has the static empty heap, whose bins have no
  * slots), and no write outside the bin's own cache line. */
-static noinline cold void *small_slow(size_t n, void *caller);
+static noinline cold void *small_slow(size_t n, void *caller, unsigned kind);
 static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller);
 
-static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *caller) {
+static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *caller,
+                                                               unsigned kind) {
     unsigned c = size_class(n);
     heap_t *h = tls_heap;
     bin_t *bn = &h->bin[c];
     void **t = bn->top;
     if (unlikely(t == bn->low))
-        return small_slow(n, caller);
+        return small_slow(n, caller, kind);
     /* The profiler's whole cost here: one counter and one compare. */
     if (unlikely((h->sample_left -= (int64_t)n) <= 0))
         return small_sampled(h, n, caller);
@@ -308,42 +313,48 @@ static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller) {
     }
     size_t fit = leak_fit(n);
     if (unlikely(fit > SMALL_MAX))
-        return large_malloc(n, caller);
+        return large_malloc(n, caller, CK_MALLOC);
     void *b = small_pop(h, size_class(fit), n);
     if (!b)
-        return large_malloc(n, caller);
+        return large_malloc(n, caller, CK_MALLOC);
     return prof_alloc(h, b, n, caller);
 }
 
-static noinline cold void *small_slow(size_t n, void *caller) {
+static noinline cold void *small_slow(size_t n, void *caller, unsigned kind) {
+    /* TALLY_CHECK: the bins stay empty, so every small request comes here */
+    if (unlikely(opt.check))
+        return check_alloc(n, 0, kind, false, caller);
     heap_t *h = tls_heap;
     if (h->kind != HEAP_REAL) {
         /* First allocation of this thread, or one after its key destructor ran (glibc keeps
          * going after it): the dead thread's small requests go to glibc, which is correct
          * because free routes by address. */
         if (h->kind == HEAP_DEAD || (h = heap_thread_init()) == NULL)
-            return large_malloc(n, caller);
+            return large_malloc(n, caller, kind);
     }
     if (h->in_slow)
-        return large_malloc(n, caller); /* a signal handler interrupted our slow path */
+        return large_malloc(n, caller, kind); /* a signal handler interrupted our slow path */
     if ((h->sample_left -= (int64_t)n) <= 0)
         return small_sampled(h, n, caller);
     void *b = small_pop(h, size_class(n), n); /* the bin is empty: a refill */
     if (unlikely(b == NULL))
-        return large_malloc(n, caller); /* address range exhausted or commit refused */
+        return large_malloc(n, caller, kind); /* address range exhausted or commit refused */
     return b;
 }
 
-static inline __attribute__((always_inline)) void *do_malloc(size_t n, void *caller) {
+/* kind: what the call is to TALLY_CHECK (malloc, new, new[]); a constant that only the slow
+ * paths' calls take */
+static inline __attribute__((always_inline)) void *do_malloc(size_t n, void *caller,
+                                                             unsigned kind) {
     if (likely(n - 1 < SMALL_MAX)) /* 1..512; n == 0 wraps and takes the other branch */
-        return small_alloc(n, caller);
+        return small_alloc(n, caller, kind);
     if (n == 0)
-        return small_alloc(0, caller); /* a unique 16-byte block, as glibc gives */
-    return large_malloc(n, caller);
+        return small_alloc(0, caller, kind); /* a unique 16-byte block, as glibc gives */
+    return large_malloc(n, caller, kind);
 }
 
 TALLY_EXPORT void *malloc(size_t n) {
-    return do_malloc(n, CALLER());
+    return do_malloc(n, CALLER(), CK_MALLOC);
 }
 
 /* ---- free ----------------------------------------------------------------------------------
@@ -363,7 +374,15 @@ TALLY_EXPORT void *malloc(size_t n) {
  *     are (heap_block_is_free), so that a program that stored that random value itself is
  *     never stopped.
  * Either error is one line on stderr, naming the call, and abort(), as glibc does. */
-static void say_caller(fmt_t *f, uintptr_t ip) {
+/* TALLY_CHECK's name of a freeing call */
+static unsigned check_call(const char *fn) {
+    return strcmp(fn, "operator delete") == 0     ? CC_DELETE
+           : strcmp(fn, "operator delete[]") == 0 ? CC_DELETE_ARRAY
+           : strcmp(fn, "realloc") == 0           ? CC_REALLOC
+                                                  : CC_FREE;
+}
+
+void alloc_say_caller(fmt_t *f, uintptr_t ip) {
     Dl_info info;
     if (dladdr((void *)ip, &info) && info.dli_fname) {
         const char *base = info.dli_fname;
@@ -401,7 +420,7 @@ static noinline cold void heap_error(const char *fn, const char *what, const voi
         fmt_str(&f, "-byte block)");
     }
     fmt_str(&f, ", called from ");
-    say_caller(&f, (uintptr_t)caller);
+    alloc_say_caller(&f, (uintptr_t)caller);
     /* The callers beyond, when the profiler's walker can take them (it reads only this
      * thread's stack and the programs' unwind tables). */
     heap_t *h = tls_heap;
@@ -412,7 +431,7 @@ static noinline cold void heap_error(const char *fn, const char *what, const voi
                 : -1;
     for (int i = 1; i < n && f.len + 100 < f.cap; i++) {
         fmt_str(&f, " <- ");
-        say_caller(&f, fr[i]);
+        alloc_say_caller(&f, fr[i]);
     }
     fmt_char(&f, '\n');
     os_write_all(2, f.buf, f.len);
@@ -476,6 +495,8 @@ static noinline void free_large_noted(void *ptr, bool marked, bool tracked) {
 
 /* fn: the call, as an error names it (free, operator delete, operator delete[]) */
 static noinline void free_large(void *ptr, void *caller, const char *fn) {
+    if (unlikely(opt.check))
+        return check_free(ptr, caller, check_call(fn));
     if (unlikely(ptr_in_reserve(ptr)))
         heap_error(fn, "invalid pointer (never handed out: beyond the arenas made so far)", ptr,
                    0, caller);
@@ -509,6 +530,8 @@ static inline __attribute__((always_inline)) void free_pool(pool_t *p, unsigned 
 }
 
 static noinline cold void free_suspect(pool_t *p, void *ptr, void *caller, const char *fn) {
+    if (unlikely(opt.check)) /* no pool block is handed out: none is ever a block start */
+        return check_free(ptr, caller, check_call(fn));
     check_suspect(p, ptr, caller, fn);
     free_pool(p, p->szidx, g.free_key, ptr);
 }
@@ -559,11 +582,13 @@ TALLY_EXPORT void *calloc(size_t n, size_t size) {
     }
     if (total <= SMALL_MAX) {
         /* Reused blocks hold old data, so always clear; at most 512 bytes. */
-        void *p = small_alloc(total, CALLER());
+        void *p = small_alloc(total, CALLER(), CK_MALLOC);
         if (p)
             memset(p, 0, total);
         return p;
     }
+    if (unlikely(opt.check))
+        return check_alloc(total, 0, CK_MALLOC, true, CALLER());
     heap_t *h;
     if (unlikely(large_sampled(&h, total, ALIGNMENT)))
         return large_sampled_done(h, marked_alloc(total, ALIGNMENT, true), total, CALLER());
@@ -642,7 +667,9 @@ static noinline void *realloc_large(void *ptr, size_t n, void *caller) {
 TALLY_EXPORT void *realloc(void *ptr, size_t n) {
     void *caller = CALLER();
     if (ptr == NULL)
-        return do_malloc(n, caller);
+        return do_malloc(n, caller, CK_MALLOC);
+    if (unlikely(opt.check))
+        return check_realloc(ptr, n, caller);
     if (n == 0) {
         free_inline(ptr, caller); /* glibc's REALLOC_ZERO_BYTES_FREES */
         return NULL;
@@ -691,7 +718,7 @@ TALLY_EXPORT void *realloc(void *ptr, size_t n) {
     prof_taken_t old;
     bool tracked = atomic_load_explicit(&p->prof, memory_order_relaxed) != NULL &&
                    prof_small_take(p, ptr, &old);
-    void *r = do_malloc(n, caller);
+    void *r = do_malloc(n, caller, CK_MALLOC);
     if (r == NULL) {
         if (tracked)
             prof_small_put_back(p, prof_reveal(hold), &old);
@@ -723,24 +750,26 @@ TALLY_EXPORT void *reallocarray(void *ptr, size_t n, size_t size) {
 /* glibc 2.36 semantics: aligned_alloc is memalign (any alignment, rounded up to a power of two;
  * size need not be a multiple). Alignments up to 16 are what every pool block has already. */
 static inline __attribute__((always_inline)) void *do_memalign(size_t alignment, size_t n,
-                                                               void *caller) {
+                                                               void *caller, unsigned kind) {
     if (alignment <= ALIGNMENT)
-        return do_malloc(n, caller);
+        return do_malloc(n, caller, kind);
     heap_t *h;
     size_t a = ALIGNMENT; /* a power of two, as glibc rounds it */
     while (a < alignment && a <= SIZE_MAX / 4)
         a <<= 1;
+    if (unlikely(opt.check))
+        return check_alloc(n, a, kind, false, caller);
     if (unlikely(large_sampled(&h, n, a)) && a >= alignment)
         return large_sampled_done(h, marked_alloc(n, a, false), n, caller);
     return large_done(raw_memalign(alignment, n), n, caller);
 }
 
 TALLY_EXPORT void *memalign(size_t alignment, size_t n) {
-    return do_memalign(alignment, n, CALLER());
+    return do_memalign(alignment, n, CALLER(), CK_MALLOC);
 }
 
 TALLY_EXPORT void *aligned_alloc(size_t alignment, size_t n) {
-    return do_memalign(alignment, n, CALLER());
+    return do_memalign(alignment, n, CALLER(), CK_MALLOC);
 }
 
 TALLY_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
@@ -748,7 +777,7 @@ TALLY_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
         (alignment & (alignment - 1)) != 0)
         return EINVAL;
     int saved = errno; /* posix_memalign reports through its result, never errno */
-    void *p = do_memalign(alignment, n, CALLER());
+    void *p = do_memalign(alignment, n, CALLER(), CK_MALLOC);
     errno = saved;
     if (p == NULL)
         return ENOMEM;
@@ -759,6 +788,8 @@ TALLY_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
 TALLY_EXPORT void *valloc(size_t n) {
     heap_t *h;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (unlikely(opt.check))
+        return check_alloc(n, page, CK_MALLOC, false, CALLER());
     if (unlikely(large_sampled(&h, n, page)))
         return large_sampled_done(h, marked_alloc(n, page, false), n, CALLER());
     return large_done(raw_valloc(n), n, CALLER());
@@ -767,6 +798,8 @@ TALLY_EXPORT void *valloc(size_t n) {
 TALLY_EXPORT void *pvalloc(size_t n) {
     heap_t *h;
     size_t page = (size_t)sysconf(_SC_PAGESIZE), up = n ? (n + page - 1) & ~(page - 1) : page;
+    if (unlikely(opt.check))
+        return up >= n ? check_alloc(up, page, CK_MALLOC, false, CALLER()) : NULL;
     if (up >= n && unlikely(large_sampled(&h, n, page)))
         return large_sampled_done(h, marked_alloc(up, page, false), n, CALLER());
     return large_done(raw_pvalloc(n), n, CALLER());
@@ -775,6 +808,8 @@ TALLY_EXPORT void *pvalloc(size_t n) {
 TALLY_EXPORT size_t malloc_usable_size(void *ptr) {
     if (ptr == NULL)
         return 0;
+    if (unlikely(opt.check))
+        return check_usable_size(ptr);
     if (ptr_is_ours(ptr))
         return pool_of(ptr)->bsize;
     return large_usable_size(ptr);
@@ -858,7 +893,8 @@ static inline uintptr_t cxx_defer(unsigned i) {
 
 typedef void (*cxx_handler_t)(void);
 
-static noinline cold void *cxx_new_failed(size_t n, size_t align, bool nothrow, void *caller) {
+static noinline cold void *cxx_new_failed(size_t n, size_t align, bool nothrow, void *caller,
+                                          unsigned kind) {
     for (;;) {
         cxx_handler_t (*get)(void) =
             (cxx_handler_t(*)(void))elf_global_lookup("_ZSt15get_new_handlerv");
@@ -875,34 +911,35 @@ static noinline cold void *cxx_new_failed(size_t n, size_t align, bool nothrow, 
             abort();
         }
         handler();
-        void *p = align ? do_memalign(align, n, caller) : do_malloc(n, caller);
+        void *p = align ? do_memalign(align, n, caller, kind) : do_malloc(n, caller, kind);
         if (p)
             return p;
     }
 }
 
-static inline __attribute__((always_inline)) void *cxx_new(size_t n, bool nothrow, void *caller) {
-    void *p = do_malloc(n, caller);
+static inline __attribute__((always_inline)) void *cxx_new(size_t n, bool nothrow, void *caller,
+                                                          unsigned kind) {
+    void *p = do_malloc(n, caller, kind);
     if (likely(p != NULL))
         return p;
-    return cxx_new_failed(n, 0, nothrow, caller);
+    return cxx_new_failed(n, 0, nothrow, caller, kind);
 }
 
 /* align_val_t: a power of two (the standard's precondition); do_memalign rounds any other up */
 static inline __attribute__((always_inline)) void *cxx_new_al(size_t n, size_t al, bool nothrow,
-                                                              void *caller) {
-    void *p = do_memalign(al, n, caller);
+                                                              void *caller, unsigned kind) {
+    void *p = do_memalign(al, n, caller, kind);
     if (likely(p != NULL))
         return p;
-    return cxx_new_failed(n, al ? al : 1, nothrow, caller);
+    return cxx_new_failed(n, al ? al : 1, nothrow, caller, kind);
 }
 
 TALLY_EXPORT void *_Znwm(size_t n) {
-    return cxx_new(n, false, CALLER());
+    return cxx_new(n, false, CALLER(), CK_NEW);
 }
 
 TALLY_EXPORT void *_ZnwmSt11align_val_t(size_t n, size_t al) {
-    return cxx_new_al(n, al, false, CALLER());
+    return cxx_new_al(n, al, false, CALLER(), CK_NEW);
 }
 
 #define CXX_DELETE "operator delete"
@@ -925,19 +962,20 @@ TALLY_EXPORT void _ZdlPvSt11align_val_t(void *p, size_t al) {
             return ((ret(*) types)to) args;                                                      \
         serve;                                                                                   \
     }
-CXX_FORM(void *, _Znam, CXD_NA, (size_t n), (size_t), (n), return cxx_new(n, false, CALLER()))
+CXX_FORM(void *, _Znam, CXD_NA, (size_t n), (size_t), (n),
+         return cxx_new(n, false, CALLER(), CK_NEW_ARRAY))
 CXX_FORM(void *, _ZnwmRKSt9nothrow_t, CXD_NW_NT, (size_t n, const void *nt),
-         (size_t, const void *), (n, nt), return cxx_new(n, true, CALLER()))
+         (size_t, const void *), (n, nt), return cxx_new(n, true, CALLER(), CK_NEW))
 CXX_FORM(void *, _ZnamRKSt9nothrow_t, CXD_NA_NT, (size_t n, const void *nt),
-         (size_t, const void *), (n, nt), return cxx_new(n, true, CALLER()))
+         (size_t, const void *), (n, nt), return cxx_new(n, true, CALLER(), CK_NEW_ARRAY))
 CXX_FORM(void *, _ZnamSt11align_val_t, CXD_NA_AL, (size_t n, size_t al), (size_t, size_t),
-         (n, al), return cxx_new_al(n, al, false, CALLER()))
+         (n, al), return cxx_new_al(n, al, false, CALLER(), CK_NEW_ARRAY))
 CXX_FORM(void *, _ZnwmSt11align_val_tRKSt9nothrow_t, CXD_NW_AL_NT,
          (size_t n, size_t al, const void *nt), (size_t, size_t, const void *), (n, al, nt),
-         return cxx_new_al(n, al, true, CALLER()))
+         return cxx_new_al(n, al, true, CALLER(), CK_NEW))
 CXX_FORM(void *, _ZnamSt11align_val_tRKSt9nothrow_t, CXD_NA_AL_NT,
          (size_t n, size_t al, const void *nt), (size_t, size_t, const void *), (n, al, nt),
-         return cxx_new_al(n, al, true, CALLER()))
+         return cxx_new_al(n, al, true, CALLER(), CK_NEW_ARRAY))
 CXX_FORM(void, _ZdaPv, CXD_DA, (void *p), (void *), (p), free_as(p, CALLER(), CXX_DELETE_ARRAY))
 CXX_FORM(void, _ZdlPvm, CXD_DL_SZ, (void *p, size_t n), (void *, size_t), (p, n),
          free_as(p, CALLER(), CXX_DELETE))

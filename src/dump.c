@@ -647,7 +647,7 @@ static void put_site(fmt_t *f, uint32_t id, uint32_t top, const pin_ctx_t *pc,
     kv0(f, "temporary", __atomic_load_n(&s->temporary, __ATOMIC_RELAXED));
     if (prof.mode != PROFILE_ALL) /* all mode: it is alloc_count */
         kv0(f, "samples", __atomic_load_n(&s->samples, __ATOMIC_RELAXED));
-    kv0(f, "pinned_bytes", pc->pinned ? pc->pinned[id] : 0);
+    kv0(f, "pinned_bytes", pc->pinned && pc->pinned[id] != UINT64_MAX ? pc->pinned[id] : 0);
     kv0(f, "gen", s->gen);
     if (prof.mode != PROFILE_ALL) { /* the standard deviations of the estimates */
         double cs = (double)prof.count_scale;
@@ -675,6 +675,14 @@ static void put_site(fmt_t *f, uint32_t id, uint32_t top, const pin_ctx_t *pc,
     fmt_char(f, '\n');
 }
 
+/* A site an error names is written even with no allocation: its pinned figure is made non-zero
+ * for the loop's test, and put_site leaves out a pinned figure of UINT64_MAX. */
+static void want_site(uint32_t site, void *arg) {
+    pin_ctx_t *c = arg;
+    if (site && site < c->nsites && c->pinned[site] == 0)
+        c->pinned[site] = UINT64_MAX;
+}
+
 static void write_dump(fmt_t *f, enum dump_reason why) {
     uint32_t nsites = atomic_load_explicit(&prof.nsites, memory_order_acquire);
     const leak_result_t *lr = leak_result(); /* done only inside dump_checked */
@@ -697,7 +705,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     }
 
 
-    fmt_str(f, "tally-dump 2\n");
+    fmt_str(f, "tally-dump 3\n");
     fmt_str(f, "header program=");
     dump_put_enc(f, program_invocation_name);
     kv(f, "pid", (uint64_t)getpid());
@@ -719,6 +727,8 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     fmt_str(f, " reason=");
     fmt_str(f, reason_name[why]);
     python_put_header(f);
+    if (opt.check)
+        fmt_str(f, opt.check == CHECK_ABORT ? " check=abort" : " check=1");
     fmt_str(f, " version=" TALLY_VERSION_STRING "\n");
 
     fmt_str(f, "totals");
@@ -744,6 +754,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         kv(f, "unwind_mismatch", mismatch);
     }
     python_put_totals(f);
+    check_put_totals(f);
     if (lr->done) {
         kv(f, "leak_check", 1);
         kv0(f, "leak_approx", lr->approx);
@@ -777,6 +788,9 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     size_t node_sz = ((size_t)nsites * sizeof(uint32_t) + 4095) & ~(size_t)4095;
     stack_ref_t *refs = nsites ? os_map(refs_sz) : NULL;
     uint32_t *node = refs ? os_map(node_sz) : NULL, nw = 0;
+    /* the stacks TALLY_CHECK's errors name (a free's stack has no allocation): as pinned */
+    if (opt.check && pc.pinned)
+        check_sites(want_site, &pc);
     for (uint32_t id = 0; id < nsites; id++) {
         const site_t *s = prof_site(id);
         if (__atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED) == 0 &&
@@ -852,6 +866,8 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         blocks_pools(f, npools);
         prof_ltab_foreach(blocks_large, f);
     }
+    if (opt.check)
+        check_put_errors(f);
     fmt_str(f, "end\n");
 }
 
@@ -1133,6 +1149,8 @@ static int dump_to(const char *pattern, enum dump_reason why, char *out_path) {
         errno = saved;
         return -1;
     }
+    if (why != DUMP_EXIT)
+        check_scan(); /* the exit handler has made it */
     prof_enter(); /* nothing below may be recorded (dl_iterate_phdr, the stats, libzstd) */
     fmt_t f;
     fmt_init(&f, buf, DUMP_BUF, o.fd);
@@ -1296,8 +1314,19 @@ TALLY_EXPORT int tally_dump_leaks(const char *path) {
 noinline void prof_dump_at_exit(void *unused) {
     (void)unused;
     char path[4096];
+    path[0] = '\0';
+    if (opt.check) {
+        /* TALLY_CHECK: every block checked once more; a dump only where errors were found,
+         * unless one is asked for */
+        check_scan();
+        if (!check_errors(NULL) && !opt.out && opt.leaks == LEAKS_OFF)
+            return;
+    }
     if (opt.leaks == LEAKS_OFF || !prof.started) {
-        dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_EXIT, path);
+        if (dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_EXIT, path) != 0)
+            path[0] = '\0';
+        if (opt.check)
+            check_summary(path);
         return;
     }
     /* What valgrind does before its check (--run-cxx-freeres=yes, its default): libstdc++ frees
@@ -1307,7 +1336,10 @@ noinline void prof_dump_at_exit(void *unused) {
     void (*cxx_freeres)(void) = (void (*)(void))lookup_symbol("_ZN9__gnu_cxx9__freeresEv");
     if (cxx_freeres)
         cxx_freeres(); /* its frees are the program's: recorded */
-    dump_checked(opt.out ? opt.out : DEFAULT_DUMP, DUMP_EXIT, path, true);
+    if (dump_checked(opt.out ? opt.out : DEFAULT_DUMP, DUMP_EXIT, path, true) != 0)
+        path[0] = '\0';
+    if (opt.check)
+        check_summary(path);
 }
 
 /* ---- dumps on a signal and on a timer ---------------------------------------------------------

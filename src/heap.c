@@ -488,9 +488,11 @@ void heap_fork_child(void) {
     arena_fork_child();
     prof_fork_child();
     pthread_mutex_init(&reg_lock, NULL);
+    check_fork_child();
     for (heap_t *h = reg_head; h; h = h->reg_next) {
         pthread_mutex_init(&h->lock, NULL);
         h->in_slow = 0;
+        check_fork_child_heap(h);
         if (h->in_use && h != tls_heap) {
             heap_abandon_all(h, false);
             h->in_use = 0;

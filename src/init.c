@@ -141,7 +141,7 @@ __attribute__((constructor)) static void tally_constructor(void) {
      * constructors), so they run after it. */
     if (opt.stats != STATS_OFF)
         __cxa_atexit(stats_print_at_exit, NULL, NULL);
-    if ((opt.out || opt.leaks != LEAKS_OFF) && opt.profile != PROFILE_OFF)
+    if ((opt.out || opt.leaks != LEAKS_OFF || opt.check) && opt.profile != PROFILE_OFF)
         __cxa_atexit(prof_dump_at_exit, NULL, NULL);
     /* The start-up just above (dlopen of libunwind: ld.so's deep frames, its blocks made and
      * freed) left pointers into the pools in stack memory that main's frames take over without

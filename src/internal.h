@@ -106,7 +106,10 @@ typedef struct options_s {
     bool compress;          /* TALLY_COMPRESS: dumps as zstd when libzstd.so.1 loads */
     int leaks;              /* enum leaks_mode: TALLY_LEAKS, the reachability check at exit */
     int perturb;            /* glibc's MALLOC_PERTURB_ (or its tunable): 0, or the fill byte */
+    int check;              /* enum check_mode: TALLY_CHECK, heap error detection (check.c) */
+    size_t quarantine;      /* TALLY_QUARANTINE: bytes of freed blocks a thread holds back */
 } options_t;
+enum check_mode { CHECK_OFF = 0, CHECK_ON, CHECK_ABORT };
 extern options_t opt;
 void options_init(char **env); /* reads TALLY_* once; warns on unknown or malformed values */
 void options_print(void);
@@ -269,6 +272,35 @@ uint64_t alloc_large_unowned(void);
  * noted after this. */
 void alloc_early_take(void (*fn)(void *p, size_t n, void *arg), void *arg);
 
+/* ---- check.c: TALLY_CHECK, heap errors ------------------------------------------------------ */
+enum check_alloc_kind { CK_MALLOC = 0, CK_NEW, CK_NEW_ARRAY };
+/* the call that made or found an error */
+enum check_call { CC_FREE = 0, CC_DELETE, CC_DELETE_ARRAY, CC_REALLOC, CC_QUARANTINE, CC_SCAN,
+                  CC_USABLE, CHECK_NCALLS };
+enum check_kind { CHECK_INVALID_FREE = 0, CHECK_DOUBLE_FREE, CHECK_MISMATCHED, CHECK_OVERRUN,
+                  CHECK_UNDERRUN, CHECK_WRITE_AFTER_FREE, CHECK_NKINDS };
+enum check_addr { CA_NONE = 0, CA_ALLOC, CA_FREE, CA_STACK }; /* what an error's address is */
+/* A checked block of n bytes aligned to align (0: 16), of that kind, zeroed or filled; NULL
+ * (errno ENOMEM) when the allocator behind has no memory. */
+void *check_alloc(size_t n, size_t align, unsigned kind, bool zero, void *caller);
+void check_free(void *ptr, void *caller, unsigned call); /* any pointer but NULL-safe */
+void *check_realloc(void *ptr, size_t n, void *caller);
+size_t check_usable_size(void *ptr);
+void check_scan(void);        /* every live and quarantined block, now (a dump, exit) */
+uint64_t check_errors(uint64_t *contexts); /* errors so far, and their contexts */
+void check_put_totals(fmt_t *f);
+void check_put_errors(fmt_t *f);
+void check_sites(void (*fn)(uint32_t site, void *arg), void *arg); /* sites errors name */
+void check_summary(const char *dump_path); /* exit: memcheck's ERROR SUMMARY, if errors */
+void check_fork_child(void);
+void check_fork_child_heap(heap_t *h);
+static inline int check_fd(void) {
+    return 2;
+}
+void alloc_say_caller(fmt_t *f, uintptr_t ip); /* symbol+off in object+off (alloc.c) */
+void *large_done(void *p, size_t n, void *caller); /* a block from the allocator behind,
+                                                      counted and profiled (alloc.c) */
+
 /* ---- prof.c: the call-site profiler (prof.h) --------------------------------------------- */
 /* A heap's sample_left ran out: record ptr (n bytes requested) if profiling; returns ptr. */
 void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller);
@@ -278,6 +310,8 @@ void *prof_alloc_promoted(heap_t *h, void *ptr, size_t n, void *caller);
 void prof_free_small(pool_t *p, void *ptr); /* p->prof != NULL */
 
 void prof_free_large(void *ptr);
+/* The interned site of the calling stack, recording nothing; 0 when it cannot be taken now. */
+uint32_t prof_site_here(heap_t *h, void *caller);
 void prof_pool_init(pool_t *p, unsigned c); /* before p is set up for class c */
 void prof_pool_release(pool_t *p);          /* an empty pool gives up its table (malloc_trim) */
 void prof_heap_init(heap_t *h);

@@ -24,11 +24,13 @@ options_t opt = {
     .compress = true,
     .leaks = LEAKS_OFF,
     .python = true,
+    .check = CHECK_OFF,
+    .quarantine = (size_t)4 << 20,
 };
 static bool profile_given; /* TALLY_PROFILE was set: TALLY_LEAKS says so if it overrides it */
 
 enum opt_type { OPT_BOOL, OPT_SIZE, OPT_STATS, OPT_STRING, OPT_PROFILE, OPT_DEPTH, OPT_SIGNAL,
-                OPT_SECONDS, OPT_UNWIND, OPT_LEAKS };
+                OPT_SECONDS, OPT_UNWIND, OPT_LEAKS, OPT_CHECK };
 
 typedef struct option_desc_s {
     const char *name; /* without the TALLY_ prefix */
@@ -54,6 +56,8 @@ static const option_desc_t options[] = {
     {"INTERVAL", OPT_SECONDS, &opt.interval, "write a dump every this many seconds"},
     {"COMPRESS", OPT_BOOL, &opt.compress, "compress dumps with zstd (libzstd.so.1) when it loads"},
     {"LEAKS", OPT_LEAKS, &opt.leaks, "leak kinds by reachability at exit: 0, 1 (and a summary on stderr) or quiet; implies PROFILE=all"},
+    {"CHECK", OPT_CHECK, &opt.check, "heap error detection (overruns, double and invalid frees, writes after free): 0, 1 or abort; implies PROFILE=all"},
+    {"QUARANTINE", OPT_SIZE, &opt.quarantine, "with CHECK: bytes of freed blocks each thread holds back before reuse (e.g. 4M)"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -122,6 +126,17 @@ static bool parse_profile(const char *s, int *out) {
         *out = PROFILE_SAMPLE;
     else if (strcasecmp(s, "all") == 0)
         *out = PROFILE_ALL;
+    else
+        return false;
+    return true;
+}
+
+static bool parse_check(const char *s, int *out) {
+    bool b;
+    if (strcasecmp(s, "abort") == 0)
+        *out = CHECK_ABORT;
+    else if (parse_bool(s, &b))
+        *out = b ? CHECK_ON : CHECK_OFF;
     else
         return false;
     return true;
@@ -202,6 +217,7 @@ static void option_set(const option_desc_t *d, const char *val) {
         profile_given |= ok;
         break;
     case OPT_LEAKS: ok = parse_leaks(val, (int *)d->value); break;
+    case OPT_CHECK: ok = parse_check(val, (int *)d->value); break;
     case OPT_UNWIND: ok = parse_unwind(val, (int *)d->value); break;
     case OPT_DEPTH: ok = parse_uint(val, 1, PROF_MAX_DEPTH, (unsigned *)d->value); break;
     case OPT_SIGNAL: ok = parse_signal(val, (int *)d->value); break;
@@ -299,6 +315,13 @@ void options_init(char **env) {
                           NULL, NULL);
         opt.profile = PROFILE_ALL;
     }
+    /* The checks report every block's allocating stack. */
+    if (opt.check != CHECK_OFF && opt.profile != PROFILE_ALL) {
+        if (profile_given)
+            tally_message("TALLY_CHECK needs every allocation recorded: using TALLY_PROFILE=all",
+                          NULL, NULL);
+        opt.profile = PROFILE_ALL;
+    }
 }
 
 void options_print(void) {
@@ -320,6 +343,11 @@ void options_print(void) {
         }
         case OPT_PROFILE: {
             static const char *const m[] = {"off", "sample", "all"};
+            fmt_str(&f, m[*(int *)d->value]);
+            break;
+        }
+        case OPT_CHECK: {
+            static const char *const m[] = {"0", "1", "abort"};
             fmt_str(&f, m[*(int *)d->value]);
             break;
         }

@@ -1168,6 +1168,33 @@ bool prof_watch_code(uintptr_t addr) {
     return found;
 }
 
+bool prof_large_peek(void *ptr, lent_t *out) {
+    if (tls_ltab_held || atomic_load_explicit(&prof.ltab_live, memory_order_relaxed) == 0)
+        return false;
+    ltab_shard_t *sh = ltab_shard((uintptr_t)ptr);
+    ltab_acquire(sh);
+    lent_t *e = ltab_find_locked(sh, (uintptr_t)ptr);
+    if (e)
+        *out = *e;
+    ltab_release(sh);
+    return e != NULL;
+}
+
+/* A stack for TALLY_CHECK's reports (the free of a block, the call that found an error),
+ * interned as an allocation's is, with nothing counted. */
+uint32_t prof_site_here(heap_t *h, void *caller) {
+    if (!prof.started || tls_in_prof || tls_ltab_held || h->kind != HEAP_REAL || h->in_slow)
+        return 0;
+    tls_in_prof = 1;
+    int saved = errno;
+    stack_t st;
+    capture(h, &st, caller);
+    uint32_t id = intern(h, &st);
+    errno = saved;
+    tls_in_prof = 0;
+    return id;
+}
+
 void prof_large_put_back(const lent_t *e) {
     ltab_insert((uintptr_t)prof_reveal(e->addr), e->size, e->stamp, e->site, e->cls);
 }

@@ -237,6 +237,7 @@ void prof_small_put_back(pool_t *p, void *ptr, const prof_taken_t *t);
 
 /* realloc of a large block: take its record out, then either credit the free or put it back. */
 bool prof_large_take(void *ptr, lent_t *out);
+bool prof_large_peek(void *ptr, lent_t *out); /* its record, left in the table; false if none */
 void prof_large_put_back(const lent_t *e);
 void prof_large_freed(const lent_t *e);
 void prof_ltab_foreach(void (*fn)(const lent_t *, void *), void *arg);

@@ -189,6 +189,7 @@ typedef struct heap_s {
     struct heap_s *reg_next; /* registry of every heap ever made (never freed, reused) */
     struct unw_cache_s *unw; /* the profiler's last stack (unwind.c), made at the first walk */
     struct py_cache_s *pyc;  /* Python frames seen last (python.c), made at the first merge */
+    struct chk_q_s *chq;     /* TALLY_CHECK: the quarantine of freed blocks (check.c) */
     uint64_t nalloc_pub;     /* sample mode: its allocations added to the profiler's clock so
                               * far (prof.c's stamp_now); the owner's alone */
     /* Written by other threads: full pools that got a remote free. Its own cache line. */

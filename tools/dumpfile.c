@@ -192,7 +192,7 @@ typedef struct parser_s {
     size_t errlen;
     size_t lineno;
     dump_t *d;
-    size_t cap_modules, cap_sites, cap_classes, cap_timeline, cap_blocks, cap_nodes;
+    size_t cap_modules, cap_sites, cap_classes, cap_timeline, cap_blocks, cap_nodes, cap_errors;
     uint32_t *node_depth;
     size_t cap_depth;
     idmap_t stacks; /* stack id -> node (depths are checked when the stack is read) */
@@ -447,6 +447,8 @@ static bool rec_header(parser_t *p, const field_t *fs, size_t n) {
     if (!get_u64(p, fs, n, "python_frames", false, &pyf))
         return false;
     d->python_frames = d->python && pyf != 0;
+    const field_t *c = find(fs, n, "check");
+    d->check = c && !(c->vlen == 1 && c->val[0] == '0');
     return true;
 }
 
@@ -483,7 +485,11 @@ static bool rec_totals(parser_t *p, const field_t *fs, size_t n) {
         !get_u64(p, fs, n, "leak_unstopped", false, &d->leak_unstopped) ||
         !get_u64(p, fs, n, "leak_scan_ns", false, &d->leak_scan_ns) ||
         !get_u64(p, fs, n, "leak_root_bytes", false, &d->leak_root_bytes) ||
-        !get_u64(p, fs, n, "leak_block_bytes", false, &d->leak_block_bytes))
+        !get_u64(p, fs, n, "leak_block_bytes", false, &d->leak_block_bytes) ||
+        !get_u64(p, fs, n, "check_errors", false, &d->check_errors) ||
+        !get_u64(p, fs, n, "check_contexts", false, &d->check_contexts) ||
+        !get_u64(p, fs, n, "check_dropped", false, &d->check_dropped) ||
+        !get_u64(p, fs, n, "check_quarantine", false, &d->check_quarantine))
         return false;
     d->leak_check = check != 0;
     for (unsigned h = 1; h < DHEUR_N; h++) {
@@ -744,6 +750,50 @@ static bool rec_block(parser_t *p, const field_t *fs, size_t n) {
     return true;
 }
 
+const char *const derr_names[DERR_N] = {"invalid_free", "double_free", "mismatched_free",
+                                        "overrun", "underrun", "write_after_free"};
+const char *const dcall_names[DCALL_N] = {"free", "delete", "delete[]", "realloc",
+                                          "quarantine", "scan", "malloc_usable_size"};
+const char *const dstate_names[DSTATE_N] = {"none", "alloc", "free", "stack"};
+
+/* a site id of an error record: its index + 1, or 0 for id 0 (unknown) */
+static bool error_site(parser_t *p, const field_t *fs, size_t n, const char *k, uint32_t *out) {
+    uint32_t id = 0, idx = 0;
+    *out = 0;
+    if (!get_u32(p, fs, n, k, false, &id))
+        return false;
+    if (id == 0)
+        return true;
+    if (!idmap_get(&p->sites, id, &idx))
+        return fail(p, "error names site %u (%s), which is not defined", id, k);
+    *out = idx + 1;
+    return true;
+}
+
+static bool rec_error(parser_t *p, const field_t *fs, size_t n) {
+    dump_t *d = p->d;
+    if (!reserve((void **)&d->errors, &p->cap_errors, d->nerrors, sizeof *d->errors))
+        return fail(p, "out of memory");
+    derror_t *e = &d->errors[d->nerrors];
+    memset(e, 0, sizeof *e);
+    if (!find(fs, n, "kind"))
+        return fail(p, "error without a kind");
+    if (!get_word(p, fs, n, "kind", derr_names, DERR_N, DERR_N, &e->kind) ||
+        !get_word(p, fs, n, "call", dcall_names, DCALL_N, DCALL_FREE, &e->call) ||
+        !get_word(p, fs, n, "state", dstate_names, DSTATE_N, DSTATE_NONE, &e->state) ||
+        !get_hex(p, fs, n, "addr", &e->addr) || !get_u32(p, fs, n, "len", false, &e->len) ||
+        !get_u64(p, fs, n, "size", false, &e->size) ||
+        !get_i64(p, fs, n, "offset", false, &e->offset) ||
+        !get_u64(p, fs, n, "count", true, &e->count) ||
+        !error_site(p, fs, n, "where", &e->where) || !error_site(p, fs, n, "alloc", &e->alloc) ||
+        !error_site(p, fs, n, "free", &e->free))
+        return false;
+    if (find(fs, n, "block") && !get_hex(p, fs, n, "block", &e->block))
+        return false;
+    d->nerrors++;
+    return true;
+}
+
 static bool rec_pycode(parser_t *p, const field_t *fs, size_t n) {
     dump_t *d = p->d;
     if (!reserve((void **)&d->pycodes, &p->cap_pycodes, d->npycodes, sizeof *d->pycodes))
@@ -775,7 +825,7 @@ static const struct {
     {"header", rec_header}, {"totals", rec_totals}, {"module", rec_module},
     {"frame", rec_frame},   {"stack", rec_stack},   {"site", rec_site},
     {"class", rec_class},   {"arena", rec_arena},   {"timeline", rec_timeline},
-    {"block", rec_block},   {"pycode", rec_pycode},
+    {"block", rec_block},   {"pycode", rec_pycode}, {"error", rec_error},
 };
 
 static bool parse_line(parser_t *p, const char *s, size_t len) {
@@ -801,7 +851,7 @@ static bool parse_line(parser_t *p, const char *s, size_t len) {
                 return fail(p, "%s before the header", records[r].tag);
             return records[r].fn(p, fs, n);
         }
-    return fail(p, "unknown record '%.*s' (this tally reads format versions 1 and 2)",
+    return fail(p, "unknown record '%.*s' (this tally reads format versions 1 to 3)",
                 (int)(t > 40 ? 40 : t), s);
 }
 
@@ -812,8 +862,8 @@ static bool parse_text_dump(parser_t *p, const char *text, size_t len) {
     if (!nl)
         return fail(p, "truncated: the first line does not end");
     size_t vlen = (size_t)(nl - text) - (sizeof magic - 1);
-    if (vlen != 1 || (text[sizeof magic - 1] != '1' && text[sizeof magic - 1] != '2'))
-        return fail(p, "dump format version %.*s; this tally reads versions 1 and 2",
+    if (vlen != 1 || text[sizeof magic - 1] < '1' || text[sizeof magic - 1] > '3')
+        return fail(p, "dump format version %.*s; this tally reads versions 1 to 3",
                     (int)(vlen > 20 ? 20 : vlen), text + sizeof magic - 1);
     if (len < 5 || memcmp(text + len - 4, "end\n", 4) != 0 || text[len - 5] != '\n')
         return fail(p, "truncated: no 'end' line (the program may have died while dumping)");
@@ -1055,6 +1105,7 @@ void dump_free(dump_t *d) {
     free(d->classes);
     free(d->timeline);
     free(d->blocks);
+    free(d->errors);
     free(d->node_ip);
     free(d->node_parent);
     free(d->text);

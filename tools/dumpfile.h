@@ -88,6 +88,24 @@ typedef struct dblock_s {
     uint64_t addr, size;
 } dblock_t;
 
+/* TALLY_CHECK's heap errors (the `error` record), in the dump's words */
+enum derr { DERR_INVALID_FREE = 0, DERR_DOUBLE_FREE, DERR_MISMATCHED, DERR_OVERRUN,
+            DERR_UNDERRUN, DERR_WRITE_AFTER_FREE, DERR_N };
+enum dcall { DCALL_FREE = 0, DCALL_DELETE, DCALL_DELETE_ARRAY, DCALL_REALLOC, DCALL_QUARANTINE,
+             DCALL_SCAN, DCALL_USABLE, DCALL_N };
+enum dstate { DSTATE_NONE = 0, DSTATE_ALLOC, DSTATE_FREE, DSTATE_STACK, DSTATE_N };
+extern const char *const derr_names[DERR_N];
+extern const char *const dcall_names[DCALL_N];
+extern const char *const dstate_names[DSTATE_N];
+typedef struct derror_s {
+    uint8_t kind, call, state; /* enum derr, dcall, dstate */
+    uint32_t len;              /* bytes found changed, from addr on (writes) */
+    uint64_t addr, block, size;
+    int64_t offset;            /* addr - block */
+    /* the stacks: index + 1 into sites, 0 when unknown */
+    uint32_t where, alloc, free;
+    uint64_t count;
+} derror_t;
 typedef struct dump_s {
     const char *path;  /* the file read */
     char *path_shown;  /* the same, safe to print */
@@ -122,6 +140,11 @@ typedef struct dump_s {
     size_t ntimeline;
     dblock_t *blocks;
     size_t nblocks;
+    /* TALLY_CHECK: the header's check field, the totals' counts and the error records */
+    bool check;
+    uint64_t check_errors, check_contexts, check_dropped, check_quarantine;
+    derror_t *errors;
+    size_t nerrors;
     bool all_mode;      /* mode=all: counts are exact */
     bool has_blocks;    /* an all-mode exit dump: the live blocks are listed */
     /* Python code objects, by index (frames name the index; the dump's ids map to them) */

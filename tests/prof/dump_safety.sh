@@ -45,7 +45,7 @@ run "$tmp/fifo" >/dev/null || fail "a run with a FIFO being read failed: $(cat r
 for w in $(seq 300); do kill -0 $reader 2>/dev/null || break; sleep 0.1; done
 kill -0 $reader 2>/dev/null && { kill $reader; fail "the FIFO's reader got no end of file: $(cat run.err)"; }
 wait $reader
-[ "$(zstd -dcq from-fifo | head -1)" = "tally-dump 2" ] || fail "no dump came through the FIFO"
+[ "$(zstd -dcq from-fifo | head -1)" = "tally-dump 3" ] || fail "no dump came through the FIFO"
 [ -p fifo ] || fail "the FIFO was replaced"
 run "$tmp/fifo" >/dev/null
 [ $? = 124 ] && fail "a FIFO nobody reads hung the program"
@@ -67,7 +67,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 # standard output, and a new file
-[ "$(run - | zstd -dcq | head -1)" = "tally-dump 2" ] || fail "TALLY_OUT=- wrote no dump on stdout"
+[ "$(run - | zstd -dcq | head -1)" = "tally-dump 3" ] || fail "TALLY_OUT=- wrote no dump on stdout"
 run "$tmp/new.tly" >/dev/null
 [ "$(stat -c %a new.tly)" = 600 ] || fail "a new dump is $(stat -c %a new.tly), want 600"
 

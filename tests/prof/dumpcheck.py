@@ -14,7 +14,7 @@ class DumpError(Exception):
 
 
 TAGS = {"header", "totals", "module", "frame", "stack", "site", "class", "arena", "timeline",
-        "block", "pycode"}
+        "block", "pycode", "error"}
 # Site fields that the dump leaves out when they are 0 (FORMAT.md).
 SITE_FIELDS = ("alloc_count", "alloc_bytes", "granted_bytes", "free_count", "free_bytes",
                "live_count", "live_bytes", "max_live_bytes", "peak_live_bytes", "temporary",
@@ -70,8 +70,8 @@ def text(path):
 
 def parse(path):
     lines = text(path).split("\n")
-    if not lines or lines[0] not in ("tally-dump 1", "tally-dump 2"):
-        raise DumpError("%s: not a version-1 or -2 tally dump (first line %r)" % (path, lines[:1]))
+    if not lines or lines[0] not in ("tally-dump 1", "tally-dump 2", "tally-dump 3"):
+        raise DumpError("%s: not a version 1 to 3 tally dump (first line %r)" % (path, lines[:1]))
     if lines[-1] != "":
         raise DumpError("%s: no newline at the end" % path)
     lines = lines[1:-1]
