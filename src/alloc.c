@@ -56,6 +56,11 @@ static noinline void early_forget(void *p) {
     spin_unlock(&early_lock);
 }
 
+void alloc_early_forget(void *p) {
+    if (unlikely(atomic_load_explicit(&early_live, memory_order_relaxed) != 0))
+        early_forget(p);
+}
+
 void alloc_early_take(void (*fn)(void *p, size_t n, void *arg), void *arg) {
     spin_lock(&early_lock);
     early_closed = true;
@@ -141,13 +146,19 @@ static void large_release(void *p, bool marked) {
 }
 
 size_t large_usable_size(void *p) {
-    if (unlikely(opt.check))
-        return check_usable_size(p);
+    if (unlikely(opt.check)) /* the library's own question, about a block it knows is one */
+        return check_block_size(p);
     if (is_marked(p)) {
         char *q = marked_base(p);
         return raw_usable_size_of(q) - (size_t)((char *)p - q);
     }
     return raw_usable_size_of(p);
+}
+
+/* TALLY_CHECK, for an allocation: the options are read in the first call of all, which may be
+ * this one (a slow path: the fast paths never ask) */
+static inline bool check_wanted(void) {
+    return opt.check || (tally_init_global() && opt.check);
 }
 
 /* ---- system malloc ------------------------------------------------------------------------
@@ -213,7 +224,7 @@ static noinline void *large_sample_hit(heap_t *h, size_t n, void *caller) {
 
 /* A thread without its heap yet (or after it), or a mode that tracks every block. */
 static noinline void *large_malloc_other(size_t n, void *caller, unsigned kind) {
-    if (unlikely(opt.check))
+    if (unlikely(check_wanted()))
         return check_alloc(n, 0, kind, false, caller);
     heap_t *h;
     if (unlikely(large_sampled(&h, n, ALIGNMENT)))
@@ -322,7 +333,7 @@ static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller) {
 
 static noinline cold void *small_slow(size_t n, void *caller, unsigned kind) {
     /* TALLY_CHECK: the bins stay empty, so every small request comes here */
-    if (unlikely(opt.check))
+    if (unlikely(check_wanted()))
         return check_alloc(n, 0, kind, false, caller);
     heap_t *h = tls_heap;
     if (h->kind != HEAP_REAL) {
@@ -587,7 +598,7 @@ TALLY_EXPORT void *calloc(size_t n, size_t size) {
             memset(p, 0, total);
         return p;
     }
-    if (unlikely(opt.check))
+    if (unlikely(check_wanted()))
         return check_alloc(total, 0, CK_MALLOC, true, CALLER());
     heap_t *h;
     if (unlikely(large_sampled(&h, total, ALIGNMENT)))
@@ -757,7 +768,7 @@ static inline __attribute__((always_inline)) void *do_memalign(size_t alignment,
     size_t a = ALIGNMENT; /* a power of two, as glibc rounds it */
     while (a < alignment && a <= SIZE_MAX / 4)
         a <<= 1;
-    if (unlikely(opt.check))
+    if (unlikely(check_wanted()))
         return check_alloc(n, a, kind, false, caller);
     if (unlikely(large_sampled(&h, n, a)) && a >= alignment)
         return large_sampled_done(h, marked_alloc(n, a, false), n, caller);
@@ -788,7 +799,7 @@ TALLY_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
 TALLY_EXPORT void *valloc(size_t n) {
     heap_t *h;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    if (unlikely(opt.check))
+    if (unlikely(check_wanted()))
         return check_alloc(n, page, CK_MALLOC, false, CALLER());
     if (unlikely(large_sampled(&h, n, page)))
         return large_sampled_done(h, marked_alloc(n, page, false), n, CALLER());
@@ -798,7 +809,7 @@ TALLY_EXPORT void *valloc(size_t n) {
 TALLY_EXPORT void *pvalloc(size_t n) {
     heap_t *h;
     size_t page = (size_t)sysconf(_SC_PAGESIZE), up = n ? (n + page - 1) & ~(page - 1) : page;
-    if (unlikely(opt.check))
+    if (unlikely(check_wanted()))
         return up >= n ? check_alloc(up, page, CK_MALLOC, false, CALLER()) : NULL;
     if (up >= n && unlikely(large_sampled(&h, n, page)))
         return large_sampled_done(h, marked_alloc(up, page, false), n, CALLER());

@@ -196,7 +196,8 @@ static noinline cold void report(chk_err_t *e, void *caller) {
         atomic_fetch_add_explicit(&err_dropped, 1, memory_order_relaxed);
     }
     spin_unlock(&err_lock);
-    if (fresh && atomic_fetch_add_explicit(&printed, 1, memory_order_relaxed) < CHK_PRINT_MAX)
+    if (fresh && opt.check != CHECK_QUIET &&
+        atomic_fetch_add_explicit(&printed, 1, memory_order_relaxed) < CHK_PRINT_MAX)
         print_error(e, caller);
     tls_in_report = 0;
     errno = saved;
@@ -293,6 +294,10 @@ void *check_alloc(size_t n, size_t align, unsigned kind, bool zero, void *caller
     __atomic_store_n(&chk_hdr((uintptr_t)prof_reveal(hid))[3],
                      chk_mark((uintptr_t)prof_reveal(hid), CS_LIVE), __ATOMIC_RELEASE);
     return large_done(prof_release(hid, 0), n, caller);
+}
+
+size_t check_block_size(void *ptr) {
+    return chk_hdr((uintptr_t)ptr)[0];
 }
 
 size_t check_usable_size(void *ptr) {
@@ -511,6 +516,7 @@ void check_free(void *ptr, void *caller, unsigned call) {
     while (readable && m == live) {
         if (__atomic_compare_exchange_n(&chk_hdr(p)[3], &m, chk_mark(p, CS_FREED), false,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            alloc_early_forget(prof_reveal(hid)); /* freed before the profiler started */
             free_live(hid, call, caller, true, &te, false);
             goto out;
         }
@@ -695,7 +701,7 @@ void check_put_errors(fmt_t *f) {
 /* At exit, after the last dump: memcheck's summary line, when there were errors. */
 void check_summary(const char *dump_path) {
     uint64_t contexts, total = check_errors(&contexts);
-    if (!total)
+    if (!total || opt.check == CHECK_QUIET)
         return;
     char buf[640];
     fmt_t f;

@@ -728,7 +728,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     fmt_str(f, reason_name[why]);
     python_put_header(f);
     if (opt.check)
-        fmt_str(f, opt.check == CHECK_ABORT ? " check=abort" : " check=1");
+        fmt_str(f, opt.check == CHECK_ABORT ? " check=abort" : " check=1"); /* quiet: 1 */
     fmt_str(f, " version=" TALLY_VERSION_STRING "\n");
 
     fmt_str(f, "totals");

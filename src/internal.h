@@ -109,7 +109,7 @@ typedef struct options_s {
     int check;              /* enum check_mode: TALLY_CHECK, heap error detection (check.c) */
     size_t quarantine;      /* TALLY_QUARANTINE: bytes of freed blocks a thread holds back */
 } options_t;
-enum check_mode { CHECK_OFF = 0, CHECK_ON, CHECK_ABORT };
+enum check_mode { CHECK_OFF = 0, CHECK_ON, CHECK_ABORT, CHECK_QUIET }; /* quiet: nothing on stderr */
 extern options_t opt;
 void options_init(char **env); /* reads TALLY_* once; warns on unknown or malformed values */
 void options_print(void);
@@ -270,6 +270,7 @@ void *init_dlopen_own(const char *file);
 uint64_t alloc_large_unowned(void);
 /* The glibc blocks allocated before the profiler started (all mode), each once, to fn; none are
  * noted after this. */
+void alloc_early_forget(void *p); /* a block noted before the start is freed (TALLY_CHECK) */
 void alloc_early_take(void (*fn)(void *p, size_t n, void *arg), void *arg);
 
 /* ---- check.c: TALLY_CHECK, heap errors ------------------------------------------------------ */
@@ -285,7 +286,8 @@ enum check_addr { CA_NONE = 0, CA_ALLOC, CA_FREE, CA_STACK }; /* what an error's
 void *check_alloc(size_t n, size_t align, unsigned kind, bool zero, void *caller);
 void check_free(void *ptr, void *caller, unsigned call); /* any pointer but NULL-safe */
 void *check_realloc(void *ptr, size_t n, void *caller);
-size_t check_usable_size(void *ptr);
+size_t check_usable_size(void *ptr); /* malloc_usable_size: the requested size, 0 if no block */
+size_t check_block_size(void *ptr);  /* the same of a block known to be a checked one */
 void check_scan(void);        /* every live and quarantined block, now (a dump, exit) */
 uint64_t check_errors(uint64_t *contexts); /* errors so far, and their contexts */
 void check_put_totals(fmt_t *f);

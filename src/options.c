@@ -56,7 +56,7 @@ static const option_desc_t options[] = {
     {"INTERVAL", OPT_SECONDS, &opt.interval, "write a dump every this many seconds"},
     {"COMPRESS", OPT_BOOL, &opt.compress, "compress dumps with zstd (libzstd.so.1) when it loads"},
     {"LEAKS", OPT_LEAKS, &opt.leaks, "leak kinds by reachability at exit: 0, 1 (and a summary on stderr) or quiet; implies PROFILE=all"},
-    {"CHECK", OPT_CHECK, &opt.check, "heap error detection (overruns, double and invalid frees, writes after free): 0, 1 or abort; implies PROFILE=all"},
+    {"CHECK", OPT_CHECK, &opt.check, "heap error detection (overruns, double and invalid frees, writes after free): 0, 1, abort, or quiet (no stderr); implies PROFILE=all"},
     {"QUARANTINE", OPT_SIZE, &opt.quarantine, "with CHECK: bytes of freed blocks each thread holds back before reuse (e.g. 4M)"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -135,6 +135,8 @@ static bool parse_check(const char *s, int *out) {
     bool b;
     if (strcasecmp(s, "abort") == 0)
         *out = CHECK_ABORT;
+    else if (strcasecmp(s, "quiet") == 0)
+        *out = CHECK_QUIET;
     else if (parse_bool(s, &b))
         *out = b ? CHECK_ON : CHECK_OFF;
     else
@@ -347,7 +349,7 @@ void options_print(void) {
             break;
         }
         case OPT_CHECK: {
-            static const char *const m[] = {"0", "1", "abort"};
+            static const char *const m[] = {"0", "1", "abort", "quiet"};
             fmt_str(&f, m[*(int *)d->value]);
             break;
         }

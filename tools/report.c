@@ -73,7 +73,7 @@ const dsite_t **sorted_sites(const dump_t *d, const char *measure, size_t *n) {
 }
 
 /* ---- text ---------------------------------------------------------------------------------- */
-static void print_header(FILE *f, const dump_t *d, const char *what) {
+void print_header(FILE *f, const dump_t *d, const char *what) {
     fprintf(f, "%s: %s (pid %llu), %s, dump %s after %.2f s\n", what,
             d->program ? d->program : "?", (unsigned long long)d->pid,
             d->all_mode ? "every allocation recorded" : "sampled",
@@ -90,8 +90,8 @@ static void print_header(FILE *f, const dump_t *d, const char *what) {
         fprintf(f, "  note: %s\n", note);
 }
 
-static void print_stack(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t *s,
-                        const char *indent) {
+void print_stack(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t *s,
+                 const char *indent) {
     sym_frame_t fr[TOOL_MAX_FRAMES];
     int n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
     for (int i = 0; i < n; i++)
@@ -237,12 +237,12 @@ static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
 }
 
 /* ---- JSON ---------------------------------------------------------------------------------- */
-static void json_num(FILE *f, const char *key, double v, bool *first) {
+void json_num(FILE *f, const char *key, double v, bool *first) {
     json_key(f, key, first);
     fprintf(f, "%.0f", v);
 }
 
-static void json_dump_info(FILE *f, const dump_t *d, bool *first) {
+void json_dump_info(FILE *f, const dump_t *d, bool *first) {
     json_key(f, "dump", first);
     bool fi = true;
     fputc('{', f);

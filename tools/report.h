@@ -44,6 +44,22 @@ typedef struct loss_s {
 /* Every loss record of the dump, in memcheck's order; free() it. NULL only when out of memory. */
 loss_t *loss_records(const dump_t *d, size_t *n);
 
+/* TALLY_CHECK's heap errors: `tally errors` (tools/errors.c) */
+typedef struct errors_opts_s {
+    bool json;
+    int error_exitcode;       /* exit with this when an error is not suppressed; 0: never */
+    const char *suppressions; /* valgrind's Memcheck:Free / Memcheck:Addr* blocks, or NULL */
+    FILE *out;                /* NULL: stdout */
+} errors_opts_t;
+int cmd_errors(const dump_t *d, symbolizer_t *sym, const errors_opts_t *o);
+
+/* shared by the reading subcommands */
+void print_header(FILE *f, const dump_t *d, const char *what);
+void print_stack(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t *s,
+                 const char *indent);
+void json_num(FILE *f, const char *key, double v, bool *first);
+void json_dump_info(FILE *f, const dump_t *d, bool *first); /* ,"dump":{...} */
+
 bool report_measure_valid(const char *m);
 int cmd_report(const dump_t *d, symbolizer_t *sym, const report_opts_t *o);
 int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o);

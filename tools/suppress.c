@@ -49,7 +49,9 @@ static const char *const alloc_fns[] = {
     "valloc", "pvalloc", "_Znwm", "_Znam", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t",
     "_ZnwmSt11align_val_t", "_ZnamSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t",
     "_ZnamSt11align_val_tRKSt9nothrow_t", "operator new(unsigned long)",
-    "operator new[](unsigned long)", NULL};
+    "operator new[](unsigned long)", "free", "cfree", "_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm",
+    "operator delete(void*)", "operator delete[](void*)", "operator delete(void*, unsigned long)",
+    "operator delete[](void*, unsigned long)", NULL};
 
 static bool is_allocator(const char *name) {
     for (const char *const *a = alloc_fns; *a; a++)
@@ -132,10 +134,33 @@ static bool frames_match(char **e, size_t ne, const sym_frame_t *fr, int n) {
     return n > 0 && frame_match(e[0], &fr[0]) && frames_match(e + 1, ne - 1, fr + 1, n - 1);
 }
 
+static bool valgrind_match(const supp_t *sp, const sym_frame_t *fr, int n);
+
+supp_t *supp_match_error(supps_t *s, const sym_frame_t *fr, int n, const char *mkind) {
+    for (size_t i = 0; i < s->n; i++) {
+        supp_t *sp = &s->v[i];
+        if (sp->kind && glob_match(sp->kind, mkind) && valgrind_match(sp, fr, n))
+            return sp;
+    }
+    return NULL;
+}
+
+/* memcheck's stacks start in its malloc or free, ours at its caller; an allocation function can
+ * still lead ours where it was inlined (ld.so's calloc wrapper) */
+static bool valgrind_match(const supp_t *sp, const sym_frame_t *fr, int n) {
+    size_t skip = 0;
+    int fskip = 0;
+    while (skip < sp->nframes && names_allocator(sp->frames[skip]))
+        skip++;
+    while (fskip < n && fr[fskip].mangled && is_allocator(fr[fskip].mangled))
+        fskip++;
+    return frames_match(sp->frames + skip, sp->nframes - skip, fr + fskip, n - fskip);
+}
+
 supp_t *supp_match(supps_t *s, const sym_frame_t *fr, int n, unsigned kind) {
     for (size_t i = 0; i < s->n; i++) {
         supp_t *sp = &s->v[i];
-        if (kind < DKIND_N && !(sp->kinds >> kind & 1))
+        if (sp->kind || (kind < DKIND_N && !(sp->kinds >> kind & 1)))
             continue;
         if (sp->lsan) {
             for (int k = 0; k < n; k++)
@@ -144,15 +169,7 @@ supp_t *supp_match(supps_t *s, const sym_frame_t *fr, int n, unsigned kind) {
                     return sp;
             continue;
         }
-        /* memcheck's stacks start in its malloc, ours at its caller; an allocation function can
-         * still lead ours where it was inlined (ld.so's calloc wrapper) */
-        size_t skip = 0;
-        int fskip = 0;
-        while (skip < sp->nframes && names_allocator(sp->frames[skip]))
-            skip++;
-        while (fskip < n && fr[fskip].mangled && is_allocator(fr[fskip].mangled))
-            fskip++;
-        if (frames_match(sp->frames + skip, sp->nframes - skip, fr + fskip, n - fskip))
+        if (valgrind_match(sp, fr, n))
             return sp;
     }
     return NULL;
@@ -190,6 +207,7 @@ static void free_one(supp_t *sp) {
         free(sp->frames[i]);
     free(sp->frames);
     free(sp->name);
+    free(sp->kind);
 }
 
 static bool parse_kinds(const char *s, unsigned *out) {
@@ -263,7 +281,7 @@ bool supp_load(const char *path, supps_t *out, char *err, size_t errlen) {
                 why = "a block without a name and a Tool:kind line";
                 ok = false;
             } else if (cur_leak && cur.nframes == 0) {
-                why = "a Memcheck:Leak block without frames";
+                why = "a Memcheck block without frames";
                 ok = false;
             } else if (cur_leak) {
                 ok = add(out, &cur);
@@ -285,6 +303,14 @@ bool supp_load(const char *path, supps_t *out, char *err, size_t errlen) {
                 ok = false;
             }
             cur_leak = strcmp(s, "Memcheck:Leak") == 0;
+            if (!cur_leak && strncmp(s, "Memcheck:", 9) == 0 &&
+                (strcmp(s + 9, "Free") == 0 || strncmp(s + 9, "Addr", 4) == 0)) {
+                cur_leak = true; /* kept: a heap error's, as a leak's is */
+                if (!(cur.kind = strdup(s + 9))) {
+                    why = "out of memory";
+                    ok = false;
+                }
+            }
             state = 2;
         } else if (strncmp(s, "match-leak-kinds:", 17) == 0) {
             if (!parse_kinds(trim(s + 17), &cur.kinds)) {
@@ -298,7 +324,7 @@ bool supp_load(const char *path, supps_t *out, char *err, size_t errlen) {
                 ok = false;
             }
         } else if (cur_leak) {
-            why = "want fun:, obj:, src: or ... in a Memcheck:Leak block";
+            why = "want fun:, obj:, src: or ... in a Memcheck block";
             ok = false;
         }
     }

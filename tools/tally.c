@@ -36,6 +36,7 @@ static const char usage_main[] =
     "  run [OPTIONS] [--] PROGRAM [ARGS...]   run PROGRAM with the profiler; write a dump\n"
     "  report [OPTIONS] DUMP                  totals, the top call sites, the size classes\n"
     "  leaks [OPTIONS] DUMP                   leaks by kind (memcheck's), with their call sites\n"
+    "  errors [OPTIONS] DUMP                  heap errors (tally run --check), as memcheck says\n"
     "  flame [OPTIONS] DUMP                   a flame graph (SVG), or folded stacks\n"
     "  diff [OPTIONS] OLD NEW                 how each call site grew from one dump to another\n"
     "  html [OPTIONS] DUMP -o PAGE.html       all of it on one self-contained page\n"
@@ -44,8 +45,9 @@ static const char usage_main[] =
     "`tally help COMMAND` or `tally COMMAND --help` tells more; see also tally(1).\n";
 
 static const char usage_run[] =
-    "usage: tally run [-o FILE] [--all | --sample BYTES] [--leaks [--error-exitcode N]]\n"
-    "                 [--stats] [--lib PATH] [--] PROGRAM [ARGS...]\n"
+    "usage: tally run [-o FILE] [--all | --sample BYTES] [--leaks] [--check]\n"
+    "                 [--error-exitcode N] [--suppressions FILE] [--stats] [--lib PATH]\n"
+    "                 [--] PROGRAM [ARGS...]\n"
     "\n"
     "Runs PROGRAM with libtallymalloc.so preloaded, passes its exit status through, and says\n"
     "where the dump went, the peak, the blocks still live at exit, and what to type next.\n"
@@ -61,9 +63,13 @@ static const char usage_run[] =
     "      --leaks         --all, and at exit the leak check: every live block classified as\n"
     "                      memcheck does (definitely, indirectly, possibly lost, still\n"
     "                      reachable); the leaks and memcheck's LEAK SUMMARY are printed\n"
-    "      --error-exitcode N  with --leaks: exit with N when anything is definitely,\n"
-    "                      indirectly or possibly lost (for CI jobs)\n"
-    "      --suppressions FILE  with --leaks: as in `tally leaks`\n"
+    "      --check         --all, and the heap checks (TALLY_CHECK=1): overruns, underruns,\n"
+    "                      double, invalid and mismatched frees, writes after free; each is\n"
+    "                      one line as it happens, and the errors are printed at exit as\n"
+    "                      `tally errors` prints them (memcheck's words)\n"
+    "      --error-exitcode N  with --leaks or --check: exit with N when anything is\n"
+    "                      definitely, indirectly or possibly lost, or a heap error was found\n"
+    "      --suppressions FILE  with --leaks or --check: as in `tally leaks` and `tally errors`\n"
     "      --stats         also print the allocator's statistics at exit\n"
     "      --lib PATH      the library to preload (default: beside tally, or the build tree's)\n"
     "\n"
@@ -107,6 +113,23 @@ static const char usage_leaks[] =
     "  --error-exitcode N  exit with N when a block of the kinds shown is live (for CI jobs)\n"
     "  --json              JSON instead of text (docs/JSON.md)\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
+    "  --debug-dir DIR     also look for separate debug files under DIR\n"
+    "  --max-text SIZE     read a larger dump than the default bounds (see report)\n";
+
+static const char usage_errors[] =
+    "usage: tally errors [--suppressions FILE] [--error-exitcode N] [--json] [--debug-dir DIR]\n"
+    "                    DUMP\n"
+    "\n"
+    "The heap errors the library found with its checks on (`tally run --check`, TALLY_CHECK=1),\n"
+    "as valgrind memcheck reports them: invalid, double and mismatched frees, writes past either\n"
+    "end of a block, writes to a freed block; each with the stack of the call, and the stacks\n"
+    "of the block's allocation and free, then memcheck's ERROR SUMMARY and a count per kind.\n"
+    "A write is seen late: when the block is freed, leaves the quarantine, or at exit.\n"
+    "\n"
+    "  --suppressions FILE errors not to report: valgrind's Memcheck:Free and Memcheck:Addr1,\n"
+    "                      Addr2, Addr4, Addr8, Addr16 blocks (fun:, obj:, ...)\n"
+    "  --error-exitcode N  exit with N when an error is reported (for CI jobs)\n"
+    "  --json              JSON instead of text (docs/JSON.md)\n"
     "  --debug-dir DIR     also look for separate debug files under DIR\n"
     "  --max-text SIZE     read a larger dump than the default bounds (see report)\n";
 
@@ -162,6 +185,7 @@ static const struct {
                 {"diff", usage_diff},
                 {"report", usage_report},
                 {"leaks", usage_leaks},
+                {"errors", usage_errors},
                 {"flame", usage_flame}};
 
 static const char *usage_of(const char *cmd) {
@@ -235,6 +259,7 @@ static bool parse_top(const char *s, size_t *out) {
 static int read_cmd(const char *cmd, int argc, char **argv) {
     report_opts_t ro = {.sort = "peak", .top = 10};
     leaks_opts_t lo = {0};
+    errors_opts_t eo = {0};
     flame_opts_t fo = {.measure = "peak"};
     html_opts_t ho = {.top = 100};
     const char *output = NULL;
@@ -249,7 +274,8 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         {"native", no_argument, NULL, 'N'},          {"by", required_argument, NULL, 'B'},
         {NULL, 0, NULL, 0}};
     bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
-         is_flame = strcmp(cmd, "flame") == 0, is_html = strcmp(cmd, "html") == 0;
+         is_flame = strcmp(cmd, "flame") == 0, is_html = strcmp(cmd, "html") == 0,
+         is_errors = strcmp(cmd, "errors") == 0;
     int c;
     optind = 1;
     opterr = 0;
@@ -275,7 +301,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         case 'j':
             if (is_html)
                 return bad_usage(cmd, "--json: not an option of html%s", "");
-            ro.json = lo.json = fo.json = true;
+            ro.json = lo.json = fo.json = eo.json = true;
             break;
         case 'm':
             if (!is_flame || !flame_measure_valid(optarg))
@@ -301,9 +327,10 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
                 return bad_usage(cmd, "--by %s: want line, function or stack", optarg);
             break;
         case 'S':
-            if (!is_leaks)
-                return bad_usage(cmd, "--suppressions: an option of leaks (%s)", optarg);
-            lo.suppressions = optarg;
+            if (!is_leaks && !is_errors)
+                return bad_usage(cmd, "--suppressions: an option of leaks and errors (%s)",
+                                 optarg);
+            lo.suppressions = eo.suppressions = optarg;
             break;
         case 'k':
             if (!is_leaks || !leak_kinds_parse(optarg, &lo.kinds))
@@ -313,8 +340,9 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
                                  optarg);
             break;
         case 'e':
-            if (!is_leaks || !parse_exitcode(optarg, &lo.error_exitcode))
+            if ((!is_leaks && !is_errors) || !parse_exitcode(optarg, &lo.error_exitcode))
                 return bad_usage(cmd, "--error-exitcode %s: want a number from 1 to 255", optarg);
+            eo.error_exitcode = lo.error_exitcode;
             break;
         case 'h': fputs(usage_of(cmd), stdout); return 0;
         case ':': return bad_usage(cmd, "%s needs a value", argv[optind - 1]);
@@ -361,8 +389,10 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
                 unlink(tmp);
         }
     } else {
-        r = is_report ? cmd_report(&d, sym, &ro) : is_leaks ? cmd_leaks(&d, sym, &lo)
-                                                          : cmd_flame(&d, sym, &fo);
+        r = is_report   ? cmd_report(&d, sym, &ro)
+            : is_leaks  ? cmd_leaks(&d, sym, &lo)
+            : is_errors ? cmd_errors(&d, sym, &eo)
+                        : cmd_flame(&d, sym, &fo);
     }
     sym_free(sym);
     dump_free(&d);
@@ -485,7 +515,7 @@ static void list_other_dumps(const char *pattern, const char *main_dump,
 static int cmd_run(int argc, char **argv) {
     const char *output = NULL, *lib_opt = NULL;
     unsigned long long sample = 0;
-    bool all = false, leaks = false, stats = false;
+    bool all = false, leaks = false, stats = false, check = false;
     int leak_exitcode = 0;
     const char *suppressions = NULL;
     static const struct option opts[] = {
@@ -493,7 +523,8 @@ static int cmd_run(int argc, char **argv) {
         {"sample", required_argument, NULL, 's'}, {"leaks", no_argument, NULL, 'l'},
         {"stats", no_argument, NULL, 'S'},        {"lib", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},         {"error-exitcode", required_argument, NULL, 'e'},
-        {"suppressions", required_argument, NULL, 'U'}, {NULL, 0, NULL, 0}};
+        {"suppressions", required_argument, NULL, 'U'}, {"check", no_argument, NULL, 'c'},
+        {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
     opterr = 0;
@@ -507,6 +538,7 @@ static int cmd_run(int argc, char **argv) {
                                  optarg);
             break;
         case 'l': leaks = all = true; break;
+        case 'c': check = all = true; break;
         case 'S': stats = true; break;
         case 'U': suppressions = optarg; break;
         case 'L': lib_opt = optarg; break;
@@ -521,10 +553,10 @@ static int cmd_run(int argc, char **argv) {
     }
     if (all && sample)
         return bad_usage("run", "--all and --sample %s: one or the other", "");
-    if (leak_exitcode && !leaks)
-        return bad_usage("run", "--error-exitcode: an option of --leaks%s", "");
-    if (suppressions && !leaks)
-        return bad_usage("run", "--suppressions: an option of --leaks%s", "");
+    if (leak_exitcode && !leaks && !check)
+        return bad_usage("run", "--error-exitcode: an option of --leaks and --check%s", "");
+    if (suppressions && !leaks && !check)
+        return bad_usage("run", "--suppressions: an option of --leaks and --check%s", "");
     if (suppressions && !readable(suppressions)) {
         tool_error("--suppressions %s: %s", suppressions, strerror(errno));
         return 2;
@@ -605,6 +637,8 @@ static int cmd_run(int argc, char **argv) {
             setenv("TALLY_STATS", "1", 1);
         if (leaks)
             setenv("TALLY_LEAKS", "quiet", 1); /* tally prints the report, symbolized */
+        if (check)
+            setenv("TALLY_CHECK", "quiet", 1); /* tally prints them, symbolized */
         /* CPython's pymalloc takes its memory with mmap, out of the profiler's sight: with
          * this, Python objects come through malloc too. Harmless to any other program. */
         if (!python_env_set)
@@ -692,7 +726,18 @@ static int cmd_run(int argc, char **argv) {
             sym_free(sym);
             if (lr == leak_exitcode && leak_exitcode && rc == 0)
                 rc = leak_exitcode;
-        } else if (d.has_blocks) {
+        }
+        if (d.check) {
+            /* memcheck's errors and ERROR SUMMARY, with their stacks */
+            symbolizer_t *sym = sym_new(&d, NULL);
+            errors_opts_t eo = {.out = stderr, .error_exitcode = leak_exitcode,
+                                .suppressions = suppressions};
+            int er = sym ? cmd_errors(&d, sym, &eo) : 1;
+            sym_free(sym);
+            if (er == leak_exitcode && leak_exitcode && rc == 0)
+                rc = leak_exitcode;
+        }
+        if (!d.leak_check && d.has_blocks && !d.check) {
             uint64_t blocks = 0, bytes = 0;
             for (size_t i = 0; i < d.nsites; i++)
                 if (d.sites[i].id != 0) {
@@ -703,7 +748,10 @@ static int cmd_run(int argc, char **argv) {
                     fmt_count(a, (double)blocks), fmt_size(b, (double)bytes));
         }
         fprintf(stderr, "%s: next: tally %s %s\n", tool_name,
-                leaks || (d.has_blocks && !sample) ? "leaks" : "report", shown);
+                d.check && d.check_errors ? "errors"
+                : leaks || (d.has_blocks && !sample) ? "leaks"
+                                                     : "report",
+                shown);
         dump_free(&d);
     }
     list_other_dumps(pattern, main_dump, &started, cwd);
@@ -806,7 +854,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "diff") == 0)
         return diff_cmd(argc - 1, argv + 1);
     if (strcmp(cmd, "report") == 0 || strcmp(cmd, "leaks") == 0 || strcmp(cmd, "flame") == 0 ||
-        strcmp(cmd, "html") == 0)
+        strcmp(cmd, "html") == 0 || strcmp(cmd, "errors") == 0)
         return read_cmd(cmd, argc - 1, argv + 1);
     tool_error("no command '%s' (see `tally --help`)", cmd);
     return 2;
