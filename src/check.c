@@ -323,6 +323,14 @@ struct chk_q_s {
     qent_t e[CHK_QCAP];
 };
 
+/* A released block's word 2: its allocation and free sites (20 bits each), its size (20 bits,
+ * 0 when larger) and a 4-bit check. */
+static uint64_t released_word(uintptr_t p, uint32_t alloc, uint32_t free, uint64_t n) {
+    uint64_t v = (uint64_t)(alloc & 0xfffff) | (uint64_t)(free & 0xfffff) << 20 |
+                 (uint64_t)(n < (1u << 20) ? n : 0) << 40;
+    return v | (chk_mark(p ^ v, 9) >> 60) << 60;
+}
+
 /* Back to the allocator behind, after the check that nothing wrote to it while it waited. */
 static void release(uintptr_t p, uint64_t n, unsigned call, void *caller) {
     uint64_t *w = chk_hdr(p);
@@ -343,6 +351,10 @@ static void release(uintptr_t p, uint64_t n, unsigned call, void *caller) {
     uint64_t w2 = w[2];
     if (!chk_w2_ok(p, w2))
         return; /* its header was overwritten (reported at its free): never handed back */
+    /* Word 2 is not needed any more: it keeps the sites and the size for a later double free
+     * (the allocator behind writes its links into words 0 and 1, and only into 2 and 3 for a
+     * chunk in a large bin, which then takes the mark too). */
+    w[2] = released_word(p, (uint32_t)w[1], (uint32_t)(w[1] >> 32), n);
     __atomic_store_n(&w[3], chk_mark(p, CS_RELEASED), __ATOMIC_RELEASE);
     raw_free((void *)(p - (w2 & 0xffffffffu)));
 }
@@ -524,15 +536,28 @@ void check_free(void *ptr, void *caller, unsigned call) {
     chk_err_t e = {.kind = CHECK_INVALID_FREE, .call = (uint8_t)call};
     if (readable && (m == chk_mark(p, CS_FREED) || m == chk_mark(p, CS_RELEASED))) {
         const uint64_t *w = chk_hdr(p);
-        bool q = m == chk_mark(p, CS_FREED);
-        e = (chk_err_t){.kind = CHECK_DOUBLE_FREE, .call = (uint8_t)call,
-                        .state = q ? CA_FREE : CA_NONE, .addr = p, .block = p,
-                        .size = q ? w[0] : 0, .offset = 0, .alloc = q ? (uint32_t)w[1] : 0,
-                        .free = q ? (uint32_t)(w[1] >> 32) : 0};
+        e = (chk_err_t){.kind = CHECK_DOUBLE_FREE, .call = (uint8_t)call, .state = CA_FREE,
+                        .addr = p, .block = p, .offset = 0};
+        if (m == chk_mark(p, CS_FREED)) { /* in the quarantine */
+            e.size = w[0];
+            e.alloc = (uint32_t)w[1];
+            e.free = (uint32_t)(w[1] >> 32);
+        } else { /* released: what word 2 kept, if it is intact */
+            uint64_t v = w[2];
+            if (released_word(p, (uint32_t)v & 0xfffff, (uint32_t)(v >> 20) & 0xfffff,
+                              (v >> 40) & 0xfffff) == v && (v >> 40 & 0xfffff)) {
+                e.alloc = (uint32_t)v & 0xfffff;
+                e.free = (uint32_t)(v >> 20) & 0xfffff;
+                e.size = (v >> 40) & 0xfffff;
+            } else {
+                e.state = CA_NONE;
+            }
+        }
+        e.where = here(caller);
     } else {
+        e.where = here(caller); /* first: the walk learns this thread's stack */
         describe(p, &e);
     }
-    e.where = here(caller);
     report(&e, caller);
 out:
     prof_release(hid, 1);
@@ -686,12 +711,14 @@ void check_put_errors(fmt_t *f) {
             fmt_str(f, " len=");
             fmt_u64(f, e->len);
         }
+        /* a site id read back from a block's memory may be garbage: only those that exist */
+        uint32_t ns = atomic_load_explicit(&prof.nsites, memory_order_acquire);
         fmt_str(f, " where=");
-        fmt_u64(f, e->where);
+        fmt_u64(f, e->where < ns ? e->where : 0);
         fmt_str(f, " alloc=");
-        fmt_u64(f, e->alloc);
+        fmt_u64(f, e->alloc < ns ? e->alloc : 0);
         fmt_str(f, " free=");
-        fmt_u64(f, e->free);
+        fmt_u64(f, e->free < ns ? e->free : 0);
         fmt_str(f, " count=");
         fmt_u64(f, __atomic_load_n(&e->count, __ATOMIC_RELAXED));
         fmt_char(f, '\n');
