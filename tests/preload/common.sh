@@ -30,6 +30,10 @@
 #
 # Knobs for a person running a test by hand: PRELOAD_TEST_TIMEOUT (seconds
 # one run may take, default 100), PRELOAD_KEEP_TMP=1 (keep the scratch dir).
+# PRELOAD_CHECK=1 (tests/check/programs.sh) runs the program with the heap
+# checks on (TALLY_CHECK=1): the same output is wanted, and no heap error
+# (finish fails on any); small_served then wants every block to have gone
+# through the checked path (none from the pools, which the checks bypass).
 # They are not TALLY_* names: the library warns about TALLY_* it does not know.
 #
 # Exit codes follow Automake's parallel harness: 0 pass, 1 fail, 99 hard
@@ -73,6 +77,19 @@ fatal() {
 }
 
 finish() {
+    # With the heap checks on: not one error in any run with the library.
+    if [ -n "${PRELOAD_CHECK:-}" ]; then
+        local k label
+        for k in "$tmp"/out/*.kind; do
+            [ -e "$k" ] && [ "$(cat "$k")" = tally ] || continue
+            label=$(basename "$k" .kind)
+            if grep -qE '^tally: (Invalid|Mismatched|ERROR SUMMARY)' "$tmp/out/$label.err"; then
+                fail "$label: TALLY_CHECK reported heap errors:"
+                grep -E '^tally: ' "$tmp/out/$label.err" | head -n 10 >&2
+            fi
+        done
+        say "PRELOAD_CHECK: no heap error reported"
+    fi
     if [ "$failures" -ne 0 ]; then
         say "$failures check(s) failed"
         exit 1
@@ -143,6 +160,7 @@ preload_env() {
     if [ "$1" = tally ]; then
         run_env+=(LD_PRELOAD="$TALLY_LIB" TALLY_STATS=json
                   TALLY_STATS_FILE="$tmp/stats/stats.%p.json")
+        [ -n "${PRELOAD_CHECK:-}" ] && run_env+=(TALLY_CHECK=1)
     fi
 }
 
@@ -175,6 +193,7 @@ run_cmd() {
     done
     local out=$tmp/out/$label
     preload_env "$kind"
+    echo "$kind" >"$out.kind"
     say "run $label: $*"
     "${run_env[@]}" "$@" <"$stdin" >"$out.out" 2>"$out.err"
     rc=$?
@@ -285,13 +304,16 @@ for name in files:
     try:
         with open(name) as f:
             doc = json.load(f)
-        total += int(doc["totals"]["small_mallocs"])
+        total += int(doc["totals"]["small_mallocs" if not sys.argv[3] else "large_mallocs"])
+        if sys.argv[3] and int(doc["totals"]["small_mallocs"]):
+            bad.append("%s: %s small mallocs from the pools under TALLY_CHECK" %
+                       (name, doc["totals"]["small_mallocs"]))
     except Exception as e:
         bad.append("%s: %s: %s" % (name, type(e).__name__, e))
 print(len(files), total)
 for b in bad:
     print(b)
-' "$tmp/stats" "$pattern") || {
+' "$tmp/stats" "$pattern" "${PRELOAD_CHECK:-}") || {
         fail "could not read the stats files in $tmp/stats"
         return 1
     }
@@ -306,9 +328,9 @@ for b in bad:
         return 1
     fi
     if [ "$total" -eq 0 ]; then
-        fail "small_mallocs is 0 over $nfiles $what: the pools served nothing"
+        fail "small_mallocs (large_mallocs with PRELOAD_CHECK) is 0 over $nfiles $what"
         return 1
     fi
-    say "small_served: $total small mallocs over $nfiles $what"
+    say "small_served: $total ${PRELOAD_CHECK:+checked mallocs (none from the pools)}${PRELOAD_CHECK:-small mallocs} over $nfiles $what"
     return 0
 }
