@@ -331,6 +331,8 @@ for b in bad:
         fail "small_mallocs (large_mallocs with PRELOAD_CHECK) is 0 over $nfiles $what"
         return 1
     fi
-    say "small_served: $total ${PRELOAD_CHECK:+checked mallocs (none from the pools)}${PRELOAD_CHECK:-small mallocs} over $nfiles $what"
+    local served="small mallocs"
+    [ -n "${PRELOAD_CHECK:-}" ] && served="checked mallocs (none from the pools)"
+    say "small_served: $total $served over $nfiles $what"
     return 0
 }
