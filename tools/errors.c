@@ -20,7 +20,7 @@ static const char *memcheck_kind(const derror_t *e, char buf[16]) {
     return buf;
 }
 
-static const char *headline(const derror_t *e, char buf[64]) {
+const char *error_headline(const derror_t *e, char buf[64]) {
     switch (e->kind) {
     case DERR_MISMATCHED: return "Mismatched free() / delete / delete []";
     case DERR_OVERRUN:
@@ -42,7 +42,7 @@ static const char *call_text(unsigned call) {
 }
 
 /* where a write was seen, when it was not at the call that wrote it (we see writes late) */
-static const char *seen_text(const derror_t *e) {
+const char *error_seen_text(const derror_t *e) {
     if (e->kind != DERR_OVERRUN && e->kind != DERR_UNDERRUN && e->kind != DERR_WRITE_AFTER_FREE)
         return NULL;
     switch (e->call) {
@@ -54,7 +54,7 @@ static const char *seen_text(const derror_t *e) {
 }
 
 /* "Address 0x... is 8 bytes after a block of size 24 alloc'd" */
-static void address_text(char *out, size_t cap, const derror_t *e) {
+void error_address_text(char *out, size_t cap, const derror_t *e) {
     char a[32], b[32];
     if (e->state == DSTATE_ALLOC || e->state == DSTATE_FREE) {
         const char *where;
@@ -98,8 +98,8 @@ static void stack_or(FILE *f, symbolizer_t *sym, const dump_t *d, uint32_t ref,
 
 static void print_error(FILE *f, symbolizer_t *sym, const dump_t *d, const derror_t *e) {
     char h[64], addr[256];
-    fprintf(f, "%s\n", headline(e, h));
-    const char *seen = seen_text(e), *call = call_text(e->call);
+    fprintf(f, "%s\n", error_headline(e, h));
+    const char *seen = error_seen_text(e), *call = call_text(e->call);
     if (seen)
         fprintf(f, "   (%s%s%s)\n", seen, e->where && call ? ": " : "",
                 e->where && call ? call : "");
@@ -110,7 +110,7 @@ static void print_error(FILE *f, symbolizer_t *sym, const dump_t *d, const derro
     else if (!seen)
         fprintf(f, "   (no stack: the call came before the profiler started, or from inside "
                    "the library)\n");
-    address_text(addr, sizeof addr, e);
+    error_address_text(addr, sizeof addr, e);
     fprintf(f, " %s\n", addr);
     if (e->state == DSTATE_FREE) {
         stack_or(f, sym, d, e->free, "the free's stack is not known");
@@ -163,7 +163,7 @@ int cmd_errors(const dump_t *d, symbolizer_t *sym, const errors_opts_t *o) {
             sym_frame_t fr[TOOL_MAX_FRAMES];
             supp_t *sp = NULL;
             /* the bad call's stack; a write seen later also by the block's allocation */
-            uint32_t refs[2] = {e->where, seen_text(e) ? e->alloc : 0};
+            uint32_t refs[2] = {e->where, error_seen_text(e) ? e->alloc : 0};
             for (unsigned k = 0; k < 2 && !sp; k++) {
                 if (!refs[k])
                     continue;
@@ -227,12 +227,12 @@ int cmd_errors(const dump_t *d, symbolizer_t *sym, const errors_opts_t *o) {
             json_key(f, "memcheck_kind", &fi2);
             json_str(f, memcheck_kind(e, kb));
             json_key(f, "what", &fi2);
-            json_str(f, headline(e, h));
+            json_str(f, error_headline(e, h));
             json_key(f, "call", &fi2);
             json_str(f, dcall_names[e->call]);
             json_num(f, "count", (double)e->count, &fi2);
             json_num(f, "address", (double)e->addr, &fi2);
-            address_text(addr, sizeof addr, e);
+            error_address_text(addr, sizeof addr, e);
             json_key(f, "address_text", &fi2);
             json_str(f, addr);
             json_key(f, "block_state", &fi2);

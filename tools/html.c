@@ -267,6 +267,52 @@ int cmd_html(const dump_t *d, symbolizer_t *sym, const html_opts_t *o) {
         return 1;
     fprintf(f, "<dt>call sites</dt><dd>%s</dd>\n</dl>\n", fmt_count(a, (double)n));
 
+    if (d->check) { /* the heap errors first: they are what to fix */
+        uint64_t errs = 0;
+        for (size_t i = 0; i < d->nerrors; i++)
+            errs += d->errors[i].count;
+        fputs("<h2>Heap errors</h2>\n", f);
+        fprintf(f, "<p id=\"error-summary\">ERROR SUMMARY: %s error%s from %s context%s "
+                   "(<code>TALLY_CHECK</code>: memcheck's words; click a row for its stacks)</p>\n",
+                fmt_count(a, (double)errs), errs == 1 ? "" : "s",
+                fmt_count(b, (double)d->nerrors), d->nerrors == 1 ? "" : "s");
+        if (d->nerrors)
+            fputs("<table id=\"heap-errors\"><thead><tr><th data-sort data-num=\"1\">errors</th>"
+                  "<th data-sort class=\"txt\">error</th><th class=\"txt\">address</th>"
+                  "<th class=\"txt\">stacks</th></tr></thead><tbody>\n",
+                  f);
+        for (size_t i = 0; i < d->nerrors; i++) {
+            const derror_t *e = &d->errors[i];
+            char h[64], addr[256], first[512];
+            fprintf(f, "<tr><td data-v=\"%llu\">%s</td><td class=\"txt\" data-v=\"%s\">",
+                    (unsigned long long)e->count, fmt_count(a, (double)e->count),
+                    derr_names[e->kind]);
+            esc(f, error_headline(e, h));
+            fputs("</td><td class=\"txt\">", f);
+            error_address_text(addr, sizeof addr, e);
+            esc(f, addr);
+            fputs("</td><td class=\"txt\">", f);
+            const char *seen = error_seen_text(e);
+            struct {
+                const char *label;
+                uint32_t ref;
+            } st[3] = {{seen ? seen : "the call", e->where},
+                       {"the block's free", e->free},
+                       {"the block's allocation", e->alloc}};
+            for (unsigned k = 0; k < 3; k++) {
+                if (!st[k].ref)
+                    continue;
+                fputs("<div class=\"sub\">", f);
+                esc(f, st[k].label);
+                fputs("</div>", f);
+                stack_pre(f, sym, d, &d->sites[st[k].ref - 1], first, sizeof first);
+            }
+            fputs("</td></tr>\n", f);
+        }
+        if (d->nerrors)
+            fputs("</tbody></table>\n", f);
+    }
+
     fputs("<h2>Memory over time</h2>\n", f);
     if (d->ntimeline)
         timeline_chart(f, d);

@@ -52,6 +52,12 @@ typedef struct errors_opts_s {
     FILE *out;                /* NULL: stdout */
 } errors_opts_t;
 int cmd_errors(const dump_t *d, symbolizer_t *sym, const errors_opts_t *o);
+/* memcheck's headline of an error ("Invalid write of size 1"), its line about the address
+ * ("Address 0x... is 0 bytes after a block of size 10 alloc'd"), and where a write was seen
+ * when not at the call that made it (NULL for the frees) */
+const char *error_headline(const derror_t *e, char buf[64]);
+void error_address_text(char *out, size_t cap, const derror_t *e);
+const char *error_seen_text(const derror_t *e);
 
 /* shared by the reading subcommands */
 void print_header(FILE *f, const dump_t *d, const char *what);

@@ -80,4 +80,36 @@ browse --screenshot="$shot" --window-size=1280,2000 "file://$tmp/page.html" >/de
 [ -s "$shot" ] && [ "$(head -c 8 "$shot" | od -An -tx1 | tr -d ' ')" = 89504e470d0a1a0a ] ||
     fail "the screenshot is not a PNG"
 say "screenshot: $shot"
+
+# A dump with heap errors (TALLY_CHECK): the page lists them, with their stacks, and its script
+# still runs clean.
+corpus=$top_builddir/tests/check/corpus
+"$tally" run --check --lib "$TALLY_LIB" -o "$tmp/chk.tly" -- "$corpus" delete_array_of_new \
+    >/dev/null 2>&1 || fatal "no check dump"
+"$tally" html -o "$tmp/chk.html" "$tmp/chk.tly" 2>"$tmp/e.txt" || fail "tally html failed: $(cat "$tmp/e.txt")"
+browse --dump-dom "file://$tmp/chk.html" >"$tmp/chk.dom" || fail "chromium failed on the errors page"
+/usr/bin/python3 - "$tmp/chk.dom" <<'PY' || fail "the heap errors did not render as they should"
+import re, sys
+dom = open(sys.argv[1]).read()
+bad = []
+def want(what, ok):
+    if not ok:
+        bad.append(what)
+errors = re.search(r'<pre id="errors">(.*?)</pre>', dom, re.S)
+want("script errors: %r" % (errors.group(1) if errors else "no #errors"), errors and errors.group(1) == "")
+want("no ERROR SUMMARY", '<p id="error-summary">ERROR SUMMARY: 1 error from 1 context' in dom)
+t = re.search(r'<table id="heap-errors">.*?<tbody>(.*?)</tbody>', dom, re.S)
+rows = re.findall(r"<tr>(.*?)</tr>", t.group(1), re.S) if t else []
+want("want one error row, got %d" % len(rows), len(rows) == 1)
+if rows:
+    r = rows[0]
+    want("not the mismatched free", "Mismatched free() / delete / delete []" in r)
+    want("no address line", "is 0 bytes inside a block of size 10 alloc&#39;d" in r or
+         "is 0 bytes inside a block of size 10 alloc'd" in r)
+    want("the call's stack lacks delete_scalar", "delete_scalar" in r)
+    want("the allocation's stack lacks make_array", "make_array" in r)
+for b in bad:
+    print("FAIL:", b)
+sys.exit(1 if bad else 0)
+PY
 finish
