@@ -1,4 +1,4 @@
-"""dumpcheck.py - read tallymalloc dumps (docs/FORMAT.md, versions 1 and 2) for the tests.
+"""dumpcheck.py - read tallymalloc dumps (docs/FORMAT.md, versions 1 to 3) for the tests.
 
 A strict reader: an unknown record tag, a missing "end" line, a malformed field or a version
 other than 1 or 2 raise DumpError. A Python frame (`py=CODE:LINE`) is the tuple

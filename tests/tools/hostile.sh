@@ -152,7 +152,7 @@ PY
 # 6. An error that quotes the dump: a CRLF dump's version line shows its \r.
 printf 'tally-dump 1\r\nheader x=1\r\nend\r\n' >"$tmp/crlf.tly"
 limited crlf 10 "$tally" report "$tmp/crlf.tly"
-one_line crlf 'format version 1\\r; this tally reads versions 1 and 2'
+one_line crlf 'format version 1\\r; this tally reads versions 1 to 3'
 printf 'tally-dump \0337\033[2J\n' >"$tmp/esc_version.tly"
 limited esc_version 10 "$tally" report "$tmp/esc_version.tly"
 one_line esc_version 'format version \\x1b7\\x1b\[2J'
