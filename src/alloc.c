@@ -252,7 +252,7 @@ static noinline void *large_malloc(size_t n, void *caller, unsigned kind) {
  * "initialised?" test (a thread without a heap has the static empty heap, whose bins have no
  * slots), and no write outside the bin's own cache line. */
 static noinline cold void *small_slow(size_t n, void *caller, unsigned kind);
-static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller);
+static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller, unsigned kind);
 
 static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *caller,
                                                                unsigned kind) {
@@ -264,7 +264,7 @@ static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *c
         return small_slow(n, caller, kind);
     /* The profiler's whole cost here: one counter and one compare. */
     if (unlikely((h->sample_left -= (int64_t)n) <= 0))
-        return small_sampled(h, n, caller);
+        return small_sampled(h, n, caller, kind);
     bn->top = --t;
     bn->nmalloc++;
     bn->nreq += n;
@@ -295,6 +295,16 @@ static void *small_pop(heap_t *h, unsigned c, size_t n) {
     return b;
 }
 
+/* TALLY_CHECK (check.c): a pool block of class c for a checked request of n bytes. */
+void *alloc_check_pool_block(size_t n, unsigned c) {
+    heap_t *h = tls_heap;
+    if (h->kind == HEAP_EMPTY)
+        h = heap_thread_init();
+    if (h == NULL || h->kind != HEAP_REAL)
+        return NULL;
+    return small_pop(h, c, n);
+}
+
 /* A sampled small request in sample mode: served by glibc and tracked in the profiler's large
  * table (prof.h: pools then never need a side table, so free stays as fast as with profiling
  * off). NULL if glibc has no memory. */
@@ -316,7 +326,10 @@ static inline size_t leak_fit(size_t n) {
 
 /* The counter ran out on a small request: promoted in sample mode, a pool block tagged by the
  * profiler in all mode. */
-static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller) {
+static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller, unsigned kind) {
+    /* TALLY_CHECK: every request comes here or to small_slow (all mode's counter is 0) */
+    if (unlikely(opt.check))
+        return check_alloc(n, 0, kind, false, caller);
     if (prof_promotes(h)) {
         void *p = promoted_malloc(h, n, caller);
         if (p)
@@ -346,7 +359,7 @@ static noinline cold void *small_slow(size_t n, void *caller, unsigned kind) {
     if (h->in_slow)
         return large_malloc(n, caller, kind); /* a signal handler interrupted our slow path */
     if ((h->sample_left -= (int64_t)n) <= 0)
-        return small_sampled(h, n, caller);
+        return small_sampled(h, n, caller, kind);
     void *b = small_pop(h, size_class(n), n); /* the bin is empty: a refill */
     if (unlikely(b == NULL))
         return large_malloc(n, caller, kind); /* address range exhausted or commit refused */
@@ -540,8 +553,14 @@ static inline __attribute__((always_inline)) void free_pool(pool_t *p, unsigned 
     return bin_push(p, c, ptr);
 }
 
+/* TALLY_CHECK: a checked pool block back to its pool, its checks done (check.c) */
+void alloc_check_pool_release(void *b) {
+    pool_t *p = pool_of(b);
+    free_pool(p, p->szidx, g.free_key, b);
+}
+
 static noinline cold void free_suspect(pool_t *p, void *ptr, void *caller, const char *fn) {
-    if (unlikely(opt.check)) /* no pool block is handed out: none is ever a block start */
+    if (unlikely(opt.check)) /* a checked block is 32 bytes into its pool block: never a start */
         return check_free(ptr, caller, check_call(fn));
     check_suspect(p, ptr, caller, fn);
     free_pool(p, p->szidx, g.free_key, ptr);

@@ -43,7 +43,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define CHK_HDR 32u
+#define CHK_HDR ((size_t)CHECK_HDR)
 #define CHK_FRESH 0xCD
 #define CHK_DEAD 0xDD
 #define CHK_GUARD 0xFD
@@ -65,6 +65,15 @@ static inline uint64_t *chk_hdr(uintptr_t p) {
 
 static inline size_t chk_guard(size_t n) {
     return 16 + ((0 - n) & 15);
+}
+
+/* The guard of the block at p of n bytes: to the end of its pool block (a pool block), or
+ * chk_guard(n). A size read from a damaged header is clamped to the pool block. */
+static inline size_t guard_of(uintptr_t p, uint64_t n) {
+    if (!ptr_is_ours((void *)p))
+        return chk_guard(n);
+    size_t room = pool_of((void *)p)->bsize - CHK_HDR;
+    return n < room ? room - n : 0;
 }
 
 /* header word 2: p - q (32 bits), the kind (8 bits), and 16 bits that check both */
@@ -278,7 +287,16 @@ void *check_alloc(size_t n, size_t align, unsigned kind, bool zero, void *caller
         return NULL;
     }
     size_t total = hdr + n + guard;
-    char *q = align <= ALIGNMENT ? raw_malloc(total) : raw_memalign(align, total);
+    /* A small one is a pool block (the profiler's side tables then hold it, as any pool
+     * block); its guard runs to the block's end. */
+    char *q = total <= SMALL_MAX && align == ALIGNMENT
+                  ? alloc_check_pool_block(n, size_class(total))
+                  : NULL;
+    bool pooled = q != NULL;
+    if (pooled)
+        guard = pool_of(q)->bsize - hdr - n;
+    else
+        q = align <= ALIGNMENT ? raw_malloc(total) : raw_memalign(align, total);
     if (q == NULL) {
         errno = ENOMEM;
         return NULL;
@@ -293,6 +311,8 @@ void *check_alloc(size_t n, size_t align, unsigned kind, bool zero, void *caller
     memset((char *)prof_reveal(hid) + n, CHK_GUARD, guard);
     __atomic_store_n(&chk_hdr((uintptr_t)prof_reveal(hid))[3],
                      chk_mark((uintptr_t)prof_reveal(hid), CS_LIVE), __ATOMIC_RELEASE);
+    if (pooled)
+        return prof_alloc(tls_heap, prof_release(hid, 0), n, caller);
     return large_done(prof_release(hid, 0), n, caller);
 }
 
@@ -300,15 +320,35 @@ size_t check_block_size(void *ptr) {
     return chk_hdr((uintptr_t)ptr)[0];
 }
 
-size_t check_usable_size(void *ptr) {
+/* Whether p is a live checked block, and its requested size. */
+static bool live_size(uintptr_t p, uint64_t *have) {
     uint64_t m;
-    uintptr_t p = (uintptr_t)ptr;
+    if (ptr_is_ours((void *)p)) {
+        pool_t *pl = pool_of((void *)p);
+        uint32_t off = (uint32_t)((p - CHK_HDR) & (POOL_SIZE - 1)) - (uint32_t)POOL_HEADER;
+        uint32_t site;
+        if (!(off < __atomic_load_n(&pl->carve_end, __ATOMIC_RELAXED) && off % pl->bsize == 0))
+            return false;
+        if (prof_small_peek(pl, (void *)p, &site, have))
+            return true;
+        *have = chk_hdr(p)[0];
+        return chk_hdr(p)[3] == chk_mark(p, CS_LIVE) && *have <= pl->bsize - CHK_HDR;
+    }
     lent_t e;
-    if (prof_large_peek(ptr, &e))
-        return e.size;
-    if ((p & 15) == 0 && read_word(p - 8, &m) && m == chk_mark(p, CS_LIVE))
-        return chk_hdr(p)[0];
-    return 0;
+    if (prof_large_peek((void *)p, &e)) {
+        *have = e.size;
+        return true;
+    }
+    if ((p & 15) == 0 && read_word(p - 8, &m) && m == chk_mark(p, CS_LIVE)) {
+        *have = chk_hdr(p)[0];
+        return true;
+    }
+    return false;
+}
+
+size_t check_usable_size(void *ptr) {
+    uint64_t have;
+    return live_size((uintptr_t)ptr, &have) ? have : 0;
 }
 
 /* ---- the quarantine ------------------------------------------------------------------------------ */
@@ -335,7 +375,7 @@ static uint64_t released_word(uintptr_t p, uint32_t alloc, uint32_t free, uint64
 static void release(uintptr_t p, uint64_t n, unsigned call, void *caller) {
     uint64_t *w = chk_hdr(p);
     const unsigned char *b = (const unsigned char *)p;
-    size_t guard = chk_guard(n), i = first_not(b, n, CHK_DEAD);
+    size_t guard = guard_of(p, n), i = first_not(b, n, CHK_DEAD);
     if (i == n) {
         i = n + first_not(b + n, guard, CHK_GUARD);
     }
@@ -356,7 +396,10 @@ static void release(uintptr_t p, uint64_t n, unsigned call, void *caller) {
      * chunk in a large bin, which then takes the mark too). */
     w[2] = released_word(p, (uint32_t)w[1], (uint32_t)(w[1] >> 32), n);
     __atomic_store_n(&w[3], chk_mark(p, CS_RELEASED), __ATOMIC_RELEASE);
-    raw_free((void *)(p - (w2 & 0xffffffffu)));
+    if (ptr_is_ours((void *)p))
+        alloc_check_pool_release((void *)(p - CHK_HDR));
+    else
+        raw_free((void *)(p - (w2 & 0xffffffffu)));
 }
 
 static struct chk_q_s *queue_of(heap_t *h) {
@@ -373,7 +416,7 @@ static void quarantine(heap_t *h, uintptr_t p, uint64_t n, void *caller) {
         release(p, n, CC_QUARANTINE, caller); /* no heap, or a signal handler inside us */
         return;
     }
-    uint64_t cost = n + CHK_HDR + chk_guard(n);
+    uint64_t cost = n + CHK_HDR + guard_of(p, n);
     q->e[q->tail % CHK_QCAP] = (qent_t){p, n};
     q->tail++;
     q->bytes += cost;
@@ -383,8 +426,16 @@ static void quarantine(heap_t *h, uintptr_t p, uint64_t n, void *caller) {
            (q->bytes > opt.quarantine || q->tail - q->head >= CHK_QCAP)) {
         qent_t *e = &q->e[q->head % CHK_QCAP];
         out[nout++] = *e;
-        q->bytes -= e->n + CHK_HDR + chk_guard(e->n);
+        q->bytes -= e->n + CHK_HDR + guard_of(e->p, e->n);
         q->head++;
+    }
+    /* the blocks to leave next are cold by now (a quarantine outgrows the caches): their
+     * first lines are fetched while these few are checked */
+    if (q->head + 6 < q->tail) {
+        const qent_t *e = &q->e[(q->head + 6) % CHK_QCAP];
+        const char *b = (const char *)e->p - CHK_HDR;
+        for (uint64_t off = 0; off < e->n + 2 * CHK_HDR && off < 1024; off += 64)
+            __builtin_prefetch(b + off);
     }
     atomic_flag_clear_explicit(&q->lock, memory_order_release);
     for (unsigned i = 0; i < nout; i++)
@@ -404,7 +455,9 @@ static void describe(uintptr_t p, chk_err_t *e) {
     e->state = CA_NONE;
     uintptr_t page = p & ~(uintptr_t)4095;
     uint64_t probe;
-    if (!read_word(page, &probe))
+    if (ptr_is_ours((void *)p)) /* a pool's memory is all mapped: from its first block on */
+        page = (uintptr_t)pool_of((void *)p) + POOL_HEADER;
+    else if (!read_word(page, &probe))
         page = p; /* not mapped: nothing is looked at */
     for (uintptr_t c = (p - 1) & ~(uintptr_t)15; c >= page + 8 && c + 4096 > p; c -= 16) {
         uint64_t m = *(const uint64_t *)(c - 8);
@@ -412,7 +465,7 @@ static void describe(uintptr_t p, chk_err_t *e) {
         if (!st || c < page + CHK_HDR)
             continue;
         const uint64_t *w = chk_hdr(c);
-        if (p >= c + w[0] + chk_guard(w[0]))
+        if (w[0] > (1ull << 47) || p >= c + w[0] + guard_of(c, w[0]))
             break; /* past the block nearest before it */
         e->state = (uint8_t)st;
         e->block = c;
@@ -421,10 +474,15 @@ static void describe(uintptr_t p, chk_err_t *e) {
         if (st == CA_FREE) {
             e->alloc = (uint32_t)w[1];
             e->free = (uint32_t)(w[1] >> 32);
-        } else {
+        } else if (!ptr_is_ours((void *)c)) {
             lent_t le;
             if (prof_large_peek((void *)c, &le))
                 e->alloc = le.site;
+        } else {
+            uint64_t sz;
+            uint32_t site;
+            if (prof_small_peek(pool_of((void *)c), (void *)c, &site, &sz))
+                e->alloc = site;
         }
         return;
     }
@@ -433,18 +491,29 @@ static void describe(uintptr_t p, chk_err_t *e) {
         e->state = CA_STACK;
 }
 
+/* What the profiler knew of a block being freed: its site and size (tracked), and for a large
+ * block its record, whose free is credited once the checks are done (a pool block's was, as its
+ * tag was taken). */
+typedef struct known_s {
+    bool tracked;
+    uint32_t site;
+    uint64_t size;
+    lent_t *te;
+} known_t;
+
 /* Frees a live block: its checks, its poison, its quarantine. mark_ok: its mark was intact (and
- * is now "freed"); else the profiler's table knew it (*te), and its mark was overwritten. */
-static void free_live(uintptr_t hid, unsigned call, void *caller, bool mark_ok, lent_t *te,
-                      bool tracked) {
+ * is now "freed"); else the profiler knew it (k), and its mark was overwritten. */
+static void free_live(uintptr_t hid, unsigned call, void *caller, bool mark_ok, const known_t *k) {
     uintptr_t p = (uintptr_t)prof_reveal(hid);
     uint64_t *w = chk_hdr(p);
     uint64_t n = w[0], w2 = w[2];
     uint32_t where = here(caller);
     p = (uintptr_t)prof_reveal(hid);
     w = chk_hdr(p);
-    uint32_t asite = tracked ? te->site : 0;
-    bool hdr_ok = chk_w2_ok(p, w2) && (!tracked || te->size == n);
+    bool tracked = k->tracked;
+    uint32_t asite = tracked ? k->site : 0;
+    bool hdr_ok = chk_w2_ok(p, w2) && (!tracked || k->size == n) &&
+                  (!ptr_is_ours((void *)p) || n <= pool_of((void *)p)->bsize - CHK_HDR);
     if (!mark_ok || !hdr_ok) {
         /* an underrun: the bytes before the block changed */
         uint64_t want = chk_mark(p, CS_LIVE), have = w[3];
@@ -461,14 +530,14 @@ static void free_live(uintptr_t hid, unsigned call, void *caller, bool mark_ok, 
             len = 8;
         }
         if (tracked)
-            n = te->size;
+            n = k->size;
         chk_err_t e = {.kind = CHECK_UNDERRUN, .call = (uint8_t)call, .state = CA_ALLOC,
                        .len = len, .where = where, .alloc = asite, .addr = p + (uint64_t)at,
                        .block = p, .size = n, .offset = at};
         report(&e, caller);
         if (!hdr_ok) { /* the base cannot be trusted: the block is never handed back */
-            if (tracked)
-                prof_large_freed(te);
+            if (k->te)
+                prof_large_freed(k->te);
             __atomic_store_n(&w[3], chk_mark(p, CS_FREED), __ATOMIC_RELEASE);
             return;
         }
@@ -482,7 +551,7 @@ static void free_live(uintptr_t hid, unsigned call, void *caller, bool mark_ok, 
         report(&e, caller);
     }
     const unsigned char *b = (const unsigned char *)p;
-    size_t guard = chk_guard(n), j = first_not(b + n, guard, CHK_GUARD);
+    size_t guard = guard_of(p, n), j = first_not(b + n, guard, CHK_GUARD);
     if (j < guard) {
         chk_err_t e = {.kind = CHECK_OVERRUN, .call = (uint8_t)call, .state = CA_ALLOC,
                        .len = run_not(b, n + j, n + guard, CHK_GUARD), .where = where,
@@ -491,11 +560,77 @@ static void free_live(uintptr_t hid, unsigned call, void *caller, bool mark_ok, 
         report(&e, caller);
         memset((void *)(p + n), CHK_GUARD, guard); /* reported once: its release checks again */
     }
-    if (tracked)
-        prof_large_freed(te);
+    if (k->te)
+        prof_large_freed(k->te);
     w[1] = asite | (uint64_t)where << 32;
     memset((void *)p, CHK_DEAD, n);
     quarantine(chk_heap(), (uintptr_t)prof_reveal(hid), n, caller);
+}
+
+/* A second free of a block freed before: in the quarantine (mark m says freed) or released. */
+static void double_free(uintptr_t p, uint64_t m, unsigned call, void *caller) {
+    const uint64_t *w = chk_hdr(p);
+    chk_err_t e = {.kind = CHECK_DOUBLE_FREE, .call = (uint8_t)call, .state = CA_FREE,
+                   .addr = p, .block = p, .offset = 0};
+    if (m == chk_mark(p, CS_FREED)) { /* in the quarantine */
+        e.size = w[0];
+        e.alloc = (uint32_t)w[1];
+        e.free = (uint32_t)(w[1] >> 32);
+    } else { /* released: what word 2 kept, if it is intact */
+        uint64_t v = w[2];
+        if (released_word(p, (uint32_t)v & 0xfffff, (uint32_t)(v >> 20) & 0xfffff,
+                          (v >> 40) & 0xfffff) == v && (v >> 40 & 0xfffff)) {
+            e.alloc = (uint32_t)v & 0xfffff;
+            e.free = (uint32_t)(v >> 20) & 0xfffff;
+            e.size = (v >> 40) & 0xfffff;
+        } else {
+            e.state = CA_NONE;
+        }
+    }
+    e.where = here(caller);
+    report(&e, caller);
+}
+
+static void invalid_free(uintptr_t p, unsigned call, void *caller) {
+    chk_err_t e = {.kind = CHECK_INVALID_FREE, .call = (uint8_t)call};
+    e.where = here(caller); /* first: the walk learns this thread's stack */
+    describe(p, &e);
+    report(&e, caller);
+}
+
+/* A pointer into the pools: a checked block is 32 bytes into its pool block, whose tag in the
+ * pool's side table is the profiler's record of it. */
+static void free_pooled(uintptr_t hid, unsigned call, void *caller) {
+    uintptr_t p = (uintptr_t)prof_reveal(hid);
+    pool_t *pl = pool_of((void *)p);
+    uint32_t off = (uint32_t)((p - CHK_HDR) & (POOL_SIZE - 1)) - (uint32_t)POOL_HEADER;
+    if (!(off < __atomic_load_n(&pl->carve_end, __ATOMIC_RELAXED) && off % pl->bsize == 0)) {
+        invalid_free(p, call, caller);
+        return;
+    }
+    uint64_t m = __atomic_load_n(&chk_hdr(p)[3], __ATOMIC_ACQUIRE);
+    if (m == chk_mark(p, CS_FREED) || m == chk_mark(p, CS_RELEASED)) {
+        double_free(p, m, call, caller);
+        return;
+    }
+    bool mark_ok = m == chk_mark(p, CS_LIVE) &&
+                   __atomic_compare_exchange_n(&chk_hdr(p)[3], &m, chk_mark(p, CS_FREED), false,
+                                               __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    if (!mark_ok && m == chk_mark(p, CS_FREED)) { /* a free in another thread won the race */
+        double_free(p, m, call, caller);
+        return;
+    }
+    prof_taken_t t;
+    known_t k = {.tracked = prof_small_take(pl, prof_reveal(hid), &t)};
+    if (k.tracked) {
+        k.site = ptag_site(t.tag);
+        k.size = pl->bsize - ptag_slack(t.tag);
+    }
+    if (!mark_ok && !k.tracked) { /* a block the profiler never had, and no mark: not ours */
+        invalid_free(p, call, caller);
+        return;
+    }
+    free_live(hid, call, caller, mark_ok, &k);
 }
 
 void check_free(void *ptr, void *caller, unsigned call) {
@@ -506,21 +641,26 @@ void check_free(void *ptr, void *caller, unsigned call) {
     uintptr_t p = (uintptr_t)ptr;
     uint64_t m = 0;
     lent_t te;
+    if (ptr_is_ours(ptr)) {
+        free_pooled(hid, call, caller);
+        goto out;
+    }
     /* A live block is in the profiler's table (but for the few it could not take: allocated
      * in a signal handler inside the library, or before it started): then its header is ours
      * to read. */
     if (prof_large_take(prof_reveal(hid), &te)) {
+        known_t k = {.tracked = true, .site = te.site, .size = te.size, .te = &te};
+        p = (uintptr_t)prof_reveal(hid);
         m = __atomic_load_n(&chk_hdr(p)[3], __ATOMIC_ACQUIRE);
         uint64_t live = chk_mark(p, CS_LIVE);
         if (m == live && __atomic_compare_exchange_n(&chk_hdr(p)[3], &m, chk_mark(p, CS_FREED),
                                                      false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            free_live(hid, call, caller, true, &te, true);
+            free_live(hid, call, caller, true, &k);
         else if (m == chk_mark(p, CS_FREED)) /* a free of it in another thread won the race */
-            prof_large_freed(&te), p = 0;
+            prof_large_freed(&te);
         else
-            free_live(hid, call, caller, false, &te, true); /* an underrun overwrote the mark */
-        if (p)
-            goto out;
+            free_live(hid, call, caller, false, &k); /* an underrun overwrote the mark */
+        goto out;
     }
     p = (uintptr_t)prof_reveal(hid);
     bool readable = (p & 15) == 0 && read_word(p - 8, &m);
@@ -529,36 +669,15 @@ void check_free(void *ptr, void *caller, unsigned call) {
         if (__atomic_compare_exchange_n(&chk_hdr(p)[3], &m, chk_mark(p, CS_FREED), false,
                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             alloc_early_forget(prof_reveal(hid)); /* freed before the profiler started */
-            free_live(hid, call, caller, true, &te, false);
+            known_t k = {.tracked = false};
+            free_live(hid, call, caller, true, &k);
             goto out;
         }
     }
-    chk_err_t e = {.kind = CHECK_INVALID_FREE, .call = (uint8_t)call};
-    if (readable && (m == chk_mark(p, CS_FREED) || m == chk_mark(p, CS_RELEASED))) {
-        const uint64_t *w = chk_hdr(p);
-        e = (chk_err_t){.kind = CHECK_DOUBLE_FREE, .call = (uint8_t)call, .state = CA_FREE,
-                        .addr = p, .block = p, .offset = 0};
-        if (m == chk_mark(p, CS_FREED)) { /* in the quarantine */
-            e.size = w[0];
-            e.alloc = (uint32_t)w[1];
-            e.free = (uint32_t)(w[1] >> 32);
-        } else { /* released: what word 2 kept, if it is intact */
-            uint64_t v = w[2];
-            if (released_word(p, (uint32_t)v & 0xfffff, (uint32_t)(v >> 20) & 0xfffff,
-                              (v >> 40) & 0xfffff) == v && (v >> 40 & 0xfffff)) {
-                e.alloc = (uint32_t)v & 0xfffff;
-                e.free = (uint32_t)(v >> 20) & 0xfffff;
-                e.size = (v >> 40) & 0xfffff;
-            } else {
-                e.state = CA_NONE;
-            }
-        }
-        e.where = here(caller);
-    } else {
-        e.where = here(caller); /* first: the walk learns this thread's stack */
-        describe(p, &e);
-    }
-    report(&e, caller);
+    if (readable && (m == chk_mark(p, CS_FREED) || m == chk_mark(p, CS_RELEASED)))
+        double_free(p, m, call, caller);
+    else
+        invalid_free(p, call, caller);
 out:
     prof_release(hid, 1);
     errno = saved;
@@ -571,14 +690,8 @@ void *check_realloc(void *ptr, size_t n, void *caller) {
         check_free(ptr, caller, CC_REALLOC); /* glibc's REALLOC_ZERO_BYTES_FREES */
         return NULL;
     }
-    uintptr_t p = (uintptr_t)ptr;
-    uint64_t m = 0, have;
-    lent_t te;
-    if (prof_large_peek(ptr, &te))
-        have = te.size;
-    else if ((p & 15) == 0 && read_word(p - 8, &m) && m == chk_mark(p, CS_LIVE))
-        have = chk_hdr(p)[0];
-    else {
+    uint64_t have;
+    if (!live_size((uintptr_t)ptr, &have)) {
         check_free(ptr, caller, CC_REALLOC); /* reported there; nothing is freed */
         return NULL;
     }
@@ -596,28 +709,59 @@ void *check_realloc(void *ptr, size_t n, void *caller) {
 }
 
 /* ---- checks of every block: at exit and at each dump ---------------------------------------------- */
+static void scan_block(uintptr_t p, uint64_t size, uint32_t site);
+
 static void scan_live(const lent_t *le, void *arg) {
     (void)arg;
-    uintptr_t p = le->addr;
-    if ((p & 15) || p < 4096)
+    if ((le->addr & 15) || le->addr < 4096)
         return;
+    scan_block(le->addr, le->size, le->site);
+}
+
+/* Every tagged (live) block of the pools. Another thread may free one meanwhile: what looks
+ * damaged is read again, and reported only if the block is still the same live one. */
+static void scan_pools(void) {
+    uintptr_t end = __atomic_load_n(&g.next_pool, __ATOMIC_ACQUIRE);
+    for (uintptr_t a = g.base; a + POOL_SIZE <= end; a += POOL_SIZE) {
+        pool_t *pl = (pool_t *)a;
+        ptag_t *t = atomic_load_explicit(&pl->prof, memory_order_acquire);
+        uint8_t st = __atomic_load_n(&pl->state, __ATOMIC_RELAXED);
+        if (!t || (st != POOL_OWNED && st != POOL_FULL && st != POOL_UNOWNED))
+            continue;
+        uint32_t bsize = pl->bsize, carved = __atomic_load_n(&pl->carved, __ATOMIC_RELAXED);
+        for (uint32_t j = 0; j < carved && bsize > CHK_HDR; j++) {
+            ptag_t tag = t[j];
+            if (!tag.sw || ptag_slack(tag) > bsize)
+                continue;
+            scan_block(a + POOL_HEADER + (uintptr_t)j * bsize + CHK_HDR,
+                       bsize - ptag_slack(tag), ptag_site(tag));
+        }
+    }
+}
+
+static void scan_block(uintptr_t p, uint64_t size, uint32_t site) {
     uint64_t m = chk_hdr(p)[3];
     if (m == chk_mark(p, CS_FREED))
         return; /* being freed now: its free checks it */
     if (m != chk_mark(p, CS_LIVE)) {
+        if (chk_hdr(p)[3] != m || chk_hdr(p)[0] != size || !chk_w2_ok(p, chk_hdr(p)[2]))
+            return; /* freed and reused meanwhile, or damaged beyond the mark: its free says */
         chk_err_t e = {.kind = CHECK_UNDERRUN, .call = CC_SCAN, .state = CA_ALLOC, .len = 1,
-                       .alloc = le->site, .addr = p - 1, .block = p, .size = le->size,
-                       .offset = -1};
+                       .alloc = site, .addr = p - 1, .block = p, .size = size, .offset = -1};
         report(&e, NULL);
+        __atomic_store_n(&chk_hdr(p)[3], chk_mark(p, CS_LIVE), __ATOMIC_RELEASE); /* once */
         return;
     }
     const unsigned char *b = (const unsigned char *)p;
-    size_t n = le->size, guard = chk_guard(n), j = first_not(b + n, guard, CHK_GUARD);
+    size_t n = size, guard = guard_of(p, n), j = first_not(b + n, guard, CHK_GUARD);
     if (j < guard) {
+        if (chk_hdr(p)[3] != chk_mark(p, CS_LIVE) || chk_hdr(p)[0] != size)
+            return; /* freed meanwhile */
         chk_err_t e = {.kind = CHECK_OVERRUN, .call = CC_SCAN, .state = CA_ALLOC,
-                       .len = run_not(b, n + j, n + guard, CHK_GUARD), .alloc = le->site,
+                       .len = run_not(b, n + j, n + guard, CHK_GUARD), .alloc = site,
                        .addr = p + n + j, .block = p, .size = n, .offset = (int64_t)(n + j)};
         report(&e, NULL);
+        memset((void *)(p + n), CHK_GUARD, guard); /* reported once */
     }
 }
 
@@ -629,7 +773,7 @@ static void scan_queue(heap_t *h, void *arg) {
     for (uint32_t i = q->head; i != q->tail; i++) {
         const qent_t *qe = &q->e[i % CHK_QCAP];
         const unsigned char *b = (const unsigned char *)qe->p;
-        size_t n = qe->n, guard = chk_guard(n), k = first_not(b, n, CHK_DEAD);
+        size_t n = qe->n, guard = guard_of(qe->p, n), k = first_not(b, n, CHK_DEAD);
         if (k == n) {
             k = n + first_not(b + n, guard, CHK_GUARD);
         }
@@ -652,6 +796,7 @@ void check_scan(void) {
     if (!opt.check || tls_in_report)
         return;
     prof_ltab_foreach(scan_live, NULL);
+    scan_pools();
     heap_foreach_unlocked(scan_queue, NULL);
 }
 

@@ -483,7 +483,8 @@ static void blocks_pools(fmt_t *f, uint64_t npools) {
         for (uint32_t b = 0; b < p->carved; b++)
             if (t[b].sw)
                 put_block(f, ptag_site(t[b]),
-                          (uintptr_t)p + POOL_HEADER + (uintptr_t)b * p->bsize,
+                          (uintptr_t)p + POOL_HEADER + (uintptr_t)b * p->bsize +
+                              pool_data_offset(),
                           p->bsize - ptag_slack(t[b]));
     }
 }

@@ -274,6 +274,12 @@ void alloc_early_forget(void *p); /* a block noted before the start is freed (TA
 void alloc_early_take(void (*fn)(void *p, size_t n, void *arg), void *arg);
 
 /* ---- check.c: TALLY_CHECK, heap errors ------------------------------------------------------ */
+#define CHECK_HDR 32 /* a checked block's header: the program's pointer is this far in */
+/* Where a pool block's data starts for the program: past the header with the checks on (every
+ * pool block is then a checked one), at its start otherwise (leak.c, dump.c). */
+static inline uintptr_t pool_data_offset(void) {
+    return opt.check ? CHECK_HDR : 0;
+}
 enum check_alloc_kind { CK_MALLOC = 0, CK_NEW, CK_NEW_ARRAY };
 /* the call that made or found an error */
 enum check_call { CC_FREE = 0, CC_DELETE, CC_DELETE_ARRAY, CC_REALLOC, CC_QUARANTINE, CC_SCAN,
@@ -302,6 +308,10 @@ static inline int check_fd(void) {
 void alloc_say_caller(fmt_t *f, uintptr_t ip); /* symbol+off in object+off (alloc.c) */
 void *large_done(void *p, size_t n, void *caller); /* a block from the allocator behind,
                                                       counted and profiled (alloc.c) */
+/* alloc.c for check.c: a pool block of class c for a checked request of n bytes (NULL: none,
+ * or no heap), and one handed back after its checks (its profiler tag already taken). */
+void *alloc_check_pool_block(size_t n, unsigned c);
+void alloc_check_pool_release(void *b);
 
 /* ---- prof.c: the call-site profiler (prof.h) --------------------------------------------- */
 /* A heap's sample_left ran out: record ptr (n bytes requested) if profiling; returns ptr. */

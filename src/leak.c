@@ -300,7 +300,7 @@ static inline uint64_t pool_slot_of(uintptr_t w, uintptr_t *start) {
     if (boff >= (uint64_t)lp->carved * CLASS_SIZE(lp->cls))
         return UINT64_MAX;
     unsigned idx = block_index_of(lp->cls, boff);
-    *start = (w - boff) + (uintptr_t)idx * CLASS_SIZE(lp->cls);
+    *start = (w - boff) + (uintptr_t)idx * CLASS_SIZE(lp->cls) + pool_data_offset();
     return lp->first + idx;
 }
 
@@ -483,7 +483,7 @@ static void slot_block(uint64_t s, uintptr_t *start, uint64_t *size) {
     }
     const lpool_t *lp = &L.pools[L.live[lo]];
     *start = L.base + (uint64_t)L.live[lo] * POOL_SIZE + POOL_HEADER +
-             (s - lp->first) * CLASS_SIZE(lp->cls);
+             (s - lp->first) * CLASS_SIZE(lp->cls) + pool_data_offset();
     *size = L.psize[s];
 }
 
@@ -1240,7 +1240,8 @@ void leak_foreach_block(void (*fn)(uintptr_t addr, uint64_t size, uint32_t site,
             uint64_t s = lp->first + b;
             if (L.state[s] >= S_NONE || L.state[s] == S_REACHABLE)
                 continue;
-            fn(L.base + i * POOL_SIZE + POOL_HEADER + (uintptr_t)b * CLASS_SIZE(lp->cls),
+            fn(L.base + i * POOL_SIZE + POOL_HEADER + (uintptr_t)b * CLASS_SIZE(lp->cls) +
+                   pool_data_offset(),
                L.psize[s], L.site[s], kind_of(s), L.heur[s], arg);
         }
     }

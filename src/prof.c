@@ -1118,6 +1118,18 @@ void prof_small_put_back(pool_t *p, void *ptr, const prof_taken_t *t) {
     tls_in_prof--;
 }
 
+bool prof_small_peek(pool_t *p, const void *ptr, uint32_t *site, uint64_t *size) {
+    ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
+    if (!t)
+        return false;
+    ptag_t tag = t[block_index(p, ptr)];
+    if (!tag.sw)
+        return false;
+    *site = ptag_site(tag);
+    *size = p->bsize - ptag_slack(tag);
+    return true;
+}
+
 void prof_free_small(pool_t *p, void *ptr) {
     prof_taken_t t;
     prof_small_take(p, ptr, &t);

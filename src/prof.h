@@ -234,6 +234,8 @@ typedef struct prof_taken_s {
 } prof_taken_t;
 bool prof_small_take(pool_t *p, void *ptr, prof_taken_t *out);
 void prof_small_put_back(pool_t *p, void *ptr, const prof_taken_t *t);
+/* The site and requested size of the tracked block ptr lies in; false if it is not tracked. */
+bool prof_small_peek(pool_t *p, const void *ptr, uint32_t *site, uint64_t *size);
 
 /* realloc of a large block: take its record out, then either credit the free or put it back. */
 bool prof_large_take(void *ptr, lent_t *out);

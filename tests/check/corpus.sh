@@ -124,6 +124,22 @@ grep -q '(suppressed: 1 from 1)' "$tmp/addr.out" || fail "a Memcheck:Addr1 suppr
 printf '{\n   other\n   Memcheck:Addr4\n   fun:make_block*\n}\n' >"$tmp/addr4.supp"
 "$tally" errors --suppressions "$tmp/addr4.supp" "$tmp/overrun_small"/t.*.tly >"$tmp/addr4.out" 2>&1
 grep -q '(suppressed: 0 from 0)' "$tmp/addr4.out" || fail "a Memcheck:Addr4 suppression applied to a 1-byte write"
+# The leak check with the checks on: the same kinds as without (a checked block's data starts 32
+# bytes into its pool block, and the leak check takes that as its start).
+for c in dropped cycle interior large_inside heuristics; do
+    for mode in leaks check; do
+        opts=(--leaks)
+        [ "$mode" = check ] && opts+=(--check)
+        "$tally" run "${opts[@]}" --lib "$TALLY_LIB" -o "$tmp/lk-$c-$mode.tly" -- \
+            "$top_builddir/tests/leaks/leakcases" "$c" >/dev/null 2>"$tmp/lk-$c-$mode.err"
+        grep -A6 'LEAK SUMMARY' "$tmp/lk-$c-$mode.err" | grep -v '^tally' >"$tmp/lk-$c-$mode.sum"
+    done
+    [ -s "$tmp/lk-$c-leaks.sum" ] || fail "leakcases $c: no LEAK SUMMARY"
+    cmp -s "$tmp/lk-$c-leaks.sum" "$tmp/lk-$c-check.sum" ||
+        fail "leakcases $c: --leaks --check gives other kinds than --leaks:
+$(diff "$tmp/lk-$c-leaks.sum" "$tmp/lk-$c-check.sum")"
+done
+
 # a dump without the checks
 env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=all TALLY_OUT="$tmp/nocheck.tly" "$corpus" uninit_read >/dev/null 2>&1
 "$tally" errors "$tmp/nocheck.tly" >"$tmp/nocheck.out" 2>&1
