@@ -6,7 +6,8 @@
 #              walker asked the same of glibc and waited forever; in all, leak and sample mode
 #              (every allocation sampled)
 #   sigalloc   a signal handler that allocates large blocks while the program does: the handler
-#              waited for the large table's lock the interrupted code held; 5 runs
+#              waited for the large table's lock the interrupted code held; 5 runs, and 3
+#              with the heap checks on (TALLY_CHECK=1: the handler's blocks are checked too)
 #   conflicts  a program that exports libzstd's and libunwind's names: the library's private
 #              copies must bind to themselves (rustc's libLLVM exports ZSTD_*, and libzstd freed
 #              its context with LLVM's); with the dump compressed, and stacks from libunwind
@@ -26,14 +27,20 @@ same() {
     [ $rc = "$want" ] || { fail "$label: exit status $rc, $want without the library: $(tail -3 "$tmp/$label.err")"; return 1; }
     diff -q "$tmp/$label.plain" "$tmp/$label.out" >/dev/null ||
         { fail "$label: output differs: $(cat "$tmp/$label.out")"; return 1; }
+    grep -qE '^tally: (Invalid|Mismatched|ERROR SUMMARY)' "$tmp/$label.err" &&
+        { fail "$label: heap errors reported: $(head -3 "$tmp/$label.err")"; return 1; }
     say "$label ($*): $(tail -1 "$tmp/$label.out")"
 }
 
 same getattr-all "$d/getattr" TALLY_PROFILE=all
 same getattr-leaks "$d/getattr" TALLY_LEAKS=quiet
 same getattr-sample "$d/getattr" TALLY_PROFILE=sample TALLY_SAMPLE=1
+same getattr-check "$d/getattr" TALLY_CHECK=1
 for i in 1 2 3 4 5; do
     same "sigalloc-$i" "$d/sigalloc" TALLY_PROFILE=all || break
+done
+for i in 1 2 3; do
+    same "sigalloc-check-$i" "$d/sigalloc" TALLY_CHECK=1 || break
 done
 for u in fast libunwind check; do
     same "conflicts-$u" "$d/conflicts" TALLY_PROFILE=all TALLY_UNWIND=$u
