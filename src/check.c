@@ -1,13 +1,18 @@
 /* check.c: TALLY_CHECK, heap error detection (memcheck's heap errors, found by the allocator).
  *
  * THE CHECKED BLOCK
- *   With the check on, every block the program gets is made here, from the allocator behind the
- *   pools (the pools serve no block: their free-list words would sit inside the program's data),
- *   and every one is a large block to the profiler, which the check puts in `all` mode so that
- *   each block's allocating stack is known:
+ *   With the check on, every block the program gets is made here, with a header before it and a
+ *   guard after it: a pool block of the class that holds all three when it fits (then the guard
+ *   runs to the block's end), else a block of the allocator behind the pools. The profiler, which
+ *   the check puts in `all` mode so that every block's allocating stack is known, keeps a pool
+ *   block in its pool's side table and a large one in its large table, as it does any block:
  *
  *     q              p - 32                 p                    p + n            p + n + G
  *     | (alignment)  | size | sites | base | mark | data (n bytes) | guard (G bytes) |
+ *
+ *   A pool block's q is the block's start: the program's pointer is 32 bytes in, never a block
+ *   start, so free reaches the check through its slow path (leak.c and dump.c take a pool
+ *   block's data at pool_data_offset()).
  *
  *   - size: the requested n; sites: the allocating and freeing call sites (written at the free,
  *     the allocating one from the profiler's table); base: p - q, the kind of call that made it
@@ -16,9 +21,9 @@
  *     and in quarantine, released to the allocator). free knows a block by it, as memcheck knows
  *     its blocks by its table; a state change is one compare-and-swap, so two threads freeing a
  *     block at once find one of them a double free;
- *   - guard: G = 16 bytes plus the round-up of n to 16, filled with 0xFD; new data is filled with
- *     0xCD and freed data with 0xDD (CPython's PYTHONMALLOC=debug bytes, which Python developers
- *     know at a glance).
+ *   - guard: G = 16 bytes plus the round-up of n to 16 (to the end of a pool block), 0xFD; new
+ *     data is filled with 0xCD and freed data with 0xDD (CPython's PYTHONMALLOC=debug bytes,
+ *     which Python developers know at a glance).
  *
  * WHAT IS CHECKED, WHEN
  *   free, delete and realloc: the mark (live, freed, or neither: a double free, or a pointer no
@@ -26,8 +31,8 @@
  *   call against the allocating kind (new/delete[], malloc/delete...), the mark's bytes for an
  *   underrun, the guard for an overrun. A freed block is poisoned and queued (the thread's FIFO
  *   quarantine, TALLY_QUARANTINE bytes); when it leaves, its poison and guard are checked again
- *   (a write after free), then it goes back to the allocator behind. At exit and at each dump,
- *   every live block's guard and every quarantined block's poison are checked too.
+ *   (a write after free), then it goes back to its pool or the allocator behind. At exit and at
+ *   each dump, every live block's guard and every quarantined block's poison are checked too.
  *   A bad free or realloc is reported and skipped: nothing of the heap is touched by it.
  *
  * An error is kept as a context (its kind and its stacks, memcheck's "contexts"), counted, and
@@ -448,8 +453,24 @@ static const uint8_t kind_of_call[CHECK_NCALLS] = {
     [CC_REALLOC] = CK_MALLOC,
 };
 
+/* The live large block whose data or guard holds in.p (an error's slow search: every entry). */
+struct inside_s {
+    uintptr_t p;
+    bool found;
+    lent_t e;
+};
+static void find_inside(const lent_t *le, void *arg) {
+    struct inside_s *in = arg;
+    if (!in->found && in->p > le->addr &&
+        in->p - le->addr < le->size + chk_guard(le->size)) {
+        in->found = true;
+        in->e = *le;
+    }
+}
+
 /* What a pointer that is no live block of ours is: inside one of our blocks (live or freed) that
- * starts earlier in its page, on this thread's stack, or nothing known. Fills e's address part. */
+ * starts earlier in its page (or a live large block anywhere), on this thread's stack, or
+ * nothing known. Fills e's address part. */
 static void describe(uintptr_t p, chk_err_t *e) {
     e->addr = p;
     e->state = CA_NONE;
@@ -485,6 +506,18 @@ static void describe(uintptr_t p, chk_err_t *e) {
                 e->alloc = site;
         }
         return;
+    }
+    if (!ptr_is_ours((void *)p)) { /* far into a large block: the table has it */
+        struct inside_s in = {.p = p};
+        prof_ltab_foreach(find_inside, &in);
+        if (in.found) {
+            e->state = CA_ALLOC;
+            e->block = in.e.addr;
+            e->size = in.e.size;
+            e->offset = (int64_t)(p - in.e.addr);
+            e->alloc = in.e.site;
+            return;
+        }
     }
     uintptr_t lo, hi;
     if (unwind_thread_stack(&lo, &hi) && p >= lo && p < hi)

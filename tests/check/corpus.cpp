@@ -91,6 +91,12 @@ NOINLINE void free_interior() {
     release(p);
 }
 
+NOINLINE void free_interior_large() { // far from the start: no header near it
+    char *p = make_block(100000);
+    release(p + 50000);
+    release(p);
+}
+
 NOINLINE void free_mmap() {
     void *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     release(m);
@@ -185,6 +191,7 @@ static const struct {
     {"free_stack", free_stack},
     {"free_global", free_global},
     {"free_interior", free_interior},
+    {"free_interior_large", free_interior_large},
     {"free_mmap", free_mmap},
     {"realloc_freed", realloc_freed},
     {"delete_array_of_new", delete_array_of_new},

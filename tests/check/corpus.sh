@@ -2,7 +2,7 @@
 # tests/check/corpus.sh - TALLY_CHECK against valgrind memcheck on a corpus of heap bugs
 # (corpus.cpp: overruns of a pool-sized block, of a block that fills its size class and of a
 # large one, an underrun, a write after free, double frees in and after the quarantine, frees of
-# a stack, global, interior and mmap'd pointer, realloc of a freed block, mismatched new[]/delete,
+# a stack, global, interior (near and far from the start) and mmap'd pointer, realloc of a freed block, mismatched new[]/delete,
 # new/free and malloc/delete, the same errors in a thread and in a forked child). Each case runs
 # under `valgrind --xml=yes` and under the library with TALLY_CHECK; check_cmp.py wants every
 # error memcheck reports at a free, a realloc or a write into a freed block or past either end
@@ -23,7 +23,7 @@ need valgrind valgrind
 cd "$tmp" || hard_error "cannot cd to $tmp"
 
 cases=$("$corpus")
-[ "$(echo "$cases" | wc -l)" -ge 19 ] || fatal "the corpus lists $(echo "$cases" | wc -l) cases"
+[ "$(echo "$cases" | wc -l)" -ge 20 ] || fatal "the corpus lists $(echo "$cases" | wc -l) cases"
 for c in $cases; do
     d=$tmp/$c
     mkdir -p "$d"
@@ -52,7 +52,8 @@ done
 
 # Every case that makes a heap error the check can see has exactly one error context in its dumps.
 for c in overrun_small overrun_exact overrun_large underrun uaf_write double_free double_free_late \
-    free_stack free_global free_interior free_mmap realloc_freed delete_array_of_new free_of_new \
+    free_stack free_global free_interior free_interior_large free_mmap realloc_freed \
+    delete_array_of_new free_of_new \
     delete_of_malloc thread_overrun fork_double_free; do
     n=$(cat "$tmp/$c"/t.*.json 2>/dev/null | python3 -c 'import json,sys
 n=0
