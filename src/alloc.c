@@ -458,7 +458,7 @@ static noinline cold void heap_error(const char *fn, const char *what, const voi
         alloc_say_caller(&f, fr[i]);
     }
     fmt_char(&f, '\n');
-    os_write_all(2, f.buf, f.len);
+    os_write_all(message_fd(), f.buf, f.len);
     abort();
 }
 

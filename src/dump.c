@@ -1195,7 +1195,7 @@ static void print_leak_summary(const char *path) {
     const leak_result_t *r = leak_result();
     char buf[2048];
     fmt_t f;
-    fmt_init(&f, buf, sizeof buf, 2);
+    fmt_init(&f, buf, sizeof buf, message_fd());
     uint64_t live = 0;
     for (unsigned k = 0; k < LEAK_NKINDS; k++)
         live += r->count[k];

@@ -4,6 +4,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -152,6 +154,36 @@ void fmt_json_str(fmt_t *f, const char *s) {
     fmt_char(f, '"');
 }
 
+/* ---- where messages go --------------------------------------------------------------------------
+ * The standard error the program started with, kept as a duplicate when a message at exit is
+ * asked for (valgrind keeps its own the same way): a program that closes its stderr before it
+ * exits (coreutils do, in an atexit handler) still gets the leak summary and the heap errors.
+ * The duplicate is close-on-exec, numbered high, and checked before each use: a program that
+ * closed it (closefrom) and reused the number for another file is never written to; then, and
+ * when none was kept, fd 2. */
+static int kept_fd = -1;
+static dev_t kept_dev;
+static ino_t kept_ino;
+
+void fmt_keep_stderr(void) {
+    struct stat st;
+    if (kept_fd >= 0 || fstat(2, &st) != 0)
+        return;
+    static const int floor[] = {1000, 100, 10};
+    for (unsigned i = 0; i < 3 && kept_fd < 0; i++)
+        kept_fd = fcntl(2, F_DUPFD_CLOEXEC, floor[i]);
+    kept_dev = st.st_dev;
+    kept_ino = st.st_ino;
+}
+
+int message_fd(void) {
+    struct stat st;
+    if (kept_fd >= 0 && fstat(kept_fd, &st) == 0 && st.st_dev == kept_dev &&
+        st.st_ino == kept_ino)
+        return kept_fd;
+    return 2;
+}
+
 /* At most this many messages per process: a program that, say, frees garbage in a loop must not
  * turn stderr into a firehose. */
 #define MESSAGE_LIMIT 32
@@ -174,7 +206,7 @@ void tally_message(const char *a, const char *b, const char *c) {
     if (f.len == f.cap)
         f.len--;
     fmt_char(&f, '\n');
-    os_write_all(2, f.buf, f.len);
+    os_write_all(message_fd(), f.buf, f.len);
     errno = saved;
 }
 

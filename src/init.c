@@ -115,6 +115,10 @@ TALLY_EXPORT const char *tally_version(void) {
 
 __attribute__((constructor)) static void tally_constructor(void) {
     options_init(__environ); /* no-op if the first malloc already read them */
+    /* something will be said at exit: to the stderr the program started with */
+    if (opt.leaks == LEAKS_REPORT || opt.check == CHECK_ON || opt.check == CHECK_ABORT ||
+        (opt.stats != STATS_OFF && !opt.stats_file) || opt.verbose)
+        fmt_keep_stderr();
     tally_init_global();
     glibc_malloc_setup(); /* before any thread of the program's can make that first call */
     resolve_next();

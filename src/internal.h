@@ -79,6 +79,10 @@ void fmt_flush(fmt_t *f);
 void fmt_hex(fmt_t *f, uint64_t v); /* 0x1f */
 /* pattern with %p (pid), %e (program name), %% -> out; false if it does not fit */
 bool fmt_expand_path(char *out, size_t cap, const char *pattern);
+/* The descriptor the library's messages go to: the program's first stderr, kept at the start
+ * (fmt_keep_stderr, when a message at exit is asked for) while it is still that file, else 2. */
+void fmt_keep_stderr(void);
+int message_fd(void);
 /* One line "tally: a b c\n" to stderr; rate-limited so a broken program cannot flood it. */
 void tally_message(const char *a, const char *b, const char *c);
 
@@ -303,7 +307,7 @@ void check_summary(const char *dump_path); /* exit: memcheck's ERROR SUMMARY, if
 void check_fork_child(void);
 void check_fork_child_heap(heap_t *h);
 static inline int check_fd(void) {
-    return 2;
+    return message_fd();
 }
 void alloc_say_caller(fmt_t *f, uintptr_t ip); /* symbol+off in object+off (alloc.c) */
 void *large_done(void *p, size_t n, void *caller); /* a block from the allocator behind,

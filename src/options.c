@@ -329,7 +329,7 @@ void options_init(char **env) {
 void options_print(void) {
     char buf[1024];
     fmt_t f;
-    fmt_init(&f, buf, sizeof buf, 2);
+    fmt_init(&f, buf, sizeof buf, message_fd());
     for (size_t i = 0; i < NOPTIONS; i++) {
         const option_desc_t *d = &options[i];
         fmt_str(&f, "tally: TALLY_");

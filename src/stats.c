@@ -259,7 +259,7 @@ TALLY_EXPORT int tally_stats_print(int fd, int json) {
 void stats_print_at_exit(void *unused) {
     (void)unused;
     int saved = errno;
-    int fd = 2;
+    int fd = message_fd();
     if (opt.stats_file) {
         char path[4096];
         if (!fmt_expand_path(path, sizeof path, opt.stats_file)) {
@@ -275,7 +275,7 @@ void stats_print_at_exit(void *unused) {
         }
     }
     stats_write(fd, opt.stats == STATS_JSON);
-    if (fd != 2)
+    if (opt.stats_file)
         close(fd);
     errno = saved;
 }

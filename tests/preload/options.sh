@@ -1,7 +1,7 @@
 #!/bin/bash
 # TALLY_* options under LD_PRELOAD: silence unless asked, one warning line for bad values,
-# statistics whose parts add up (text and JSON), a safe statistics file, and a reservation that
-# shrinks under `ulimit -v`.
+# statistics whose parts add up (text and JSON), a safe statistics file, a reservation that
+# shrinks under `ulimit -v`, and messages at exit that survive a program closing its stderr.
 set -u
 so=${TALLYMALLOC_SO:?}
 py=/usr/bin/python3
@@ -116,5 +116,25 @@ out=$(env TALLY_RESERVE=4M LD_PRELOAD=$so echo hello 2>"$tmp/err")
 # 7. TALLY_VERBOSE lists the options in effect.
 TALLY_VERBOSE=1 LD_PRELOAD=$so /bin/true 2>"$tmp/err"
 grep -q '^tally: TALLY_RESERVE' "$tmp/err" || bad "TALLY_VERBOSE=1 did not list the options"
+
+# 8. What is said at exit reaches the stderr the program started with, even when the program
+# closed it first (python closes its fd 2 here; coreutils do in an atexit handler), and the
+# library keeps no descriptor of its own unless it has something to say at exit.
+TALLY_LEAKS=1 PYTHONMALLOC=malloc LD_PRELOAD=$so $py -c 'import os; os.close(2)' 2>"$tmp/err" ||
+    bad "python closing its stderr failed under TALLY_LEAKS=1"
+grep -q '^tally: LEAK SUMMARY' "$tmp/err" ||
+    bad "TALLY_LEAKS=1: no LEAK SUMMARY after the program closed its stderr: $(cat "$tmp/err")"
+TALLY_LEAKS=1 LD_PRELOAD=$so ls / >/dev/null 2>"$tmp/err"
+grep -q '^tally: LEAK SUMMARY' "$tmp/err" || bad "TALLY_LEAKS=1 ls: no LEAK SUMMARY (ls closes its stderr at exit)"
+TALLY_STATS=1 LD_PRELOAD=$so $py -c 'import os; os.close(2)' 2>"$tmp/err"
+grep -q 'statistics' "$tmp/err" || bad "TALLY_STATS=1: no statistics after the program closed its stderr"
+plain=$(ls /proc/self/fd | wc -l)
+[ "$(LD_PRELOAD=$so ls /proc/self/fd | wc -l)" = "$plain" ] ||
+    bad "the library left a descriptor open in a program that asked for nothing"
+[ "$(TALLY_LEAKS=quiet LD_PRELOAD=$so ls /proc/self/fd | wc -l)" = "$plain" ] ||
+    bad "TALLY_LEAKS=quiet (nothing said at exit) kept a descriptor"
+# the kept descriptor is close-on-exec: a child sees the same descriptors as without the library
+[ "$(TALLY_LEAKS=1 LD_PRELOAD=$so env -u LD_PRELOAD ls /proc/self/fd 2>/dev/null | wc -l)" = "$plain" ] ||
+    bad "a child inherited the library's descriptor"
 
 exit $fail
