@@ -144,7 +144,8 @@ static const char usage_flame[] =
     "                     live (bytes live when dumped), leaked (bytes still live at exit;\n"
     "                     with the leak check, those definitely, indirectly or possibly lost)\n"
     "  --folded           `outermost;...;innermost BYTES` lines instead of SVG\n"
-    "  --json             the tree as JSON ({name, value, children}, as d3-flame-graph reads)\n"
+    "  --json             one JSON document whose .root is the tree d3-flame-graph reads\n"
+    "                     ({name, value, children}; docs/JSON.md)\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
     "  --debug-dir DIR    also look for separate debug files under DIR\n"
     "  --max-text SIZE    read a larger dump than the default bounds (see report)\n";

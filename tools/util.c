@@ -267,6 +267,15 @@ static bool loader_frame(const sym_frame_t *fr) {
                   strcmp(f, "realloc") != 0 && strcmp(f, "free") != 0);
 }
 
+/* The program's _start: by its name, or in a stripped program (no name), by what it called:
+ * libc's __libc_start_main. */
+static bool starts_program(const sym_frame_t *fr, const sym_frame_t *inner) {
+    if (fr->function)
+        return strcmp(fr->function, "_start") == 0;
+    return !fr->python && inner->function && hidden(inner) &&
+           strncmp(inner->function, "__libc_start_main", 17) == 0;
+}
+
 int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t *out,
                int max) {
     int k = site_stack_all(sym, d, s, out, max);
@@ -286,8 +295,7 @@ int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t
     /* ... and the outermost ones that only start the program or the thread (libc's
      * __libc_start_main, start_thread, clone; _start, which crt1.o puts in the program), as
      * valgrind leaves out what is below main. */
-    while (k > drop + 1 && (hidden(&out[k - 1]) ||
-                            (out[k - 1].function && strcmp(out[k - 1].function, "_start") == 0)))
+    while (k > drop + 1 && (hidden(&out[k - 1]) || starts_program(&out[k - 1], &out[k - 2])))
         k--;
     memmove(out, out + drop, (size_t)(k - drop) * sizeof *out);
     return k - drop;

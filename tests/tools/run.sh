@@ -127,4 +127,16 @@ grep -q "^tally: note: the process's RSS reached .* but the profiled peak is .*p
 "$tally" report --json pym.tly | /usr/bin/python3 -c 'import json, sys; d = json.load(sys.stdin)["dump"]; sys.exit(0 if "pymalloc" in d["note"] and d["max_rss_bytes"] > 80 << 20 else 1)' ||
     fail "the JSON report has no note or max_rss_bytes"
 "$tally" report "$f" | grep -q 'note:' && fail "a note on golden's report: $("$tally" report "$f" | head -4)"
+
+# A stripped program's stacks end at its main, as memcheck's do: not in libc's start-up and the
+# program's unnamed _start (the names that find them otherwise are gone).
+cp "$golden" stripped && strip stripped || fatal "cannot strip a copy of golden"
+"$tally" run --leaks --lib "$TALLY_LIB" -o stripped.tly -- ./stripped >o.txt 2>e.txt ||
+    fail "the stripped golden under tally run failed: $(cat e.txt)"
+"$tally" leaks stripped.tly >l.txt 2>&1
+grep -q 'definitely lost in loss record' l.txt || fail "no leak report for the stripped golden: $(cat l.txt)"
+grep -qE '__libc_start|_start|libc\.so' l.txt && fail "a stripped program's stacks go below main: $(cat l.txt)"
+# its definitely lost record: lose_list, then main: two frames, as with symbols
+awk '/definitely lost in loss record/ {on = 1; next} on && /^   (at|by) / {n++} on && !/^   / {exit} END {exit !(n == 2)}' l.txt ||
+    fail "the stripped golden's definitely lost record has not two frames: $(cat l.txt)"
 finish
