@@ -299,6 +299,31 @@ static void json_node(FILE *f, const fnode_t *n) {
     fputs("]}", f);
 }
 
+/* The folded lines of the tree under n: a node whose own value (not its children's) is a byte
+ * or more is a line, its path from the root's child down, and the root's own value (sites with
+ * no stack) is "[no stack]". */
+static void folded_node(FILE *f, const fnode_t *n, const fnode_t **path, int depth) {
+    double self = n->value;
+    for (const fnode_t *c = n->child; c; c = c->next)
+        self -= c->value;
+    if (self >= 0.5) {
+        if (depth == 0)
+            fputs("[no stack]", f);
+        for (int k = 1; k < depth; k++) {
+            fputs(path[k]->name, f);
+            fputc(';', f);
+        }
+        if (depth > 0)
+            fputs(n->name, f);
+        fprintf(f, " %.0f\n", self);
+    }
+    if (depth >= TOOL_MAX_FRAMES)
+        return;
+    path[depth] = n;
+    for (const fnode_t *c = n->child; c; c = c->next)
+        folded_node(f, c, path, depth + 1);
+}
+
 /* ---- the command ------------------------------------------------------------------------------ */
 int cmd_flame(const dump_t *d, symbolizer_t *sym, const flame_opts_t *o) {
     return flame_write(stdout, d, sym, o);
@@ -329,16 +354,6 @@ int flame_write(FILE *f, const dump_t *d, symbolizer_t *sym, const flame_opts_t 
         if (v <= 0 || s->id == 0)
             continue;
         int n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
-        if (o->folded) {
-            for (int k = n - 1; k >= 0; k--) {
-                frame_name(name, sizeof name, &fr[k]);
-                fputs(name, f);
-                if (k)
-                    fputc(';', f);
-            }
-            fprintf(f, "%s%.0f\n", n ? " " : "[no stack] ", v);
-            continue;
-        }
         fnode_t *node = root;
         root->value += v;
         for (int k = n - 1; k >= 0 && node; k--) {
@@ -350,7 +365,13 @@ int flame_write(FILE *f, const dump_t *d, symbolizer_t *sym, const flame_opts_t 
     }
     free(fr);
     int r = 0;
-    if (o->json) {
+    if (o->folded) {
+        /* one line a distinct stack: call sites whose stacks show the same names (two return
+         * addresses in one function, a Python line reached from two places in C) are one */
+        tree_sort(root);
+        const fnode_t *path[TOOL_MAX_FRAMES + 1];
+        folded_node(f, root, path, 0);
+    } else if (o->json) {
         tree_sort(root);
         fprintf(f, "{\"tally_json\":1,\"command\":\"flame\",\"measure\":");
         json_str(f, o->measure);
