@@ -3,6 +3,7 @@
  * for people or as JSON (tools/report.c). This file: the command line, the help, and `run`. */
 #define _GNU_SOURCE
 #include "diff.h"
+#include "export.h"
 #include "flame.h"
 #include "html.h"
 #include "report.h"
@@ -40,6 +41,7 @@ static const char usage_main[] =
     "  flame [OPTIONS] DUMP                   a flame graph (SVG), or folded stacks\n"
     "  diff [OPTIONS] OLD NEW                 how each call site grew from one dump to another\n"
     "  html [OPTIONS] DUMP -o PAGE.html       all of it on one self-contained page\n"
+    "  export --format massif DUMP [-o FILE]  the dump in another tool's format (ms_print)\n"
     "  help [COMMAND]                         this text, or a command's\n"
     "\n"
     "`tally help COMMAND` or `tally COMMAND --help` tells more; see also tally(1).\n";
@@ -133,6 +135,20 @@ static const char usage_errors[] =
     "  --debug-dir DIR     also look for separate debug files under DIR\n"
     "  --max-text SIZE     read a larger dump than the default bounds (see report)\n";
 
+static const char usage_export[] =
+    "usage: tally export --format massif [-o FILE] [--debug-dir DIR] DUMP\n"
+    "\n"
+    "The dump in another tool's format, on standard output or in FILE.\n"
+    "\n"
+    "  --format massif     valgrind massif's output file, as ms_print and massif-visualizer\n"
+    "                      read it: the timeline as snapshots (time in ms), the peak and the\n"
+    "                      state at the dump as call trees (allocation sites at the root, their\n"
+    "                      callers below; nodes under 1% of the total summed, as massif does)\n"
+    "  -o, --output FILE   write FILE instead of standard output\n"
+    "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
+    "  --debug-dir DIR     also look for separate debug files under DIR\n"
+    "  --max-text SIZE     read a larger dump than the default bounds (see report)\n";
+
 static const char usage_flame[] =
     "usage: tally flame [--measure MEASURE] [--folded | --json] [--debug-dir DIR] DUMP > graph.svg\n"
     "\n"
@@ -187,6 +203,7 @@ static const struct {
                 {"report", usage_report},
                 {"leaks", usage_leaks},
                 {"errors", usage_errors},
+                {"export", usage_export},
                 {"flame", usage_flame}};
 
 static const char *usage_of(const char *cmd) {
@@ -261,6 +278,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
     report_opts_t ro = {.sort = "peak", .top = 10};
     leaks_opts_t lo = {0};
     errors_opts_t eo = {0};
+    export_opts_t xo = {0};
     flame_opts_t fo = {.measure = "peak"};
     html_opts_t ho = {.top = 100};
     const char *output = NULL;
@@ -273,19 +291,28 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         {"output", required_argument, NULL, 'o'},    {"kinds", required_argument, NULL, 'k'},
         {"suppressions", required_argument, NULL, 'S'}, {"max-text", required_argument, NULL, 'M'},
         {"native", no_argument, NULL, 'N'},          {"by", required_argument, NULL, 'B'},
+        {"format", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0}};
     bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
          is_flame = strcmp(cmd, "flame") == 0, is_html = strcmp(cmd, "html") == 0,
-         is_errors = strcmp(cmd, "errors") == 0;
+         is_errors = strcmp(cmd, "errors") == 0, is_export = strcmp(cmd, "export") == 0;
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, is_html ? ":ho:" : ":h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, is_html || is_export ? ":ho:" : ":h", opts, NULL)) !=
+           -1) {
         switch (c) {
         case 'o':
-            if (!is_html)
-                return bad_usage(cmd, "-o: an option of html and run%s", "");
+            if (!is_html && !is_export)
+                return bad_usage(cmd, "-o: an option of html, export and run%s", "");
             output = optarg;
+            break;
+        case 'F':
+            if (!is_export || !export_format_valid(optarg))
+                return bad_usage(cmd, is_export ? "--format %s: want massif"
+                                                : "--format: an option of export (%s)",
+                                 optarg);
+            xo.format = optarg;
             break;
         case 's':
             if (!is_report || !report_measure_valid(optarg))
@@ -354,6 +381,8 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         return bad_usage(cmd, optind == argc ? "which dump?%s" : "one dump at a time%s", "");
     if (fo.folded && fo.json)
         return bad_usage(cmd, "--folded and --json: one or the other%s", "");
+    if (is_export && !xo.format)
+        return bad_usage(cmd, "which format? (--format massif)%s", "");
     dump_t d;
     int r = load_or_complain(argv[optind], &d);
     if (r)
@@ -364,7 +393,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         dump_free(&d);
         return 1;
     }
-    if (is_html) {
+    if (is_html || (is_export && output)) {
         /* written to a temporary file and renamed: a half-written page never replaces one */
         char tmp[4096];
         ho.out = stdout;
@@ -378,7 +407,8 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
                 return 1;
             }
         }
-        r = cmd_html(&d, sym, &ho);
+        xo.out = ho.out;
+        r = is_html ? cmd_html(&d, sym, &ho) : cmd_export(&d, sym, &xo);
         if (output) {
             if (fclose(ho.out) != 0 && r == 0)
                 r = 1;
@@ -393,6 +423,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         r = is_report   ? cmd_report(&d, sym, &ro)
             : is_leaks  ? cmd_leaks(&d, sym, &lo)
             : is_errors ? cmd_errors(&d, sym, &eo)
+            : is_export ? cmd_export(&d, sym, &xo)
                         : cmd_flame(&d, sym, &fo);
     }
     sym_free(sym);
@@ -855,7 +886,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "diff") == 0)
         return diff_cmd(argc - 1, argv + 1);
     if (strcmp(cmd, "report") == 0 || strcmp(cmd, "leaks") == 0 || strcmp(cmd, "flame") == 0 ||
-        strcmp(cmd, "html") == 0 || strcmp(cmd, "errors") == 0)
+        strcmp(cmd, "html") == 0 || strcmp(cmd, "errors") == 0 || strcmp(cmd, "export") == 0)
         return read_cmd(cmd, argc - 1, argv + 1);
     tool_error("no command '%s' (see `tally --help`)", cmd);
     return 2;

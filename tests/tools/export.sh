@@ -1,0 +1,101 @@
+#!/bin/bash
+# tests/tools/export.sh - `tally export --format massif` against valgrind's massif itself: the
+# test suite's golden program runs under `valgrind --tool=massif` and under `tally run --all`;
+# ms_print reads both files, and the peak snapshot of ours has massif's peak bytes and the same
+# allocation sites at the top of its tree (function, file:line and bytes each, for every site
+# over massif's 1% threshold). Then the export's own consistency: every node holds at least its
+# children, the timeline is in time order, the last snapshot is what the dump says is live.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+. "$top_srcdir/tests/preload/common.sh"
+tally=$top_builddir/tools/tally
+golden=$top_builddir/tests/tools/golden
+[ -x "$tally" ] || hard_error "$tally is not built"
+[ -x "$golden" ] || hard_error "$golden is not built"
+need valgrind valgrind
+need ms_print valgrind
+cd "$tmp" || hard_error "cannot cd to $tmp"
+
+timeout 300 valgrind -q --tool=massif --massif-out-file=vg.massif "$golden" >/dev/null 2>vg.err ||
+    fatal "massif failed: $(cat vg.err)"
+"$tally" run --all --lib "$TALLY_LIB" -o g.tly -- "$golden" >/dev/null 2>run.err ||
+    fatal "tally run failed: $(cat run.err)"
+"$tally" export --format massif -o t.massif g.tly 2>exp.err || fatal "tally export failed: $(cat exp.err)"
+ms_print t.massif >t.ms 2>t.err || fail "ms_print cannot read the export: $(cat t.err)"
+grep -q 'Detailed snapshots: \[[0-9]* (peak), [0-9]*\]' t.ms || fail "ms_print sees no peak snapshot: $(grep -i snapshots t.ms)"
+ms_print vg.massif >vg.ms 2>&1 || fatal "ms_print cannot read massif's own file"
+"$tally" report --json g.tly >r.json || fatal "tally report --json failed"
+/usr/bin/python3 - vg.massif t.massif r.json <<'PY' || fail "the export differs from massif"
+import json, re, sys
+
+def snapshots(path):
+    snaps, cur, tree = [], None, None
+    for line in open(path):
+        line = line.rstrip("\n")
+        m = re.match(r"^(snapshot|time|mem_heap_B|mem_heap_extra_B|mem_stacks_B|heap_tree)=(.*)$", line)
+        if m:
+            if m.group(1) == "snapshot":
+                cur = {"tree": []}
+                snaps.append(cur)
+            cur[m.group(1)] = m.group(2)
+        elif re.match(r"^\s*n\d+:", line) and cur is not None:
+            cur["tree"].append(line)
+    return snaps
+
+def top_sites(tree):
+    """depth-1 nodes: (function (file:line), bytes), the address left out"""
+    out = []
+    for line in tree:
+        m = re.match(r"^ n\d+: (\d+) 0x[0-9A-Fa-f]+: (.*)$", line)
+        if m:
+            out.append((m.group(2), int(m.group(1))))
+    return sorted(out)
+
+def check_sums(tree):
+    """every node holds at least the sum of its children"""
+    stack, bad = [], []
+    for line in tree:
+        m = re.match(r"^( *)n(\d+): (\d+)", line)
+        depth, b = len(m.group(1)), int(m.group(3))
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        if stack:
+            stack[-1][2] -= b
+            if stack[-1][2] < 0:
+                bad.append(line)
+        stack.append([depth, b, b])
+    return bad
+
+vg, t = snapshots(sys.argv[1]), snapshots(sys.argv[2])
+report = json.load(open(sys.argv[3]))
+bad = []
+vp = [s for s in vg if s["heap_tree"] == "peak"][0]
+tp = [s for s in t if s["heap_tree"] == "peak"]
+if len(tp) != 1:
+    print("want one peak snapshot in the export, got %d" % len(tp)); sys.exit(1)
+tp = tp[0]
+if int(tp["mem_heap_B"]) != int(vp["mem_heap_B"]):
+    bad.append("peak heap %s B, massif's %s B" % (tp["mem_heap_B"], vp["mem_heap_B"]))
+if int(tp["mem_heap_B"]) != report["totals"]["peak_bytes"]:
+    bad.append("peak heap %s B, the dump's peak %s B" % (tp["mem_heap_B"], report["totals"]["peak_bytes"]))
+if top_sites(tp["tree"]) != top_sites(vp["tree"]):
+    bad.append("peak sites %s, massif's %s" % (top_sites(tp["tree"]), top_sites(vp["tree"])))
+for s in t:
+    if s["tree"]:
+        bad += ["a node smaller than its children: " + l for l in check_sums(s["tree"])]
+times = [int(s["time"]) for s in t]
+if times != sorted(times):
+    bad.append("snapshot times out of order: %s" % times)
+if int(t[-1]["mem_heap_B"]) != report["totals"]["live_bytes"] or t[-1]["heap_tree"] != "detailed":
+    bad.append("the last snapshot (%s B, %s) is not the dump's live %s B, detailed" %
+               (t[-1]["mem_heap_B"], t[-1]["heap_tree"], report["totals"]["live_bytes"]))
+for b in bad:
+    print("FAIL:", b)
+print("peak %s B; %d sites over the threshold, as massif's" % (tp["mem_heap_B"], len(top_sites(tp["tree"]))))
+sys.exit(1 if bad else 0)
+PY
+# bad use: one line, status 2
+"$tally" export g.tly >o.txt 2>e.txt
+[ $? = 2 ] && grep -q 'which format' e.txt || fail "export without --format: $(cat e.txt)"
+"$tally" export --format pdf g.tly >o.txt 2>e.txt
+[ $? = 2 ] && grep -q 'want massif' e.txt || fail "export --format pdf: $(cat e.txt)"
+finish
