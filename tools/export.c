@@ -5,7 +5,11 @@
  * bytes live then), then the peak, detailed: the call tree of the bytes live at the program-wide
  * peak, allocation functions at the root and their callers below, as massif draws it, each node
  * of 1% of the total or more (massif's threshold) and the rest of a node's callers summed in one
- * "in N places" line; and the last snapshot, detailed too: what is live at the dump. */
+ * "in N places" line; and the last snapshot, detailed too: what is live at the dump.
+ *
+ * speedscope: its JSON file format (the schema speedscope's release ships), one "sampled"
+ * profile a measure (bytes live at the peak, bytes allocated, bytes live at the dump), in bytes:
+ * a call site is a sample, its stack outermost first, its bytes its weight; frames shared. */
 #define _GNU_SOURCE
 #include "export.h"
 
@@ -13,7 +17,7 @@
 #include <string.h>
 
 bool export_format_valid(const char *f) {
-    return strcmp(f, "massif") == 0;
+    return strcmp(f, "massif") == 0 || strcmp(f, "speedscope") == 0;
 }
 
 /* ---- the call tree, innermost frames at the top -------------------------------------------- */
@@ -95,6 +99,12 @@ static xnode_t *build_tree(const dump_t *d, symbolizer_t *sym, bool peak) {
     }
     free(fr);
     return root;
+}
+
+/* A site's bytes by a measure, never below 0 (sample mode's live figures can dip) */
+static double weight_of(const dump_t *d, const dsite_t *s, const char *m) {
+    double v = site_measure(d, s, m);
+    return v > 0 ? v : 0;
 }
 
 static int by_value(const void *a, const void *b) {
@@ -185,8 +195,181 @@ static int export_massif(FILE *f, const dump_t *d, symbolizer_t *sym) {
     return 0;
 }
 
+/* ---- speedscope ------------------------------------------------------------------------------- */
+/* The shared frames: (name, file, line) interned, in order of first use. */
+typedef struct sframe_s {
+    char *name;
+    const char *file;
+    uint32_t line;
+} sframe_t;
+typedef struct sframes_s {
+    sframe_t *v;
+    size_t n, cap;
+    uint32_t *slot; /* open addressing: index + 1, 0 empty */
+    size_t nslot;
+} sframes_t;
+
+static uint64_t sframe_hash(const char *name, const char *file, uint32_t line) {
+    uint64_t h = 1469598103934665603ull ^ line;
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (const char *p = file ? file : ""; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+static bool sframes_grow(sframes_t *t) {
+    size_t ns = t->nslot ? t->nslot * 2 : 4096;
+    uint32_t *slot = calloc(ns, sizeof *slot);
+    if (!slot)
+        return false;
+    for (size_t i = 0; i < t->n; i++) {
+        size_t j = sframe_hash(t->v[i].name, t->v[i].file, t->v[i].line) & (ns - 1);
+        while (slot[j])
+            j = (j + 1) & (ns - 1);
+        slot[j] = (uint32_t)i + 1;
+    }
+    free(t->slot);
+    t->slot = slot;
+    t->nslot = ns;
+    return true;
+}
+
+/* The index of the frame, or -1 when memory runs out. */
+static long sframe_index(sframes_t *t, const sym_frame_t *f) {
+    char name[1024];
+    if (f->function)
+        snprintf(name, sizeof name, "%s", f->function);
+    else if (f->module)
+        snprintf(name, sizeof name, "%s+%#llx", sym_basename(f->module),
+                 (unsigned long long)f->offset);
+    else
+        snprintf(name, sizeof name, "%#llx", (unsigned long long)f->ip);
+    /* a native function is one frame whatever line its call is at (a flame graph merges by
+     * function); a Python frame keeps its line, which is what a Python user looks for */
+    const char *file = f->file;
+    uint32_t line = f->python ? f->line : 0;
+    if ((t->n + 1) * 2 > t->nslot && !sframes_grow(t))
+        return -1;
+    size_t j = sframe_hash(name, file, line) & (t->nslot - 1);
+    for (; t->slot[j]; j = (j + 1) & (t->nslot - 1)) {
+        const sframe_t *e = &t->v[t->slot[j] - 1];
+        if (e->line == line && strcmp(e->name, name) == 0 &&
+            strcmp(e->file ? e->file : "", file ? file : "") == 0)
+            return (long)t->slot[j] - 1;
+    }
+    if (t->n == t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 1024;
+        sframe_t *v = realloc(t->v, nc * sizeof *v);
+        if (!v)
+            return -1;
+        t->v = v;
+        t->cap = nc;
+    }
+    if (!(t->v[t->n].name = strdup(name)))
+        return -1;
+    t->v[t->n].file = file;
+    t->v[t->n].line = line;
+    t->slot[j] = (uint32_t)++t->n;
+    return (long)t->n - 1;
+}
+
+static int export_speedscope(FILE *f, const dump_t *d, symbolizer_t *sym) {
+    static const struct {
+        const char *measure, *title;
+    } prof[] = {{"peak", "bytes live at the peak"},
+                {"allocated", "bytes allocated"},
+                {"live", "bytes live at the dump"}};
+    sframes_t t = {0};
+    sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
+    /* each site's stack as frame indices, outermost first, once for every profile */
+    long **stacks = calloc(d->nsites + 1, sizeof *stacks);
+    int *depth = calloc(d->nsites + 1, sizeof *depth);
+    int r = fr && stacks && depth ? 0 : 1;
+    for (size_t i = 0; i < d->nsites && r == 0; i++) {
+        const dsite_t *s = &d->sites[i];
+        if (s->id == 0)
+            continue;
+        int n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
+        if (!(stacks[i] = malloc(((size_t)n + 1) * sizeof **stacks))) {
+            r = 1;
+            break;
+        }
+        for (int k = 0; k < n; k++)
+            if ((stacks[i][n - 1 - k] = sframe_index(&t, &fr[k])) < 0)
+                r = 1;
+        depth[i] = n;
+    }
+    if (r == 0) {
+        fputs("{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\","
+              "\"exporter\":\"tally " TALLY_VERSION "\",\"name\":", f);
+        json_str(f, d->program ? sym_basename(d->program) : "?");
+        fputs(",\"activeProfileIndex\":0,\"shared\":{\"frames\":[", f);
+        for (size_t i = 0; i < t.n; i++) {
+            fputs(i ? ",{\"name\":" : "{\"name\":", f);
+            json_str(f, t.v[i].name);
+            if (t.v[i].file) {
+                fputs(",\"file\":", f);
+                json_str(f, t.v[i].file);
+                if (t.v[i].line)
+                    fprintf(f, ",\"line\":%u", t.v[i].line);
+            }
+            fputc('}', f);
+        }
+        fputs("]},\"profiles\":[", f);
+        for (size_t p = 0; p < sizeof prof / sizeof prof[0]; p++) {
+            double total = 0;
+            for (size_t i = 0; i < d->nsites; i++)
+                if (stacks[i])
+                    total += weight_of(d, &d->sites[i], prof[p].measure);
+            fprintf(f, "%s{\"type\":\"sampled\",\"name\":", p ? "," : "");
+            char title[256];
+            snprintf(title, sizeof title, "%s: %s%s", d->program ? sym_basename(d->program) : "?",
+                     prof[p].title, d->all_mode ? "" : " (estimated from samples)");
+            json_str(f, title);
+            fprintf(f, ",\"unit\":\"bytes\",\"startValue\":0,\"endValue\":%.0f,\"samples\":[",
+                    total);
+            bool first = true;
+            for (size_t i = 0; i < d->nsites; i++) {
+                if (!stacks[i] || weight_of(d, &d->sites[i], prof[p].measure) < 0.5)
+                    continue;
+                fputs(first ? "[" : ",[", f);
+                first = false;
+                for (int k = 0; k < depth[i]; k++)
+                    fprintf(f, k ? ",%ld" : "%ld", stacks[i][k]);
+                fputc(']', f);
+            }
+            fputs("],\"weights\":[", f);
+            first = true;
+            for (size_t i = 0; i < d->nsites; i++) {
+                double v;
+                if (!stacks[i] || (v = weight_of(d, &d->sites[i], prof[p].measure)) < 0.5)
+                    continue;
+                fprintf(f, first ? "%.0f" : ",%.0f", v);
+                first = false;
+            }
+            fputs("]}", f);
+        }
+        fputs("]}\n", f);
+    } else {
+        tool_error("out of memory");
+    }
+    for (size_t i = 0; stacks && i < d->nsites; i++)
+        free(stacks[i]);
+    for (size_t i = 0; i < t.n; i++)
+        free(t.v[i].name);
+    free(t.v);
+    free(t.slot);
+    free(stacks);
+    free(depth);
+    free(fr);
+    return r;
+}
+
 int cmd_export(const dump_t *d, symbolizer_t *sym, const export_opts_t *o) {
     FILE *f = o->out ? o->out : stdout;
-    int r = export_massif(f, d, sym);
+    int r = strcmp(o->format, "speedscope") == 0 ? export_speedscope(f, d, sym)
+                                                  : export_massif(f, d, sym);
     return r == 0 && fflush(f) == 0 && !ferror(f) ? 0 : 1;
 }

@@ -41,7 +41,7 @@ static const char usage_main[] =
     "  flame [OPTIONS] DUMP                   a flame graph (SVG), or folded stacks\n"
     "  diff [OPTIONS] OLD NEW                 how each call site grew from one dump to another\n"
     "  html [OPTIONS] DUMP -o PAGE.html       all of it on one self-contained page\n"
-    "  export --format massif DUMP [-o FILE]  the dump in another tool's format (ms_print)\n"
+    "  export --format FORMAT DUMP [-o FILE]  the dump as massif (ms_print) or speedscope reads it\n"
     "  help [COMMAND]                         this text, or a command's\n"
     "\n"
     "`tally help COMMAND` or `tally COMMAND --help` tells more; see also tally(1).\n";
@@ -136,7 +136,7 @@ static const char usage_errors[] =
     "  --max-text SIZE     read a larger dump than the default bounds (see report)\n";
 
 static const char usage_export[] =
-    "usage: tally export --format massif [-o FILE] [--debug-dir DIR] DUMP\n"
+    "usage: tally export --format massif|speedscope [-o FILE] [--debug-dir DIR] DUMP\n"
     "\n"
     "The dump in another tool's format, on standard output or in FILE.\n"
     "\n"
@@ -144,6 +144,9 @@ static const char usage_export[] =
     "                      read it: the timeline as snapshots (time in ms), the peak and the\n"
     "                      state at the dump as call trees (allocation sites at the root, their\n"
     "                      callers below; nodes under 1% of the total summed, as massif does)\n"
+    "  --format speedscope speedscope's JSON (speedscope.app, or `speedscope FILE`): one profile\n"
+    "                      for the bytes live at the peak, one for the bytes allocated, one for\n"
+    "                      the bytes live at the dump, in bytes, a call site a sample\n"
     "  -o, --output FILE   write FILE instead of standard output\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
     "  --debug-dir DIR     also look for separate debug files under DIR\n"
@@ -309,7 +312,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             break;
         case 'F':
             if (!is_export || !export_format_valid(optarg))
-                return bad_usage(cmd, is_export ? "--format %s: want massif"
+                return bad_usage(cmd, is_export ? "--format %s: want massif or speedscope"
                                                 : "--format: an option of export (%s)",
                                  optarg);
             xo.format = optarg;
@@ -382,7 +385,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
     if (fo.folded && fo.json)
         return bad_usage(cmd, "--folded and --json: one or the other%s", "");
     if (is_export && !xo.format)
-        return bad_usage(cmd, "which format? (--format massif)%s", "");
+        return bad_usage(cmd, "which format? (--format massif or speedscope)%s", "");
     dump_t d;
     int r = load_or_complain(argv[optind], &d);
     if (r)

@@ -1,10 +1,11 @@
 #!/bin/bash
-# tests/tools/export.sh - `tally export --format massif` against valgrind's massif itself: the
+# tests/tools/export.sh - `tally export`. massif: against valgrind's massif itself: the
 # test suite's golden program runs under `valgrind --tool=massif` and under `tally run --all`;
 # ms_print reads both files, and the peak snapshot of ours has massif's peak bytes and the same
 # allocation sites at the top of its tree (function, file:line and bytes each, for every site
 # over massif's 1% threshold). Then the export's own consistency: every node holds at least its
 # children, the timeline is in time order, the last snapshot is what the dump says is live.
+# speedscope: its schema, its totals, and speedscope's own viewer in headless chromium.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$top_srcdir/tests/preload/common.sh"
 tally=$top_builddir/tools/tally
@@ -93,9 +94,66 @@ for b in bad:
 print("peak %s B; %d sites over the threshold, as massif's" % (tp["mem_heap_B"], len(top_sites(tp["tree"]))))
 sys.exit(1 if bad else 0)
 PY
+# speedscope: the file validates against the schema speedscope's release ships, each profile's
+# weights add up to the dump's figure, and speedscope itself (its release, served over HTTP as
+# speedscope.app serves it) opens it in headless chromium: the profiles are listed, no script
+# error.
+ss=/usr/local/share/tallymalloc-tests/speedscope/package/dist/release
+[ -f "$ss/file-format-schema.json" ] || hard_error "speedscope's release is not in $ss (.ci/setup fetches it from npm)"
+need chromium chromium
+"$tally" export --format speedscope -o g.speedscope.json g.tly 2>exp.err || fail "export --format speedscope failed: $(cat exp.err)"
+/usr/bin/python3 - "$ss/file-format-schema.json" g.speedscope.json r.json <<'PY' || fail "the speedscope file is not what it should be"
+import json, sys, jsonschema
+schema, doc, report = (json.load(open(p)) for p in sys.argv[1:4])
+jsonschema.validate(doc, schema)
+t = report["totals"]
+want = {"bytes live at the peak": t["peak_bytes"], "bytes allocated": t["alloc_bytes"],
+        "bytes live at the dump": t["live_bytes"]}
+bad = []
+names = [f["name"] for f in doc["shared"]["frames"]]
+for p in doc["profiles"]:
+    what = p["name"].split(": ", 1)[1]
+    if p["unit"] != "bytes" or sum(p["weights"]) != want[what] or p["endValue"] != want[what]:
+        bad.append("%s: %s B in %s, want %s B" % (p["name"], sum(p["weights"]), p["unit"], want[what]))
+    if len(p["samples"]) != len(p["weights"]):
+        bad.append("%s: %d samples, %d weights" % (p["name"], len(p["samples"]), len(p["weights"])))
+    for s in p["samples"]:
+        if not s or names[s[0]] != "main":
+            bad.append("%s: a sample does not start at main: %s" % (p["name"], [names[i] for i in s]))
+            break
+peak = {names[s[-1]]: w for s, w in zip(doc["profiles"][0]["samples"], doc["profiles"][0]["weights"])}
+if peak.get("build_table") != 20000 or "big_blocks" not in peak:
+    bad.append("the peak profile's leaves: %s" % peak)
+for b in bad:
+    print("FAIL:", b)
+sys.exit(1 if bad else 0)
+PY
+mkdir -p web && cp -r "$ss"/. web/ && cp g.speedscope.json web/ || fatal "cannot copy speedscope"
+/usr/bin/python3 -c '
+import functools, http.server, os, sys
+http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
+open(sys.argv[2], "w").write(str(s.server_address[1]))
+s.serve_forever()' "$tmp/web" "$tmp/port" &
+server=$!
+on_exit "kill $server 2>/dev/null"
+for _ in $(seq 50); do [ -s port ] && break; sleep 0.1; done
+port=$(cat port)
+timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$tmp/profile" --enable-logging=stderr --v=0 --virtual-time-budget=5000 \
+    --dump-dom "http://127.0.0.1:$port/index.html#profileURL=http://127.0.0.1:$port/g.speedscope.json" \
+    >ss.dom 2>ss.log || fail "chromium failed on speedscope: $(tail -3 ss.log)"
+grep -q 'Importing as speedscope json file' ss.log || fail "speedscope did not import the file: $(grep CONSOLE ss.log | tail -3)"
+grep -q '<title>golden - speedscope' ss.dom || fail "speedscope's page does not show the profile: $(head -c 400 ss.dom)"
+grep -q 'golden: bytes live at the peak' ss.dom || fail "speedscope does not list the peak profile"
+grep -E 'Uncaught|:ERROR:CONSOLE' ss.log && fail "script errors in speedscope"
+kill "$server" 2>/dev/null
+
 # bad use: one line, status 2
 "$tally" export g.tly >o.txt 2>e.txt
 [ $? = 2 ] && grep -q 'which format' e.txt || fail "export without --format: $(cat e.txt)"
 "$tally" export --format pdf g.tly >o.txt 2>e.txt
-[ $? = 2 ] && grep -q 'want massif' e.txt || fail "export --format pdf: $(cat e.txt)"
+[ $? = 2 ] && grep -q 'want massif or speedscope' e.txt || fail "export --format pdf: $(cat e.txt)"
 finish
