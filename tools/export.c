@@ -9,15 +9,25 @@
  *
  * speedscope: its JSON file format (the schema speedscope's release ships), one "sampled"
  * profile a measure (bytes live at the peak, bytes allocated, bytes live at the dump), in bytes:
- * a call site is a sample, its stack outermost first, its bytes its weight; frames shared. */
+ * a call site is a sample, its stack outermost first, its bytes its weight; frames shared.
+ *
+ * pprof: profile.proto (github.com/google/pprof/proto/profile.proto), gzip-compressed, as
+ * `go tool pprof` and the continuous-profiling back-ends read it. A small encoder of our own
+ * writes the few messages the format has (the schema is fixed and tested with go tool pprof),
+ * and zlib the gzip. Sample types as Go's heap profiles name them (alloc_objects, alloc_space,
+ * inuse_objects, inuse_space), then peak_space, temporary_objects and, with the leak check,
+ * leaked_space; a call site is a sample; a return address is a location (its inlined calls as
+ * lines, innermost first), in the mapping of its module (with its build-id, so pprof can
+ * symbolize itself); a Python frame a location of its own, with its file and line. */
 #define _GNU_SOURCE
 #include "export.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 bool export_format_valid(const char *f) {
-    return strcmp(f, "massif") == 0 || strcmp(f, "speedscope") == 0;
+    return strcmp(f, "massif") == 0 || strcmp(f, "speedscope") == 0 || strcmp(f, "pprof") == 0;
 }
 
 /* ---- the call tree, innermost frames at the top -------------------------------------------- */
@@ -367,9 +377,355 @@ static int export_speedscope(FILE *f, const dump_t *d, symbolizer_t *sym) {
     return r;
 }
 
+/* ---- pprof ------------------------------------------------------------------------------------ */
+typedef struct pb_s {
+    unsigned char *b;
+    size_t n, cap;
+    bool failed;
+} pb_t;
+
+static void pb_put(pb_t *p, const void *data, size_t len) {
+    if (p->failed)
+        return;
+    if (p->n + len > p->cap) {
+        size_t nc = p->cap ? p->cap * 2 : 4096;
+        while (nc < p->n + len)
+            nc *= 2;
+        unsigned char *b = realloc(p->b, nc);
+        if (!b) {
+            p->failed = true;
+            return;
+        }
+        p->b = b;
+        p->cap = nc;
+    }
+    memcpy(p->b + p->n, data, len);
+    p->n += len;
+}
+
+static void pb_varint(pb_t *p, uint64_t v) {
+    unsigned char buf[10];
+    size_t k = 0;
+    do {
+        buf[k] = (unsigned char)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            buf[k] |= 0x80;
+        k++;
+    } while (v);
+    pb_put(p, buf, k);
+}
+
+static void pb_uint(pb_t *p, unsigned field, uint64_t v) { /* wire type 0 */
+    pb_varint(p, (uint64_t)field << 3);
+    pb_varint(p, v);
+}
+
+static void pb_bytes(pb_t *p, unsigned field, const void *data, size_t len) { /* wire type 2 */
+    pb_varint(p, (uint64_t)field << 3 | 2);
+    pb_varint(p, len);
+    pb_put(p, data, len);
+}
+
+/* A nested message: encoded into sub, appended as field, sub emptied. */
+static void pb_msg(pb_t *p, unsigned field, pb_t *sub) {
+    if (sub->failed)
+        p->failed = true;
+    pb_bytes(p, field, sub->b, sub->n);
+    sub->n = 0;
+}
+
+/* The string table: index of s, interned. */
+typedef struct strtab_s {
+    char **v;
+    size_t n, cap;
+    uint32_t *slot;
+    size_t nslot;
+} strtab_t;
+
+static uint64_t str_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static int64_t str_index(strtab_t *t, const char *s) {
+    if (!s)
+        s = "";
+    if ((t->n + 1) * 2 > t->nslot) {
+        size_t ns = t->nslot ? t->nslot * 2 : 1024;
+        uint32_t *slot = calloc(ns, sizeof *slot);
+        if (!slot)
+            return -1;
+        for (size_t i = 0; i < t->n; i++) {
+            size_t j = str_hash(t->v[i]) & (ns - 1);
+            while (slot[j])
+                j = (j + 1) & (ns - 1);
+            slot[j] = (uint32_t)i + 1;
+        }
+        free(t->slot);
+        t->slot = slot;
+        t->nslot = ns;
+    }
+    size_t j = str_hash(s) & (t->nslot - 1);
+    for (; t->slot[j]; j = (j + 1) & (t->nslot - 1))
+        if (strcmp(t->v[t->slot[j] - 1], s) == 0)
+            return t->slot[j] - 1;
+    if (t->n == t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 1024;
+        char **v = realloc(t->v, nc * sizeof *v);
+        if (!v)
+            return -1;
+        t->v = v;
+        t->cap = nc;
+    }
+    if (!(t->v[t->n] = strdup(s)))
+        return -1;
+    t->slot[j] = (uint32_t)++t->n;
+    return (int64_t)t->n - 1;
+}
+
+/* Locations by key: a native return address (and the generation it belongs to), or a Python
+ * frame word; the id is the index + 1. Functions by (name, system name, file). */
+typedef struct keytab_s {
+    uint64_t *key;
+    uint32_t *slot;
+    size_t n, cap, nslot;
+} keytab_t;
+
+static uint64_t key_mix(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    return k ^ (k >> 33);
+}
+
+/* The id (1..) of key k; *fresh when it was not there. 0 when memory runs out. */
+static uint64_t key_id(keytab_t *t, uint64_t k, bool *fresh) {
+    *fresh = false;
+    if ((t->n + 1) * 2 > t->nslot) {
+        size_t ns = t->nslot ? t->nslot * 2 : 1024;
+        uint32_t *slot = calloc(ns, sizeof *slot);
+        if (!slot)
+            return 0;
+        for (size_t i = 0; i < t->n; i++) {
+            size_t j = key_mix(t->key[i]) & (ns - 1);
+            while (slot[j])
+                j = (j + 1) & (ns - 1);
+            slot[j] = (uint32_t)i + 1;
+        }
+        free(t->slot);
+        t->slot = slot;
+        t->nslot = ns;
+    }
+    size_t j = key_mix(k) & (t->nslot - 1);
+    for (; t->slot[j]; j = (j + 1) & (t->nslot - 1))
+        if (t->key[t->slot[j] - 1] == k)
+            return t->slot[j];
+    if (t->n == t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 1024;
+        uint64_t *v = realloc(t->key, nc * sizeof *v);
+        if (!v)
+            return 0;
+        t->key = v;
+        t->cap = nc;
+    }
+    t->key[t->n] = k;
+    t->slot[j] = (uint32_t)++t->n;
+    *fresh = true;
+    return t->n;
+}
+
+/* gzip of the encoded profile to f */
+static bool gzip_to(FILE *f, const unsigned char *data, size_t len) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return false;
+    unsigned char out[65536];
+    z.next_in = (unsigned char *)data;
+    size_t left = len;
+    int rc;
+    do {
+        unsigned chunk = left > (1u << 30) ? 1u << 30 : (unsigned)left;
+        z.next_in = (unsigned char *)data + (len - left);
+        z.avail_in = chunk;
+        left -= chunk;
+        do {
+            z.next_out = out;
+            z.avail_out = sizeof out;
+            rc = deflate(&z, left ? Z_NO_FLUSH : Z_FINISH);
+            if (rc == Z_STREAM_ERROR || fwrite(out, 1, sizeof out - z.avail_out, f) !=
+                                            sizeof out - z.avail_out) {
+                deflateEnd(&z);
+                return false;
+            }
+        } while (z.avail_out == 0);
+    } while (left);
+    deflateEnd(&z);
+    return rc == Z_STREAM_END;
+}
+
+static int export_pprof(FILE *f, const dump_t *d, symbolizer_t *sym) {
+    strtab_t st = {0};
+    keytab_t locs = {0}, funcs = {0};
+    pb_t prof = {0}, msg = {0}, sub = {0}, locbuf = {0}, funcbuf = {0};
+    sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
+    uint64_t *ids = malloc(1024 * sizeof *ids);
+    int r = fr && ids ? 0 : 1;
+    str_index(&st, "");
+    /* the sample types: (type, unit), and how each site's value is had */
+    enum { V_ALLOC_N, V_ALLOC_B, V_INUSE_N, V_INUSE_B, V_PEAK_B, V_TEMP_N, V_LEAK_B, V_N };
+    static const char *const vt[V_N][2] = {
+        {"alloc_objects", "count"}, {"alloc_space", "bytes"}, {"inuse_objects", "count"},
+        {"inuse_space", "bytes"},   {"peak_space", "bytes"},  {"temporary_objects", "count"},
+        {"leaked_space", "bytes"}};
+    unsigned nv = d->leak_check ? V_N : V_LEAK_B;
+    for (unsigned k = 0; k < nv; k++) {
+        pb_uint(&msg, 1, (uint64_t)str_index(&st, vt[k][0]));
+        pb_uint(&msg, 2, (uint64_t)str_index(&st, vt[k][1]));
+        pb_msg(&prof, 1, &msg); /* sample_type */
+    }
+    /* the mappings: one a module, id = index + 1 */
+    for (size_t m = 0; m < d->nmodules; m++) {
+        const dmodule_t *mo = &d->modules[m];
+        pb_uint(&msg, 1, m + 1);
+        pb_uint(&msg, 2, mo->lo);
+        pb_uint(&msg, 3, mo->hi);
+        pb_uint(&msg, 4, mo->lo - mo->base); /* file_offset of memory_start */
+        pb_uint(&msg, 5, (uint64_t)str_index(&st, mo->path));
+        pb_uint(&msg, 6, (uint64_t)str_index(&st, mo->build_id ? mo->build_id : ""));
+        pb_uint(&msg, 7, 1); /* has_functions */
+        pb_uint(&msg, 8, 1); /* has_filenames */
+        pb_uint(&msg, 9, 1); /* has_line_numbers */
+        pb_uint(&msg, 10, 1); /* has_inline_frames */
+        pb_msg(&prof, 3, &msg);
+    }
+    for (size_t i = 0; i < d->nsites && r == 0; i++) {
+        const dsite_t *s = &d->sites[i];
+        if (s->id == 0)
+            continue;
+        double val[V_N] = {
+            dump_count(d, s->alloc_count), (double)s->alloc_bytes,
+            s->live_count < 0 ? 0 : dump_count(d, (uint64_t)s->live_count),
+            (double)s->live_bytes, (double)s->peak_live_bytes, dump_count(d, s->temporary),
+            (double)(s->kind_bytes[DKIND_DEFINITE] + s->kind_bytes[DKIND_INDIRECT] +
+                     s->kind_bytes[DKIND_POSSIBLE])};
+        /* the site's stack: its return addresses, innermost first, each a location */
+        uint32_t n = dump_frames(d, s, ids, 1024);
+        if (n > 1024)
+            n = 1024;
+        for (uint32_t k = 0; k < n; k++) {
+            uint64_t ip = ids[k];
+            bool fresh;
+            uint64_t key = dump_ip_is_py(ip) ? ip : ip ^ (uint64_t)s->gen << 56;
+            uint64_t id = key_id(&locs, key, &fresh);
+            if (!id) {
+                r = 1;
+                break;
+            }
+            pb_uint(&msg, 1, id); /* location_id */
+            if (!fresh)
+                continue;
+            /* a new location: its lines (inlined calls innermost first), each a function */
+            int nl = sym_lookup(sym, ip, s->gen, fr, TOOL_MAX_FRAMES);
+            pb_uint(&sub, 1, id);
+            int mi = dump_ip_is_py(ip) ? -1 : sym_module_of(d, ip, s->gen);
+            if (mi >= 0)
+                pb_uint(&sub, 2, (uint64_t)mi + 1);
+            if (!dump_ip_is_py(ip))
+                pb_uint(&sub, 3, ip - 1); /* the call's address, as pprof shows it */
+            for (int l = 0; l < nl; l++) {
+                char name[1024];
+                if (fr[l].function)
+                    snprintf(name, sizeof name, "%s", fr[l].function);
+                else if (fr[l].module)
+                    snprintf(name, sizeof name, "%s+%#llx", sym_basename(fr[l].module),
+                             (unsigned long long)fr[l].offset);
+                else
+                    snprintf(name, sizeof name, "%#llx", (unsigned long long)fr[l].ip);
+                int64_t ni = str_index(&st, name), fi = str_index(&st, fr[l].file),
+                        si = str_index(&st, fr[l].mangled ? fr[l].mangled : name);
+                if (ni < 0 || fi < 0 || si < 0) {
+                    r = 1;
+                    break;
+                }
+                bool ffresh;
+                uint64_t fid = key_id(&funcs, (uint64_t)ni << 32 ^ (uint64_t)fi << 8 ^ (uint64_t)si,
+                                      &ffresh);
+                if (!fid) {
+                    r = 1;
+                    break;
+                }
+                if (ffresh) {
+                    pb_t fm = {0};
+                    pb_uint(&fm, 1, fid);
+                    pb_uint(&fm, 2, (uint64_t)ni);
+                    pb_uint(&fm, 3, (uint64_t)si);
+                    pb_uint(&fm, 4, (uint64_t)fi);
+                    pb_msg(&funcbuf, 5, &fm); /* Profile.function */
+                    free(fm.b);
+                }
+                pb_t lm = {0};
+                pb_uint(&lm, 1, fid);
+                pb_uint(&lm, 2, fr[l].line);
+                pb_msg(&sub, 4, &lm); /* Location.line */
+                free(lm.b);
+            }
+            pb_msg(&locbuf, 4, &sub); /* Profile.location */
+        }
+        for (unsigned k = 0; k < nv; k++)
+            pb_uint(&msg, 2, (uint64_t)(int64_t)(val[k] + (val[k] >= 0 ? 0.5 : -0.5)));
+        pb_msg(&prof, 2, &msg); /* sample */
+    }
+    pb_put(&prof, locbuf.b, locbuf.n);
+    pb_put(&prof, funcbuf.b, funcbuf.n);
+    /* the comments and the period, then the string table last (every index is taken by now) */
+    char c1[512], c2[160];
+    snprintf(c1, sizeof c1, "program: %s", d->program ? d->program : "?");
+    snprintf(c2, sizeof c2, "pid %llu, %s, dump %s", (unsigned long long)d->pid,
+             d->all_mode ? "every allocation recorded" : "sampled: figures are estimates",
+             d->reason ? d->reason : "?");
+    int64_t i1 = str_index(&st, c1), i2 = str_index(&st, c2);
+    pb_uint(&prof, 9, d->start_ns);     /* time_nanos */
+    pb_uint(&prof, 10, d->duration_ns); /* duration_nanos */
+    pb_uint(&msg, 1, (uint64_t)str_index(&st, "space"));
+    pb_uint(&msg, 2, (uint64_t)str_index(&st, "bytes"));
+    pb_msg(&prof, 11, &msg);                      /* period_type */
+    pb_uint(&prof, 12, d->all_mode ? 1 : d->sample_interval); /* period */
+    pb_uint(&prof, 13, (uint64_t)i1);             /* comment */
+    pb_uint(&prof, 13, (uint64_t)i2);
+    pb_uint(&prof, 14, (uint64_t)str_index(&st, "alloc_space")); /* default_sample_type */
+    for (size_t k = 0; k < st.n; k++)
+        pb_bytes(&prof, 6, st.v[k], strlen(st.v[k])); /* string_table */
+    if (r == 0 && (prof.failed || msg.failed || sub.failed || locbuf.failed || funcbuf.failed))
+        r = 1;
+    if (r == 0 && !gzip_to(f, prof.b, prof.n))
+        r = 1;
+    if (r)
+        tool_error("cannot write the pprof profile (out of memory or a write error)");
+    for (size_t k = 0; k < st.n; k++)
+        free(st.v[k]);
+    free(st.v);
+    free(st.slot);
+    free(locs.key);
+    free(locs.slot);
+    free(funcs.key);
+    free(funcs.slot);
+    free(prof.b);
+    free(msg.b);
+    free(sub.b);
+    free(locbuf.b);
+    free(funcbuf.b);
+    free(fr);
+    free(ids);
+    return r;
+}
+
 int cmd_export(const dump_t *d, symbolizer_t *sym, const export_opts_t *o) {
     FILE *f = o->out ? o->out : stdout;
     int r = strcmp(o->format, "speedscope") == 0 ? export_speedscope(f, d, sym)
+            : strcmp(o->format, "pprof") == 0    ? export_pprof(f, d, sym)
                                                   : export_massif(f, d, sym);
     return r == 0 && fflush(f) == 0 && !ferror(f) ? 0 : 1;
 }

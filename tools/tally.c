@@ -136,7 +136,7 @@ static const char usage_errors[] =
     "  --max-text SIZE     read a larger dump than the default bounds (see report)\n";
 
 static const char usage_export[] =
-    "usage: tally export --format massif|speedscope [-o FILE] [--debug-dir DIR] DUMP\n"
+    "usage: tally export --format massif|speedscope|pprof [-o FILE] [--debug-dir DIR] DUMP\n"
     "\n"
     "The dump in another tool's format, on standard output or in FILE.\n"
     "\n"
@@ -147,6 +147,10 @@ static const char usage_export[] =
     "  --format speedscope speedscope's JSON (speedscope.app, or `speedscope FILE`): one profile\n"
     "                      for the bytes live at the peak, one for the bytes allocated, one for\n"
     "                      the bytes live at the dump, in bytes, a call site a sample\n"
+    "  --format pprof      profile.proto, gzipped, as go tool pprof, Pyroscope, Parca and\n"
+    "                      Google Cloud Profiler read it: alloc_objects, alloc_space,\n"
+    "                      inuse_objects, inuse_space (Go's heap profile's types), peak_space,\n"
+    "                      temporary_objects, and leaked_space with the leak check\n"
     "  -o, --output FILE   write FILE instead of standard output\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
     "  --debug-dir DIR     also look for separate debug files under DIR\n"
@@ -312,7 +316,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             break;
         case 'F':
             if (!is_export || !export_format_valid(optarg))
-                return bad_usage(cmd, is_export ? "--format %s: want massif or speedscope"
+                return bad_usage(cmd, is_export ? "--format %s: want massif, speedscope or pprof"
                                                 : "--format: an option of export (%s)",
                                  optarg);
             xo.format = optarg;
@@ -385,7 +389,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
     if (fo.folded && fo.json)
         return bad_usage(cmd, "--folded and --json: one or the other%s", "");
     if (is_export && !xo.format)
-        return bad_usage(cmd, "which format? (--format massif or speedscope)%s", "");
+        return bad_usage(cmd, "which format? (--format massif, speedscope or pprof)%s", "");
     dump_t d;
     int r = load_or_complain(argv[optind], &d);
     if (r)

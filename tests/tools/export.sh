@@ -6,6 +6,7 @@
 # over massif's 1% threshold). Then the export's own consistency: every node holds at least its
 # children, the timeline is in time order, the last snapshot is what the dump says is live.
 # speedscope: its schema, its totals, and speedscope's own viewer in headless chromium.
+# pprof: go tool pprof's figures per function and its traces.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$top_srcdir/tests/preload/common.sh"
 tally=$top_builddir/tools/tally
@@ -151,9 +152,54 @@ grep -q 'golden: bytes live at the peak' ss.dom || fail "speedscope does not lis
 grep -E 'Uncaught|:ERROR:CONSOLE' ss.log && fail "script errors in speedscope"
 kill "$server" 2>/dev/null
 
+# pprof: go tool pprof (Debian's golang-go) reads the gzipped profile.proto; -top with every
+# sample index gives, per function of golden's, exactly the figures the dump has for the call
+# sites that function allocates from; -traces has golden's stacks; the header carries the
+# program's name and build-id.
+need go golang-go
+"$tally" export --format pprof -o g.pb.gz g.tly 2>exp.err || fail "export --format pprof failed: $(cat exp.err)"
+[ "$(head -c2 g.pb.gz | od -An -tx1 | tr -d ' ')" = 1f8b ] || fail "the pprof file is not gzipped"
+export GOCACHE=$tmp/gocache GOFLAGS=-mod=mod HOME=$tmp
+for idx in alloc_objects alloc_space inuse_objects inuse_space peak_space temporary_objects; do
+    go tool pprof -top -nodecount=1000 -nodefraction=0 -unit=B -sample_index=$idx g.pb.gz \
+        >"pprof.$idx" 2>"pprof.$idx.err" || { fail "go tool pprof -sample_index=$idx failed: $(tail -3 "pprof.$idx.err")"; continue; }
+done
+/usr/bin/python3 - r.json <<'PY' || fail "go tool pprof's figures are not the dump's"
+import json, re, sys
+report = json.load(open(sys.argv[1]))
+field = {"alloc_objects": "alloc_count", "alloc_space": "alloc_bytes", "inuse_objects": "live_count",
+         "inuse_space": "live_bytes", "peak_space": "peak_bytes", "temporary_objects": "temporary"}
+fns = {"big_blocks", "parse_records", "build_table", "grow_buffer", "make_name", "lose_list"}
+bad, checked = [], 0
+for idx, f in field.items():
+    want = {}
+    for s in report["sites"]:
+        if s["frames"] and s["frames"][0]["function"] in fns:
+            fn = s["frames"][0]["function"]
+            want[fn] = want.get(fn, 0) + s[f]
+    got = {}
+    for line in open("pprof." + idx):
+        m = re.match(r"^\s*(\d+)B?\s+[\d.]+%\s+[\d.]+%\s+\d+B?\s+[\d.]+%\s+(\S+)$", line)
+        if m and m.group(2) in fns:
+            got[m.group(2)] = int(m.group(1))
+    want = {k: v for k, v in want.items() if v}
+    if got != want:
+        bad.append("%s: pprof %s, the dump %s" % (idx, got, want))
+    checked += len(want)
+for b in bad:
+    print("FAIL:", b)
+print("go tool pprof: %d function figures the dump's" % checked)
+sys.exit(1 if bad or checked < 15 else 0)
+PY
+go tool pprof -traces -sample_index=alloc_space g.pb.gz >pprof.traces 2>/dev/null
+awk '/^ *[0-9.]+k?B +big_blocks$/ {getline n; if (n ~ /^ +main$/) ok = 1} END {exit !ok}' pprof.traces ||
+    fail "go tool pprof -traces lacks big_blocks called from main: $(head -20 pprof.traces)"
+grep -q '^File: golden$' pprof.alloc_space && grep -q '^Build ID: [0-9a-f]\{40\}$' pprof.alloc_space ||
+    fail "the pprof header lacks the program or its build-id: $(head -5 pprof.alloc_space)"
+
 # bad use: one line, status 2
 "$tally" export g.tly >o.txt 2>e.txt
 [ $? = 2 ] && grep -q 'which format' e.txt || fail "export without --format: $(cat e.txt)"
 "$tally" export --format pdf g.tly >o.txt 2>e.txt
-[ $? = 2 ] && grep -q 'want massif or speedscope' e.txt || fail "export --format pdf: $(cat e.txt)"
+[ $? = 2 ] && grep -q 'want massif, speedscope or pprof' e.txt || fail "export --format pdf: $(cat e.txt)"
 finish
