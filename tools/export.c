@@ -15,8 +15,8 @@
  * `go tool pprof` and the continuous-profiling back-ends read it. A small encoder of our own
  * writes the few messages the format has (the schema is fixed and tested with go tool pprof),
  * and zlib the gzip. Sample types as Go's heap profiles name them (alloc_objects, alloc_space,
- * inuse_objects, inuse_space), then peak_space, temporary_objects and, with the leak check,
- * leaked_space; a call site is a sample; a return address is a location (its inlined calls as
+ * inuse_objects, inuse_space), then peak_space, temporary_objects, pinned_space and, with the leak
+ * check, definite_space, indirect_space, possible_space; a call site is a sample; a return address is a location (its inlined calls as
  * lines, innermost first), in the mapping of its module (with its build-id, so pprof can
  * symbolize itself); a Python frame a location of its own, with its file and line. */
 #define _GNU_SOURCE
@@ -575,12 +575,14 @@ static int export_pprof(FILE *f, const dump_t *d, symbolizer_t *sym) {
     int r = fr && ids ? 0 : 1;
     str_index(&st, "");
     /* the sample types: (type, unit), and how each site's value is had */
-    enum { V_ALLOC_N, V_ALLOC_B, V_INUSE_N, V_INUSE_B, V_PEAK_B, V_TEMP_N, V_LEAK_B, V_N };
+    enum { V_ALLOC_N, V_ALLOC_B, V_INUSE_N, V_INUSE_B, V_PEAK_B, V_TEMP_N, V_PINNED_B,
+           V_DEFINITE_B, V_INDIRECT_B, V_POSSIBLE_B, V_N };
     static const char *const vt[V_N][2] = {
-        {"alloc_objects", "count"}, {"alloc_space", "bytes"}, {"inuse_objects", "count"},
-        {"inuse_space", "bytes"},   {"peak_space", "bytes"},  {"temporary_objects", "count"},
-        {"leaked_space", "bytes"}};
-    unsigned nv = d->leak_check ? V_N : V_LEAK_B;
+        {"alloc_objects", "count"},     {"alloc_space", "bytes"},   {"inuse_objects", "count"},
+        {"inuse_space", "bytes"},       {"peak_space", "bytes"},    {"temporary_objects", "count"},
+        {"pinned_space", "bytes"},      {"definite_space", "bytes"}, {"indirect_space", "bytes"},
+        {"possible_space", "bytes"}};
+    unsigned nv = d->leak_check ? V_N : V_DEFINITE_B; /* the leak kinds with the leak check */
     for (unsigned k = 0; k < nv; k++) {
         pb_uint(&msg, 1, (uint64_t)str_index(&st, vt[k][0]));
         pb_uint(&msg, 2, (uint64_t)str_index(&st, vt[k][1]));
@@ -609,8 +611,8 @@ static int export_pprof(FILE *f, const dump_t *d, symbolizer_t *sym) {
             dump_count(d, s->alloc_count), (double)s->alloc_bytes,
             s->live_count < 0 ? 0 : dump_count(d, (uint64_t)s->live_count),
             (double)s->live_bytes, (double)s->peak_live_bytes, dump_count(d, s->temporary),
-            (double)(s->kind_bytes[DKIND_DEFINITE] + s->kind_bytes[DKIND_INDIRECT] +
-                     s->kind_bytes[DKIND_POSSIBLE])};
+            (double)s->pinned_bytes, (double)s->kind_bytes[DKIND_DEFINITE],
+            (double)s->kind_bytes[DKIND_INDIRECT], (double)s->kind_bytes[DKIND_POSSIBLE]};
         /* the site's stack: its return addresses, innermost first, each a location */
         uint32_t n = dump_frames(d, s, ids, 1024);
         if (n > 1024)
