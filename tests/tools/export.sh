@@ -160,7 +160,8 @@ need go golang-go
 "$tally" export --format pprof -o g.pb.gz g.tly 2>exp.err || fail "export --format pprof failed: $(cat exp.err)"
 [ "$(head -c2 g.pb.gz | od -An -tx1 | tr -d ' ')" = 1f8b ] || fail "the pprof file is not gzipped"
 export GOCACHE=$tmp/gocache GOFLAGS=-mod=mod HOME=$tmp
-for idx in alloc_objects alloc_space inuse_objects inuse_space peak_space temporary_objects; do
+for idx in alloc_objects alloc_space inuse_objects inuse_space peak_space temporary_objects \
+    pinned_space; do
     go tool pprof -top -nodecount=1000 -nodefraction=0 -unit=B -sample_index=$idx g.pb.gz \
         >"pprof.$idx" 2>"pprof.$idx.err" || { fail "go tool pprof -sample_index=$idx failed: $(tail -3 "pprof.$idx.err")"; continue; }
 done
@@ -168,7 +169,8 @@ done
 import json, re, sys
 report = json.load(open(sys.argv[1]))
 field = {"alloc_objects": "alloc_count", "alloc_space": "alloc_bytes", "inuse_objects": "live_count",
-         "inuse_space": "live_bytes", "peak_space": "peak_bytes", "temporary_objects": "temporary"}
+         "inuse_space": "live_bytes", "peak_space": "peak_bytes", "temporary_objects": "temporary",
+         "pinned_space": "pinned_bytes"}
 fns = {"big_blocks", "parse_records", "build_table", "grow_buffer", "make_name", "lose_list"}
 bad, checked = [], 0
 for idx, f in field.items():
@@ -191,6 +193,16 @@ for b in bad:
 print("go tool pprof: %d function figures the dump's" % checked)
 sys.exit(1 if bad or checked < 15 else 0)
 PY
+# with the leak check, the lost bytes of each kind: pprof's totals are memcheck's LEAK SUMMARY's
+"$tally" run --leaks --lib "$TALLY_LIB" -o lk.tly -- "$golden" >/dev/null 2>&1 || fatal "tally run --leaks failed"
+"$tally" export --format pprof -o lk.pb.gz lk.tly || fail "export of a leak-checked dump failed"
+"$tally" leaks --json lk.tly >lk.json || fail "tally leaks --json failed"
+for k in definite indirect possible; do
+    got=$(go tool pprof -top -unit=B -sample_index=${k}_space lk.pb.gz 2>/dev/null |
+          sed -n 's/^Duration: .*Total samples = \([0-9]*\)B.*/\1/p')
+    want=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["summary"]["kinds"][sys.argv[2]]["bytes"])' lk.json $k)
+    [ "${got:-0}" = "$want" ] || fail "pprof's ${k}_space total is ${got:-none} B, the leak check's $want B"
+done
 go tool pprof -traces -sample_index=alloc_space g.pb.gz >pprof.traces 2>/dev/null
 awk '/^ *[0-9.]+k?B +big_blocks$/ {getline n; if (n ~ /^ +main$/) ok = 1} END {exit !ok}' pprof.traces ||
     fail "go tool pprof -traces lacks big_blocks called from main: $(head -20 pprof.traces)"
