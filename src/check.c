@@ -751,25 +751,11 @@ static void scan_live(const lent_t *le, void *arg) {
     scan_block(le->addr, le->size, le->site);
 }
 
-/* Every tagged (live) block of the pools. Another thread may free one meanwhile: what looks
+/* A tagged (live) block of the pools. Another thread may free one meanwhile: what looks
  * damaged is read again, and reported only if the block is still the same live one. */
-static void scan_pools(void) {
-    uintptr_t end = __atomic_load_n(&g.next_pool, __ATOMIC_ACQUIRE);
-    for (uintptr_t a = g.base; a + POOL_SIZE <= end; a += POOL_SIZE) {
-        pool_t *pl = (pool_t *)a;
-        ptag_t *t = atomic_load_explicit(&pl->prof, memory_order_acquire);
-        uint8_t st = __atomic_load_n(&pl->state, __ATOMIC_RELAXED);
-        if (!t || (st != POOL_OWNED && st != POOL_FULL && st != POOL_UNOWNED))
-            continue;
-        uint32_t bsize = pl->bsize, carved = __atomic_load_n(&pl->carved, __ATOMIC_RELAXED);
-        for (uint32_t j = 0; j < carved && bsize > CHK_HDR; j++) {
-            ptag_t tag = t[j];
-            if (!tag.sw || ptag_slack(tag) > bsize)
-                continue;
-            scan_block(a + POOL_HEADER + (uintptr_t)j * bsize + CHK_HDR,
-                       bsize - ptag_slack(tag), ptag_site(tag));
-        }
-    }
+static void scan_pooled(uint32_t site, uintptr_t addr, uint64_t size, void *arg) {
+    (void)arg;
+    scan_block(addr, size, site);
 }
 
 static void scan_block(uintptr_t p, uint64_t size, uint32_t site) {
@@ -829,7 +815,7 @@ void check_scan(void) {
     if (!opt.check || tls_in_report)
         return;
     prof_ltab_foreach(scan_live, NULL);
-    scan_pools();
+    prof_pool_blocks_foreach(scan_pooled, NULL);
     heap_foreach_unlocked(scan_queue, NULL);
 }
 

@@ -472,21 +472,8 @@ static void blocks_large(const lent_t *e, void *arg) {
     put_block(arg, e->site, e->addr, e->size);
 }
 
-static void blocks_pools(fmt_t *f, uint64_t npools) {
-    for (uint64_t i = 0; i < npools; i++) {
-        const pool_t *p = (const pool_t *)(g.base + i * POOL_SIZE);
-        if (p->state != POOL_OWNED && p->state != POOL_FULL && p->state != POOL_UNOWNED)
-            continue;
-        const ptag_t *t = atomic_load_explicit(&((pool_t *)p)->prof, memory_order_acquire);
-        if (!t)
-            continue;
-        for (uint32_t b = 0; b < p->carved; b++)
-            if (t[b].sw)
-                put_block(f, ptag_site(t[b]),
-                          (uintptr_t)p + POOL_HEADER + (uintptr_t)b * p->bsize +
-                              pool_data_offset(),
-                          p->bsize - ptag_slack(t[b]));
-    }
+static void blocks_pools(uint32_t site, uintptr_t addr, uint64_t size, void *arg) {
+    put_block(arg, site, addr, size);
 }
 
 /* sqrt(var) * scale, rounded; a variance that sums to a little below 0 is 0. */
@@ -864,7 +851,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     if (lr->done) {
         leak_foreach_block(put_classified, f);
     } else if (prof.mode == PROFILE_ALL && why == DUMP_EXIT) {
-        blocks_pools(f, npools);
+        prof_pool_blocks_foreach(blocks_pools, f);
         prof_ltab_foreach(blocks_large, f);
     }
     if (opt.check)

@@ -1130,6 +1130,25 @@ bool prof_small_peek(pool_t *p, const void *ptr, uint32_t *site, uint64_t *size)
     return true;
 }
 
+void prof_pool_blocks_foreach(void (*fn)(uint32_t site, uintptr_t addr, uint64_t size, void *arg),
+                              void *arg) {
+    uintptr_t end = __atomic_load_n(&g.next_pool, __ATOMIC_ACQUIRE), off = pool_data_offset();
+    for (uintptr_t a = g.base; a + POOL_SIZE <= end; a += POOL_SIZE) {
+        pool_t *p = (pool_t *)a;
+        const ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
+        uint8_t st = __atomic_load_n(&p->state, __ATOMIC_RELAXED);
+        if (!t || (st != POOL_OWNED && st != POOL_FULL && st != POOL_UNOWNED))
+            continue;
+        uint32_t bsize = p->bsize, carved = __atomic_load_n(&p->carved, __ATOMIC_RELAXED);
+        for (uint32_t j = 0; j < carved; j++) {
+            ptag_t tag = t[j];
+            if (tag.sw && ptag_slack(tag) <= bsize)
+                fn(ptag_site(tag), a + POOL_HEADER + (uintptr_t)j * bsize + off,
+                   bsize - ptag_slack(tag), arg);
+        }
+    }
+}
+
 void prof_free_small(pool_t *p, void *ptr) {
     prof_taken_t t;
     prof_small_take(p, ptr, &t);

@@ -236,6 +236,11 @@ bool prof_small_take(pool_t *p, void *ptr, prof_taken_t *out);
 void prof_small_put_back(pool_t *p, void *ptr, const prof_taken_t *t);
 /* The site and requested size of the tracked block ptr lies in; false if it is not tracked. */
 bool prof_small_peek(pool_t *p, const void *ptr, uint32_t *site, uint64_t *size);
+/* Every tracked block of the pools in use: its site, the address the program has (its data:
+ * pool_data_offset() into the block) and its requested size. Read without a lock: a block freed
+ * meanwhile may be passed or missed. */
+void prof_pool_blocks_foreach(void (*fn)(uint32_t site, uintptr_t addr, uint64_t size, void *arg),
+                              void *arg);
 
 /* realloc of a large block: take its record out, then either credit the free or put it back. */
 bool prof_large_take(void *ptr, lent_t *out);
