@@ -205,84 +205,103 @@ static int export_massif(FILE *f, const dump_t *d, symbolizer_t *sym) {
     return 0;
 }
 
-/* ---- speedscope ------------------------------------------------------------------------------- */
-/* The shared frames: (name, file, line) interned, in order of first use. */
-typedef struct sframe_s {
-    char *name;
-    const char *file;
-    uint32_t line;
-} sframe_t;
-typedef struct sframes_s {
-    sframe_t *v;
+/* ---- interned strings ------------------------------------------------------------------------ */
+/* Strings interned in order of first use, by an open-addressing index (slot: index + 1). The
+ * pprof string table; and, with keys made into strings, speedscope's frames and pprof's
+ * locations and functions. */
+typedef struct strtab_s {
+    char **v;
     size_t n, cap;
-    uint32_t *slot; /* open addressing: index + 1, 0 empty */
+    uint32_t *slot;
     size_t nslot;
-} sframes_t;
+} strtab_t;
 
-static uint64_t sframe_hash(const char *name, const char *file, uint32_t line) {
-    uint64_t h = 1469598103934665603ull ^ line;
-    for (const char *p = name; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    h = (h ^ 0xff) * 1099511628211ull;
-    for (const char *p = file ? file : ""; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+static uint64_t str_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
 }
 
-static bool sframes_grow(sframes_t *t) {
-    size_t ns = t->nslot ? t->nslot * 2 : 4096;
-    uint32_t *slot = calloc(ns, sizeof *slot);
-    if (!slot)
-        return false;
-    for (size_t i = 0; i < t->n; i++) {
-        size_t j = sframe_hash(t->v[i].name, t->v[i].file, t->v[i].line) & (ns - 1);
-        while (slot[j])
-            j = (j + 1) & (ns - 1);
-        slot[j] = (uint32_t)i + 1;
+/* The index of s (NULL: ""), interned; *fresh (if given) says it was not there before. -1 when
+ * memory runs out. */
+static int64_t str_index(strtab_t *t, const char *s, bool *fresh) {
+    if (fresh)
+        *fresh = false;
+    if (!s)
+        s = "";
+    if ((t->n + 1) * 2 > t->nslot) {
+        size_t ns = t->nslot ? t->nslot * 2 : 1024;
+        uint32_t *slot = calloc(ns, sizeof *slot);
+        if (!slot)
+            return -1;
+        for (size_t i = 0; i < t->n; i++) {
+            size_t j = str_hash(t->v[i]) & (ns - 1);
+            while (slot[j])
+                j = (j + 1) & (ns - 1);
+            slot[j] = (uint32_t)i + 1;
+        }
+        free(t->slot);
+        t->slot = slot;
+        t->nslot = ns;
     }
-    free(t->slot);
-    t->slot = slot;
-    t->nslot = ns;
-    return true;
-}
-
-/* The index of the frame, or -1 when memory runs out. */
-static long sframe_index(sframes_t *t, const sym_frame_t *f) {
-    char name[1024];
-    if (f->function)
-        snprintf(name, sizeof name, "%s", f->function);
-    else if (f->module)
-        snprintf(name, sizeof name, "%s+%#llx", sym_basename(f->module),
-                 (unsigned long long)f->offset);
-    else
-        snprintf(name, sizeof name, "%#llx", (unsigned long long)f->ip);
-    /* a native function is one frame whatever line its call is at (a flame graph merges by
-     * function); a Python frame keeps its line, which is what a Python user looks for */
-    const char *file = f->file;
-    uint32_t line = f->python ? f->line : 0;
-    if ((t->n + 1) * 2 > t->nslot && !sframes_grow(t))
-        return -1;
-    size_t j = sframe_hash(name, file, line) & (t->nslot - 1);
-    for (; t->slot[j]; j = (j + 1) & (t->nslot - 1)) {
-        const sframe_t *e = &t->v[t->slot[j] - 1];
-        if (e->line == line && strcmp(e->name, name) == 0 &&
-            strcmp(e->file ? e->file : "", file ? file : "") == 0)
-            return (long)t->slot[j] - 1;
-    }
+    size_t j = str_hash(s) & (t->nslot - 1);
+    for (; t->slot[j]; j = (j + 1) & (t->nslot - 1))
+        if (strcmp(t->v[t->slot[j] - 1], s) == 0)
+            return t->slot[j] - 1;
     if (t->n == t->cap) {
         size_t nc = t->cap ? t->cap * 2 : 1024;
-        sframe_t *v = realloc(t->v, nc * sizeof *v);
+        char **v = realloc(t->v, nc * sizeof *v);
         if (!v)
             return -1;
         t->v = v;
         t->cap = nc;
     }
-    if (!(t->v[t->n].name = strdup(name)))
+    if (!(t->v[t->n] = strdup(s)))
         return -1;
-    t->v[t->n].file = file;
-    t->v[t->n].line = line;
     t->slot[j] = (uint32_t)++t->n;
-    return (long)t->n - 1;
+    if (fresh)
+        *fresh = true;
+    return (int64_t)t->n - 1;
+}
+
+static void str_free(strtab_t *t) {
+    for (size_t k = 0; k < t->n; k++)
+        free(t->v[k]);
+    free(t->v);
+    free(t->slot);
+}
+
+/* ---- speedscope ------------------------------------------------------------------------------- */
+/* The shared frames: "name US file US line" interned (US, the unit separator, is in no name),
+ * in order of first use. A native function is one frame whatever line its call is at (a flame
+ * graph merges by function); a Python frame keeps its line, which is what a Python user looks
+ * for. The index of the frame, or -1 when memory runs out. */
+static long sframe_index(strtab_t *t, const sym_frame_t *f) {
+    char name[1024], key[2200];
+    frame_label(name, sizeof name, f);
+    snprintf(key, sizeof key, "%s\x1f%s\x1f%u", name, f->file ? f->file : "",
+             f->python ? f->line : 0);
+    return (long)str_index(t, key, NULL);
+}
+
+/* One shared frame of speedscope's: {"name", "file", "line"} from its key. */
+static void put_sframe(FILE *f, const char *key) {
+    const char *a = strchr(key, '\x1f'), *b = a ? strchr(a + 1, '\x1f') : NULL;
+    if (!a || !b)
+        return;
+    char *name = strndup(key, (size_t)(a - key)), *file = strndup(a + 1, (size_t)(b - a - 1));
+    fputs("{\"name\":", f);
+    json_str(f, name ? name : "?");
+    if (file && *file) {
+        fputs(",\"file\":", f);
+        json_str(f, file);
+        if (strcmp(b + 1, "0") != 0)
+            fprintf(f, ",\"line\":%s", b + 1);
+    }
+    fputc('}', f);
+    free(name);
+    free(file);
 }
 
 static int export_speedscope(FILE *f, const dump_t *d, symbolizer_t *sym) {
@@ -291,7 +310,7 @@ static int export_speedscope(FILE *f, const dump_t *d, symbolizer_t *sym) {
     } prof[] = {{"peak", "bytes live at the peak"},
                 {"allocated", "bytes allocated"},
                 {"live", "bytes live at the dump"}};
-    sframes_t t = {0};
+    strtab_t t = {0};
     sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
     /* each site's stack as frame indices, outermost first, once for every profile */
     long **stacks = calloc(d->nsites + 1, sizeof *stacks);
@@ -317,15 +336,9 @@ static int export_speedscope(FILE *f, const dump_t *d, symbolizer_t *sym) {
         json_str(f, d->program ? sym_basename(d->program) : "?");
         fputs(",\"activeProfileIndex\":0,\"shared\":{\"frames\":[", f);
         for (size_t i = 0; i < t.n; i++) {
-            fputs(i ? ",{\"name\":" : "{\"name\":", f);
-            json_str(f, t.v[i].name);
-            if (t.v[i].file) {
-                fputs(",\"file\":", f);
-                json_str(f, t.v[i].file);
-                if (t.v[i].line)
-                    fprintf(f, ",\"line\":%u", t.v[i].line);
-            }
-            fputc('}', f);
+            if (i)
+                fputc(',', f);
+            put_sframe(f, t.v[i]);
         }
         fputs("]},\"profiles\":[", f);
         for (size_t p = 0; p < sizeof prof / sizeof prof[0]; p++) {
@@ -367,10 +380,7 @@ static int export_speedscope(FILE *f, const dump_t *d, symbolizer_t *sym) {
     }
     for (size_t i = 0; stacks && i < d->nsites; i++)
         free(stacks[i]);
-    for (size_t i = 0; i < t.n; i++)
-        free(t.v[i].name);
-    free(t.v);
-    free(t.slot);
+    str_free(&t);
     free(stacks);
     free(depth);
     free(fr);
@@ -435,107 +445,6 @@ static void pb_msg(pb_t *p, unsigned field, pb_t *sub) {
     sub->n = 0;
 }
 
-/* The string table: index of s, interned. */
-typedef struct strtab_s {
-    char **v;
-    size_t n, cap;
-    uint32_t *slot;
-    size_t nslot;
-} strtab_t;
-
-static uint64_t str_hash(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static int64_t str_index(strtab_t *t, const char *s) {
-    if (!s)
-        s = "";
-    if ((t->n + 1) * 2 > t->nslot) {
-        size_t ns = t->nslot ? t->nslot * 2 : 1024;
-        uint32_t *slot = calloc(ns, sizeof *slot);
-        if (!slot)
-            return -1;
-        for (size_t i = 0; i < t->n; i++) {
-            size_t j = str_hash(t->v[i]) & (ns - 1);
-            while (slot[j])
-                j = (j + 1) & (ns - 1);
-            slot[j] = (uint32_t)i + 1;
-        }
-        free(t->slot);
-        t->slot = slot;
-        t->nslot = ns;
-    }
-    size_t j = str_hash(s) & (t->nslot - 1);
-    for (; t->slot[j]; j = (j + 1) & (t->nslot - 1))
-        if (strcmp(t->v[t->slot[j] - 1], s) == 0)
-            return t->slot[j] - 1;
-    if (t->n == t->cap) {
-        size_t nc = t->cap ? t->cap * 2 : 1024;
-        char **v = realloc(t->v, nc * sizeof *v);
-        if (!v)
-            return -1;
-        t->v = v;
-        t->cap = nc;
-    }
-    if (!(t->v[t->n] = strdup(s)))
-        return -1;
-    t->slot[j] = (uint32_t)++t->n;
-    return (int64_t)t->n - 1;
-}
-
-/* Locations by key: a native return address (and the generation it belongs to), or a Python
- * frame word; the id is the index + 1. Functions by (name, system name, file). */
-typedef struct keytab_s {
-    uint64_t *key;
-    uint32_t *slot;
-    size_t n, cap, nslot;
-} keytab_t;
-
-static uint64_t key_mix(uint64_t k) {
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    return k ^ (k >> 33);
-}
-
-/* The id (1..) of key k; *fresh when it was not there. 0 when memory runs out. */
-static uint64_t key_id(keytab_t *t, uint64_t k, bool *fresh) {
-    *fresh = false;
-    if ((t->n + 1) * 2 > t->nslot) {
-        size_t ns = t->nslot ? t->nslot * 2 : 1024;
-        uint32_t *slot = calloc(ns, sizeof *slot);
-        if (!slot)
-            return 0;
-        for (size_t i = 0; i < t->n; i++) {
-            size_t j = key_mix(t->key[i]) & (ns - 1);
-            while (slot[j])
-                j = (j + 1) & (ns - 1);
-            slot[j] = (uint32_t)i + 1;
-        }
-        free(t->slot);
-        t->slot = slot;
-        t->nslot = ns;
-    }
-    size_t j = key_mix(k) & (t->nslot - 1);
-    for (; t->slot[j]; j = (j + 1) & (t->nslot - 1))
-        if (t->key[t->slot[j] - 1] == k)
-            return t->slot[j];
-    if (t->n == t->cap) {
-        size_t nc = t->cap ? t->cap * 2 : 1024;
-        uint64_t *v = realloc(t->key, nc * sizeof *v);
-        if (!v)
-            return 0;
-        t->key = v;
-        t->cap = nc;
-    }
-    t->key[t->n] = k;
-    t->slot[j] = (uint32_t)++t->n;
-    *fresh = true;
-    return t->n;
-}
-
 /* gzip of the encoded profile to f */
 static bool gzip_to(FILE *f, const unsigned char *data, size_t len) {
     z_stream z;
@@ -567,13 +476,12 @@ static bool gzip_to(FILE *f, const unsigned char *data, size_t len) {
 }
 
 static int export_pprof(FILE *f, const dump_t *d, symbolizer_t *sym) {
-    strtab_t st = {0};
-    keytab_t locs = {0}, funcs = {0};
+    strtab_t st = {0}, locs = {0}, funcs = {0}; /* locations and functions by their keys */
     pb_t prof = {0}, msg = {0}, sub = {0}, locbuf = {0}, funcbuf = {0};
     sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
     uint64_t *ids = malloc(1024 * sizeof *ids);
     int r = fr && ids ? 0 : 1;
-    str_index(&st, "");
+    str_index(&st, "", NULL);
     /* the sample types: (type, unit), and how each site's value is had */
     enum { V_ALLOC_N, V_ALLOC_B, V_INUSE_N, V_INUSE_B, V_PEAK_B, V_TEMP_N, V_PINNED_B,
            V_DEFINITE_B, V_INDIRECT_B, V_POSSIBLE_B, V_N };
@@ -584,8 +492,8 @@ static int export_pprof(FILE *f, const dump_t *d, symbolizer_t *sym) {
         {"possible_space", "bytes"}};
     unsigned nv = d->leak_check ? V_N : V_DEFINITE_B; /* the leak kinds with the leak check */
     for (unsigned k = 0; k < nv; k++) {
-        pb_uint(&msg, 1, (uint64_t)str_index(&st, vt[k][0]));
-        pb_uint(&msg, 2, (uint64_t)str_index(&st, vt[k][1]));
+        pb_uint(&msg, 1, (uint64_t)str_index(&st, vt[k][0], NULL));
+        pb_uint(&msg, 2, (uint64_t)str_index(&st, vt[k][1], NULL));
         pb_msg(&prof, 1, &msg); /* sample_type */
     }
     /* the mappings: one a module, id = index + 1 */
@@ -595,8 +503,8 @@ static int export_pprof(FILE *f, const dump_t *d, symbolizer_t *sym) {
         pb_uint(&msg, 2, mo->lo);
         pb_uint(&msg, 3, mo->hi);
         pb_uint(&msg, 4, mo->lo - mo->base); /* file_offset of memory_start */
-        pb_uint(&msg, 5, (uint64_t)str_index(&st, mo->path));
-        pb_uint(&msg, 6, (uint64_t)str_index(&st, mo->build_id ? mo->build_id : ""));
+        pb_uint(&msg, 5, (uint64_t)str_index(&st, mo->path, NULL));
+        pb_uint(&msg, 6, (uint64_t)str_index(&st, mo->build_id ? mo->build_id : "", NULL));
         pb_uint(&msg, 7, 1); /* has_functions */
         pb_uint(&msg, 8, 1); /* has_filenames */
         pb_uint(&msg, 9, 1); /* has_line_numbers */
@@ -620,12 +528,15 @@ static int export_pprof(FILE *f, const dump_t *d, symbolizer_t *sym) {
         for (uint32_t k = 0; k < n; k++) {
             uint64_t ip = ids[k];
             bool fresh;
-            uint64_t key = dump_ip_is_py(ip) ? ip : ip ^ (uint64_t)s->gen << 56;
-            uint64_t id = key_id(&locs, key, &fresh);
-            if (!id) {
+            char key[48]; /* a native return address in its generation, or a Python frame word */
+            snprintf(key, sizeof key, dump_ip_is_py(ip) ? "%llx" : "%llx/%u",
+                     (unsigned long long)ip, s->gen);
+            int64_t li = str_index(&locs, key, &fresh);
+            if (li < 0) {
                 r = 1;
                 break;
             }
+            uint64_t id = (uint64_t)li + 1;
             pb_uint(&msg, 1, id); /* location_id */
             if (!fresh)
                 continue;
@@ -638,27 +549,23 @@ static int export_pprof(FILE *f, const dump_t *d, symbolizer_t *sym) {
             if (!dump_ip_is_py(ip))
                 pb_uint(&sub, 3, ip - 1); /* the call's address, as pprof shows it */
             for (int l = 0; l < nl; l++) {
-                char name[1024];
-                if (fr[l].function)
-                    snprintf(name, sizeof name, "%s", fr[l].function);
-                else if (fr[l].module)
-                    snprintf(name, sizeof name, "%s+%#llx", sym_basename(fr[l].module),
-                             (unsigned long long)fr[l].offset);
-                else
-                    snprintf(name, sizeof name, "%#llx", (unsigned long long)fr[l].ip);
-                int64_t ni = str_index(&st, name), fi = str_index(&st, fr[l].file),
-                        si = str_index(&st, fr[l].mangled ? fr[l].mangled : name);
+                char name[1024], fkey[64];
+                frame_label(name, sizeof name, &fr[l]);
+                int64_t ni = str_index(&st, name, NULL), fi = str_index(&st, fr[l].file, NULL),
+                        si = str_index(&st, fr[l].mangled ? fr[l].mangled : name, NULL);
                 if (ni < 0 || fi < 0 || si < 0) {
                     r = 1;
                     break;
                 }
                 bool ffresh;
-                uint64_t fid = key_id(&funcs, (uint64_t)ni << 32 ^ (uint64_t)fi << 8 ^ (uint64_t)si,
-                                      &ffresh);
-                if (!fid) {
+                snprintf(fkey, sizeof fkey, "%lld %lld %lld", (long long)ni, (long long)si,
+                         (long long)fi);
+                int64_t fx = str_index(&funcs, fkey, &ffresh);
+                if (fx < 0) {
                     r = 1;
                     break;
                 }
+                uint64_t fid = (uint64_t)fx + 1;
                 if (ffresh) {
                     pb_t fm = {0};
                     pb_uint(&fm, 1, fid);
@@ -688,16 +595,16 @@ static int export_pprof(FILE *f, const dump_t *d, symbolizer_t *sym) {
     snprintf(c2, sizeof c2, "pid %llu, %s, dump %s", (unsigned long long)d->pid,
              d->all_mode ? "every allocation recorded" : "sampled: figures are estimates",
              d->reason ? d->reason : "?");
-    int64_t i1 = str_index(&st, c1), i2 = str_index(&st, c2);
+    int64_t i1 = str_index(&st, c1, NULL), i2 = str_index(&st, c2, NULL);
     pb_uint(&prof, 9, d->start_ns);     /* time_nanos */
     pb_uint(&prof, 10, d->duration_ns); /* duration_nanos */
-    pb_uint(&msg, 1, (uint64_t)str_index(&st, "space"));
-    pb_uint(&msg, 2, (uint64_t)str_index(&st, "bytes"));
+    pb_uint(&msg, 1, (uint64_t)str_index(&st, "space", NULL));
+    pb_uint(&msg, 2, (uint64_t)str_index(&st, "bytes", NULL));
     pb_msg(&prof, 11, &msg);                      /* period_type */
     pb_uint(&prof, 12, d->all_mode ? 1 : d->sample_interval); /* period */
     pb_uint(&prof, 13, (uint64_t)i1);             /* comment */
     pb_uint(&prof, 13, (uint64_t)i2);
-    pb_uint(&prof, 14, (uint64_t)str_index(&st, "alloc_space")); /* default_sample_type */
+    pb_uint(&prof, 14, (uint64_t)str_index(&st, "alloc_space", NULL)); /* default_sample_type */
     for (size_t k = 0; k < st.n; k++)
         pb_bytes(&prof, 6, st.v[k], strlen(st.v[k])); /* string_table */
     if (r == 0 && (prof.failed || msg.failed || sub.failed || locbuf.failed || funcbuf.failed))
@@ -706,14 +613,9 @@ static int export_pprof(FILE *f, const dump_t *d, symbolizer_t *sym) {
         r = 1;
     if (r)
         tool_error("cannot write the pprof profile (out of memory or a write error)");
-    for (size_t k = 0; k < st.n; k++)
-        free(st.v[k]);
-    free(st.v);
-    free(st.slot);
-    free(locs.key);
-    free(locs.slot);
-    free(funcs.key);
-    free(funcs.slot);
+    str_free(&st);
+    str_free(&locs);
+    str_free(&funcs);
     free(prof.b);
     free(msg.b);
     free(sub.b);

@@ -30,12 +30,8 @@ static void frame_name(char *out, size_t cap, const sym_frame_t *f) {
     if (f->python)
         snprintf(out, cap, "%s (%s:%u)", f->function ? f->function : "?",
                  f->file ? sym_basename(f->file) : "?", f->line);
-    else if (f->function)
-        snprintf(out, cap, "%s", f->function);
-    else if (f->module)
-        snprintf(out, cap, "%s+%#llx", sym_basename(f->module), (unsigned long long)f->offset);
     else
-        snprintf(out, cap, "%#llx", (unsigned long long)f->ip);
+        frame_label(out, cap, f);
     for (char *p = out; *p; p++)
         if (*p == ';' || *p == '\n')
             *p = ':'; /* the folded format's separators */

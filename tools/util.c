@@ -301,6 +301,15 @@ int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t
     return k - drop;
 }
 
+void frame_label(char *out, size_t cap, const sym_frame_t *f) {
+    if (f->function)
+        snprintf(out, cap, "%s", f->function);
+    else if (f->module)
+        snprintf(out, cap, "%s+%#llx", sym_basename(f->module), (unsigned long long)f->offset);
+    else
+        snprintf(out, cap, "%#llx", (unsigned long long)f->ip);
+}
+
 void print_frame(FILE *f, const char *indent, const char *verb, const sym_frame_t *fr) {
     fprintf(f, "%s%s ", indent, verb);
     if (fr->python) { /* the file as the program named it: a module's path tells its package */

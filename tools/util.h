@@ -30,6 +30,9 @@ int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t
 int site_stack_all(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t *out,
                    int max);
 
+/* A frame's name: its function, or MODULE+0xOFF, or 0xIP when nothing names it. */
+void frame_label(char *out, size_t cap, const sym_frame_t *f);
+
 /* "at FUNC (FILE:LINE)" / "by FUNC (in MODULE)" / "by MODULE+0xOFF" / "by 0xIP" */
 void print_frame(FILE *f, const char *indent, const char *verb, const sym_frame_t *fr);
 void json_frames(FILE *f, const sym_frame_t *fr, int n);
