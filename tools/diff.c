@@ -263,5 +263,5 @@ int cmd_diff(const dump_t *a, const dump_t *b, symbolizer_t *sa, symbolizer_t *s
     for (size_t i = 0; i < n; i++)
         free(pairs[i].key);
     free(pairs);
-    return fflush(f) == 0 && !ferror(f) ? 0 : 1;
+    return out_ok(f) ? 0 : 1;
 }

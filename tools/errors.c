@@ -287,7 +287,7 @@ int cmd_errors(const dump_t *d, symbolizer_t *sym, const errors_opts_t *o) {
                     fmt_count(a, (double)unlisted));
     }
     free(sup);
-    if (fflush(f) != 0 || ferror(f))
+    if (!out_ok(f))
         return 1;
     return (errors + unlisted) && o->error_exitcode ? o->error_exitcode : 0;
 }

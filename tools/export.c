@@ -631,5 +631,5 @@ int cmd_export(const dump_t *d, symbolizer_t *sym, const export_opts_t *o) {
     int r = strcmp(o->format, "speedscope") == 0 ? export_speedscope(f, d, sym)
             : strcmp(o->format, "pprof") == 0    ? export_pprof(f, d, sym)
                                                   : export_massif(f, d, sym);
-    return r == 0 && fflush(f) == 0 && !ferror(f) ? 0 : 1;
+    return out_ok(f) && r == 0 ? 0 : 1;
 }

@@ -379,5 +379,5 @@ int flame_write(FILE *f, const dump_t *d, symbolizer_t *sym, const flame_opts_t 
         r = write_svg(f, d, root, o->measure);
     }
     tree_free(root);
-    return fflush(f) == 0 && !ferror(f) ? r : 1;
+    return out_ok(f) ? r : 1;
 }

@@ -463,5 +463,5 @@ int cmd_html(const dump_t *d, symbolizer_t *sym, const html_opts_t *o) {
         fputs("</tbody></table>\n", f);
     }
     fputs("</body></html>\n", f);
-    return fflush(f) == 0 && !ferror(f) ? 0 : 1;
+    return out_ok(f) ? 0 : 1;
 }

@@ -420,7 +420,7 @@ static int report_json(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
 int cmd_report(const dump_t *d, symbolizer_t *sym, const report_opts_t *o) {
     FILE *f = stdout;
     int r = o->json ? report_json(f, d, sym, o->sort, o->top) : report_text(f, d, sym, o->sort, o->top);
-    return fflush(f) == 0 && !ferror(f) ? r : 1;
+    return out_ok(f) ? r : 1;
 }
 
 /* ---- leaks: memcheck's loss records -------------------------------------------------------------
@@ -707,7 +707,7 @@ int cmd_leaks(const dump_t *d, symbolizer_t *sym, const leaks_opts_t *o) {
                 fmt_count(a, (double)bytes), fmt_count(b, (double)blocks), fmt_count(c, (double)n));
     }
     free(v);
-    if (fflush(f) != 0 || ferror(f))
+    if (!out_ok(f))
         return 1;
     return hit && o->error_exitcode ? o->error_exitcode : 0;
 }

@@ -41,7 +41,7 @@ static const char usage_main[] =
     "  flame [OPTIONS] DUMP                   a flame graph (SVG), or folded stacks\n"
     "  diff [OPTIONS] OLD NEW                 how each call site grew from one dump to another\n"
     "  html [OPTIONS] DUMP -o PAGE.html       all of it on one self-contained page\n"
-    "  export --format FORMAT DUMP [-o FILE]  the dump as massif (ms_print) or speedscope reads it\n"
+    "  export --format FORMAT DUMP [-o FILE]  the dump for pprof, massif (ms_print) or speedscope\n"
     "  help [COMMAND]                         this text, or a command's\n"
     "\n"
     "`tally help COMMAND` or `tally COMMAND --help` tells more; see also tally(1).\n";
@@ -418,8 +418,13 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         xo.out = ho.out;
         r = is_html ? cmd_html(&d, sym, &ho) : cmd_export(&d, sym, &xo);
         if (output) {
-            if (fclose(ho.out) != 0 && r == 0)
+            if (fclose(ho.out) != 0 && !out_errno)
+                out_errno = errno;
+            if (out_errno) {
+                tool_error("cannot write %s: %s", output, strerror(out_errno));
+                out_errno = 0; /* said */
                 r = 1;
+            }
             if (r == 0 && rename(tmp, output) != 0) {
                 tool_error("cannot write %s: %s", output, strerror(errno));
                 r = 1;
@@ -798,6 +803,25 @@ static int cmd_run(int argc, char **argv) {
     return rc;
 }
 
+/* Sites are matched by module and offset: two programs, or two builds of one, share few. */
+static void diff_warn(const dump_t *a, const dump_t *b) {
+    const char *pa = a->program ? sym_basename(a->program) : "?";
+    const char *pb = b->program ? sym_basename(b->program) : "?";
+    if (strcmp(pa, pb) != 0) {
+        tool_error("warning: OLD is a dump of %s and NEW of %s: only call sites in the code "
+                   "they share (the same libraries) can match",
+                   pa, pb);
+        return;
+    }
+    const dmodule_t *ma = a->nmodules ? &a->modules[0] : NULL;
+    const dmodule_t *mb = b->nmodules ? &b->modules[0] : NULL;
+    if (ma && mb && ma->build_id && mb->build_id && strcmp(ma->build_id, mb->build_id) != 0 &&
+        strcmp(sym_basename(ma->path), sym_basename(mb->path)) == 0)
+        tool_error("warning: OLD and NEW are of two builds of %s (their build-ids differ): its "
+                   "own call sites match only where its code did not move",
+                   sym_basename(ma->path));
+}
+
 static int diff_cmd(int argc, char **argv) {
     diff_opts_t o = {.sort = "live", .top = 10};
     const char *debug_dir = NULL;
@@ -848,6 +872,7 @@ static int diff_cmd(int argc, char **argv) {
         dump_free(&a);
         return r;
     }
+    diff_warn(&a, &b);
     symbolizer_t *sa = sym_new(&a, debug_dir), *sb = sym_new(&b, debug_dir);
     if (!sa || !sb) {
         tool_error("out of memory");
@@ -859,6 +884,15 @@ static int diff_cmd(int argc, char **argv) {
     sym_free(sb);
     dump_free(&a);
     dump_free(&b);
+    return r;
+}
+
+/* What a command printed may not have reached its file (a full disk, a closed pipe): say so. */
+static int finish(int r) {
+    if (!out_ok(stdout) || out_errno) {
+        tool_error("cannot write the output: %s", strerror(out_errno));
+        return 1;
+    }
     return r;
 }
 
@@ -892,10 +926,10 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "diff") == 0)
-        return diff_cmd(argc - 1, argv + 1);
+        return finish(diff_cmd(argc - 1, argv + 1));
     if (strcmp(cmd, "report") == 0 || strcmp(cmd, "leaks") == 0 || strcmp(cmd, "flame") == 0 ||
         strcmp(cmd, "html") == 0 || strcmp(cmd, "errors") == 0 || strcmp(cmd, "export") == 0)
-        return read_cmd(cmd, argc - 1, argv + 1);
+        return finish(read_cmd(cmd, argc - 1, argv + 1));
     tool_error("no command '%s' (see `tally --help`)", cmd);
     return 2;
 }

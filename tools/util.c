@@ -3,6 +3,7 @@
 #include "util.h"
 #include "pyview.h"
 
+#include <errno.h>
 #include <math.h>
 
 #include <stdarg.h>
@@ -20,6 +21,17 @@ void tool_error(const char *fmt, ...) {
     va_end(ap);
     text_escape(shown, sizeof shown, raw);
     fprintf(stderr, "%s: %s\n", tool_name, shown);
+}
+
+int out_errno;
+
+bool out_ok(FILE *f) {
+    errno = 0;
+    if (fflush(f) == 0 && !ferror(f))
+        return true;
+    if (!out_errno)
+        out_errno = errno ? errno : EIO; /* the stream failed earlier: its errno is gone */
+    return false;
 }
 
 double site_measure(const dump_t *d, const dsite_t *s, const char *m) {

@@ -76,6 +76,10 @@ int view_apply(dump_t *d);
 bool view_by_parse(const char *s);
 
 extern const char *tool_name; /* "tally" */
+/* Flushes f: false when a write to it failed, and then the first failure's errno is in
+ * out_errno, for the command to say what failed (a full disk, a closed pipe's EPIPE). */
+bool out_ok(FILE *f);
+extern int out_errno;
 void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -159,4 +159,40 @@ one_line crlf 'format version 1\\r; this tally reads versions 1 to 3'
 printf 'tally-dump \0337\033[2J\n' >"$tmp/esc_version.tly"
 limited esc_version 10 "$tally" report "$tmp/esc_version.tly"
 one_line esc_version 'format version \\x1b7\\x1b\[2J'
+# 7. Output that cannot be written (a full disk): exit 1 and one line saying what failed, for
+# every command; a page or an export written with -o is not left half-written.
+for cmd in report leaks "flame --folded" "export --format pprof" "export --format massif" html; do
+    label=full_${cmd%% *}
+    "$tally" $cmd "$tmp/good.tly" >/dev/full 2>"$tmp/$label.err"
+    rc=$?
+    [ "$rc" = 1 ] || fail "$label: exit status $rc, want 1"
+    [ "$(wc -l <"$tmp/$label.err")" = 1 ] && grep -q "No space left on device" "$tmp/$label.err" ||
+        fail "$label: want one line naming the full disk: $(cat "$tmp/$label.err")"
+done
+"$tally" diff "$tmp/good.tly" "$tmp/good.tly" >/dev/full 2>"$tmp/full_diff.err" &&
+    fail "diff to /dev/full succeeded"
+grep -q "cannot write the output: No space left on device" "$tmp/full_diff.err" ||
+    fail "diff to /dev/full: $(cat "$tmp/full_diff.err")"
+
+# 8. tally diff of two programs, or of two builds of one, warns that few sites can match.
+"$tally" run --lib "$TALLY_LIB" -o "$tmp/true.tly" -- /bin/true 2>/dev/null || fatal "no dump of true"
+"$tally" diff "$tmp/true.tly" "$tmp/good.tly" >/dev/null 2>"$tmp/diffprog.err" ||
+    fail "diff of two programs failed: $(cat "$tmp/diffprog.err")"
+grep -q "warning: OLD is a dump of true and NEW of golden" "$tmp/diffprog.err" ||
+    fail "diff of two programs does not warn: $(cat "$tmp/diffprog.err")"
+/usr/bin/python3 - "$golden" "$tmp/golden" "$bid" <<'PY' || fatal "could not give golden another build-id"
+import sys
+data, old = open(sys.argv[1], "rb").read(), bytes.fromhex(sys.argv[3])
+assert data.count(old) == 1
+open(sys.argv[2], "wb").write(data.replace(old, bytes(range(20))))
+PY
+chmod +x "$tmp/golden"
+"$tally" run --leaks --lib "$TALLY_LIB" -o "$tmp/rebuilt.tly" -- "$tmp/golden" >/dev/null 2>&1 ||
+    fatal "no dump of the rebuilt golden"
+"$tally" diff "$tmp/good.tly" "$tmp/rebuilt.tly" >/dev/null 2>"$tmp/diffbuild.err" ||
+    fail "diff of two builds failed: $(cat "$tmp/diffbuild.err")"
+grep -q "warning: OLD and NEW are of two builds of golden" "$tmp/diffbuild.err" ||
+    fail "diff of two builds does not warn: $(cat "$tmp/diffbuild.err")"
+"$tally" diff "$tmp/good.tly" "$tmp/good.tly" >/dev/null 2>"$tmp/diffsame.err" &&
+    [ ! -s "$tmp/diffsame.err" ] || fail "diff of a dump with itself: $(cat "$tmp/diffsame.err")"
 finish
