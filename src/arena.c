@@ -13,11 +13,11 @@ global_t g = {
 };
 
 void arena_lock(void) {
-    pthread_mutex_lock(&g.lock);
+    lib_lock(&g.lock);
 }
 
 void arena_unlock(void) {
-    pthread_mutex_unlock(&g.lock);
+    lib_unlock(&g.lock);
 }
 
 /* Under an address-space limit (`ulimit -v`, RLIMIT_AS), the reservation counts against the

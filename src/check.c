@@ -215,6 +215,7 @@ static noinline cold void report(chk_err_t *e, void *caller) {
         print_error(e, caller);
     tls_in_report = 0;
     errno = saved;
+    sig_fatal_poll();
     if (opt.check == CHECK_ABORT) {
         static const char m[] = "tally: TALLY_CHECK=abort: aborting at the first error\n";
         os_write_all(check_fd(), m, sizeof m - 1);
@@ -809,6 +810,10 @@ static void scan_queue(heap_t *h, void *arg) {
         }
     }
     atomic_flag_clear_explicit(&q->lock, memory_order_release);
+}
+
+bool check_in_report(void) {
+    return tls_in_report != 0;
 }
 
 void check_scan(void) {

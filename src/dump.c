@@ -29,8 +29,9 @@
 
 extern char *program_invocation_name;
 
-enum dump_reason { DUMP_EXIT, DUMP_API, DUMP_SIGNAL, DUMP_INTERVAL };
-static const char *const reason_name[] = {"exit", "api", "signal", "interval"};
+enum dump_reason { DUMP_EXIT, DUMP_API, DUMP_SIGNAL, DUMP_INTERVAL, DUMP_FATAL };
+static const char *const reason_name[] = {"exit", "api", "signal", "interval", "fatal"};
+static int fatal_signal; /* the signal a DUMP_FATAL dump was written on */
 
 static pid_t start_pid;
 
@@ -246,14 +247,14 @@ static void put_modules(fmt_t *f) {
     lgen_t *lcopy = os_map(lsz);
     unsigned n = 0, nl = 0;
     if (copy && lcopy) {
-        pthread_mutex_lock(&gone_lock);
+        lib_lock(&gone_lock);
         n = ngone < GONE_MAX ? ngone : GONE_MAX;
         if (n)
             memcpy(copy, gone, n * sizeof *copy);
         nl = nlgen;
         if (nl)
             memcpy(lcopy, lgen, nl * sizeof *lcopy);
-        pthread_mutex_unlock(&gone_lock);
+        lib_unlock(&gone_lock);
     }
     mod_walk_t w = {.f = f, .lgen = lcopy, .nlgen = nl};
     unwind_iterate_phdr(put_module, &w);
@@ -296,7 +297,7 @@ void prof_module_closing(uintptr_t base, const char *name, uintptr_t *lo, uintpt
     if (c.found) {
         *lo = c.m.lo;
         *hi = c.m.hi;
-        pthread_mutex_lock(&gone_lock);
+        lib_lock(&gone_lock);
         if (!gone)
             gone = os_map(GONE_MAX * sizeof *gone);
         int k = lgen_find(lgen, nlgen, c.m.base, c.m.lo, c.m.hi);
@@ -319,7 +320,7 @@ void prof_module_closing(uintptr_t base, const char *name, uintptr_t *lo, uintpt
             }
 
         }
-        pthread_mutex_unlock(&gone_lock);
+        lib_unlock(&gone_lock);
     }
     prof_leave();
 }
@@ -329,7 +330,7 @@ void prof_module_closing(uintptr_t base, const char *name, uintptr_t *lo, uintpt
  * file at the same place, makes the addresses there ambiguous: a new generation starts, and
  * stacks taken from now on are told apart from older ones by it (prof.h). */
 void prof_module_seen(uintptr_t base, uintptr_t lo, uintptr_t hi, const char *build_id) {
-    pthread_mutex_lock(&gone_lock);
+    lib_lock(&gone_lock);
     bool known = lgen_find(lgen, nlgen, base, lo, hi) >= 0;
     if (!lgen)
         lgen = os_map(GONE_MAX * sizeof *lgen);
@@ -346,7 +347,7 @@ void prof_module_seen(uintptr_t base, uintptr_t lo, uintptr_t hi, const char *bu
     }
     if (clash && nlgen < GONE_MAX)
         lgen[nlgen++] = (lgen_t){base, lo, hi, atomic_fetch_add(&prof.gen, 1) + 1};
-    pthread_mutex_unlock(&gone_lock);
+    lib_unlock(&gone_lock);
 }
 
 void prof_build_id(const struct dl_phdr_info *info, char out[65]) {
@@ -354,11 +355,11 @@ void prof_build_id(const struct dl_phdr_info *info, char out[65]) {
 }
 
 void prof_dump_fork_prepare(void) {
-    pthread_mutex_lock(&gone_lock);
+    lib_lock(&gone_lock);
 }
 
 void prof_dump_fork_parent(void) {
-    pthread_mutex_unlock(&gone_lock);
+    lib_unlock(&gone_lock);
 }
 
 /* ---- pinned memory --------------------------------------------------------------------------
@@ -678,7 +679,11 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     prof_timeline_point();
 
     struct tally_stats st;
-    stats_collect(&st);
+    if (why == DUMP_FATAL)
+        stats_collect_pools(&st); /* glibc's figures take its lock, which the thread the signal
+                                   * interrupted may hold: system_heap_bytes is 0 */
+    else
+        stats_collect(&st);
 
     /* Pinned memory first: it needs scratch arrays, mapped for the dump and unmapped after. */
     pin_ctx_t pc = {.nsites = nsites, .npools = npools, .st = &st};
@@ -714,6 +719,8 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     kv(f, "duration_ns", prof_now_ns() - prof.t0_ns);
     fmt_str(f, " reason=");
     fmt_str(f, reason_name[why]);
+    if (why == DUMP_FATAL)
+        kv(f, "fatal_signal", (uint64_t)fatal_signal);
     python_put_header(f);
     if (opt.check)
         fmt_str(f, opt.check == CHECK_ABORT ? " check=abort" : " check=1"); /* quiet: 1 */
@@ -850,7 +857,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
 
     if (lr->done) {
         leak_foreach_block(put_classified, f);
-    } else if (prof.mode == PROFILE_ALL && why == DUMP_EXIT) {
+    } else if (prof.mode == PROFILE_ALL && (why == DUMP_EXIT || why == DUMP_FATAL)) {
         prof_pool_blocks_foreach(blocks_pools, f);
         prof_ltab_foreach(blocks_large, f);
     }
@@ -1277,13 +1284,13 @@ static noinline int dump_checked(const char *pattern, enum dump_reason why, char
                                  bool exiting) {
     unwind_regs_t here; /* this frame's state: leak.c steps out to the program's frame */
     unwind_getcontext(&here);
-    pthread_mutex_lock(&leak_dump_lock);
+    lib_lock(&leak_dump_lock);
     leak_check(&here, exiting, exit_lo, exit_hi);
     int r = dump_to(pattern, why, path);
     if (opt.leaks == LEAKS_REPORT && leak_result()->done)
         print_leak_summary(r == 0 ? path : NULL);
     leak_release();
-    pthread_mutex_unlock(&leak_dump_lock);
+    lib_unlock(&leak_dump_lock);
     return r;
 }
 
@@ -1325,6 +1332,30 @@ noinline void prof_dump_at_exit(void *unused) {
     if (cxx_freeres)
         cxx_freeres(); /* its frees are the program's: recorded */
     if (dump_checked(opt.out ? opt.out : DEFAULT_DUMP, DUMP_EXIT, path, true) != 0)
+        path[0] = '\0';
+    if (opt.check)
+        check_summary(path);
+}
+
+/* The last dump, when a fatal signal ends the program (sig.c): what the exit dump would have
+ * been (the leak check too, as memcheck makes it when a signal kills the program), but after a
+ * crash, where the heap may be broken, without the leak check's walk of every block. */
+void prof_dump_fatal(int sig, bool crash) {
+    if (!prof.started)
+        return;
+    fatal_signal = sig;
+    char path[4096];
+    path[0] = '\0';
+    if (opt.check) {
+        check_scan();
+        if (!check_errors(NULL) && !opt.out && opt.leaks == LEAKS_OFF)
+            return;
+    }
+    const char *pattern = opt.out ? opt.out : DEFAULT_DUMP;
+    int r = opt.leaks != LEAKS_OFF && prof.mode == PROFILE_ALL && !crash
+                ? dump_checked(pattern, DUMP_FATAL, path, false)
+                : dump_to(pattern, DUMP_FATAL, path);
+    if (r != 0)
         path[0] = '\0';
     if (opt.check)
         check_summary(path);
@@ -1434,6 +1465,7 @@ void prof_dump_helper_check(void) {
 }
 
 void prof_dump_fork_child(void) {
+    sig_fork_child();
     pthread_mutex_init(&gone_lock, NULL);
     atomic_store(&dump_seq, 0);
     if (!atomic_load(&helper_wanted))
@@ -1449,11 +1481,11 @@ void prof_dump_fork_child(void) {
  * table's lock, which fork's prepare handler (heap_fork_prepare, later) takes. This handler is
  * registered after that one, so its prepare runs before it and its child handler after. */
 static void leak_fork_prepare(void) {
-    pthread_mutex_lock(&leak_dump_lock);
+    lib_lock(&leak_dump_lock);
 }
 
 static void leak_fork_parent(void) {
-    pthread_mutex_unlock(&leak_dump_lock);
+    lib_unlock(&leak_dump_lock);
 }
 
 static void leak_fork_child(void) {
@@ -1472,6 +1504,7 @@ void prof_dump_init(void) {
     }
     if (prof.started && prof.mode == PROFILE_ALL)
         pthread_atfork(leak_fork_prepare, leak_fork_parent, leak_fork_child);
+    sig_init();
     if (!prof.started || (!opt.signal && !opt.interval))
         return;
     if (opt.signal) {

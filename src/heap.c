@@ -158,13 +158,14 @@ static void heap_cache_empty(heap_t *h, pool_t *p) {
 void heap_lock_slow(heap_t *h) {
     h->in_slow = 1;
     atomic_signal_fence(memory_order_seq_cst);
-    pthread_mutex_lock(&h->lock);
+    lib_lock(&h->lock);
 }
 
 void heap_unlock_slow(heap_t *h) {
-    pthread_mutex_unlock(&h->lock);
+    lib_unlock(&h->lock);
     atomic_signal_fence(memory_order_seq_cst);
     h->in_slow = 0;
+    sig_fatal_poll();
 }
 
 /* ---- creation, registry, thread exit ------------------------------------------------------ */
@@ -214,9 +215,9 @@ static void heap_thread_done(void *arg) {
     /* From here on this thread's mallocs go to glibc and its frees take the remote path: glibc
      * still frees on this thread after the key destructors (__libc_thread_freeres). */
     tls_heap = &heap_dead;
-    pthread_mutex_lock(&reg_lock);
+    lib_lock(&reg_lock);
     h->in_use = 0;
-    pthread_mutex_unlock(&reg_lock);
+    lib_unlock(&reg_lock);
 }
 
 static unsigned heap_slots(void) {
@@ -252,7 +253,7 @@ static heap_t *heap_alloc_locked(void) {
 heap_t *heap_thread_init(void) {
     if (!tally_init_global())
         return NULL;
-    pthread_mutex_lock(&reg_lock);
+    lib_lock(&reg_lock);
     heap_t *h = reg_head;
     while (h && h->in_use)
         h = h->reg_next;
@@ -260,7 +261,7 @@ heap_t *heap_thread_init(void) {
         h = heap_alloc_locked();
     if (h)
         h->in_use = 1;
-    pthread_mutex_unlock(&reg_lock);
+    lib_unlock(&reg_lock);
     if (!h)
         return NULL;
     prof_heap_init(h);
@@ -435,7 +436,7 @@ void heap_free_slow(heap_t *h, pool_t *p, void *ptr) {
  * lock); every heap's cache of empty pools is under its lock. Lock order as for fork. */
 size_t heap_trim(void) {
     heap_t *me = tls_heap;
-    pthread_mutex_lock(&reg_lock);
+    lib_lock(&reg_lock);
     for (heap_t *h = reg_head; h; h = h->reg_next) {
         if (h->kind != HEAP_REAL || (h == me && h->in_slow)) /* a signal inside our slow path */
             continue;
@@ -446,16 +447,16 @@ size_t heap_trim(void) {
             for (unsigned c = 0; c < NCLASSES; c++)
                 bin_flush(h, c, (unsigned)(h->bin[c].top - h->bin[c].low));
         } else {
-            pthread_mutex_lock(&h->lock);
+            lib_lock(&h->lock);
         }
         while (h->nempty > 0)
             arena_pool_push_empty(h->empty[--h->nempty]);
         if (h == me)
             heap_unlock_slow(h);
         else
-            pthread_mutex_unlock(&h->lock);
+            lib_unlock(&h->lock);
     }
-    pthread_mutex_unlock(&reg_lock);
+    lib_unlock(&reg_lock);
     return arena_trim();
 }
 
@@ -464,9 +465,9 @@ size_t heap_trim(void) {
  * arena lock. */
 void heap_fork_prepare(void) {
     python_fork_scan_lock();
-    pthread_mutex_lock(&reg_lock);
+    lib_lock(&reg_lock);
     for (heap_t *h = reg_head; h; h = h->reg_next)
-        pthread_mutex_lock(&h->lock);
+        lib_lock(&h->lock);
     arena_lock();
     prof_fork_prepare();
 }
@@ -475,8 +476,8 @@ void heap_fork_parent(void) {
     prof_fork_parent();
     arena_unlock();
     for (heap_t *h = reg_head; h; h = h->reg_next)
-        pthread_mutex_unlock(&h->lock);
-    pthread_mutex_unlock(&reg_lock);
+        lib_unlock(&h->lock);
+    lib_unlock(&reg_lock);
     python_fork_scan_unlock();
 }
 
@@ -506,10 +507,10 @@ void heap_foreach_unlocked(void (*fn)(heap_t *, void *), void *arg) {
 }
 
 void heap_foreach(void (*fn)(heap_t *, void *), void *arg) {
-    pthread_mutex_lock(&reg_lock);
+    lib_lock(&reg_lock);
     for (heap_t *h = reg_head; h; h = h->reg_next)
         fn(h, arg);
-    pthread_mutex_unlock(&reg_lock);
+    lib_unlock(&reg_lock);
 }
 
 /* ---- is this block free? (a double free's confirmation, alloc.c) ---------------------------

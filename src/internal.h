@@ -7,6 +7,7 @@
 #include "config.h"
 #include "types.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,13 +24,55 @@ static const bool config_debug = TALLY_DEBUG;
 /* A spinlock for the few instructions of a rare path (os.c's registry, alloc.c's early blocks):
  * no call inside, nothing that could sleep. A holder that a fork leaves behind keeps it held in
  * the child: os.c resets its own; alloc.c's is used only before the profiler starts. */
+/* sig.c: a fatal signal that came while its thread was inside the library's own code waits
+ * until the thread leaves it, at a poll where a lock is released or the profiler left. */
+extern _Atomic int sig_fatal_pending;
+void sig_fatal_deferred(void);
+static inline void sig_fatal_poll(void) {
+    if (unlikely(atomic_load_explicit(&sig_fatal_pending, memory_order_relaxed)))
+        sig_fatal_deferred();
+}
+/* The library's locks this thread holds or is taking (spin_lock, lib_lock): a fatal signal's
+ * dump waits until it holds none (sig.c). A fork's child starts from 0 (sig.c). */
+extern __thread int tls_locks_held TLS_IE;
+
 static inline void spin_lock(atomic_flag *f) {
+    tls_locks_held++;
+    atomic_signal_fence(memory_order_seq_cst);
     while (atomic_flag_test_and_set_explicit(f, memory_order_acquire))
         ;
 }
 
 static inline void spin_unlock(atomic_flag *f) {
     atomic_flag_clear_explicit(f, memory_order_release);
+    atomic_signal_fence(memory_order_seq_cst);
+    tls_locks_held--;
+    sig_fatal_poll();
+}
+
+/* The library's mutexes, counted as its spinlocks are. */
+static inline void lib_lock(pthread_mutex_t *m) {
+    tls_locks_held++;
+    atomic_signal_fence(memory_order_seq_cst);
+    pthread_mutex_lock(m);
+}
+
+static inline int lib_trylock(pthread_mutex_t *m) {
+    tls_locks_held++;
+    atomic_signal_fence(memory_order_seq_cst);
+    int r = pthread_mutex_trylock(m);
+    if (r != 0) {
+        tls_locks_held--;
+        sig_fatal_poll();
+    }
+    return r;
+}
+
+static inline void lib_unlock(pthread_mutex_t *m) {
+    pthread_mutex_unlock(m);
+    atomic_signal_fence(memory_order_seq_cst);
+    tls_locks_held--;
+    sig_fatal_poll();
 }
 
 /* glibc's own allocator, exported at GLIBC_2.2.5. We call these, never define them.
@@ -112,6 +155,7 @@ typedef struct options_s {
     int perturb;            /* glibc's MALLOC_PERTURB_ (or its tunable): 0, or the fill byte */
     int check;              /* enum check_mode: TALLY_CHECK, heap error detection (check.c) */
     size_t quarantine;      /* TALLY_QUARANTINE: bytes of freed blocks a thread holds back */
+    bool fatal;             /* TALLY_FATAL: the dump when a fatal signal ends the program */
 } options_t;
 enum check_mode { CHECK_OFF = 0, CHECK_ON, CHECK_ABORT, CHECK_QUIET }; /* quiet: nothing on stderr */
 extern options_t opt;
@@ -299,6 +343,7 @@ void *check_realloc(void *ptr, size_t n, void *caller);
 size_t check_usable_size(void *ptr); /* malloc_usable_size: the requested size, 0 if no block */
 size_t check_block_size(void *ptr);  /* the same of a block known to be a checked one */
 void check_scan(void);        /* every live and quarantined block, now (a dump, exit) */
+bool check_in_report(void);   /* this thread records an error (holds the errors' lock) */
 uint64_t check_errors(uint64_t *contexts); /* errors so far, and their contexts */
 void check_put_totals(fmt_t *f);
 void check_put_errors(fmt_t *f);
@@ -466,6 +511,15 @@ void prof_dump_at_exit(void *unused); /* the exit handler (__cxa_atexit) */
 void dump_put_enc(fmt_t *f, const char *s); /* text, with what a reader could split on as %XX */
 void prof_dump_init(void); /* after prof_start: the pid, and the signal/interval helper */
 void prof_dump_fork_child(void);
+/* The dump when a fatal signal ends the program (sig.c); crash: a fault or abort, when the
+ * heap may be broken (no leak check then). */
+void prof_dump_fatal(int sig, bool crash);
+/* This thread is inside the library's own code, where it may hold a lock a dump takes. */
+bool prof_thread_busy(void);
+
+/* ---- sig.c: the fatal signals' handler, hidden behind wrappers of sigaction and signal ----- */
+void sig_init(void);       /* from prof_dump_init: the handlers, where the program left SIG_DFL */
+void sig_fork_child(void); /* the child of a fork: no dump in progress */
 void prof_dump_fork_prepare(void);
 void prof_dump_fork_parent(void);
 void prof_dump_helper_check(void);

@@ -26,6 +26,7 @@ options_t opt = {
     .python = true,
     .check = CHECK_OFF,
     .quarantine = (size_t)4 << 20,
+    .fatal = true,
 };
 static bool profile_given; /* TALLY_PROFILE was set: TALLY_LEAKS says so if it overrides it */
 
@@ -58,6 +59,7 @@ static const option_desc_t options[] = {
     {"LEAKS", OPT_LEAKS, &opt.leaks, "leak kinds by reachability at exit: 0, 1 (and a summary on stderr) or quiet; implies PROFILE=all"},
     {"CHECK", OPT_CHECK, &opt.check, "heap error detection (overruns, double and invalid frees, writes after free): 0, 1, abort, or quiet (no stderr); implies PROFILE=all"},
     {"QUARANTINE", OPT_SIZE, &opt.quarantine, "with CHECK: bytes of freed blocks each thread holds back before reuse (e.g. 4M)"},
+    {"FATAL", OPT_BOOL, &opt.fatal, "with OUT, LEAKS or CHECK: write the dump when SIGTERM, SIGINT, SIGHUP, SIGQUIT or a crash (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) ends the program and it has no handler of its own"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 

@@ -48,6 +48,8 @@ static unsigned nmeta; /* slots in use or freed: [0, nmeta) */
 static _Atomic bool meta_full;
 static atomic_flag meta_lock = ATOMIC_FLAG_INIT;
 
+__thread int tls_locks_held TLS_IE;
+
 static void meta_add(void *p, size_t size) {
     spin_lock(&meta_lock);
     unsigned i = 0;

@@ -56,13 +56,14 @@ __thread void *prof_inflight[2] TLS_IE;
 static void ltab_acquire(ltab_shard_t *sh) {
     tls_ltab_held++;
     atomic_signal_fence(memory_order_seq_cst);
-    pthread_mutex_lock(&sh->lock);
+    lib_lock(&sh->lock);
 }
 
 static void ltab_release(ltab_shard_t *sh) {
-    pthread_mutex_unlock(&sh->lock);
+    lib_unlock(&sh->lock);
     atomic_signal_fence(memory_order_seq_cst);
     tls_ltab_held--;
+    sig_fatal_poll();
 }
 
 /* Every shard, in order (the leak check, fork, the dump's walk). */
@@ -281,9 +282,9 @@ static void timeline_point_locked(uint64_t now) {
 void prof_timeline_point(void) {
     if (!prof.timeline)
         return;
-    pthread_mutex_lock(&tl_lock);
+    lib_lock(&tl_lock);
     timeline_point_locked(prof_now_ns());
-    pthread_mutex_unlock(&tl_lock);
+    lib_unlock(&tl_lock);
 }
 
 static void timeline_maybe(void) {
@@ -294,11 +295,11 @@ static void timeline_maybe(void) {
     uint64_t now = prof_now_ns();
     if (now - __atomic_load_n(&prof.tl_last_ns, __ATOMIC_RELAXED) < prof.tl_interval_ns)
         return;
-    if (pthread_mutex_trylock(&tl_lock) != 0)
+    if (lib_trylock(&tl_lock) != 0)
         return;
     if (now - prof.tl_last_ns >= prof.tl_interval_ns)
         timeline_point_locked(now);
-    pthread_mutex_unlock(&tl_lock);
+    lib_unlock(&tl_lock);
 }
 
 /* ---- stacks ---------------------------------------------------------------------------------- */
@@ -532,9 +533,9 @@ static uint32_t intern(heap_t *h, const stack_t *st) {
     uint32_t id = h->scache[slot].id;
     if (id && h->scache[slot].hash == st->hash && h->scache[slot].hash2 == st->hash2)
         return id;
-    pthread_mutex_lock(&site_lock);
+    lib_lock(&site_lock);
     id = intern_locked(st);
-    pthread_mutex_unlock(&site_lock);
+    lib_unlock(&site_lock);
     if (id != PROF_SITE_OVERFLOW) {
         const site_t *s = prof_site(id);
         h->scache[slot].hash = s->hash;
@@ -725,21 +726,21 @@ void prof_pool_init(pool_t *p, unsigned c) {
         return; /* the same class again: keep its table */
     if (!old && !want)
         return;
-    pthread_mutex_lock(&tab_lock);
+    lib_lock(&tab_lock);
     if (old)
         table_put_locked(old, p->szidx);
     atomic_store_explicit(&p->prof, want ? table_get_locked(c) : NULL, memory_order_release);
-    pthread_mutex_unlock(&tab_lock);
+    lib_unlock(&tab_lock);
 }
 
 void prof_pool_release(pool_t *p) {
     ptag_t *old = atomic_load_explicit(&p->prof, memory_order_relaxed);
     if (!old)
         return;
-    pthread_mutex_lock(&tab_lock);
+    lib_lock(&tab_lock);
     table_put_locked(old, p->szidx);
     atomic_store_explicit(&p->prof, NULL, memory_order_release);
-    pthread_mutex_unlock(&tab_lock);
+    lib_unlock(&tab_lock);
 }
 
 /* all mode: entries change without a lock; only the block's owner of the moment writes its
@@ -747,13 +748,13 @@ void prof_pool_release(pool_t *p) {
 /* all mode: a pool set up before the profiler started gets its table at its first tracked
  * block; it keeps it for as long as it serves this class. */
 static ptag_t *table_install(pool_t *p) {
-    pthread_mutex_lock(&tab_lock);
+    lib_lock(&tab_lock);
     ptag_t *t = atomic_load_explicit(&p->prof, memory_order_relaxed);
     if (!t) {
         t = table_get_locked(p->szidx);
         atomic_store_explicit(&p->prof, t, memory_order_release);
     }
-    pthread_mutex_unlock(&tab_lock);
+    lib_unlock(&tab_lock);
     return t;
 }
 
@@ -1079,6 +1080,7 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
     }
     errno = saved;
     tls_in_prof = 0;
+    sig_fatal_poll();
     return prof_release(hidden, 0);
 }
 
@@ -1105,6 +1107,7 @@ bool prof_small_take(pool_t *p, void *ptr, prof_taken_t *out) {
     out->life = (uint32_t)(stamp_now() - out->tag.stamp);
     credit_free(prof_site(ptag_site(out->tag)), weights_of(n), out->life, 1);
     tls_in_prof--;
+    sig_fatal_poll();
     return true;
 }
 
@@ -1116,6 +1119,7 @@ void prof_small_put_back(pool_t *p, void *ptr, const prof_taken_t *t) {
     ptag_t *tab = atomic_load_explicit(&p->prof, memory_order_acquire);
     tab[block_index(p, ptr)] = t->tag;
     tls_in_prof--;
+    sig_fatal_poll();
 }
 
 bool prof_small_peek(pool_t *p, const void *ptr, uint32_t *site, uint64_t *size) {
@@ -1160,6 +1164,7 @@ void prof_large_freed(const lent_t *e) {
     tls_in_prof++;
     credit_free(prof_site(e->site), weights_of(e->size), stamp_now() - e->stamp, 1);
     tls_in_prof--;
+    sig_fatal_poll();
 }
 
 bool prof_large_take(void *ptr, lent_t *out) {
@@ -1223,6 +1228,7 @@ uint32_t prof_site_here(heap_t *h, void *caller) {
     uint32_t id = intern(h, &st);
     errno = saved;
     tls_in_prof = 0;
+    sig_fatal_poll();
     return id;
 }
 
@@ -1328,12 +1334,12 @@ void prof_start(void) {
     prof.count_scale = prof.mode == PROFILE_ALL ? 1 : PROF_COUNT_SCALE;
     /* Site 0: untracked blocks; site 1: stacks beyond the table's capacity; in all mode, site 2:
      * the blocks live at the start, adopted first (before anything below allocates). */
-    pthread_mutex_lock(&site_lock);
+    lib_lock(&site_lock);
     site_slot_locked(0);
     for (uint32_t id = 0; id <= PROF_SITE_EARLY; id++)
         prof.chunks[0][id].frames = (const uintptr_t *)"";
     atomic_store(&prof.nsites, prof.mode == PROFILE_ALL ? PROF_SITE_EARLY + 1 : 2);
-    pthread_mutex_unlock(&site_lock);
+    lib_unlock(&site_lock);
     if (prof.mode == PROFILE_ALL && prof.chunks[0])
         adopt_early();
     unwind_iterate_phdr(find_self, (void *)(uintptr_t)&prof_start);
@@ -1366,22 +1372,22 @@ void prof_start(void) {
 }
 
 static void prof_lock_all(void) {
-    pthread_mutex_lock(&site_lock);
+    lib_lock(&site_lock);
     ltab_acquire_all();
-    pthread_mutex_lock(&tl_lock);
+    lib_lock(&tl_lock);
 }
 
 static void prof_unlock_all(void) {
-    pthread_mutex_unlock(&tl_lock);
+    lib_unlock(&tl_lock);
     ltab_release_all();
-    pthread_mutex_unlock(&site_lock);
+    lib_unlock(&site_lock);
 }
 
 /* tab_lock nests inside heap locks, so fork takes it after them (heap_fork_prepare). */
 void prof_fork_prepare(void) {
     python_fork_prepare();
     prof_lock_all();
-    pthread_mutex_lock(&tab_lock);
+    lib_lock(&tab_lock);
     prof_dump_fork_prepare();
     unwind_fork_prepare();
 }
@@ -1389,7 +1395,7 @@ void prof_fork_prepare(void) {
 void prof_fork_parent(void) {
     unwind_fork_parent();
     prof_dump_fork_parent();
-    pthread_mutex_unlock(&tab_lock);
+    lib_unlock(&tab_lock);
     prof_unlock_all();
     python_fork_parent();
 }
@@ -1431,4 +1437,11 @@ void prof_enter(void) {
 void prof_leave(void) {
     tls_own--;
     tls_in_prof--;
+    sig_fatal_poll();
+}
+
+bool prof_thread_busy(void) {
+    heap_t *h = tls_heap;
+    return tls_in_prof || tls_ltab_held || tls_locks_held || (h && h->in_slow) ||
+           check_in_report();
 }

@@ -227,14 +227,14 @@ static int find_python(struct dl_phdr_info *info, size_t size, void *arg) {
 static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void scan(void) {
-    if (pthread_mutex_trylock(&scan_lock) != 0)
+    if (lib_trylock(&scan_lock) != 0)
         return;
     if (!py.found) {
         dl_iterate_phdr(find_python, NULL);
         if (py.found && py.supported)
             __atomic_store_n(&python_active, true, __ATOMIC_RELEASE);
     }
-    pthread_mutex_unlock(&scan_lock);
+    lib_unlock(&scan_lock);
 }
 
 void python_init(void) {
@@ -387,7 +387,7 @@ static noinline bool readable_slow(uintptr_t a, size_t len) {
          * ago. An address still missing after a fresh read doubles the wait (up to a second). */
         uint64_t now = prof_now_ns();
         if (now >= __atomic_load_n(&maps.next_ns, __ATOMIC_RELAXED) &&
-            pthread_mutex_trylock(&maps.lock) == 0) {
+            lib_trylock(&maps.lock) == 0) {
             if (now >= maps.next_ns) {
                 maps_refresh_locked();
                 ok = maps_find(a, len, &lo, &hi);
@@ -396,7 +396,7 @@ static noinline bool readable_slow(uintptr_t a, size_t len) {
                 maps.backoff_ns = b;
                 __atomic_store_n(&maps.next_ns, now + b, __ATOMIC_RELAXED);
             }
-            pthread_mutex_unlock(&maps.lock);
+            lib_unlock(&maps.lock);
         }
         if (!ok)
             ok = probe(a, len, &lo, &hi);
@@ -727,9 +727,9 @@ static uint32_t code_id(uintptr_t code) {
     uint32_t id = ctab_get(code);
     if (likely(id) && likely(code_same(code_rec(id), code)))
         return id;
-    pthread_mutex_lock(&code_lock);
+    lib_lock(&code_lock);
     id = intern_locked(code);
-    pthread_mutex_unlock(&code_lock);
+    lib_unlock(&code_lock);
     return id;
 }
 
@@ -1130,21 +1130,21 @@ void python_put_codes(fmt_t *f) {
 
 /* ---- fork ---------------------------------------------------------------------------------------- */
 void python_fork_scan_lock(void) {
-    pthread_mutex_lock(&scan_lock);
+    lib_lock(&scan_lock);
 }
 
 void python_fork_scan_unlock(void) {
-    pthread_mutex_unlock(&scan_lock);
+    lib_unlock(&scan_lock);
 }
 
 void python_fork_prepare(void) {
-    pthread_mutex_lock(&code_lock);
-    pthread_mutex_lock(&maps.lock);
+    lib_lock(&code_lock);
+    lib_lock(&maps.lock);
 }
 
 void python_fork_parent(void) {
-    pthread_mutex_unlock(&maps.lock);
-    pthread_mutex_unlock(&code_lock);
+    lib_unlock(&maps.lock);
+    lib_unlock(&code_lock);
 }
 
 void python_fork_child(void) {

@@ -726,11 +726,11 @@ static bool rtab_grow_locked(void) {
 }
 
 static void rule_put(uintptr_t pc, uint64_t rule) {
-    pthread_mutex_lock(&rtab_lock);
+    lib_lock(&rtab_lock);
     rtab_t *t = atomic_load_explicit(&rtab, memory_order_relaxed);
     if (!t || (t->used + 1) * 2 > t->mask + 1) {
         if (!rtab_grow_locked()) {
-            pthread_mutex_unlock(&rtab_lock);
+            lib_unlock(&rtab_lock);
             return;
         }
         t = atomic_load_explicit(&rtab, memory_order_relaxed);
@@ -749,7 +749,7 @@ static void rule_put(uintptr_t pc, uint64_t rule) {
             break;
         }
     }
-    pthread_mutex_unlock(&rtab_lock);
+    lib_unlock(&rtab_lock);
 }
 
 /* pc is a return address: the rule is the one in force at the call, pc - 1. */
@@ -782,7 +782,7 @@ static inline uint64_t rule_get(const rtab_t *t, uintptr_t pc) {
 }
 
 void unwind_forget(uintptr_t lo, uintptr_t hi) {
-    pthread_mutex_lock(&rtab_lock);
+    lib_lock(&rtab_lock);
     rtab_t *t = atomic_load_explicit(&rtab, memory_order_relaxed);
     for (size_t i = 0; t && i <= t->mask; i++) {
         uintptr_t pc = atomic_load_explicit(&t->e[i].pc, memory_order_relaxed);
@@ -791,7 +791,7 @@ void unwind_forget(uintptr_t lo, uintptr_t hi) {
     }
     atomic_fetch_add_explicit(&unw_gen, 1, memory_order_release);
     atomic_store_explicit(&unw_watch, true, memory_order_relaxed);
-    pthread_mutex_unlock(&rtab_lock);
+    lib_unlock(&rtab_lock);
 }
 
 /* glibc's fork does not take the lock dl_iterate_phdr holds: a child forked while another
@@ -801,20 +801,20 @@ void unwind_forget(uintptr_t lo, uintptr_t hi) {
 static pthread_mutex_t phdr_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int unwind_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *), void *arg) {
-    pthread_mutex_lock(&phdr_lock);
+    lib_lock(&phdr_lock);
     int r = dl_iterate_phdr(cb, arg);
-    pthread_mutex_unlock(&phdr_lock);
+    lib_unlock(&phdr_lock);
     return r;
 }
 
 void unwind_fork_prepare(void) {
-    pthread_mutex_lock(&rtab_lock);
-    pthread_mutex_lock(&phdr_lock);
+    lib_lock(&rtab_lock);
+    lib_lock(&phdr_lock);
 }
 
 void unwind_fork_parent(void) {
-    pthread_mutex_unlock(&phdr_lock);
-    pthread_mutex_unlock(&rtab_lock);
+    lib_unlock(&phdr_lock);
+    lib_unlock(&rtab_lock);
 }
 
 void unwind_fork_child(void) {

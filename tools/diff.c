@@ -118,9 +118,10 @@ static pair_t *pair_sites(const dump_t *a, const dump_t *b, size_t *npairs) {
 
 /* ---- output -------------------------------------------------------------------------------- */
 static void header_line(FILE *f, const char *label, const dump_t *d) {
+    char when[64];
     fprintf(f, "  %s %s (pid %llu), %s, dumped %s after %.2f s\n", label, d->path_shown,
             (unsigned long long)d->pid, d->all_mode ? "every allocation" : "sampled",
-            d->reason ? d->reason : "?", (double)d->duration_ns / 1e9);
+            dump_when(d, when), (double)d->duration_ns / 1e9);
 }
 
 static void signed_size(char buf[40], double v) {

@@ -433,6 +433,7 @@ static bool rec_header(parser_t *p, const field_t *fs, size_t n) {
         !get_u64(p, fs, n, "sample_interval", false, &d->sample_interval) ||
         !get_u64(p, fs, n, "count_scale", true, &d->count_scale) ||
         !get_u64(p, fs, n, "depth", false, &d->depth) ||
+        !get_u64(p, fs, n, "fatal_signal", false, &d->fatal_signal) ||
         !get_u32(p, fs, n, "gen", false, &d->gen) ||
         !get_u64(p, fs, n, "start_ns", false, &d->start_ns) ||
         !get_u64(p, fs, n, "dump_ns", false, &d->dump_ns) ||
@@ -443,8 +444,8 @@ static bool rec_header(parser_t *p, const field_t *fs, size_t n) {
     if (d->count_scale == 0)
         return fail(p, "count_scale=0");
     d->all_mode = strcmp(d->mode, "all") == 0;
-    uint64_t pyf = 1;
-    if (!get_u64(p, fs, n, "python_frames", false, &pyf))
+    uint64_t pyf = 1; /* absent: the frames are there */
+    if (find(fs, n, "python_frames") && !get_u64(p, fs, n, "python_frames", false, &pyf))
         return false;
     d->python_frames = d->python && pyf != 0;
     const field_t *c = find(fs, n, "check");
@@ -897,7 +898,8 @@ static bool parse_text_dump(parser_t *p, const char *text, size_t len) {
         p->d->node_ip[k] = DUMP_PYFRAME(idx, dump_py_line(ip));
     }
     /* FORMAT.md: an all-mode dump at exit lists every live block, even when there is none */
-    p->d->has_blocks = p->d->all_mode && ((p->d->reason && strcmp(p->d->reason, "exit") == 0) ||
+    p->d->has_blocks = p->d->all_mode && ((p->d->reason && (strcmp(p->d->reason, "exit") == 0 ||
+                                                            strcmp(p->d->reason, "fatal") == 0)) ||
                                           p->d->leak_check);
     for (size_t i = 0; p->d->leak_check && i < p->d->nsites; i++) /* the kinds, over all sites */
         for (unsigned k = 0; k < DKIND_N; k++) {

@@ -115,6 +115,7 @@ typedef struct dump_s {
     bool python_frames;  /* its frames are in the stacks (header python_frames is not 0) */
     uint64_t python_stopped; /* walks of its frame chain a check ended (totals) */
     uint64_t pid, ppid, sample_interval, count_scale, depth, start_ns, dump_ns, duration_ns;
+    uint64_t fatal_signal; /* reason "fatal": the signal that ended the program */
     uint32_t gen;
     /* totals */
     uint64_t total_alloc_bytes, nsites_total, pinned_pool_bytes, pinned_large_bytes;

@@ -244,9 +244,10 @@ int cmd_html(const dump_t *d, symbolizer_t *sym, const html_opts_t *o) {
             script);
     fputs("<h1>tally: ", f);
     esc(f, d->program ? d->program : "?");
+    char when[64];
     fprintf(f, "</h1>\n<div class=\"sub\">pid %llu, %s, dump %s after %.2f s%s</div>\n",
             (unsigned long long)d->pid, d->all_mode ? "every allocation recorded" : "sampled",
-            d->reason && strcmp(d->reason, "exit") == 0 ? "at exit" : d->reason ? d->reason : "?",
+            dump_when(d, when),
             (double)d->duration_ns / 1e9,
             d->all_mode ? "" : "; figures marked ~ are estimates");
     fputs("<pre id=\"errors\"></pre>\n<h2>Summary</h2>\n<dl class=\"sum\">\n", f);

@@ -74,10 +74,10 @@ const dsite_t **sorted_sites(const dump_t *d, const char *measure, size_t *n) {
 
 /* ---- text ---------------------------------------------------------------------------------- */
 void print_header(FILE *f, const dump_t *d, const char *what) {
+    char when[64];
     fprintf(f, "%s: %s (pid %llu), %s, dump %s after %.2f s\n", what,
             d->program ? d->program : "?", (unsigned long long)d->pid,
-            d->all_mode ? "every allocation recorded" : "sampled",
-            d->reason ? (strcmp(d->reason, "exit") == 0 ? "at exit" : d->reason) : "?",
+            d->all_mode ? "every allocation recorded" : "sampled", dump_when(d, when),
             (double)d->duration_ns / 1e9);
     if (!d->all_mode) {
         char b[32];
@@ -256,6 +256,10 @@ void json_dump_info(FILE *f, const dump_t *d, bool *first) {
     json_num(f, "sample_interval", (double)d->sample_interval, &fi);
     json_key(f, "reason", &fi);
     json_str(f, d->reason);
+    if (d->fatal_signal) {
+        json_key(f, "fatal_signal", &fi);
+        fprintf(f, "%llu", (unsigned long long)d->fatal_signal);
+    }
     json_num(f, "duration_ns", (double)d->duration_ns, &fi);
     if (d->max_rss_bytes)
         json_num(f, "max_rss_bytes", (double)d->max_rss_bytes, &fi);

@@ -731,8 +731,9 @@ static int cmd_run(int argc, char **argv) {
     if (!readable(main_dump)) {
         fprintf(stderr, "%s: %s wrote no dump%s\n", tool_name, prog,
                 WIFEXITED(status) ? " (did it call _exit, or exec another program?)"
-                                  : ": the profiler writes at exit (TALLY_SIGNAL and "
-                                    "TALLY_INTERVAL write dumps while a program runs)");
+                                  : ": the dump is written at exit and when SIGTERM, SIGINT, "
+                                    "SIGHUP, SIGQUIT or a crash ends it, not on SIGKILL or a "
+                                    "signal it handles itself");
     } else if (!dump_load(main_dump, &d, err, sizeof err)) {
         tool_error("%s", err);
     } else if (view_apply(&d) == 0) { /* a Python program's leaks by its Python frames */

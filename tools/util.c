@@ -34,6 +34,25 @@ bool out_ok(FILE *f) {
     return false;
 }
 
+/* "at exit", "when SIGTERM ended it", or the reason as the dump says it */
+const char *dump_when(const dump_t *d, char buf[64]) {
+    if (!d->reason)
+        return "?";
+    if (strcmp(d->reason, "exit") == 0)
+        return "at exit";
+    if (strcmp(d->reason, "fatal") == 0) {
+        const char *abbrev = d->fatal_signal > 0 && d->fatal_signal < 65
+                                 ? sigabbrev_np((int)d->fatal_signal)
+                                 : NULL;
+        if (abbrev)
+            snprintf(buf, 64, "when SIG%s ended it", abbrev);
+        else
+            snprintf(buf, 64, "when signal %llu ended it", (unsigned long long)d->fatal_signal);
+        return buf;
+    }
+    return d->reason;
+}
+
 double site_measure(const dump_t *d, const dsite_t *s, const char *m) {
     if (!s)
         return 0;

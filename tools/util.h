@@ -75,6 +75,9 @@ int view_apply(dump_t *d);
 /* "--by line|function|stack" */
 bool view_by_parse(const char *s);
 
+/* When the dump was written: "at exit", "when SIGTERM ended it", or the dump's reason */
+const char *dump_when(const dump_t *d, char buf[64]);
+
 extern const char *tool_name; /* "tally" */
 /* Flushes f: false when a write to it failed, and then the first failure's errno is in
  * out_errno, for the command to say what failed (a full disk, a closed pipe's EPIPE). */

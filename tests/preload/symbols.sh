@@ -2,11 +2,13 @@
 # The library shares the program's symbol namespace: it must export the malloc API, its own
 # tally_* functions, the dlopen/dlclose wrappers, glibc's introspection calls (which include the
 # pools), __libc_free/__libc_realloc (which take our blocks) and C++'s operator new and delete in
-# every form (as jemalloc and tcmalloc export them), and nothing else.
+# every form (as jemalloc and tcmalloc export them), sigaction and the signal() family (which
+# hide the handler that writes the dump when a fatal signal ends the program: src/sig.c), and
+# nothing else.
 set -u
 so=${TALLYMALLOC_SO:?}
 allowed="aligned_alloc calloc cfree dlclose dlopen free free_aligned_sized free_sized malloc
-malloc_usable_size memalign posix_memalign pvalloc realloc reallocarray tally_dump tally_dump_leaks tally_stats_get
+malloc_usable_size memalign posix_memalign sigaction signal bsd_signal sysv_signal __sysv_signal pvalloc realloc reallocarray tally_dump tally_dump_leaks tally_stats_get
 tally_stats_print tally_version valloc mallinfo mallinfo2 malloc_stats malloc_info mallopt malloc_trim
 __libc_free __libc_realloc
 _Znwm _Znam _ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t _ZnwmSt11align_val_t _ZnamSt11align_val_t

@@ -138,6 +138,17 @@ for mode in "TALLY_PROFILE=all" "TALLY_PROFILE=sample TALLY_SAMPLE=1"; do
     say "$mode: $(cat "$tmp/reuse.out"); $(head -1 "$tmp/reuse.cmp")"
 done
 
+say "tally run's summary and report --json say the frames are there"
+"$tally" run --lib "$TALLY_LIB" -o "$tmp/run.tly" /usr/bin/python3 "$here/reuse.py" >/dev/null \
+    2>"$tmp/run.err" || fail "tally run python3 failed: $(cat "$tmp/run.err")"
+grep -q "CPython 3\.11\.[0-9]*, its Python frames in the stacks" "$tmp/run.err" ||
+    fail "tally run does not say the Python frames are in the stacks: $(cat "$tmp/run.err")"
+"$tally" report --json "$tmp/run.tly" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["dump"]
+sys.exit(0 if d.get("python_frames") is True and d.get("python", "").startswith("3.11") else 1)' ||
+    fail "report --json does not say python_frames: true"
+
 for v in /root/.pyenv/versions/3.10*/bin/python3; do
     [ -x "$v" ] || continue
     say "a CPython without its frames: $v"
