@@ -624,6 +624,7 @@ static void put_site(fmt_t *f, uint32_t id, uint32_t top, const pin_ctx_t *pc,
     kv(f, "id", id);
     kv(f, "frame", top);
     kv(f, "depth", s->nframes);
+    kv0(f, "truncated", s->truncated);
     kv0(f, "alloc_count", __atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED));
     kv0(f, "alloc_bytes", __atomic_load_n(&s->alloc_bytes, __ATOMIC_RELAXED));
     kv0(f, "granted_bytes", __atomic_load_n(&s->granted_bytes, __ATOMIC_RELAXED));

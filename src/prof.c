@@ -307,8 +307,9 @@ typedef struct stack_s {
     const uintptr_t *f; /* innermost first */
     unsigned n;
     uint32_t gen;         /* prof.gen when it was taken: part of its identity */
+    bool truncated;       /* cut at TALLY_DEPTH: the stack went on */
     uint64_t hash, hash2; /* stack_sums_t, finished */
-    uintptr_t buf[PROF_MAX_DEPTH + UNW_OWN_FRAMES];
+    uintptr_t buf[PROF_MAX_DEPTH + 1 + UNW_OWN_FRAMES];
 } stack_t;
 
 static uint64_t pow_ba[PROF_MAX_DEPTH + 1], pow_bb[PROF_MAX_DEPTH + 1]; /* B^k */
@@ -327,7 +328,7 @@ static _Atomic uint64_t unwind_checked, unwind_mismatch;
 /* TALLY_UNWIND=check: the same stack from libunwind, compared frame by frame (and the hash
  * with one computed from scratch). */
 static noinline void check_against_libunwind(const stack_t *st) {
-    void *buf[PROF_MAX_DEPTH + UNW_OWN_FRAMES];
+    void *buf[PROF_MAX_DEPTH + 1 + UNW_OWN_FRAMES];
     if (!prof.have_unwinder)
         return;
     int n = unw_bt(buf, (int)prof.depth + UNW_OWN_FRAMES), i = own_frames((uintptr_t *)buf, n);
@@ -379,7 +380,7 @@ static noinline void capture_python(heap_t *h, stack_t *st, bool walker, stack_s
     unsigned nruns;
     const uintptr_t *sps = walker ? unwind_frame_sps(h, st->f, st->n, &top) : NULL;
     /* the walker's frames are in its cache: the merged stack goes straight to st->buf */
-    uintptr_t *merged = st->f >= st->buf && st->f < st->buf + PROF_MAX_DEPTH + UNW_OWN_FRAMES
+    uintptr_t *merged = st->f >= st->buf && st->f < st->buf + PROF_MAX_DEPTH + 1 + UNW_OWN_FRAMES
                             ? tmp : st->buf;
     int m = python_merge(h, st->f, sps, top, st->n, merged, PROF_MAX_DEPTH, runs, &nruns);
     if (m <= 0)
@@ -404,10 +405,11 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
     const uintptr_t *fr = NULL;
     const stack_sums_t *sums = NULL;
     int n = -1, i = 0;
+    /* one frame more than kept: if it is there, the stack is marked cut */
     if (opt.unwind != UNWIND_LIBUNWIND)
-        n = unwind_stack(h, prof.depth, prof.self_lo, prof.self_hi, &fr, &sums);
+        n = unwind_stack(h, prof.depth + 1, prof.self_lo, prof.self_hi, &fr, &sums);
     if (n < 0 && prof.have_unwinder) {
-        n = unw_bt((void **)st->buf, (int)prof.depth + UNW_OWN_FRAMES);
+        n = unw_bt((void **)st->buf, (int)prof.depth + 1 + UNW_OWN_FRAMES);
         fr = st->buf;
         sums = NULL;
         i = own_frames(fr, n);
@@ -416,10 +418,12 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
         st->buf[0] = (uintptr_t)caller;
         st->f = st->buf;
         st->n = 1;
+        st->truncated = false;
         stack_finish(st, stack_sums(st->f, 1));
         return;
     }
     unsigned k = (unsigned)(n - i) < prof.depth ? (unsigned)(n - i) : prof.depth;
+    st->truncated = (unsigned)(n - i) > prof.depth;
     stack_sums_t sum;
     if (!sums) {
         sum = stack_sums(fr + i, k);
@@ -518,6 +522,7 @@ static uint32_t intern_locked(const stack_t *st) {
     s->hash2 = st->hash2;
     s->gen = st->gen;
     s->nframes = st->n;
+    s->truncated = st->truncated;
     s->frames = stored;
     atomic_store_explicit(&prof.nsites, id + 1, memory_order_release);
     stab[j] = id;

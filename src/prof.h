@@ -112,7 +112,8 @@ typedef struct site_s {
     const uintptr_t *frames; /* innermost first */
     uint32_t nframes;
     uint32_t gen;            /* the module generation its frames belong to */
-    uint32_t pad1[2];
+    bool truncated;          /* its stack was cut at TALLY_DEPTH frames */
+    uint8_t pad1[7];
     uint64_t size_hist[PROF_NHIST]; /* weighted counts by floor(log2(requested)) */
     uint64_t life_hist[PROF_NHIST]; /* bucket 0: lifetime 0; k: [2^(k-1), 2^k) */
     /* sample mode: the variance of each estimate, unscaled. A sampled allocation of n bytes

@@ -55,7 +55,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define UNW_MAXF (PROF_MAX_DEPTH + UNW_OWN_FRAMES)
+#define UNW_MAXF (PROF_MAX_DEPTH + 1 + UNW_OWN_FRAMES) /* one more: is there a frame beyond? */
 #define UNW_CAP (3 * UNW_MAXF + 1)
 #define UNW_MID UNW_MAXF /* where a stack starts when it is laid out anew */
 #define UNW_L0 512        /* a heap's own cache of rules */

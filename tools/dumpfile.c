@@ -654,6 +654,7 @@ static bool rec_site(parser_t *p, const field_t *fs, size_t n) {
         !get_u64(p, fs, n, "sd_peak_bytes", false, &s->sd_peak_bytes) ||
         !get_u64(p, fs, n, "sd_temporary", false, &s->sd_temporary) ||
         !get_u32(p, fs, n, "gen", false, &s->gen) ||
+        !get_u64(p, fs, n, "truncated", false, &s->truncated) ||
         !get_u64(p, fs, n, "held_bytes", false, &s->held_bytes) ||
         !get_u64(p, fs, n, "definite_count", false, &s->kind_blocks[DKIND_DEFINITE]) ||
         !get_u64(p, fs, n, "definite_bytes", false, &s->kind_bytes[DKIND_DEFINITE]) ||

@@ -63,6 +63,7 @@ typedef struct dsite_s {
     uint64_t size_hist[DUMP_NHIST], life_hist[DUMP_NHIST];
     /* the stack: its innermost node in the frame tree (0: empty), and its depth */
     uint32_t node, nframes;
+    uint64_t truncated; /* the stack was cut at the header's depth: it went on */
     /* leak check: its live blocks by kind, and the indirectly lost bytes its definitely lost
      * blocks lead to */
     uint64_t kind_blocks[DKIND_N], kind_bytes[DKIND_N];

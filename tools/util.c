@@ -283,6 +283,10 @@ int site_stack_all(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_fra
     int k = 0;
     for (uint32_t i = 0; i < n && k < max; i++)
         k += sym_lookup(sym, ips[i], s->gen, out + k, max - k);
+    if (s->truncated && k < max) { /* a root of its own: the callers beyond TALLY_DEPTH */
+        memset(&out[k], 0, sizeof out[k]);
+        out[k++].function = TRUNCATED_FRAME;
+    }
     return k;
 }
 

@@ -9,6 +9,8 @@
 #include <stdio.h>
 
 #define TOOL_MAX_FRAMES 512 /* shown frames of one stack, inlined ones included */
+/* the outermost frame of a stack cut at TALLY_DEPTH (the site's `truncated`) */
+#define TRUNCATED_FRAME "[truncated]"
 
 /* "4,545,241" */
 const char *fmt_count(char buf[32], double v);

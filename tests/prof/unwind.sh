@@ -14,6 +14,27 @@ timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=all TALLY_UNWIND=check TALL
     "$prog" >"$tmp/c.out" 2>"$tmp/c.err" || fail "the program failed: $(cat "$tmp/c.err")"
 grep -q '^done 3800$' "$tmp/c.out" || fail "the program did not finish: $(cat "$tmp/c.out")"
 [ -s "$tmp/c.err" ] && fail "it printed on stderr: $(cat "$tmp/c.err")"
+# A stack cut at TALLY_DEPTH is marked (site truncated=1): its root in a flame graph is
+# [truncated], not a frame of the recursion; a whole stack is not marked. Both walkers.
+tally=$top_builddir/tools/tally
+timeout 60 env LD_PRELOAD="$TALLY_LIB" TALLY_PROFILE=all TALLY_UNWIND=libunwind \
+    TALLY_OUT="$tmp/lu.tly" "$prog" >/dev/null 2>&1 || fail "the libunwind run failed"
+for d in c lu; do
+    "$tally" flame --folded "$tmp/$d.tly" >"$tmp/$d.folded" 2>&1 || fail "$d: tally flame failed"
+    # main's recursion is 40 to 60 deep (one stack once cut); the threads' are shallower
+    deep=$(grep 'site_deep' "$tmp/$d.folded" | grep -vc '^site_thread;')
+    cut=$(grep -c '^\[truncated\];recurse;recurse.*site_deep' "$tmp/$d.folded")
+    [ "$deep" = 1 ] && [ "$cut" = 1 ] ||
+        fail "$d: $cut of $deep stacks of main's 40-60 deep recursion start at [truncated]"
+    grep 'site_deep' "$tmp/$d.folded" | grep -q '^site_thread;' ||
+        fail "$d: the threads' whole stacks do not start at site_thread"
+    grep 'site_leaf' "$tmp/$d.folded" | grep -q '^\[truncated\]' &&
+        fail "$d: a shallow stack is marked truncated"
+    grep 'site_leaf' "$tmp/$d.folded" | grep -q '^main;' ||
+        fail "$d: the shallow stacks do not start at main: $(grep site_leaf "$tmp/$d.folded" | head -2)"
+done
+say "stacks cut at 32 frames start at [truncated] (fast walker and libunwind); whole ones at main"
+
 # Shallow depths cut most stacks, and the walker must still stop exactly at depth frames of the
 # program's whatever number of the allocator's own frames are above them.
 for depth in 1 3 7; do
