@@ -1498,7 +1498,8 @@ void prof_dump_init(void) {
     exit_code_range();
     /* libzstd now, when a dump is asked for: a dlopen at the dump would reset the dlerror() of
      * the thread that writes it, which may be the program's at exit */
-    if (prof.started && opt.compress && (opt.out || opt.leaks || opt.signal || opt.interval)) {
+    if (prof.started && opt.compress &&
+        (opt.out || opt.leaks || opt.check || opt.signal || opt.interval)) {
         prof_enter();
         pthread_once(&zstd_once, zstd_load);
         prof_leave();

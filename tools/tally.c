@@ -73,7 +73,8 @@ static const char usage_run[] =
     "                      definitely, indirectly or possibly lost, or a heap error was found\n"
     "      --suppressions FILE  with --leaks or --check: as in `tally leaks` and `tally errors`\n"
     "      --stats         also print the allocator's statistics at exit\n"
-    "      --lib PATH      the library to preload (default: beside tally, or the build tree's)\n"
+    "      --lib PATH      the library to preload (default: the build tree's, then the one\n"
+    "                      installed beside tally, then the configured libdir's)\n"
     "\n"
     "PYTHONMALLOC=malloc is set unless PYTHONMALLOC is: CPython's own allocator takes memory\n"
     "with mmap, where the profiler does not see it.\n";
