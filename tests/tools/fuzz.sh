@@ -32,4 +32,21 @@ rc=$?
 grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$tmp/fuzz.log"
 [ $rc = 0 ] || { fail "the fuzz target failed (exit $rc):"; grep -A30 -E 'ERROR|SUMMARY|crash|timeout' "$tmp/fuzz.log" | head -60 >&2; }
 ls "$tmp"/crash-* "$tmp"/leak-* "$tmp"/timeout-* 2>/dev/null && fail "the fuzzer left a reproducer"
+
+# The inputs the fuzzer made (mutated names and paths among them, bytes that are not UTF-8)
+# through tally's JSON writers: whatever tally reads, its JSON must parse, and be UTF-8.
+n=0 read_ok=0
+for f in $(ls "$tmp/corpus" | head -300); do
+    n=$((n + 1))
+    for cmd in "report --json --top 0" "leaks --json --kinds all" "flame --json"; do
+        # shellcheck disable=SC2086  # cmd is a command and its options
+        timeout 20 "$tally" $cmd "$tmp/corpus/$f" >"$tmp/j.out" 2>/dev/null || continue
+        read_ok=$((read_ok + 1))
+        /usr/bin/python3 -c 'import json, sys; json.loads(open(sys.argv[1], "rb").read().decode("utf-8"))' \
+            "$tmp/j.out" 2>"$tmp/j.err" ||
+            { fail "tally $cmd on the fuzzer's input $f: not JSON: $(tail -1 "$tmp/j.err")"; cp "$tmp/corpus/$f" "$tmp/bad-json-$f"; }
+    done
+done
+say "the JSON of $read_ok outputs of tally on $n of the fuzzer's inputs parses"
+[ "$read_ok" -gt 0 ] || fail "tally read none of the fuzzer's inputs"
 finish

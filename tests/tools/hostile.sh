@@ -125,6 +125,12 @@ done
 limited diff_text 60 "$tally" diff "$tmp/evil.txt" "$tmp/evil.tly"
 limited diff_json 60 "$tally" diff --json "$tmp/evil.txt" "$tmp/evil.tly"
 files+=("$tmp/diff_text.out" "$tmp/diff_text.err" "$tmp/diff_json.out")
+# the JSON outputs parse, and carry the planted name as text
+for j in "$tmp/show2.out" "$tmp/show4.out" "$tmp/show8.out" "$tmp/diff_json.out"; do
+    /usr/bin/python3 -c 'import json, sys; json.loads(open(sys.argv[1], "rb").read().decode("utf-8"))' "$j" ||
+        fail "$j: not JSON"
+done
+grep -q 'evil' "$tmp/show2.out" || fail "report --json lost the renamed function"
 names+=("tally diff" "tally diff: stderr" "tally diff --json")
 grep -q 'evil\\x1b\]0;pwned\\x07\\nfake\\x9bline' "$tmp/show1.out" ||
     fail "the renamed function is not shown escaped: $(grep -a evil "$tmp/show1.out" | head -3)"
