@@ -262,6 +262,8 @@ bool dump_python_view(dump_t *d, enum py_group by, char *err, size_t errlen) {
         if (s->id < sites[to].id)
             sites[to].id = s->id;
         add_site(&sites[to], &acc[to], s);
+        if (by == PYGROUP_STACK || !any_py) /* a stack cut at TALLY_DEPTH stays marked */
+            sites[to].truncated |= s->truncated;
         map[i] = to;
     }
     if (!ok) {

@@ -138,6 +138,20 @@ for mode in "TALLY_PROFILE=all" "TALLY_PROFILE=sample TALLY_SAMPLE=1"; do
     say "$mode: $(cat "$tmp/reuse.out"); $(head -1 "$tmp/reuse.cmp")"
 done
 
+say "a stack cut at TALLY_DEPTH stays marked in the Python view"
+cat >"$tmp/deep.py" <<'EOF2'
+def r(n):
+    if n == 0:
+        return [bytearray(100000) for _ in range(10)]
+    return list(map(r, [n - 1]))[0]
+k = r(60)
+EOF2
+"$tally" run --all --lib "$TALLY_LIB" -o "$tmp/deep.tly" /usr/bin/python3 "$tmp/deep.py" >/dev/null 2>&1 ||
+    fail "tally run deep.py failed"
+"$tally" flame --folded --measure peak "$tmp/deep.tly" >"$tmp/deep.folded" 2>&1
+grep -q '^\[truncated\];r (deep\.py:4);.*r (deep\.py:3);r.<locals>.<listcomp> (deep\.py:3) 100[0-9]\{4\}$' "$tmp/deep.folded" ||
+    fail "the 60-deep recursion's million bytes at the peak are not under a [truncated] root: $(grep 'deep.py' "$tmp/deep.folded" | tail -2 | cut -c1-200)"
+
 say "tally run's summary and report --json say the frames are there"
 "$tally" run --lib "$TALLY_LIB" -o "$tmp/run.tly" /usr/bin/python3 "$here/reuse.py" >/dev/null \
     2>"$tmp/run.err" || fail "tally run python3 failed: $(cat "$tmp/run.err")"
