@@ -443,6 +443,8 @@ typedef struct code_rec_s {
     const char *file, *name;
     const uint8_t *table;
     uint32_t table_len;
+    uint32_t nchecks;
+    const struct lcheck_s *checks; /* code_line's starting points into table (code_checks) */
 } code_rec_t;
 
 typedef struct centry_s {
@@ -671,6 +673,8 @@ static bool code_same(const code_rec_t *r, uintptr_t code) {
     return content_of(v.filename, v.qualname, v.linetable, &h) && h == r->content;
 }
 
+static void code_checks_locked(code_rec_t *r);
+
 static uint32_t intern_locked(uintptr_t code) {
     uint32_t id = ctab_get(code);
     if (id && code_same(code_rec(id), code))
@@ -712,6 +716,7 @@ static uint32_t intern_locked(uintptr_t code) {
     r->name = name;
     r->table = table;
     r->table_len = table ? (uint32_t)tn : 0;
+    code_checks_locked(r);
     uintptr_t lo, hi;
     if (!ptr_is_ours((void *)code) && unwind_object_range(code, &lo, &hi))
         r->flags |= CODE_STATIC;
@@ -753,27 +758,86 @@ static unsigned varint(const uint8_t *p, const uint8_t *end, const uint8_t **nex
     return v;
 }
 
+/* The location table is read from its start to the instruction: a long function's (a module's
+ * body) took thousands of steps at each cache miss, 9% of the CPython workload's instructions
+ * in all mode. So every LINE_CHECK_EVERY entries the state before the entry is kept (its byte
+ * offset, the instructions before it, the line), and code_line starts from the last one at or
+ * before the instruction. */
+#define LINE_CHECK_EVERY 16
+typedef struct lcheck_s {
+    uint32_t off, at;
+    int32_t line;
+} lcheck_t;
+
+/* One entry of the table at p: the line after it (into *line), its length in code units, and
+ * the next entry; code 15 says it has no line. */
+static inline const uint8_t *line_entry(const uint8_t *p, const uint8_t *end, int *line,
+                                        unsigned *len, unsigned *code) {
+    uint8_t b = *p;
+    *code = (b >> 3) & 15;
+    *len = (b & 7) + 1u;
+    const uint8_t *q = p + 1;
+    if (*code == 13 || *code == 14) {
+        unsigned u = varint(q, end, &q);
+        *line += u & 1 ? -(int)(u >> 1) : (int)(u >> 1);
+    } else if (*code >= 11 && *code <= 12) {
+        *line += (int)*code - 10;
+    }
+    for (p++; p < end && !(*p & 128); p++) /* to the next entry */
+        ;
+    return p;
+}
+
+/* Under code_lock, at interning: the starting points of a table of more than two spans. */
+static void code_checks_locked(code_rec_t *r) {
+    const uint8_t *p = r->table, *end = p + r->table_len;
+    uint32_t entries = 0;
+    for (const uint8_t *q = p; q < end; q++)
+        entries += (*q & 128) != 0;
+    if (entries < 2 * LINE_CHECK_EVERY)
+        return;
+    uint32_t n = entries / LINE_CHECK_EVERY + 1, i = 0, k = 0;
+    lcheck_t *c = text_alloc_locked(n * sizeof *c);
+    if (!c)
+        return;
+    uint32_t at = 0;
+    int line = r->firstlineno;
+    while (p < end && i < n) {
+        if (k++ % LINE_CHECK_EVERY == 0)
+            c[i++] = (lcheck_t){(uint32_t)(p - r->table), at, line};
+        unsigned len, code;
+        p = line_entry(p, end, &line, &len, &code);
+        at += len;
+    }
+    r->checks = c;
+    r->nchecks = i;
+}
+
 static int code_line(const code_rec_t *r, uint64_t instr) {
     if (instr == 0)
         return r->firstlineno;
     uint64_t want = instr - 1, at = 0;
     int line = r->firstlineno;
     const uint8_t *p = r->table, *end = p + r->table_len;
-    while (p < end) {
-        uint8_t b = *p;
-        unsigned code = (b >> 3) & 15, len = (b & 7) + 1u;
-        const uint8_t *q = p + 1;
-        if (code == 13 || code == 14) {
-            unsigned u = varint(q, end, &q);
-            line += u & 1 ? -(int)(u >> 1) : (int)(u >> 1);
-        } else if (code >= 11 && code <= 12) {
-            line += (int)code - 10;
+    if (r->nchecks && want >= r->checks[0].at) {
+        uint32_t lo = 0, hi = r->nchecks; /* the last check at or before want */
+        while (hi - lo > 1) {
+            uint32_t mid = (lo + hi) / 2;
+            if (r->checks[mid].at <= want)
+                lo = mid;
+            else
+                hi = mid;
         }
+        p += r->checks[lo].off;
+        at = r->checks[lo].at;
+        line = r->checks[lo].line;
+    }
+    while (p < end) {
+        unsigned len, code;
+        p = line_entry(p, end, &line, &len, &code);
         if (want < at + len)
             return code == 15 ? -1 : line;
         at += len;
-        for (p++; p < end && !(*p & 128); p++) /* to the next entry */
-            ;
     }
     return -1;
 }

@@ -138,6 +138,36 @@ for mode in "TALLY_PROFILE=all" "TALLY_PROFILE=sample TALLY_SAMPLE=1"; do
     say "$mode: $(cat "$tmp/reuse.out"); $(head -1 "$tmp/reuse.cmp")"
 done
 
+say "lines in a 200-line function (the location table read from its checkpoints) as tracemalloc's"
+/usr/bin/python3 - "$tmp/long.py" <<'PY'
+import sys
+lines = ["import sys, json, tracemalloc, ctypes, os", "keep = []", "def long_function():"]
+for i in range(200):
+    lines.append("    x%d = [1] * 3; keep.append(bytearray(%d))" % (i, 1000 + i * 8))
+lines += ["if sys.argv[1] == 'tracemalloc':", "    tracemalloc.start(1)", "    long_function()",
+          "    s = tracemalloc.take_snapshot().statistics('lineno')",
+          "    json.dump([(t.traceback[0].lineno, t.size) for t in s", 
+          "               if t.traceback[0].filename == __file__], open(sys.argv[2], 'w'))",
+          "else:", "    long_function()", "    ctypes.CDLL(None).tally_dump(None)", "    os._exit(0)"]
+open(sys.argv[1], "w").write("\n".join(lines) + "\n")
+PY
+/usr/bin/python3 "$tmp/long.py" tracemalloc "$tmp/long.tm.json" || fail "long.py under tracemalloc failed"
+"$tally" run --all --lib "$TALLY_LIB" -o "$tmp/long.tly" /usr/bin/python3 "$tmp/long.py" tally >/dev/null 2>&1 ||
+    fail "tally run long.py failed"
+"$tally" report --by line --json --top 0 "$tmp/long.tly" >"$tmp/long.json"
+/usr/bin/python3 - "$tmp/long.tm.json" "$tmp/long.json" "$tmp/long.py" <<'PY' || fail "the long function's lines differ from tracemalloc's"
+import json, sys
+tm = dict(json.load(open(sys.argv[1])))
+got = {}
+for s in json.load(open(sys.argv[2]))["sites"]:
+    f = s["frames"][0] if s["frames"] else {}
+    if f.get("file") == sys.argv[3]:
+        got[f["line"]] = got.get(f["line"], 0) + s["live_bytes"]
+bad = [(l, tm.get(l), got.get(l)) for l in range(4, 204) if abs(tm.get(l, 0) - got.get(l, 0)) > 100]
+print("200 lines: %d differ" % len(bad), bad[:5])
+sys.exit(1 if bad or len(tm) < 200 else 0)
+PY
+
 say "a stack cut at TALLY_DEPTH stays marked in the Python view"
 cat >"$tmp/deep.py" <<'EOF2'
 def r(n):
