@@ -1307,17 +1307,21 @@ TALLY_EXPORT int tally_dump_leaks(const char *path) {
     return dump_checked(path ? path : opt.out ? opt.out : DEFAULT_DUMP, DUMP_API, out, false);
 }
 
+/* The last dump's TALLY_CHECK: every block checked once more; then a dump only where errors
+ * were found, unless one is asked for. False: no dump to write. */
+static bool last_check_wants_dump(void) {
+    if (!opt.check)
+        return true;
+    check_scan();
+    return check_errors(NULL) || opt.out || opt.leaks != LEAKS_OFF;
+}
+
 noinline void prof_dump_at_exit(void *unused) {
     (void)unused;
     char path[4096];
     path[0] = '\0';
-    if (opt.check) {
-        /* TALLY_CHECK: every block checked once more; a dump only where errors were found,
-         * unless one is asked for */
-        check_scan();
-        if (!check_errors(NULL) && !opt.out && opt.leaks == LEAKS_OFF)
-            return;
-    }
+    if (!last_check_wants_dump())
+        return;
     if (opt.leaks == LEAKS_OFF || !prof.started) {
         if (dump_to(opt.out ? opt.out : DEFAULT_DUMP, DUMP_EXIT, path) != 0)
             path[0] = '\0';
@@ -1347,11 +1351,8 @@ void prof_dump_fatal(int sig, bool crash) {
     fatal_signal = sig;
     char path[4096];
     path[0] = '\0';
-    if (opt.check) {
-        check_scan();
-        if (!check_errors(NULL) && !opt.out && opt.leaks == LEAKS_OFF)
-            return;
-    }
+    if (!last_check_wants_dump())
+        return;
     const char *pattern = opt.out ? opt.out : DEFAULT_DUMP;
     int r = opt.leaks != LEAKS_OFF && prof.mode == PROFILE_ALL && !crash
                 ? dump_checked(pattern, DUMP_FATAL, path, false)
