@@ -151,8 +151,72 @@ static interval_t totals_interval(const dump_t *d, const char *m) {
     return estimate_interval(est, sqrt(var), (double)d->sample_interval);
 }
 
+/* A bucket's bounds as a person reads them: "[16 B, 32 B)" for sizes, "[4, 8)" allocations for
+ * lifetimes (bucket 0: "0 (temporary)"). */
+static void hist_label(char *out, size_t n, int k, bool life) {
+    if (life) {
+        if (k == 0)
+            snprintf(out, n, "0 (temporary)");
+        else if (k == 1)
+            snprintf(out, n, "1");
+        else
+            snprintf(out, n, "[%llu, %llu)", 1ULL << (k - 1), k < 64 ? 1ULL << k : 0ULL);
+        return;
+    }
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    int u = k / 10, lo = k % 10, hi = lo + 1;
+    if (k == 0) {
+        snprintf(out, n, "[0 B, 2 B)");
+        return;
+    }
+    if (hi == 10)
+        snprintf(out, n, "[%llu %s, 1 %s)", 1ULL << lo, unit[u], unit[u + 1 < 7 ? u + 1 : 6]);
+    else
+        snprintf(out, n, "[%llu %s, %llu %s)", 1ULL << lo, unit[u], 1ULL << hi, unit[u]);
+}
+
+/* A histogram as a bar chart, from its first non-empty bucket to its last. */
+static void print_hist(FILE *f, const dump_t *d, const uint64_t *h, bool life, const char *indent) {
+    int lo = -1, hi = -1;
+    double total = 0, max = 0;
+    for (int k = 0; k < DUMP_NHIST; k++)
+        if (h[k]) {
+            double v = dump_count(d, h[k]);
+            lo = lo < 0 ? k : lo;
+            hi = k;
+            total += v;
+            max = v > max ? v : max;
+        }
+    if (lo < 0) {
+        fprintf(f, "%s(none)\n", indent);
+        return;
+    }
+    for (int k = lo; k <= hi; k++) {
+        char label[48], c[32], p[16], bar[41];
+        double v = dump_count(d, h[k]);
+        int w = max > 0 ? (int)(40 * v / max + 0.5) : 0;
+        if (v > 0 && w == 0)
+            w = 1;
+        memset(bar, '#', (size_t)w);
+        bar[w] = '\0';
+        hist_label(label, sizeof label, k, life);
+        fprintf(f, "%s%-24s %-40s %s%s (%s)\n", indent, label, bar, d->all_mode ? "" : "~",
+                fmt_count(c, v), fmt_pct(p, v, total));
+    }
+}
+
+static void print_hists(FILE *f, const dump_t *d, const uint64_t *size, const uint64_t *life,
+                        const char *indent) {
+    fprintf(f, "%sRequested sizes (allocations):\n", indent);
+    char in2[16];
+    snprintf(in2, sizeof in2, "%s  ", indent);
+    print_hist(f, d, size, false, in2);
+    fprintf(f, "%sLifetimes of the freed blocks (allocations made in between):\n", indent);
+    print_hist(f, d, life, true, in2);
+}
+
 static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *measure,
-                       size_t top) {
+                       size_t top, bool hists) {
     totals_t t = totals_of(d);
     const char *est = d->all_mode ? "" : "~";
     char a[32], b[32], c[32], p[16];
@@ -230,8 +294,18 @@ static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
                 fmt_size(m5, (double)s->live_bytes), est, fmt_count(m6, nlive),
                 nlive == 1 ? "" : "s", est, fmt_count(m7, dump_count(d, s->temporary)));
         print_stack(f, sym, d, s, "   ");
+        if (hists)
+            print_hists(f, d, s->size_hist, s->life_hist, "   ");
     }
     free(v);
+    uint64_t size[DUMP_NHIST] = {0}, life[DUMP_NHIST] = {0};
+    for (size_t i = 0; i < d->nsites; i++)
+        for (int k = 0; k < DUMP_NHIST; k++) {
+            size[k] += d->sites[i].size_hist[k];
+            life[k] += d->sites[i].life_hist[k];
+        }
+    fputs("\nEvery call site:\n", f);
+    print_hists(f, d, size, life, "  ");
     print_classes(f, d);
     return 0;
 }
@@ -423,7 +497,8 @@ static int report_json(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
 
 int cmd_report(const dump_t *d, symbolizer_t *sym, const report_opts_t *o) {
     FILE *f = stdout;
-    int r = o->json ? report_json(f, d, sym, o->sort, o->top) : report_text(f, d, sym, o->sort, o->top);
+    int r = o->json ? report_json(f, d, sym, o->sort, o->top)
+                    : report_text(f, d, sym, o->sort, o->top, o->histograms);
     return out_ok(f) ? r : 1;
 }
 

@@ -8,6 +8,7 @@ typedef struct report_opts_s {
     const char *sort; /* peak, live, allocated, count, temporary */
     size_t top;
     bool json;
+    bool histograms; /* --histograms: each call site's size and lifetime histograms */
 } report_opts_t;
 
 typedef struct leaks_opts_s {

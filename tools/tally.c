@@ -80,7 +80,7 @@ static const char usage_run[] =
     "with mmap, where the profiler does not see it.\n";
 
 static const char usage_report[] =
-    "usage: tally report [--sort MEASURE] [--top N] [--json] [--debug-dir DIR] DUMP\n"
+    "usage: tally report [--sort MEASURE] [--top N] [--json] [--histograms] [--debug-dir DIR] DUMP\n"
     "\n"
     "The dump's totals (allocations, bytes, peak, live now, temporary allocations), the top\n"
     "call sites with their symbolized stacks, and the allocator's size-class table. In sample\n"
@@ -91,6 +91,8 @@ static const char usage_report[] =
     "                   memory the site's live blocks keep)\n"
     "  --top N          how many call sites (default 10; 0 for all)\n"
     "  --json           JSON instead of text (docs/JSON.md)\n"
+    "  --histograms     each call site's requested sizes and lifetimes as bar charts, as the\n"
+    "                   report shows them for every call site together\n"
     "  --native         a Python program: the merged stacks, native frames and Python frames\n"
     "                   (default: its Python frames only, native ones folded into them)\n"
     "  --by line|function  a Python program: one call site per innermost Python line or\n"
@@ -300,7 +302,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         {"output", required_argument, NULL, 'o'},    {"kinds", required_argument, NULL, 'k'},
         {"suppressions", required_argument, NULL, 'S'}, {"max-text", required_argument, NULL, 'M'},
         {"native", no_argument, NULL, 'N'},          {"by", required_argument, NULL, 'B'},
-        {"format", required_argument, NULL, 'F'},
+        {"format", required_argument, NULL, 'F'},   {"histograms", no_argument, NULL, 'H'},
         {NULL, 0, NULL, 0}};
     bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
          is_flame = strcmp(cmd, "flame") == 0, is_html = strcmp(cmd, "html") == 0,
@@ -348,6 +350,11 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
                                  optarg);
             fo.measure = optarg;
             break;
+        case 'H':
+            if (!is_report)
+                return bad_usage(cmd, "--histograms: an option of report%s", "");
+            ro.histograms = true;
+            break;
         case 'f':
             if (!is_flame)
                 return bad_usage(cmd, "--folded: an option of flame%s", "");
@@ -390,6 +397,8 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         return bad_usage(cmd, optind == argc ? "which dump?%s" : "one dump at a time%s", "");
     if (fo.folded && fo.json)
         return bad_usage(cmd, "--folded and --json: one or the other%s", "");
+    if (ro.histograms && ro.json)
+        return bad_usage(cmd, "--histograms: the JSON has every site's histograms already%s", "");
     if (is_export && !xo.format)
         return bad_usage(cmd, "which format? (--format massif, speedscope or pprof)%s", "");
     dump_t d;

@@ -43,6 +43,7 @@ grep -qx 'golden done' "$tmp/golden.out" || fail "golden's output went missing u
 check golden.report.txt text report "$tmp/golden.tly"
 check golden.report-count.txt text report --sort count --top 4 "$tmp/golden.tly"
 check golden.report-live.txt text report --sort live --top 3 "$tmp/golden.tly"
+check golden.report-hist.txt text report --histograms --sort count --top 2 "$tmp/golden.tly"
 check golden.report.json json report --json --top 0 "$tmp/golden.tly"
 check golden.leaks.txt text leaks "$tmp/golden.tly"
 check golden.leaks.json json leaks --json "$tmp/golden.tly"
