@@ -1,6 +1,6 @@
 /* html.c: `tally html`: one self-contained page (no network, no external file) with the
  * summary, a sortable table of the top call sites with their stacks, the flame graph of the
- * peak (tools/flame.c's SVG, embedded), the memory timeline and the size-class occupancy as
+ * peak (tools/flame.c's SVG, embedded), the memory timeline, the size and lifetime histograms and the size-class occupancy as
  * SVG charts drawn here, and the blocks still live at exit. The page's script only sorts the
  * table and reports its own errors in the page (#errors), so that a test can see them. */
 #define _GNU_SOURCE
@@ -233,6 +233,46 @@ static void class_chart(FILE *f, const dump_t *d) {
     fputs("</svg>\n", f);
 }
 
+/* A histogram of every call site (sizes or lifetimes) as horizontal bars, one per bucket from
+ * the first non-empty one to the last, labelled as tally report labels them. */
+static void hist_chart(FILE *f, const dump_t *d, const char *id, const uint64_t *h, bool life) {
+    int lo = -1, hi = -1;
+    double max = 0, total = 0;
+    for (int k = 0; k < DUMP_NHIST; k++)
+        if (h[k]) {
+            double v = dump_count(d, h[k]);
+            lo = lo < 0 ? k : lo;
+            hi = k;
+            max = v > max ? v : max;
+            total += v;
+        }
+    if (lo < 0) {
+        fputs("<p>(none)</p>\n", f);
+        return;
+    }
+    const int W = 1200, L = 170, R = 200, ROW = 18;
+    int H = 10 + ROW * (hi - lo + 1);
+    fprintf(f, "<svg class=\"chart\" id=\"%s\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+               "xmlns=\"http://www.w3.org/2000/svg\">\n",
+            id, W, H, W, H);
+    for (int k = lo; k <= hi; k++) {
+        char label[48], c[32], p[16];
+        double v = dump_count(d, h[k]);
+        double w = (W - L - R) * v / max;
+        int y = 4 + ROW * (k - lo);
+        hist_label(label, sizeof label, k, life);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>\n", L - 6, y + 12, label);
+        if (v > 0)
+            fprintf(f, "<rect class=\"bar\" x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" "
+                       "fill=\"%s\" data-count=\"%.0f\"><title>%s: %s%s</title></rect>\n",
+                    L, y, w > 1 ? w : 1, ROW - 4, life ? "#8fb98b" : "#d9532c", v, label,
+                    d->all_mode ? "" : "~", fmt_count(c, v));
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\">%s%s (%s)</text>\n", L + (w > 1 ? w : 1) + 6, y + 12,
+                d->all_mode ? "" : "~", fmt_count(c, v), fmt_pct(p, v, total));
+    }
+    fputs("</svg>\n", f);
+}
+
 int cmd_html(const dump_t *d, symbolizer_t *sym, const html_opts_t *o) {
     FILE *f = o->out;
     totals_t t = totals_of(d);
@@ -384,6 +424,19 @@ int cmd_html(const dump_t *d, symbolizer_t *sym, const html_opts_t *o) {
         fputs("<p>(no flame graph)</p>\n", f);
     }
     free(svg);
+
+    uint64_t size[DUMP_NHIST] = {0}, life[DUMP_NHIST] = {0};
+    for (size_t i = 0; i < d->nsites; i++)
+        for (int k = 0; k < DUMP_NHIST; k++) {
+            size[k] += d->sites[i].size_hist[k];
+            life[k] += d->sites[i].life_hist[k];
+        }
+    fputs("<h2>Requested sizes</h2>\n<p class=\"sub\">Allocations by requested size, every call "
+          "site together (tally report --histograms shows each site's).</p>\n", f);
+    hist_chart(f, d, "sizes", size, false);
+    fputs("<h2>Lifetimes</h2>\n<p class=\"sub\">Freed blocks by how many allocations were made "
+          "between their allocation and their free (0: temporary).</p>\n", f);
+    hist_chart(f, d, "lifetimes", life, true);
 
     fputs("<h2>Size classes</h2>\n", f);
     if (d->nclasses)

@@ -153,7 +153,7 @@ static interval_t totals_interval(const dump_t *d, const char *m) {
 
 /* A bucket's bounds as a person reads them: "[16 B, 32 B)" for sizes, "[4, 8)" allocations for
  * lifetimes (bucket 0: "0 (temporary)"). */
-static void hist_label(char *out, size_t n, int k, bool life) {
+void hist_label(char *out, size_t n, int k, bool life) {
     if (life) {
         if (k == 0)
             snprintf(out, n, "0 (temporary)");

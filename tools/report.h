@@ -11,6 +11,10 @@ typedef struct report_opts_s {
     bool histograms; /* --histograms: each call site's size and lifetime histograms */
 } report_opts_t;
 
+/* A histogram bucket's bounds as reports show them: "[16 B, 32 B)"; lifetimes "0 (temporary)",
+ * "1", "[2, 4)" allocations. */
+void hist_label(char *out, size_t n, int k, bool life);
+
 typedef struct leaks_opts_s {
     bool json;
     int error_exitcode; /* exit with this when there are leaks of the kinds shown; 0: never */

@@ -2,7 +2,8 @@
 # tests/tools/html.sh - `tally html` in a real browser: the page of golden's dump is opened in
 # headless Chromium (Debian's chromium), whose DOM after the page's script has run must show
 # no script error, the sortable table with golden's eight call sites (and sorting by a column
-# must work), the flame graph (its own script run: every frame set up), both charts drawn, and
+# must work), the flame graph (its own script run: every frame set up), the charts drawn (the
+# size and lifetime histograms adding up to golden's 683 allocations and 560 frees), and
 # the leaks; a screenshot is saved as tests/tools/html-screenshot.png.
 . "$top_srcdir/tests/preload/common.sh"
 need chromium chromium
@@ -45,6 +46,13 @@ want("the timeline has %d series, want 2 with points" % len(series),
      len(series) == 2 and all(len(s.split()) >= 2 for s in series))
 cl = re.search(r'<svg class="chart" id="classes".*?</svg>', dom, re.S)
 want("the size-class chart has no bars", cl and cl.group(0).count('class="bar"') >= 3)
+for chart, total in (("sizes", 683), ("lifetimes", 560)):
+    h = re.search(r'<svg class="chart" id="%s".*?</svg>' % chart, dom, re.S)
+    counts = [int(c) for c in re.findall(r'data-count="(\d+)"', h.group(0))] if h else []
+    want("the %s histogram's bars add up to %d, want golden's %d" % (chart, sum(counts), total),
+         sum(counts) == total)
+want("the sizes histogram lacks parse_records' 500 blocks of [64 B, 128 B)",
+     re.search(r'\[64 B, 128 B\): 501</title>', dom))
 want("no leak summary of golden's 123 blocks",
      '<p id="leak-summary">134,848 bytes in 123 blocks: 960 lost. Kinds as valgrind' in dom)
 want("the LEAK SUMMARY table lacks golden's 19 indirectly lost blocks",
