@@ -1,7 +1,7 @@
 /* html.c: `tally html`: one self-contained page (no network, no external file) with the
  * summary, a sortable table of the top call sites with their stacks, the flame graph of the
- * peak (tools/flame.c's SVG, embedded), the memory timeline, the size and lifetime histograms and the size-class occupancy as
- * SVG charts drawn here, and the blocks still live at exit. The page's script only sorts the
+ * peak (tools/flame.c's SVG, embedded), the memory timeline, the size and lifetime histograms
+ * and the size-class occupancy as SVG charts drawn here, and the blocks still live at exit. The page's script only sorts the
  * table and reports its own errors in the page (#errors), so that a test can see them. */
 #define _GNU_SOURCE
 #include "html.h"
