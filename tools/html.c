@@ -73,7 +73,24 @@ static const char script[] =
 static void stack_pre(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t *s,
                       char *first, size_t cap) {
     sym_frame_t fr[TOOL_MAX_FRAMES];
+    /* named by its first frame that is not an allocator wrapper; unfolded, the whole stack */
     int n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
+    char named[1024] = "";
+    if (n > 0) {
+        char *nb = NULL;
+        size_t nl = 0;
+        FILE *nm = open_memstream(&nb, &nl);
+        if (nm) {
+            print_frame(nm, "", "at", &fr[0]);
+            fclose(nm);
+            snprintf(named, sizeof named, "%.*s", (int)strcspn(nb + 3, "\n"), nb + 3);
+            free(nb);
+        }
+    }
+    bool fold = view_fold;
+    view_fold = false;
+    n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
+    view_fold = fold;
     first[0] = '\0';
     char *buf = NULL;
     size_t len = 0;
@@ -83,10 +100,8 @@ static void stack_pre(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t
     for (int i = 0; i < n; i++)
         print_frame(m, "", i == 0 ? "at" : "by", &fr[i]);
     fclose(m);
-    if (n > 0) {
-        const char *nl = strchr(buf + 3, '\n');
-        size_t k = nl ? (size_t)(nl - (buf + 3)) : strlen(buf + 3);
-        snprintf(first, cap, "%.*s", (int)k, buf + 3);
+    if (named[0]) {
+        snprintf(first, cap, "%s", named);
     } else {
         snprintf(first, cap, "(no stack)");
     }

@@ -93,6 +93,10 @@ static const char usage_report[] =
     "  --json           JSON instead of text (docs/JSON.md)\n"
     "  --histograms     each call site's requested sizes and lifetimes as bar charts, as the\n"
     "                   report shows them for every call site together\n"
+    "  --alloc-fn GLOB  one more allocator wrapper (repeatable; massif's option): a call site\n"
+    "                   is named by its first frame that is not one (xmalloc, zmalloc*,\n"
+    "                   g_malloc*, PyMem_Malloc and others are built in)\n"
+    "  --raw            keep the wrappers' frames\n"
     "  --native         a Python program: the merged stacks, native frames and Python frames\n"
     "                   (default: its Python frames only, native ones folded into them)\n"
     "  --by line|function  a Python program: one call site per innermost Python line or\n"
@@ -157,6 +161,7 @@ static const char usage_export[] =
     "                      definite_space, indirect_space, possible_space\n"
     "  -o, --output FILE   write FILE instead of standard output\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
+    "  --alloc-fn GLOB, --raw  allocator wrappers folded, or kept (see tally help report)\n"
     "  --debug-dir DIR     also look for separate debug files under DIR\n"
     "  --max-text SIZE     read a larger dump than the default bounds (see report)\n";
 
@@ -174,6 +179,7 @@ static const char usage_flame[] =
     "  --json             one JSON document whose .root is the tree d3-flame-graph reads\n"
     "                     ({name, value, children}; docs/JSON.md)\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
+    "  --alloc-fn GLOB, --raw  allocator wrappers folded, or kept (see tally help report)\n"
     "  --debug-dir DIR    also look for separate debug files under DIR\n"
     "  --max-text SIZE    read a larger dump than the default bounds (see report)\n";
 
@@ -189,6 +195,7 @@ static const char usage_diff[] =
     "  --top N          how many call sites (default 10; 0 for all)\n"
     "  --json           JSON instead of text (docs/JSON.md)\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
+    "  --alloc-fn GLOB, --raw  allocator wrappers folded, or kept (see tally help report)\n"
     "  --debug-dir DIR  also look for separate debug files under DIR\n"
     "  --max-text SIZE  read larger dumps than the default bounds (see report)\n";
 
@@ -202,6 +209,7 @@ static const char usage_html[] =
     "  -o, --output FILE  write the page here (default: standard output)\n"
     "  --top N            call sites in the table (default 100; 0 for all)\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
+    "  --alloc-fn GLOB, --raw  allocator wrappers folded, or kept (see tally help report)\n"
     "  --debug-dir DIR    also look for separate debug files under DIR\n"
     "  --max-text SIZE    read a larger dump than the default bounds (see report)\n";
 
@@ -303,7 +311,9 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         {"suppressions", required_argument, NULL, 'S'}, {"max-text", required_argument, NULL, 'M'},
         {"native", no_argument, NULL, 'N'},          {"by", required_argument, NULL, 'B'},
         {"format", required_argument, NULL, 'F'},   {"histograms", no_argument, NULL, 'H'},
+        {"alloc-fn", required_argument, NULL, 'A'}, {"raw", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0}};
+    bool raw = false;
     bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
          is_flame = strcmp(cmd, "flame") == 0, is_html = strcmp(cmd, "html") == 0,
          is_errors = strcmp(cmd, "errors") == 0, is_export = strcmp(cmd, "export") == 0;
@@ -349,6 +359,20 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
                                                : "--measure: an option of flame (%s)",
                                  optarg);
             fo.measure = optarg;
+            break;
+        case 'A':
+            if (is_leaks || is_errors)
+                return bad_usage(cmd, "--alloc-fn: leaks and errors show whole stacks, as "
+                                      "memcheck does (%s)", optarg);
+            if (!alloc_fn_add(optarg)) {
+                tool_error("out of memory");
+                return 1;
+            }
+            break;
+        case 'R':
+            if (is_leaks || is_errors)
+                return bad_usage(cmd, "--raw: leaks and errors show whole stacks already%s", "");
+            raw = true;
             break;
         case 'H':
             if (!is_report)
@@ -399,6 +423,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         return bad_usage(cmd, "--folded and --json: one or the other%s", "");
     if (ro.histograms && ro.json)
         return bad_usage(cmd, "--histograms: the JSON has every site's histograms already%s", "");
+    view_fold = !raw && !is_leaks && !is_errors; /* allocator wrappers folded away */
     if (is_export && !xo.format)
         return bad_usage(cmd, "which format? (--format massif, speedscope or pprof)%s", "");
     dump_t d;
@@ -841,10 +866,12 @@ static int diff_cmd(int argc, char **argv) {
         {"json", no_argument, NULL, 'j'},       {"debug-dir", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},       {"max-text", required_argument, NULL, 'M'},
         {"native", no_argument, NULL, 'N'},     {"by", required_argument, NULL, 'B'},
+        {"alloc-fn", required_argument, NULL, 'A'}, {"raw", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
     opterr = 0;
+    view_fold = true;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 's':
@@ -858,6 +885,13 @@ static int diff_cmd(int argc, char **argv) {
             break;
         case 'j': o.json = true; break;
         case 'd': debug_dir = optarg; break;
+        case 'A':
+            if (!alloc_fn_add(optarg)) {
+                tool_error("out of memory");
+                return 1;
+            }
+            break;
+        case 'R': view_fold = false; break;
         case 'N': view_native = true; break;
         case 'B':
             if (!view_by_parse(optarg))

@@ -4,6 +4,8 @@
 #include "pyview.h"
 
 #include <errno.h>
+#include <fnmatch.h>
+#include <stdlib.h>
 #include <math.h>
 
 #include <stdarg.h>
@@ -311,6 +313,75 @@ static bool starts_program(const sym_frame_t *fr, const sym_frame_t *inner) {
            strncmp(inner->function, "__libc_start_main", 17) == 0;
 }
 
+/* ---- allocator wrappers ---------------------------------------------------------------------
+ * Functions that only wrap malloc: a call site named by one (25 rows of zmalloc_usable for
+ * redis) says nothing. Their frames at the top of a stack are folded away, as massif's
+ * --alloc-fn does, and the site is named by its first frame that is not one. */
+static const char *const builtin_alloc_fns[] = {
+    /* GNU and BSD programs, git */
+    "xmalloc", "xcalloc", "xrealloc", "xzalloc", "xstrdup", "xstrndup", "xmemdup*", "xmallocz",
+    "xmallocz_gently", "xreallocarray", "xnmalloc", "xnrealloc", "xcharalloc", "ximalloc",
+    "xicalloc", "xirealloc", "emalloc", "ecalloc", "erealloc", "estrdup", "safe_malloc",
+    /* redis */
+    "zmalloc*", "zcalloc*", "zrealloc*", "ztrymalloc*", "ztrycalloc*", "ztryrealloc*",
+    "zstrdup", "zmalloc_usable*", "extend_to_usable",
+    /* GLib */
+    "g_malloc*", "g_try_malloc*", "g_realloc*", "g_try_realloc*", "g_strdup*", "g_strndup",
+    "g_memdup*", "g_slice_alloc*", "g_new*",
+    /* CPython's allocator layer */
+    "PyMem_Malloc", "PyMem_Calloc", "PyMem_Realloc", "PyMem_RawMalloc", "PyMem_RawCalloc",
+    "PyMem_RawRealloc", "_PyMem_RawMalloc", "_PyMem_RawCalloc", "_PyMem_RawRealloc",
+    "_PyMem_Debug*", "PyObject_Malloc", "PyObject_Calloc", "PyObject_Realloc",
+    "_PyObject_Malloc", "_PyObject_Calloc", "_PyObject_Realloc", "pymalloc_*",
+    /* Perl, SQLite, Lua, APR, libxml2 */
+    "Perl_safesysmalloc", "Perl_safesyscalloc", "Perl_safesysrealloc", "sqlite3MemMalloc",
+    "sqlite3MemRealloc", "sqlite3Malloc", "sqlite3DbMallocRaw*", "sqlite3DbMallocZero",
+    "sqlite3DbRealloc", "sqlite3Realloc", "sqlite3MallocZero", "dbMallocRawFinish",
+    "mallocWithAlarm", "l_alloc", "luaM_malloc_", "luaM_realloc_", "apr_palloc",
+    "xmlMalloc*", "xmlRealloc*",
+    /* C++ */
+    "operator new*", "std::allocator<*>::allocate*", "__gnu_cxx::new_allocator<*>::allocate*",
+    "std::__new_allocator<*>::allocate*", "std::allocator_traits<*>::allocate*",
+    NULL};
+static const char **user_alloc_fns;
+static size_t n_user_alloc_fns;
+bool view_fold = false;
+
+bool alloc_fn_add(const char *pattern) {
+    const char **n = realloc(user_alloc_fns, (n_user_alloc_fns + 1) * sizeof *n);
+    if (!n)
+        return false;
+    user_alloc_fns = n;
+    user_alloc_fns[n_user_alloc_fns++] = pattern;
+    return true;
+}
+
+static bool name_matches(const char *name, const char *pattern) {
+    if (fnmatch(pattern, name, 0) == 0)
+        return true;
+    const char *paren = strchr(name, '('); /* a C++ name without its parameters */
+    if (paren && paren != name && strchr(pattern, '(') == NULL) {
+        char base[512];
+        size_t k = (size_t)(paren - name) < sizeof base - 1 ? (size_t)(paren - name) : sizeof base - 1;
+        memcpy(base, name, k);
+        base[k] = '\0';
+        return fnmatch(pattern, base, 0) == 0;
+    }
+    return false;
+}
+
+bool alloc_fn_frame(const sym_frame_t *fr) {
+    if (fr->python || !fr->function)
+        return false;
+    for (size_t i = 0; i < n_user_alloc_fns; i++)
+        if (name_matches(fr->function, user_alloc_fns[i]))
+            return true;
+    for (size_t i = 0; builtin_alloc_fns[i]; i++)
+        if (name_matches(fr->function, builtin_alloc_fns[i]))
+            return true;
+    return false;
+}
+
 int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t *out,
                int max) {
     int k = site_stack_all(sym, d, s, out, max);
@@ -327,6 +398,9 @@ int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t
      * named by the program's dlopen call alone. */
     if (loader >= 0)
         out[--drop] = out[loader];
+    else if (view_fold) /* the allocator wrappers: named by their first caller */
+        while (k - drop > 1 && alloc_fn_frame(&out[drop]))
+            drop++;
     /* ... and the outermost ones that only start the program or the thread (libc's
      * __libc_start_main, start_thread, clone; _start, which crt1.o puts in the program), as
      * valgrind leaves out what is below main. */

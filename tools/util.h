@@ -80,6 +80,12 @@ bool view_by_parse(const char *s);
 /* When the dump was written: "at exit", "when SIGTERM ended it", or the dump's reason */
 const char *dump_when(const dump_t *d, char buf[64]);
 
+/* Allocator wrappers (xmalloc, zmalloc, g_malloc, PyMem_Malloc, ... and --alloc-fn's globs):
+ * with view_fold, site_stack folds them away from the top of a stack. */
+extern bool view_fold;
+bool alloc_fn_add(const char *pattern); /* --alloc-fn */
+bool alloc_fn_frame(const sym_frame_t *fr);
+
 extern const char *tool_name; /* "tally" */
 /* Flushes f: false when a write to it failed, and then the first failure's errno is in
  * out_errno, for the command to say what failed (a full disk, a closed pipe's EPIPE). */

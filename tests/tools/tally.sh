@@ -73,6 +73,28 @@ for b in bad:
 sys.exit(1 if bad else 0)
 PY
 
+# Allocator wrappers folded away: a site is named by its first frame that is not one
+# (xmalloc built in, --alloc-fn globs), --raw keeps them, leaks keep whole stacks as memcheck.
+wrappers=$top_builddir/tests/tools/wrappers
+[ -x "$wrappers" ] || hard_error "$wrappers is not built"
+profile wrappers "$wrappers"
+named() { "$tally" "$@" 2>&1 | sed -n 's/^   at \([a-z_]*\) .*/\1/p' | tr '\n' ' '; }
+[ "$(named report --top 2 "$tmp/wrappers.tly")" = "load my_alloc " ] ||
+    fail "report does not fold xmalloc: $(named report --top 2 "$tmp/wrappers.tly")"
+[ "$(named report --top 2 --alloc-fn 'my_*' "$tmp/wrappers.tly")" = "load parse " ] ||
+    fail "--alloc-fn 'my_*' does not fold my_alloc: $(named report --top 2 --alloc-fn 'my_*' "$tmp/wrappers.tly")"
+[ "$(named report --top 2 --raw "$tmp/wrappers.tly")" = "xmalloc xmalloc " ] ||
+    fail "--raw folds: $(named report --top 2 --raw "$tmp/wrappers.tly")"
+"$tally" flame --folded "$tmp/wrappers.tly" >"$tmp/wrappers.folded"
+printf 'main;load 6400\nmain;parse;my_alloc 3200\n' | diff -u - "$tmp/wrappers.folded" >&2 ||
+    fail "flame --folded does not fold the wrappers"
+"$tally" leaks --kinds all "$tmp/wrappers.tly" | grep -q "^   at xmalloc (wrappers.c:" ||
+    fail "leaks folds the wrappers (memcheck shows them)"
+"$tally" html -o "$tmp/wrappers.html" "$tmp/wrappers.tly" &&
+    grep -q '<summary>load (wrappers.c:[0-9]*)</summary><pre class="stack">at xmalloc' "$tmp/wrappers.html" ||
+    fail "the page does not name the site by load with xmalloc one click away"
+"$tally" leaks --alloc-fn x "$tmp/wrappers.tly" >/dev/null 2>&1 && fail "leaks took --alloc-fn"
+
 # diff: from a run that frees everything to one that does not.
 profile clean "$top_builddir/tests/tools/golden" clean
 check golden.diff.txt text diff "$tmp/clean.tly" "$tmp/golden.tly"
