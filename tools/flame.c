@@ -321,6 +321,93 @@ static void folded_node(FILE *f, const fnode_t *n, const fnode_t **path, int dep
 }
 
 /* ---- the command ------------------------------------------------------------------------------ */
+/* ---- call trees as text (tally report --tree) ------------------------------------------------ */
+static int by_value(const void *a, const void *b) {
+    double x = (*(fnode_t *const *)a)->value, y = (*(fnode_t *const *)b)->value;
+    int c = (x < y) - (x > y); /* largest first */
+    return c ? c : strcmp((*(fnode_t *const *)a)->name, (*(fnode_t *const *)b)->name);
+}
+
+static void tree_print(FILE *f, const dump_t *d, const fnode_t *n, double total, bool bytes,
+                       unsigned level, const tree_opts_t *o) {
+    size_t k = 0;
+    for (fnode_t *c = n->child; c; c = c->next)
+        k++;
+    fnode_t **v = k ? malloc(k * sizeof *v) : NULL;
+    if (!v)
+        return;
+    size_t i = 0;
+    for (fnode_t *c = n->child; c; c = c->next)
+        v[i++] = c;
+    qsort(v, k, sizeof *v, by_value);
+    double cut = total * o->threshold / 100, left_v = 0;
+    size_t left = 0;
+    for (i = 0; i < k; i++) {
+        if (v[i]->value < cut || v[i]->value <= 0) {
+            left++;
+            left_v += v[i]->value;
+            continue;
+        }
+        char val[32], pct[16];
+        fprintf(f, "%6s %10s%s  %*s%s\n", fmt_pct(pct, v[i]->value, total),
+                bytes ? fmt_size(val, v[i]->value) : fmt_count(val, v[i]->value),
+                d->all_mode ? " " : "~", (int)(2 * level), "", v[i]->name);
+        if (level + 1 < o->depth)
+            tree_print(f, d, v[i], total, bytes, level + 1, o);
+        else if (v[i]->child)
+            fprintf(f, "%18s %*s...\n", "", (int)(2 * level + 2), "");
+    }
+    if (left) {
+        char val[32];
+        fprintf(f, "%18s %*s(%zu more under %.1f%%: %s%s)\n", "", (int)(2 * level), "", left,
+                o->threshold, d->all_mode ? "" : "~",
+                bytes ? fmt_size(val, left_v) : fmt_count(val, left_v));
+    }
+    free(v);
+}
+
+int tree_write(FILE *f, const dump_t *d, symbolizer_t *sym, const tree_opts_t *o) {
+    fnode_t *root = node_new("all");
+    sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
+    if (!root || !root->name || !fr) {
+        tree_free(root);
+        free(fr);
+        tool_error("out of memory");
+        return 1;
+    }
+    char name[1024];
+    for (size_t i = 0; i < d->nsites; i++) {
+        const dsite_t *s = &d->sites[i];
+        double v = weight(d, s, o->measure);
+        if (v <= 0 || s->id == 0)
+            continue;
+        int n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
+        fnode_t *node = root;
+        root->value += v;
+        for (int j = 0; j < n && node; j++) {
+            int k = o->bottom_up ? j : n - 1 - j;
+            frame_name(name, sizeof name, &fr[k]);
+            node = child_named(node, name);
+            if (node)
+                node->value += v;
+        }
+    }
+    free(fr);
+    bool bytes = strcmp(o->measure, "count") != 0 && strcmp(o->measure, "temporary") != 0;
+    char val[32];
+    fprintf(f, "\nCall tree, %s (%s), by %s, inclusive: %s%s in all; under %.1f%% left out, "
+               "%u levels at most\n",
+            o->bottom_up ? "bottom-up" : "top-down",
+            o->bottom_up ? "allocating functions, then their callers" : "callers to callees",
+            o->measure, d->all_mode ? "" : "~",
+            bytes ? fmt_size(val, root->value) : fmt_count(val, root->value), o->threshold,
+            o->depth);
+    if (root->value > 0)
+        tree_print(f, d, root, root->value, bytes, 0, o);
+    tree_free(root);
+    return 0;
+}
+
 int cmd_flame(const dump_t *d, symbolizer_t *sym, const flame_opts_t *o) {
     return flame_write(stdout, d, sym, o);
 }

@@ -10,6 +10,15 @@ typedef struct flame_opts_s {
     bool json;           /* the tree as JSON instead of SVG */
 } flame_opts_t;
 
+/* tally report --tree: the call tree as indented text, each node with its inclusive figure */
+typedef struct tree_opts_s {
+    const char *measure; /* any of report's --sort measures */
+    bool bottom_up;      /* allocating functions first, then their callers */
+    unsigned depth;      /* levels shown */
+    double threshold;    /* nodes under this % of the whole are summed into one line */
+} tree_opts_t;
+int tree_write(FILE *f, const dump_t *d, symbolizer_t *sym, const tree_opts_t *o);
+
 bool flame_measure_valid(const char *m);
 int cmd_flame(const dump_t *d, symbolizer_t *sym, const flame_opts_t *o);
 /* The same to f (the HTML page embeds the SVG). */

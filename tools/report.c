@@ -3,6 +3,7 @@
  * (docs/JSON.md). */
 #define _GNU_SOURCE
 #include "report.h"
+#include "flame.h"
 
 #include "suppress.h"
 
@@ -497,6 +498,14 @@ static int report_json(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
 
 int cmd_report(const dump_t *d, symbolizer_t *sym, const report_opts_t *o) {
     FILE *f = stdout;
+    if (o->tree) {
+        print_header(f, d, "tally report");
+        tree_opts_t t = {.measure = o->sort, .bottom_up = strcmp(o->tree, "bottom-up") == 0,
+                         .depth = o->tree_depth ? o->tree_depth : 12,
+                         .threshold = o->threshold};
+        int r = tree_write(f, d, sym, &t);
+        return out_ok(f) ? r : 1;
+    }
     int r = o->json ? report_json(f, d, sym, o->sort, o->top)
                     : report_text(f, d, sym, o->sort, o->top, o->histograms);
     return out_ok(f) ? r : 1;

@@ -9,6 +9,9 @@ typedef struct report_opts_s {
     size_t top;
     bool json;
     bool histograms; /* --histograms: each call site's size and lifetime histograms */
+    const char *tree;   /* --tree: NULL, "top-down" or "bottom-up" */
+    unsigned tree_depth;
+    double threshold;   /* --threshold: % */
 } report_opts_t;
 
 /* A histogram bucket's bounds as reports show them: "[16 B, 32 B)"; lifetimes "0 (temporary)",

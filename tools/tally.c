@@ -91,6 +91,11 @@ static const char usage_report[] =
     "                   memory the site's live blocks keep)\n"
     "  --top N          how many call sites (default 10; 0 for all)\n"
     "  --json           JSON instead of text (docs/JSON.md)\n"
+    "  --tree[=top-down|bottom-up]  the call tree instead, each function with its inclusive\n"
+    "                   figure of the --sort measure: callers to callees (top-down), or the\n"
+    "                   allocating functions, then their callers (bottom-up)\n"
+    "  --tree-depth N   levels of the tree shown (default 12)\n"
+    "  --threshold PCT  nodes under PCT% of the whole summed into one line (default 1)\n"
     "  --histograms     each call site's requested sizes and lifetimes as bar charts, as the\n"
     "                   report shows them for every call site together\n"
     "  --alloc-fn GLOB  one more allocator wrapper (repeatable; massif's option): a call site\n"
@@ -294,7 +299,7 @@ static bool parse_top(const char *s, size_t *out) {
 
 /* ---- reading subcommands --------------------------------------------------------------------- */
 static int read_cmd(const char *cmd, int argc, char **argv) {
-    report_opts_t ro = {.sort = "peak", .top = 10};
+    report_opts_t ro = {.sort = "peak", .top = 10, .threshold = 1.0};
     leaks_opts_t lo = {0};
     errors_opts_t eo = {0};
     export_opts_t xo = {0};
@@ -312,6 +317,8 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         {"native", no_argument, NULL, 'N'},          {"by", required_argument, NULL, 'B'},
         {"format", required_argument, NULL, 'F'},   {"histograms", no_argument, NULL, 'H'},
         {"alloc-fn", required_argument, NULL, 'A'}, {"raw", no_argument, NULL, 'R'},
+        {"tree", optional_argument, NULL, 'T'},     {"tree-depth", required_argument, NULL, 'D'},
+        {"threshold", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0}};
     bool raw = false;
     bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
@@ -374,6 +381,29 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
                 return bad_usage(cmd, "--raw: leaks and errors show whole stacks already%s", "");
             raw = true;
             break;
+        case 'T':
+            if (!is_report)
+                return bad_usage(cmd, "--tree: an option of report%s", "");
+            ro.tree = optarg ? optarg : "top-down";
+            if (strcmp(ro.tree, "top-down") != 0 && strcmp(ro.tree, "bottom-up") != 0)
+                return bad_usage(cmd, "--tree=%s: want top-down or bottom-up", ro.tree);
+            break;
+        case 'D': {
+            size_t n;
+            if (!is_report || !parse_top(optarg, &n) || n == 0 || n > 1000)
+                return bad_usage(cmd, "--tree-depth %s: want a number from 1 to 1000", optarg);
+            ro.tree_depth = (unsigned)n;
+            break;
+        }
+        case 'P': {
+            char *end;
+            errno = 0;
+            double p = strtod(optarg, &end);
+            if (!is_report || end == optarg || *end || errno || !(p >= 0 && p <= 100))
+                return bad_usage(cmd, "--threshold %s: want a percentage from 0 to 100", optarg);
+            ro.threshold = p;
+            break;
+        }
         case 'H':
             if (!is_report)
                 return bad_usage(cmd, "--histograms: an option of report%s", "");
@@ -421,6 +451,10 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         return bad_usage(cmd, optind == argc ? "which dump?%s" : "one dump at a time%s", "");
     if (fo.folded && fo.json)
         return bad_usage(cmd, "--folded and --json: one or the other%s", "");
+    if (ro.tree && ro.json)
+        return bad_usage(cmd, "--tree: text only (flame --json gives the tree as JSON)%s", "");
+    if ((ro.tree_depth || ro.threshold != 1.0) && !ro.tree)
+        return bad_usage(cmd, "--tree-depth and --threshold go with --tree%s", "");
     if (ro.histograms && ro.json)
         return bad_usage(cmd, "--histograms: the JSON has every site's histograms already%s", "");
     view_fold = !raw && !is_leaks && !is_errors; /* allocator wrappers folded away */
