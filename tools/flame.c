@@ -367,7 +367,7 @@ static void tree_print(FILE *f, const dump_t *d, const fnode_t *n, double total,
 }
 
 int tree_write(FILE *f, const dump_t *d, symbolizer_t *sym, const tree_opts_t *o) {
-    fnode_t *root = node_new("all");
+    fnode_t *root = node_new(o->focus ? o->focus : "all");
     sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
     if (!root || !root->name || !fr) {
         tree_free(root);
@@ -382,10 +382,26 @@ int tree_write(FILE *f, const dump_t *d, symbolizer_t *sym, const tree_opts_t *o
         if (v <= 0 || s->id == 0)
             continue;
         int n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
+        int lo = 0, hi = n; /* the frames that go in: all, or those beyond the focus */
+        if (o->focus) {
+            /* the focus's outermost call in the stack: callees from it inward, callers outward */
+            int at = -1;
+            for (int k = n - 1; k >= 0 && at < 0; k--) {
+                frame_name(name, sizeof name, &fr[k]);
+                if (strcmp(name, o->focus) == 0)
+                    at = k;
+            }
+            if (at < 0)
+                continue;
+            if (o->bottom_up)
+                lo = at + 1;
+            else
+                hi = at;
+        }
         fnode_t *node = root;
         root->value += v;
-        for (int j = 0; j < n && node; j++) {
-            int k = o->bottom_up ? j : n - 1 - j;
+        for (int j = 0; j < hi - lo && node; j++) {
+            int k = o->bottom_up ? lo + j : hi - 1 - j;
             frame_name(name, sizeof name, &fr[k]);
             node = child_named(node, name);
             if (node)
@@ -395,13 +411,35 @@ int tree_write(FILE *f, const dump_t *d, symbolizer_t *sym, const tree_opts_t *o
     free(fr);
     bool bytes = strcmp(o->measure, "count") != 0 && strcmp(o->measure, "temporary") != 0;
     char val[32];
-    fprintf(f, "\nCall tree, %s (%s), by %s, inclusive: %s%s in all; under %.1f%% left out, "
-               "%u levels at most\n",
-            o->bottom_up ? "bottom-up" : "top-down",
-            o->bottom_up ? "allocating functions, then their callers" : "callers to callees",
-            o->measure, d->all_mode ? "" : "~",
-            bytes ? fmt_size(val, root->value) : fmt_count(val, root->value), o->threshold,
-            o->depth);
+    if (o->focus)
+        fprintf(f, "\n%s of %s, by %s, inclusive: %s%s through it; under %.1f%% left out, %u "
+                   "levels at most\n",
+                o->bottom_up ? "Callers" : "Callees", o->focus, o->measure,
+                d->all_mode ? "" : "~",
+                bytes ? fmt_size(val, root->value) : fmt_count(val, root->value), o->threshold,
+                o->depth);
+    else
+        fprintf(f, "\nCall tree, %s (%s), by %s, inclusive: %s%s in all; under %.1f%% left "
+                   "out, %u levels at most\n",
+                o->bottom_up ? "bottom-up" : "top-down",
+                o->bottom_up ? "allocating functions, then their callers" : "callers to callees",
+                o->measure, d->all_mode ? "" : "~",
+                bytes ? fmt_size(val, root->value) : fmt_count(val, root->value), o->threshold,
+                o->depth);
+    if (o->focus && root->value <= 0)
+        fprintf(f, "(no call site's stack passes through %s)\n", o->focus);
+    else if (o->focus) {
+        double inner = 0;
+        for (fnode_t *c = root->child; c; c = c->next)
+            inner += c->value;
+        char pct[16];
+        if (root->value - inner > 0) /* its own allocations, or the stacks that start with it */
+            fprintf(f, "%6s %10s%s  (%s)\n", fmt_pct(pct, root->value - inner, root->value),
+                    bytes ? fmt_size(val, root->value - inner)
+                          : fmt_count(val, root->value - inner),
+                    d->all_mode ? " " : "~",
+                    o->bottom_up ? "where the stacks start" : "allocated in it directly");
+    }
     if (root->value > 0)
         tree_print(f, d, root, root->value, bytes, 0, o);
     tree_free(root);

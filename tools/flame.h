@@ -16,6 +16,8 @@ typedef struct tree_opts_s {
     bool bottom_up;      /* allocating functions first, then their callers */
     unsigned depth;      /* levels shown */
     double threshold;    /* nodes under this % of the whole are summed into one line */
+    const char *focus;   /* a function (as flame names frames): its callees (top-down) or its
+                          * callers (bottom-up) alone */
 } tree_opts_t;
 int tree_write(FILE *f, const dump_t *d, symbolizer_t *sym, const tree_opts_t *o);
 

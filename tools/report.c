@@ -498,12 +498,20 @@ static int report_json(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
 
 int cmd_report(const dump_t *d, symbolizer_t *sym, const report_opts_t *o) {
     FILE *f = stdout;
-    if (o->tree) {
+    if (o->tree || o->focus) {
         print_header(f, d, "tally report");
-        tree_opts_t t = {.measure = o->sort, .bottom_up = strcmp(o->tree, "bottom-up") == 0,
+        tree_opts_t t = {.measure = o->sort,
+                         .bottom_up = o->tree && strcmp(o->tree, "bottom-up") == 0,
                          .depth = o->tree_depth ? o->tree_depth : 12,
-                         .threshold = o->threshold};
-        int r = tree_write(f, d, sym, &t);
+                         .threshold = o->threshold, .focus = o->focus};
+        int r = 0;
+        if (o->focus && !o->tree) { /* both sides of it */
+            t.bottom_up = true;
+            r = tree_write(f, d, sym, &t);
+            t.bottom_up = false;
+        }
+        if (r == 0)
+            r = tree_write(f, d, sym, &t);
         return out_ok(f) ? r : 1;
     }
     int r = o->json ? report_json(f, d, sym, o->sort, o->top)

@@ -10,6 +10,7 @@ typedef struct report_opts_s {
     bool json;
     bool histograms; /* --histograms: each call site's size and lifetime histograms */
     const char *tree;   /* --tree: NULL, "top-down" or "bottom-up" */
+    const char *focus;  /* --function: one function's callers and callees */
     unsigned tree_depth;
     double threshold;   /* --threshold: % */
 } report_opts_t;

@@ -94,6 +94,8 @@ static const char usage_report[] =
     "  --tree[=top-down|bottom-up]  the call tree instead, each function with its inclusive\n"
     "                   figure of the --sort measure: callers to callees (top-down), or the\n"
     "                   allocating functions, then their callers (bottom-up)\n"
+    "  --function NAME  one function's callers and callees (both trees; with --tree, the one\n"
+    "                   side), named as flame names frames (func, or func (file.py:LINE))\n"
     "  --tree-depth N   levels of the tree shown (default 12)\n"
     "  --threshold PCT  nodes under PCT% of the whole summed into one line (default 1)\n"
     "  --histograms     each call site's requested sizes and lifetimes as bar charts, as the\n"
@@ -318,7 +320,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         {"format", required_argument, NULL, 'F'},   {"histograms", no_argument, NULL, 'H'},
         {"alloc-fn", required_argument, NULL, 'A'}, {"raw", no_argument, NULL, 'R'},
         {"tree", optional_argument, NULL, 'T'},     {"tree-depth", required_argument, NULL, 'D'},
-        {"threshold", required_argument, NULL, 'P'},
+        {"threshold", required_argument, NULL, 'P'}, {"function", required_argument, NULL, 'U'},
         {NULL, 0, NULL, 0}};
     bool raw = false;
     bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
@@ -380,6 +382,11 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             if (is_leaks || is_errors)
                 return bad_usage(cmd, "--raw: leaks and errors show whole stacks already%s", "");
             raw = true;
+            break;
+        case 'U':
+            if (!is_report)
+                return bad_usage(cmd, "--function: an option of report (%s)", optarg);
+            ro.focus = optarg;
             break;
         case 'T':
             if (!is_report)
@@ -451,9 +458,10 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         return bad_usage(cmd, optind == argc ? "which dump?%s" : "one dump at a time%s", "");
     if (fo.folded && fo.json)
         return bad_usage(cmd, "--folded and --json: one or the other%s", "");
-    if (ro.tree && ro.json)
-        return bad_usage(cmd, "--tree: text only (flame --json gives the tree as JSON)%s", "");
-    if ((ro.tree_depth || ro.threshold != 1.0) && !ro.tree)
+    if ((ro.tree || ro.focus) && ro.json)
+        return bad_usage(cmd, "--tree and --function: text only (flame --json gives the tree "
+                              "as JSON)%s", "");
+    if ((ro.tree_depth || ro.threshold != 1.0) && !ro.tree && !ro.focus)
         return bad_usage(cmd, "--tree-depth and --threshold go with --tree%s", "");
     if (ro.histograms && ro.json)
         return bad_usage(cmd, "--histograms: the JSON has every site's histograms already%s", "");
