@@ -366,34 +366,38 @@ static void tree_print(FILE *f, const dump_t *d, const fnode_t *n, double total,
     free(v);
 }
 
-int tree_write(FILE *f, const dump_t *d, symbolizer_t *sym, const tree_opts_t *o) {
-    fnode_t *root = node_new(o->focus ? o->focus : "all");
+/* The tree of every call site's stack weighted by measure: from the outermost frame in
+ * (bottom_up: from the innermost out); with focus, only the stacks through that function, from
+ * it in (or out). NULL when memory runs out (said). */
+static fnode_t *build_tree(const dump_t *d, symbolizer_t *sym, const char *measure,
+                           bool bottom_up, const char *focus) {
+    fnode_t *root = node_new(focus ? focus : "all");
     sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
     if (!root || !root->name || !fr) {
         tree_free(root);
         free(fr);
         tool_error("out of memory");
-        return 1;
+        return NULL;
     }
     char name[1024];
     for (size_t i = 0; i < d->nsites; i++) {
         const dsite_t *s = &d->sites[i];
-        double v = weight(d, s, o->measure);
+        double v = weight(d, s, measure);
         if (v <= 0 || s->id == 0)
             continue;
         int n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
         int lo = 0, hi = n; /* the frames that go in: all, or those beyond the focus */
-        if (o->focus) {
+        if (focus) {
             /* the focus's outermost call in the stack: callees from it inward, callers outward */
             int at = -1;
             for (int k = n - 1; k >= 0 && at < 0; k--) {
                 frame_name(name, sizeof name, &fr[k]);
-                if (strcmp(name, o->focus) == 0)
+                if (strcmp(name, focus) == 0)
                     at = k;
             }
             if (at < 0)
                 continue;
-            if (o->bottom_up)
+            if (bottom_up)
                 lo = at + 1;
             else
                 hi = at;
@@ -401,7 +405,7 @@ int tree_write(FILE *f, const dump_t *d, symbolizer_t *sym, const tree_opts_t *o
         fnode_t *node = root;
         root->value += v;
         for (int j = 0; j < hi - lo && node; j++) {
-            int k = o->bottom_up ? lo + j : hi - 1 - j;
+            int k = bottom_up ? lo + j : hi - 1 - j;
             frame_name(name, sizeof name, &fr[k]);
             node = child_named(node, name);
             if (node)
@@ -409,6 +413,13 @@ int tree_write(FILE *f, const dump_t *d, symbolizer_t *sym, const tree_opts_t *o
         }
     }
     free(fr);
+    return root;
+}
+
+int tree_write(FILE *f, const dump_t *d, symbolizer_t *sym, const tree_opts_t *o) {
+    fnode_t *root = build_tree(d, sym, o->measure, o->bottom_up, o->focus);
+    if (!root)
+        return 1;
     bool bytes = strcmp(o->measure, "count") != 0 && strcmp(o->measure, "temporary") != 0;
     char val[32];
     if (o->focus)
@@ -457,34 +468,9 @@ int flame_write(FILE *f, const dump_t *d, symbolizer_t *sym, const flame_opts_t 
                    d->path_shown);
         return 2;
     }
-    fnode_t *root = node_new("all");
-    if (!root || !root->name) {
-        free(root);
-        tool_error("out of memory");
+    fnode_t *root = build_tree(d, sym, o->measure, false, NULL);
+    if (!root)
         return 1;
-    }
-    sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
-    if (!fr) {
-        tree_free(root);
-        return 1;
-    }
-    char name[1024];
-    for (size_t i = 0; i < d->nsites; i++) {
-        const dsite_t *s = &d->sites[i];
-        double v = weight(d, s, o->measure);
-        if (v <= 0 || s->id == 0)
-            continue;
-        int n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
-        fnode_t *node = root;
-        root->value += v;
-        for (int k = n - 1; k >= 0 && node; k--) {
-            frame_name(name, sizeof name, &fr[k]);
-            node = child_named(node, name);
-            if (node)
-                node->value += v;
-        }
-    }
-    free(fr);
     int r = 0;
     if (o->folded) {
         /* one line a distinct stack: call sites whose stacks show the same names (two return

@@ -251,17 +251,9 @@ static void class_chart(FILE *f, const dump_t *d) {
 /* A histogram of every call site (sizes or lifetimes) as horizontal bars, one per bucket from
  * the first non-empty one to the last, labelled as tally report labels them. */
 static void hist_chart(FILE *f, const dump_t *d, const char *id, const uint64_t *h, bool life) {
-    int lo = -1, hi = -1;
-    double max = 0, total = 0;
-    for (int k = 0; k < DUMP_NHIST; k++)
-        if (h[k]) {
-            double v = dump_count(d, h[k]);
-            lo = lo < 0 ? k : lo;
-            hi = k;
-            max = v > max ? v : max;
-            total += v;
-        }
-    if (lo < 0) {
+    int lo, hi;
+    double max, total;
+    if (!hist_extent(d, h, &lo, &hi, &max, &total)) {
         fputs("<p>(none)</p>\n", f);
         return;
     }

@@ -176,19 +176,26 @@ void hist_label(char *out, size_t n, int k, bool life) {
         snprintf(out, n, "[%llu %s, %llu %s)", 1ULL << lo, unit[u], 1ULL << hi, unit[u]);
 }
 
-/* A histogram as a bar chart, from its first non-empty bucket to its last. */
-static void print_hist(FILE *f, const dump_t *d, const uint64_t *h, bool life, const char *indent) {
-    int lo = -1, hi = -1;
-    double total = 0, max = 0;
+bool hist_extent(const dump_t *d, const uint64_t *h, int *lo, int *hi, double *max,
+                 double *total) {
+    *lo = *hi = -1;
+    *max = *total = 0;
     for (int k = 0; k < DUMP_NHIST; k++)
         if (h[k]) {
             double v = dump_count(d, h[k]);
-            lo = lo < 0 ? k : lo;
-            hi = k;
-            total += v;
-            max = v > max ? v : max;
+            *lo = *lo < 0 ? k : *lo;
+            *hi = k;
+            *total += v;
+            *max = v > *max ? v : *max;
         }
-    if (lo < 0) {
+    return *lo >= 0;
+}
+
+/* A histogram as a bar chart, from its first non-empty bucket to its last. */
+static void print_hist(FILE *f, const dump_t *d, const uint64_t *h, bool life, const char *indent) {
+    int lo, hi;
+    double total, max;
+    if (!hist_extent(d, h, &lo, &hi, &max, &total)) {
         fprintf(f, "%s(none)\n", indent);
         return;
     }
