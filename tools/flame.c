@@ -9,7 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const measures[] = {"peak", "allocated", "live", "leaked", NULL};
+static const char *const measures[] = {"peak", "allocated", "live", "leaked", "count",
+                                       "temporary", "pinned", NULL};
+/* what the title says a measure is */
+static const char *const measure_title[] = {
+    "call site at the program's peak", "call site, allocated", "call site, live when dumped",
+    "call site, still live at exit", "call site, allocations", "call site, temporary allocations",
+    "call site, pool memory pinned by live blocks"};
 
 bool flame_measure_valid(const char *m) {
     for (int i = 0; measures[i]; i++)
@@ -240,13 +246,21 @@ static const char svg_script[] =
     "}\n"
     "]]></script>\n";
 
-static int write_svg(FILE *f, const dump_t *d, fnode_t *root, const char *measure) {
+static int write_svg(FILE *f, const dump_t *d, fnode_t *root, const char *measure,
+                     bool inverted) {
     unsigned depth = depth_of(root);
     unsigned height = ROW * (depth + 1) + 3 * PAD + 40;
     double scale = root->value > 0 ? (WIDTH - 2 * PAD) / root->value : 0;
-    bool bytes = true;
+    bool bytes = strcmp(measure, "count") != 0 && strcmp(measure, "temporary") != 0;
     char total[32];
-    fmt_size(total, root->value);
+    if (bytes)
+        fmt_size(total, root->value);
+    else
+        fmt_count(total, root->value);
+    const char *title = measure;
+    for (int i = 0; measures[i]; i++)
+        if (strcmp(measures[i], measure) == 0)
+            title = measure_title[i];
     fprintf(f, "<?xml version=\"1.0\" standalone=\"no\"?>\n"
                "<svg version=\"1.1\" width=\"%d\" height=\"%u\" viewBox=\"0 0 %d %u\" "
                "xmlns=\"http://www.w3.org/2000/svg\" onload=\"init(evt)\" data-width=\"%d\">\n",
@@ -260,11 +274,8 @@ static int write_svg(FILE *f, const dump_t *d, fnode_t *root, const char *measur
             height);
     fprintf(f, "<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">", WIDTH / 2);
     xml_text(f, sym_basename(d->program ? d->program : "?"));
-    fprintf(f, ": %s by %s</text>\n", total,
-            strcmp(measure, "peak") == 0        ? "call site at the program's peak"
-            : strcmp(measure, "allocated") == 0 ? "call site, allocated"
-            : strcmp(measure, "live") == 0      ? "call site, live when dumped"
-                                                : "call site, still live at exit");
+    fprintf(f, ": %s by %s%s</text>\n", total, title,
+            inverted ? " (inverted: allocating functions at the root)" : "");
     fprintf(f, "<text id=\"reset\" class=\"button\" x=\"%d\" y=\"24\">Reset zoom</text>\n", PAD);
     fprintf(f, "<text id=\"search\" class=\"button\" x=\"%d\" y=\"24\">Search</text>\n",
             WIDTH - PAD - 60);
@@ -468,7 +479,7 @@ int flame_write(FILE *f, const dump_t *d, symbolizer_t *sym, const flame_opts_t 
                    d->path_shown);
         return 2;
     }
-    fnode_t *root = build_tree(d, sym, o->measure, false, NULL);
+    fnode_t *root = build_tree(d, sym, o->measure, o->inverted, NULL);
     if (!root)
         return 1;
     int r = 0;
@@ -487,7 +498,7 @@ int flame_write(FILE *f, const dump_t *d, symbolizer_t *sym, const flame_opts_t 
         fputs("}\n", f);
     } else if (!o->folded) {
         tree_sort(root);
-        r = write_svg(f, d, root, o->measure);
+        r = write_svg(f, d, root, o->measure, o->inverted);
     }
     tree_free(root);
     return out_ok(f) ? r : 1;

@@ -8,6 +8,7 @@ typedef struct flame_opts_s {
     const char *measure; /* peak, allocated, live, leaked */
     bool folded;         /* folded stacks instead of SVG */
     bool json;           /* the tree as JSON instead of SVG */
+    bool inverted;       /* stacks from the allocating function out (an icicle of callers) */
 } flame_opts_t;
 
 /* tally report --tree: the call tree as indented text, each node with its inclusive figure */

@@ -173,7 +173,8 @@ static const char usage_export[] =
     "  --max-text SIZE     read a larger dump than the default bounds (see report)\n";
 
 static const char usage_flame[] =
-    "usage: tally flame [--measure MEASURE] [--folded | --json] [--debug-dir DIR] DUMP > graph.svg\n"
+    "usage: tally flame [--measure MEASURE] [--inverted] [--folded | --json] [--debug-dir DIR]\n"
+    "                   DUMP > graph.svg\n"
     "\n"
     "The call sites as a flame graph: one self-contained interactive SVG on standard output\n"
     "(hover for figures, click a frame to zoom, Search to highlight), or with --folded the\n"
@@ -181,8 +182,11 @@ static const char usage_flame[] =
     "\n"
     "  --measure MEASURE  peak (bytes at the program-wide peak, the default), allocated (bytes),\n"
     "                     live (bytes live when dumped), leaked (bytes still live at exit;\n"
-    "                     with the leak check, those definitely, indirectly or possibly lost)\n"
-    "  --folded           `outermost;...;innermost BYTES` lines instead of SVG\n"
+    "                     with the leak check, those definitely, indirectly or possibly lost),\n"
+    "                     count (allocations), temporary (allocations freed before the next),\n"
+    "                     pinned (pool memory the live blocks keep)\n"
+    "  --inverted         the stacks from the allocating function out: its callers above it\n"
+    "  --folded           `outermost;...;innermost VALUE` lines instead of SVG\n"
     "  --json             one JSON document whose .root is the tree d3-flame-graph reads\n"
     "                     ({name, value, children}; docs/JSON.md)\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
@@ -321,6 +325,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         {"alloc-fn", required_argument, NULL, 'A'}, {"raw", no_argument, NULL, 'R'},
         {"tree", optional_argument, NULL, 'T'},     {"tree-depth", required_argument, NULL, 'D'},
         {"threshold", required_argument, NULL, 'P'}, {"function", required_argument, NULL, 'U'},
+        {"inverted", no_argument, NULL, 'I'},
         {NULL, 0, NULL, 0}};
     bool raw = false;
     bool is_report = strcmp(cmd, "report") == 0, is_leaks = strcmp(cmd, "leaks") == 0,
@@ -363,8 +368,8 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             break;
         case 'm':
             if (!is_flame || !flame_measure_valid(optarg))
-                return bad_usage(cmd, is_flame ? "--measure %s: want peak, allocated, live or "
-                                                 "leaked"
+                return bad_usage(cmd, is_flame ? "--measure %s: want peak, allocated, live, "
+                                                 "leaked, count, temporary or pinned"
                                                : "--measure: an option of flame (%s)",
                                  optarg);
             fo.measure = optarg;
@@ -382,6 +387,11 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             if (is_leaks || is_errors)
                 return bad_usage(cmd, "--raw: leaks and errors show whole stacks already%s", "");
             raw = true;
+            break;
+        case 'I':
+            if (!is_flame)
+                return bad_usage(cmd, "--inverted: an option of flame%s", "");
+            fo.inverted = true;
             break;
         case 'U':
             if (!is_report)

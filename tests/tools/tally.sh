@@ -54,6 +54,7 @@ check golden.leaks.json json leaks --json "$tmp/golden.tly"
 check golden.flame.folded text flame --folded "$tmp/golden.tly"
 check golden.flame-leaked.folded text flame --folded --measure leaked "$tmp/golden.tly"
 check golden.flame.json json flame --json "$tmp/golden.tly"
+check golden.flame-inverted-count.folded text flame --folded --inverted --measure count "$tmp/golden.tly"
 # The SVG: well-formed, the whole at the root, a frame per function with its share.
 "$tally" flame --measure allocated "$tmp/golden.tly" >"$tmp/g.svg" || fail "tally flame failed"
 /usr/bin/python3 - "$tmp/g.svg" "$tmp/golden.tly" <<'PY' || fail "the flame graph is not right"
