@@ -21,9 +21,6 @@
 
 static const bool config_debug = TALLY_DEBUG;
 
-/* A spinlock for the few instructions of a rare path (os.c's registry, alloc.c's early blocks):
- * no call inside, nothing that could sleep. A holder that a fork leaves behind keeps it held in
- * the child: os.c resets its own; alloc.c's is used only before the profiler starts. */
 /* sig.c: a fatal signal that came while its thread was inside the library's own code waits
  * until the thread leaves it, at a poll where a lock is released or the profiler left. */
 extern _Atomic int sig_fatal_pending;
@@ -36,6 +33,9 @@ static inline void sig_fatal_poll(void) {
  * dump waits until it holds none (sig.c). A fork's child starts from 0 (sig.c). */
 extern __thread int tls_locks_held TLS_IE;
 
+/* A spinlock for the few instructions of a rare path (os.c's registry, alloc.c's early blocks):
+ * no call inside, nothing that could sleep. A holder that a fork leaves behind keeps it held in
+ * the child: os.c resets its own; alloc.c's is used only before the profiler starts. */
 static inline void spin_lock(atomic_flag *f) {
     tls_locks_held++;
     atomic_signal_fence(memory_order_seq_cst);

@@ -328,7 +328,7 @@ static _Atomic uint64_t unwind_checked, unwind_mismatch;
 /* TALLY_UNWIND=check: the same stack from libunwind, compared frame by frame (and the hash
  * with one computed from scratch). */
 static noinline void check_against_libunwind(const stack_t *st) {
-    void *buf[PROF_MAX_DEPTH + 1 + UNW_OWN_FRAMES];
+    void *buf[PROF_MAX_DEPTH + UNW_OWN_FRAMES];
     if (!prof.have_unwinder)
         return;
     int n = unw_bt(buf, (int)prof.depth + UNW_OWN_FRAMES), i = own_frames((uintptr_t *)buf, n);

@@ -819,7 +819,7 @@ static int code_line(const code_rec_t *r, uint64_t instr) {
     uint64_t want = instr - 1, at = 0;
     int line = r->firstlineno;
     const uint8_t *p = r->table, *end = p + r->table_len;
-    if (r->nchecks && want >= r->checks[0].at) {
+    if (r->nchecks) { /* checks[0] is the table's start */
         uint32_t lo = 0, hi = r->nchecks; /* the last check at or before want */
         while (hi - lo > 1) {
             uint32_t mid = (lo + hi) / 2;

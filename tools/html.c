@@ -73,35 +73,31 @@ static const char script[] =
 static void stack_pre(FILE *f, symbolizer_t *sym, const dump_t *d, const dsite_t *s,
                       char *first, size_t cap) {
     sym_frame_t fr[TOOL_MAX_FRAMES];
-    /* named by its first frame that is not an allocator wrapper; unfolded, the whole stack */
-    int n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
-    char named[1024] = "";
-    if (n > 0) {
-        char *nb = NULL;
-        size_t nl = 0;
-        FILE *nm = open_memstream(&nb, &nl);
-        if (nm) {
-            print_frame(nm, "", "at", &fr[0]);
-            fclose(nm);
-            snprintf(named, sizeof named, "%.*s", (int)strcspn(nb + 3, "\n"), nb + 3);
-            free(nb);
-        }
-    }
+    /* unfolded, the whole stack; named by its first frame that is not an allocator wrapper,
+     * as site_stack folds them */
     bool fold = view_fold;
     view_fold = false;
-    n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
+    int n = site_stack(sym, d, s, fr, TOOL_MAX_FRAMES);
     view_fold = fold;
+    int named = 0;
+    while (fold && named + 1 < n && alloc_fn_frame(&fr[named]))
+        named++;
     first[0] = '\0';
     char *buf = NULL;
     size_t len = 0;
+    long at = 0; /* where the naming frame's line starts */
     FILE *m = open_memstream(&buf, &len);
     if (!m)
         return;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        if (i == named)
+            at = ftell(m);
         print_frame(m, "", i == 0 ? "at" : "by", &fr[i]);
+    }
     fclose(m);
-    if (named[0]) {
-        snprintf(first, cap, "%s", named);
+    if (n > 0) {
+        const char *line = buf + at + 3; /* after "at " or "by " */
+        snprintf(first, cap, "%.*s", (int)strcspn(line, "\n"), line);
     } else {
         snprintf(first, cap, "(no stack)");
     }
