@@ -56,16 +56,20 @@ static void kv(fmt_t *f, const char *key, uint64_t v) {
     fmt_u64(f, v);
 }
 
-static void kvs(fmt_t *f, const char *key, int64_t v) {
-    fmt_char(f, ' ');
-    fmt_str(f, key);
-    fmt_char(f, '=');
+static void put_i64(fmt_t *f, int64_t v) {
     if (v < 0) {
         fmt_char(f, '-');
         fmt_u64(f, (uint64_t)(-(v + 1)) + 1);
     } else {
         fmt_u64(f, (uint64_t)v);
     }
+}
+
+static void kvs(fmt_t *f, const char *key, int64_t v) {
+    fmt_char(f, ' ');
+    fmt_str(f, key);
+    fmt_char(f, '=');
+    put_i64(f, v);
 }
 
 /* Counters that are 0 are left out (FORMAT.md: a missing field is 0). */
@@ -853,6 +857,19 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
         kvs(f, "live_bytes", t->live_bytes);
         kv(f, "rss_bytes", t->rss_bytes);
         kv(f, "alloc_bytes", t->alloc_bytes);
+        kv(f, "alloc_count", t->alloc_count);
+        if (t->nsites) {
+            fmt_str(f, " sites=");
+            for (unsigned k = 0; k < t->nsites; k++) {
+                if (k)
+                    fmt_char(f, ',');
+                fmt_u64(f, t->sites[k].id);
+                fmt_char(f, ':');
+                put_i64(f, t->sites[k].live_bytes);
+                fmt_char(f, ':');
+                fmt_u64(f, t->sites[k].alloc_bytes);
+            }
+        }
         fmt_char(f, '\n');
     }
 

@@ -263,7 +263,62 @@ static unsigned life_bucket(uint64_t life) {
 }
 
 /* ---- the timeline ---------------------------------------------------------------------------- */
-static void timeline_point_locked(uint64_t now) {
+/* Into top[0..*n) (at most PROF_TL_TOP, largest key first): site id if its key is among the
+ * largest. */
+static void top_put(tsite_t *top, int64_t *key, unsigned *n, uint32_t id, int64_t k) {
+    if (k <= 0 || (*n == PROF_TL_TOP && k <= key[*n - 1]))
+        return;
+    unsigned i = *n < PROF_TL_TOP ? (*n)++ : PROF_TL_TOP - 1;
+    for (; i > 0 && key[i - 1] < k; i--) {
+        top[i] = top[i - 1];
+        key[i] = key[i - 1];
+    }
+    top[i].id = id;
+    key[i] = k;
+}
+
+/* A detailed point: the sites that hold the most now and those that allocated the most since
+ * the last detailed point (massif's detailed snapshot, with the second list so that a time range
+ * can say what was allocated in it). One read of every site's first line: the next detailed
+ * point waits PROF_TL_BUDGET times as long as this took, so the scans cost at most 2% of the
+ * time whatever the number of sites. */
+static void timeline_sites_locked(tpoint_t *t, uint64_t now) {
+    uint32_t n = atomic_load_explicit(&prof.nsites, memory_order_acquire);
+    tsite_t live[PROF_TL_TOP], fresh[PROF_TL_TOP];
+    int64_t klive[PROF_TL_TOP], kfresh[PROF_TL_TOP];
+    unsigned nl = 0, nf = 0;
+    for (uint32_t id = 1; id < n; id++) {
+        const site_t *s = prof_site(id);
+        uint64_t a = __atomic_load_n(&s->alloc_bytes, __ATOMIC_RELAXED);
+        if (a == 0)
+            continue;
+        top_put(live, klive, &nl, id, site_live_bytes(s));
+        if (prof.tl_mark) {
+            top_put(fresh, kfresh, &nf, id, (int64_t)(a - prof.tl_mark[id]));
+            prof.tl_mark[id] = a;
+        }
+    }
+    unsigned k = 0;
+    for (unsigned i = 0; i < nl; i++)
+        t->sites[k++].id = live[i].id;
+    for (unsigned i = 0; i < nf; i++) {
+        bool dup = false;
+        for (unsigned j = 0; j < nl && !dup; j++)
+            dup = live[j].id == fresh[i].id;
+        if (!dup)
+            t->sites[k++].id = fresh[i].id;
+    }
+    for (unsigned i = 0; i < k; i++) {
+        const site_t *s = prof_site(t->sites[i].id);
+        t->sites[i].live_bytes = site_live_bytes(s);
+        t->sites[i].alloc_bytes = __atomic_load_n(&s->alloc_bytes, __ATOMIC_RELAXED);
+    }
+    t->nsites = k;
+    uint64_t took = prof_now_ns() - now;
+    prof.tl_detail_ns = now + took * PROF_TL_BUDGET;
+}
+
+static void timeline_point_locked(uint64_t now, bool detailed) {
     if (prof.ntimeline == PROF_TIMELINE_MAX) {
         /* Full: keep every other point and sample half as often. */
         for (unsigned i = 0; i < PROF_TIMELINE_MAX / 2; i++)
@@ -275,15 +330,20 @@ static void timeline_point_locked(uint64_t now) {
     t->t_ns = now - prof.t0_ns;
     t->live_bytes = atomic_load_explicit(&prof.live_bytes, memory_order_relaxed);
     t->alloc_bytes = prof_alloc_bytes_total();
+    t->alloc_count = prof_alloc_count_total();
     t->rss_bytes = prof_rss_bytes();
+    t->nsites = 0;
+    if (detailed || now >= prof.tl_detail_ns)
+        timeline_sites_locked(t, now);
     prof.tl_last_ns = now;
 }
 
+/* A point now, detailed: the dump's. */
 void prof_timeline_point(void) {
     if (!prof.timeline)
         return;
     lib_lock(&tl_lock);
-    timeline_point_locked(prof_now_ns());
+    timeline_point_locked(prof_now_ns(), true);
     lib_unlock(&tl_lock);
 }
 
@@ -298,7 +358,7 @@ static void timeline_maybe(void) {
     if (lib_trylock(&tl_lock) != 0)
         return;
     if (now - prof.tl_last_ns >= prof.tl_interval_ns)
-        timeline_point_locked(now);
+        timeline_point_locked(now, false);
     lib_unlock(&tl_lock);
 }
 
@@ -642,6 +702,7 @@ static void record_alloc(heap_t *h, site_t *s, uint64_t n, weights_t w, uint64_t
     s->size_hist[log2_bucket(n)] += w.count;
     site_leave(s, locked);
     h->prof_alloc_bytes += w.bytes;
+    h->prof_alloc_count += w.count;
     int64_t now = counter_add(&prof.live_bytes, (int64_t)w.bytes);
     int64_t pk = atomic_load_explicit(&prof.peak_bytes, memory_order_relaxed);
     if (now > pk && alone()) {
@@ -683,6 +744,16 @@ static void credit_free(site_t *s, weights_t w, uint64_t lifetime, int sign) {
 
 static void sum_alloc_bytes(heap_t *h, void *arg) {
     *(uint64_t *)arg += h->prof_alloc_bytes;
+}
+
+static void sum_alloc_count(heap_t *h, void *arg) {
+    *(uint64_t *)arg += h->prof_alloc_count;
+}
+
+uint64_t prof_alloc_count_total(void) {
+    uint64_t sum = 0;
+    heap_foreach_unlocked(sum_alloc_count, &sum);
+    return sum;
 }
 
 uint64_t prof_alloc_bytes_total(void) {
@@ -1367,6 +1438,7 @@ void prof_start(void) {
     prof.t0_ns = prof_now_ns();
     prof.timeline = os_map(PROF_TIMELINE_MAX * sizeof(tpoint_t));
     prof.tl_interval_ns = 10 * 1000000ull;
+    prof.tl_mark = os_map((size_t)PROF_SITES_PER_CHUNK * PROF_MAX_CHUNKS * sizeof(uint64_t));
     atomic_thread_fence(memory_order_seq_cst);
     prof.started = true;
     heap_foreach(heap_reset_counter, NULL);

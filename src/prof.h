@@ -147,11 +147,24 @@ typedef struct lent_s {
 } lent_t;
 #define LENT_LARGE 0xff
 
+/* A call site at a detailed timeline point: what massif's detailed snapshots keep. */
+#define PROF_TL_TOP 8               /* the top sites by live bytes, and by bytes allocated since */
+#define PROF_TL_SITES (2 * PROF_TL_TOP) /* the last detailed point: at most this many in all */
+#define PROF_TL_BUDGET 50           /* a scan of the sites may take 1/50 of the time between */
+typedef struct tsite_s {
+    uint32_t id;
+    int64_t live_bytes;   /* weighted, then */
+    uint64_t alloc_bytes; /* weighted, allocated by the site so far */
+} tsite_t;
+
 typedef struct tpoint_s {
     uint64_t t_ns;      /* since the profiler started */
     int64_t live_bytes; /* weighted live bytes */
     uint64_t rss_bytes;
     uint64_t alloc_bytes; /* weighted bytes allocated so far */
+    uint64_t alloc_count; /* weighted allocations so far */
+    uint32_t nsites;      /* a detailed point: sites[0..nsites) (0: not detailed) */
+    tsite_t sites[PROF_TL_SITES];
 } tpoint_t;
 
 typedef struct prof_state_s {
@@ -175,6 +188,8 @@ typedef struct prof_state_s {
     unsigned ntimeline;
     uint64_t tl_interval_ns;
     uint64_t tl_last_ns;
+    uint64_t tl_detail_ns;  /* no detailed point before this time (the scans' budget) */
+    uint64_t *tl_mark;      /* per site: its alloc_bytes at the last detailed point */
     /* large table: its shards are prof.c's */
     _Atomic size_t ltab_live; /* free skips the probe while this is 0 */
     /* our own code's address range, for skipping allocator frames */
@@ -266,6 +281,7 @@ uint64_t prof_rss_bytes(void);
 void prof_unwind_checked(uint64_t *checked, uint64_t *mismatch); /* TALLY_UNWIND=check */
 uint64_t prof_now_ns(void);
 uint64_t prof_alloc_bytes_total(void); /* sum over heaps */
+uint64_t prof_alloc_count_total(void);
 double prof_inv_p(uint64_t n); /* 1 / P(a request of n bytes is sampled); 1 in all mode */
 
 /* ---- leak.c: the reachability check at exit (TALLY_LEAKS) ---------------------------------- */

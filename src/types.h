@@ -175,6 +175,7 @@ typedef struct heap_s {
     int64_t sample_left;
     uint64_t rng;
     uint64_t prof_alloc_bytes; /* bytes the profiler recorded on this thread (weighted) */
+    uint64_t prof_alloc_count; /* and allocations (weighted) */
     _Alignas(64) bin_t bin[NCLASSES]; /* the fast paths touch only these */
     pool_t *cur[NCLASSES]; /* head of each class list; &pool_sentinel when the list is empty */
     pool_t *full;          /* full pools, still owned (doubly linked through next/prev) */

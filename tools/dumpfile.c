@@ -192,7 +192,8 @@ typedef struct parser_s {
     size_t errlen;
     size_t lineno;
     dump_t *d;
-    size_t cap_modules, cap_sites, cap_classes, cap_timeline, cap_blocks, cap_nodes, cap_errors;
+    size_t cap_modules, cap_sites, cap_classes, cap_timeline, cap_tsites, cap_blocks, cap_nodes,
+        cap_errors;
     uint32_t *node_depth;
     size_t cap_depth;
     idmap_t stacks; /* stack id -> node (depths are checked when the stack is read) */
@@ -718,8 +719,38 @@ static bool rec_timeline(parser_t *p, const field_t *fs, size_t n) {
     if (!get_u64(p, fs, n, "t_ns", true, &t->t_ns) ||
         !get_i64(p, fs, n, "live_bytes", false, &t->live_bytes) ||
         !get_u64(p, fs, n, "rss_bytes", false, &t->rss_bytes) ||
-        !get_u64(p, fs, n, "alloc_bytes", false, &t->alloc_bytes))
+        !get_u64(p, fs, n, "alloc_bytes", false, &t->alloc_bytes) ||
+        !get_u64(p, fs, n, "alloc_count", false, &t->alloc_count))
         return false;
+    t->detailed = false;
+    t->first = d->ntsites;
+    t->nsites = 0;
+    const field_t *f = find(fs, n, "sites");
+    if (f) { /* id:live:allocated,... of sites defined above; an unknown id is left out */
+        t->detailed = true;
+        const char *v = f->val, *end = f->val + f->vlen;
+        while (v < end) {
+            const char *c1 = memchr(v, ':', (size_t)(end - v));
+            const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(end - c1 - 1)) : NULL;
+            const char *e = c2 ? memchr(c2 + 1, ',', (size_t)(end - c2 - 1)) : NULL;
+            if (!e)
+                e = end;
+            uint64_t id, alloc;
+            int64_t live;
+            if (!c2 || !parse_u64(v, (size_t)(c1 - v), &id) || id > UINT32_MAX ||
+                !parse_i64(c1 + 1, (size_t)(c2 - c1 - 1), &live) ||
+                !parse_u64(c2 + 1, (size_t)(e - c2 - 1), &alloc) || e == end - 1)
+                return fail(p, "sites is not a list of site:live:allocated");
+            uint32_t idx;
+            if (idmap_get(&p->sites, (uint32_t)id, &idx)) {
+                if (!reserve((void **)&d->tsites, &p->cap_tsites, d->ntsites, sizeof *d->tsites))
+                    return fail(p, "out of memory");
+                d->tsites[d->ntsites++] = (dtsite_t){idx, live, alloc};
+                t->nsites++;
+            }
+            v = e + 1;
+        }
+    }
     d->ntimeline++;
     return true;
 }
@@ -1107,6 +1138,7 @@ void dump_free(dump_t *d) {
     free(d->sites);
     free(d->classes);
     free(d->timeline);
+    free(d->tsites);
     free(d->blocks);
     free(d->errors);
     free(d->node_ip);

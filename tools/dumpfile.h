@@ -77,9 +77,19 @@ typedef struct dclass_s {
         bytes_granted, bytes_held;
 } dclass_t;
 
+/* A call site at a detailed timeline point (`sites`): one of the top ones then. */
+typedef struct dtsite_s {
+    uint32_t site;        /* index into sites */
+    int64_t live_bytes;   /* then */
+    uint64_t alloc_bytes; /* allocated by it up to then */
+} dtsite_t;
+
 typedef struct dpoint_s {
-    uint64_t t_ns, rss_bytes, alloc_bytes;
+    uint64_t t_ns, rss_bytes, alloc_bytes, alloc_count;
     int64_t live_bytes;
+    bool detailed;       /* the point has `sites`: tsites[first .. first + nsites) */
+    size_t first;
+    uint32_t nsites;
 } dpoint_t;
 
 typedef struct dblock_s {
@@ -140,6 +150,8 @@ typedef struct dump_s {
         empty_pool_bytes, never_used_bytes, large_mallocs, small_mallocs, system_heap_bytes;
     dpoint_t *timeline;
     size_t ntimeline;
+    dtsite_t *tsites; /* the detailed points' sites */
+    size_t ntsites;
     dblock_t *blocks;
     size_t nblocks;
     /* TALLY_CHECK: the header's check field, the totals' counts and the error records */

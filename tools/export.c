@@ -2,7 +2,8 @@
  *
  * massif: valgrind's heap profiler's output file (massif.out.PID), as ms_print and
  * massif-visualizer read it. Its snapshots are the dump's timeline (time in ms; the heap the
- * bytes live then), then the peak, detailed: the call tree of the bytes live at the program-wide
+ * bytes live then), detailed where the timeline point has its top call sites (`sites`): their
+ * tree, and what the others held as one node; then the peak, detailed: the call tree of the bytes live at the program-wide
  * peak, allocation functions at the root and their callers below, as massif draws it, each node
  * of 1% of the total or more (massif's threshold) and the rest of a node's callers summed in one
  * "in N places" line; and the last snapshot, detailed too: what is live at the dump.
@@ -82,8 +83,8 @@ static void massif_frame(char *out, size_t cap, const sym_frame_t *f) {
             *p = ' ';
 }
 
-/* The tree of one measure (peak: bytes live at the peak; live: live at the dump). */
-static xnode_t *build_tree(const dump_t *d, symbolizer_t *sym, bool peak) {
+/* The tree of the bytes w[i] of site i (sites with w[i] <= 0 left out). */
+static xnode_t *build_tree_of(const dump_t *d, symbolizer_t *sym, const double *w) {
     xnode_t *root = calloc(1, sizeof *root);
     sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
     if (!root || !fr || !(root->name = strdup("(heap allocation functions) malloc/new/new[], "
@@ -95,7 +96,7 @@ static xnode_t *build_tree(const dump_t *d, symbolizer_t *sym, bool peak) {
     char name[1024];
     for (size_t i = 0; i < d->nsites; i++) {
         const dsite_t *s = &d->sites[i];
-        double v = (double)(peak ? s->peak_live_bytes : s->live_bytes);
+        double v = w[i];
         if (v <= 0 || s->id == 0)
             continue;
         root->value += v;
@@ -108,6 +109,36 @@ static xnode_t *build_tree(const dump_t *d, symbolizer_t *sym, bool peak) {
         }
     }
     free(fr);
+    return root;
+}
+
+/* The tree of one measure (peak: bytes live at the peak; live: live at the dump). */
+static xnode_t *build_tree(const dump_t *d, symbolizer_t *sym, bool peak) {
+    double *w = calloc(d->nsites ? d->nsites : 1, sizeof *w);
+    if (!w)
+        return NULL;
+    for (size_t i = 0; i < d->nsites; i++)
+        w[i] = (double)(peak ? d->sites[i].peak_live_bytes : d->sites[i].live_bytes);
+    xnode_t *t = build_tree_of(d, sym, w);
+    free(w);
+    return t;
+}
+
+/* A detailed timeline point's tree: the sites it lists by their live bytes then; what the
+ * others held is one line, as massif's nodes below its threshold are. */
+static xnode_t *point_tree(const dump_t *d, symbolizer_t *sym, const dpoint_t *p, double *w) {
+    memset(w, 0, (d->nsites ? d->nsites : 1) * sizeof *w);
+    for (uint32_t k = 0; k < p->nsites; k++) {
+        const dtsite_t *t = &d->tsites[p->first + k];
+        w[t->site] = (double)t->live_bytes;
+    }
+    xnode_t *root = build_tree_of(d, sym, w);
+    double rest = (double)p->live_bytes - (root ? root->value : 0);
+    xnode_t *other = root && rest > 0 ? xnode_child(root, "0x0: (other call sites, not kept at this point)") : NULL;
+    if (other) {
+        other->value = rest;
+        root->value += rest;
+    }
     return root;
 }
 
@@ -173,20 +204,37 @@ static int export_massif(FILE *f, const dump_t *d, symbolizer_t *sym) {
     for (const char *p = d->program ? d->program : "?"; *p; p++)
         fputc(*p == '\n' ? ' ' : *p, f);
     fputs("\ntime_unit: ms\n", f);
-    /* at most 100 timeline snapshots, as massif keeps; the one of the highest live bytes is
-     * followed by the peak */
-    size_t nt = d->ntimeline, step = nt > 100 ? (nt + 99) / 100 : 1, top = 0;
-    for (size_t i = 0; i < nt; i++)
+    /* about 100 timeline snapshots, as massif keeps, and up to 50 of the detailed points, whose
+     * trees are the call sites they list (massif's detailed snapshots); the one of the highest
+     * live bytes is followed by the peak */
+    size_t nt = d->ntimeline, step = nt > 100 ? (nt + 99) / 100 : 1, top = 0, ndet = 0;
+    for (size_t i = 0; i < nt; i++) {
         if (d->timeline[i].live_bytes > d->timeline[top].live_bytes)
             top = i;
+        ndet += d->timeline[i].nsites > 0;
+    }
+    size_t dstep = ndet > 50 ? (ndet + 49) / 50 : 1, di = 0;
+    double *w = calloc(d->nsites ? d->nsites : 1, sizeof *w);
+    if (!w) {
+        xnode_free(peak);
+        xnode_free(live);
+        tool_error("out of memory");
+        return 1;
+    }
     unsigned num = 0;
     uint64_t last_ms = 0;
     bool peak_put = false;
     for (size_t i = 0; i < nt; i++) {
-        if (i % step && i != top)
+        const dpoint_t *p = &d->timeline[i];
+        bool detail = p->nsites > 0 && di++ % dstep == 0;
+        if (i % step && i != top && !detail)
             continue;
-        last_ms = d->timeline[i].t_ns / 1000000;
-        put_snapshot(f, num++, last_ms, (double)d->timeline[i].live_bytes, "empty");
+        last_ms = p->t_ns / 1000000;
+        xnode_t *t = detail ? point_tree(d, sym, p, w) : NULL;
+        put_snapshot(f, num++, last_ms, (double)p->live_bytes, t ? "detailed" : "empty");
+        if (t)
+            put_node(f, t, t->value, 0);
+        xnode_free(t);
         if (i == top) {
             put_snapshot(f, num++, last_ms, peak->value, "peak");
             put_node(f, peak, peak->value, 0);
@@ -200,6 +248,7 @@ static int export_massif(FILE *f, const dump_t *d, symbolizer_t *sym) {
     uint64_t end_ms = d->duration_ns / 1000000;
     put_snapshot(f, num++, end_ms > last_ms ? end_ms : last_ms, live->value, "detailed");
     put_node(f, live, live->value, 0);
+    free(w);
     xnode_free(peak);
     xnode_free(live);
     return 0;

@@ -89,6 +89,10 @@ def parse(path):
                 raise DumpError("%s:%d: field without '=': %r" % (path, n, fld))
             if k in ("path", "program", "file", "name") or (tag == "frame" and k == "py"):
                 rec[k] = _decode(v)
+            elif tag == "timeline" and k == "sites":  # site:live:allocated,...
+                rec[k] = [tuple(int(x) for x in part.split(":")) for part in v.split(",")]
+                if any(len(t) != 3 for t in rec[k]):
+                    raise DumpError("%s:%d: sites is not site:live:allocated,..." % (path, n))
             else:
                 rec[k] = _value(v)
         d[tag].append(rec)
