@@ -9,19 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const measures[] = {"peak", "allocated", "live", "leaked", "count",
-                                       "temporary", "pinned", NULL};
-/* what the title says a measure is */
-static const char *const measure_title[] = {
-    "call site at the program's peak", "call site, allocated", "call site, live when dumped",
-    "call site, still live at exit", "call site, allocations", "call site, temporary allocations",
-    "call site, pool memory pinned by live blocks"};
-
 bool flame_measure_valid(const char *m) {
-    for (int i = 0; measures[i]; i++)
-        if (strcmp(m, measures[i]) == 0)
-            return true;
-    return false;
+    return measure_find(m) != NULL;
+}
+
+static bool measure_bytes(const char *m) {
+    const measure_t *mi = measure_find(m);
+    return !mi || mi->bytes;
 }
 
 static double weight(const dump_t *d, const dsite_t *s, const char *m) {
@@ -251,16 +245,15 @@ static int write_svg(FILE *f, const dump_t *d, fnode_t *root, const char *measur
     unsigned depth = depth_of(root);
     unsigned height = ROW * (depth + 1) + 3 * PAD + 40;
     double scale = root->value > 0 ? (WIDTH - 2 * PAD) / root->value : 0;
-    bool bytes = strcmp(measure, "count") != 0 && strcmp(measure, "temporary") != 0;
+    bool bytes = measure_bytes(measure);
     char total[32];
     if (bytes)
         fmt_size(total, root->value);
     else
         fmt_count(total, root->value);
-    const char *title = measure;
-    for (int i = 0; measures[i]; i++)
-        if (strcmp(measures[i], measure) == 0)
-            title = measure_title[i];
+    const measure_t *mi = measure_find(measure);
+    char title[128];
+    snprintf(title, sizeof title, "call site, %s", mi ? mi->what : measure);
     fprintf(f, "<?xml version=\"1.0\" standalone=\"no\"?>\n"
                "<svg version=\"1.1\" width=\"%d\" height=\"%u\" viewBox=\"0 0 %d %u\" "
                "xmlns=\"http://www.w3.org/2000/svg\" onload=\"init(evt)\" data-width=\"%d\">\n",
@@ -431,7 +424,7 @@ int tree_write(FILE *f, const dump_t *d, symbolizer_t *sym, const tree_opts_t *o
     fnode_t *root = build_tree(d, sym, o->measure, o->bottom_up, o->focus);
     if (!root)
         return 1;
-    bool bytes = strcmp(o->measure, "count") != 0 && strcmp(o->measure, "temporary") != 0;
+    bool bytes = measure_bytes(o->measure);
     char val[32];
     if (o->focus)
         fprintf(f, "\n%s of %s, by %s, inclusive: %s%s through it; under %.1f%% left out, %u "
@@ -473,10 +466,10 @@ int cmd_flame(const dump_t *d, symbolizer_t *sym, const flame_opts_t *o) {
 }
 
 int flame_write(FILE *f, const dump_t *d, symbolizer_t *sym, const flame_opts_t *o) {
-    if (strcmp(o->measure, "leaked") == 0 && !d->has_blocks) {
-        tool_error("%s: --measure leaked needs a dump of every allocation written at exit "
-                   "(`tally run --leaks`)",
-                   d->path_shown);
+    const measure_t *mi = measure_find(o->measure);
+    const char *missing = mi ? measure_missing(d, mi) : NULL;
+    if (missing) {
+        tool_error("%s: --measure %s %s", d->path_shown, o->measure, missing);
         return 2;
     }
     fnode_t *root = build_tree(d, sym, o->measure, o->inverted, NULL);

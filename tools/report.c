@@ -28,16 +28,9 @@ totals_t totals_of(const dump_t *d) {
 }
 
 /* ---- sorting ------------------------------------------------------------------------------ */
-static const char *const measures[] = {"peak", "live", "allocated", "count", "temporary",
-                                       "pinned", NULL};
-
 bool report_measure_valid(const char *m) {
-    for (int i = 0; measures[i]; i++)
-        if (strcmp(m, measures[i]) == 0)
-            return true;
-    return false;
+    return measure_find(m) != NULL;
 }
-
 
 static const dump_t *sort_dump;
 static const char *sort_measure;
@@ -253,16 +246,8 @@ static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
         return 1;
     fprintf(f, "  call sites   %s\n", fmt_count(a, (double)n));
     size_t shown = n < top ? n : top;
-    static const char *const what[] = {"peak", "bytes live at the program-wide peak",
-                                       "live", "bytes live now",
-                                       "allocated", "bytes allocated",
-                                       "count", "number of allocations",
-                                       "temporary", "temporary allocations",
-                                       "pinned", "the pool and block memory its live blocks keep"};
-    const char *desc = measure;
-    for (size_t i = 0; i < 12; i += 2)
-        if (strcmp(what[i], measure) == 0)
-            desc = what[i + 1];
+    const measure_t *mi = measure_find(measure);
+    const char *desc = mi ? mi->what : measure;
     fprintf(f, "\nTop %zu call sites by %s (%s):\n", shown, measure, desc);
     double total_measure = 0;
     for (size_t i = 0; i < n; i++)
@@ -271,15 +256,8 @@ static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
         const dsite_t *s = v[i];
         char m1[32], m2[32], m3[32], m4[32], m5[32], m6[32], m7[32], q[16];
         double val = site_measure(d, s, measure);
-        bool bytes = strcmp(measure, "count") != 0 && strcmp(measure, "temporary") != 0;
-        static const char *const suffix[] = {"peak", "at the peak", "live", "live now",
-                                             "allocated", "allocated", "count", "allocations",
-                                             "temporary", "temporary allocations",
-                                             "pinned", "pinned"};
-        const char *sfx = measure;
-        for (size_t k = 0; k < 12; k += 2)
-            if (strcmp(suffix[k], measure) == 0)
-                sfx = suffix[k + 1];
+        bool bytes = !mi || mi->bytes;
+        const char *sfx = mi ? mi->suffix : measure;
         bool ranked = site_rankable(d, s, measure);
         if (!ranked && (i == 0 || site_rankable(d, v[i - 1], measure)))
             fprintf(f, "\n%s call sites with too few samples to rank by %s (each one's interval "
@@ -505,6 +483,12 @@ static int report_json(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
 
 int cmd_report(const dump_t *d, symbolizer_t *sym, const report_opts_t *o) {
     FILE *f = stdout;
+    const measure_t *mi = measure_find(o->sort);
+    const char *missing = mi ? measure_missing(d, mi) : NULL;
+    if (missing) {
+        tool_error("%s: --sort %s %s", d->path_shown, o->sort, missing);
+        return 2;
+    }
     if (o->tree || o->focus) {
         print_header(f, d, "tally report");
         tree_opts_t t = {.measure = o->sort,

@@ -88,7 +88,9 @@ static const char usage_report[] =
     "\n"
     "  --sort MEASURE   peak (bytes live at the program-wide peak, the default), live (now),\n"
     "                   allocated (bytes), count (allocations), temporary, pinned (the pool\n"
-    "                   memory the site's live blocks keep)\n"
+    "                   memory the site's live blocks keep), slack (bytes granted beyond the\n"
+    "                   requests), leaked, and with the leak check definite, indirect,\n"
+    "                   possible or reachable\n"
     "  --top N          how many call sites (default 10; 0 for all)\n"
     "  --json           JSON instead of text (docs/JSON.md)\n"
     "  --tree[=top-down|bottom-up]  the call tree instead, each function with its inclusive\n"
@@ -184,7 +186,9 @@ static const char usage_flame[] =
     "                     live (bytes live when dumped), leaked (bytes still live at exit;\n"
     "                     with the leak check, those definitely, indirectly or possibly lost),\n"
     "                     count (allocations), temporary (allocations freed before the next),\n"
-    "                     pinned (pool memory the live blocks keep)\n"
+    "                     pinned (pool memory the live blocks keep), slack (bytes granted\n"
+    "                     beyond the requests), and with the leak check definite, indirect,\n"
+    "                     possible or reachable (the bytes of each kind)\n"
     "  --inverted         the stacks from the allocating function out: its callers above it\n"
     "  --folded           `outermost;...;innermost VALUE` lines instead of SVG\n"
     "  --json             one JSON document whose .root is the tree d3-flame-graph reads\n"
@@ -350,11 +354,13 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             xo.format = optarg;
             break;
         case 's':
-            if (!is_report || !report_measure_valid(optarg))
-                return bad_usage(cmd, is_report ? "--sort %s: want peak, live, allocated, count, "
-                                                  "temporary or pinned"
-                                                : "--sort: an option of report and diff (%s)",
-                                 optarg);
+            if (!is_report)
+                return bad_usage(cmd, "--sort: an option of report and diff (%s)", optarg);
+            if (!report_measure_valid(optarg)) {
+                char m[256];
+                snprintf(m, sizeof m, "--sort %s: want %s", optarg, measure_names());
+                return bad_usage(cmd, "%s", m);
+            }
             ro.sort = optarg;
             break;
         case 't':
@@ -367,11 +373,13 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
             ro.json = lo.json = fo.json = eo.json = true;
             break;
         case 'm':
-            if (!is_flame || !flame_measure_valid(optarg))
-                return bad_usage(cmd, is_flame ? "--measure %s: want peak, allocated, live, "
-                                                 "leaked, count, temporary or pinned"
-                                               : "--measure: an option of flame (%s)",
-                                 optarg);
+            if (!is_flame)
+                return bad_usage(cmd, "--measure: an option of flame (%s)", optarg);
+            if (!flame_measure_valid(optarg)) {
+                char m[256];
+                snprintf(m, sizeof m, "--measure %s: want %s", optarg, measure_names());
+                return bad_usage(cmd, "%s", m);
+            }
             fo.measure = optarg;
             break;
         case 'A':

@@ -55,6 +55,43 @@ const char *dump_when(const dump_t *d, char buf[64]) {
     return d->reason;
 }
 
+const measure_t tool_measures[] = {
+    {"peak", "bytes live at the program-wide peak", "at the peak", true, 0},
+    {"live", "bytes live now", "live now", true, 0},
+    {"allocated", "bytes allocated", "allocated", true, 0},
+    {"count", "number of allocations", "allocations", false, 0},
+    {"temporary", "temporary allocations", "temporary allocations", false, 0},
+    {"pinned", "the pool and block memory its live blocks keep", "pinned", true, 0},
+    {"slack", "size-class slack, bytes granted beyond the requests", "slack", true, 0},
+    {"leaked", "bytes still live at exit, lost ones with the leak check", "leaked", true,
+     MEASURE_BLOCKS},
+    {"definite", "bytes definitely lost", "definitely lost", true, MEASURE_KINDS},
+    {"indirect", "bytes indirectly lost", "indirectly lost", true, MEASURE_KINDS},
+    {"possible", "bytes possibly lost", "possibly lost", true, MEASURE_KINDS},
+    {"reachable", "bytes still reachable at exit", "still reachable", true, MEASURE_KINDS},
+    {NULL, NULL, NULL, false, 0},
+};
+
+const measure_t *measure_find(const char *name) {
+    for (const measure_t *m = tool_measures; name && m->name; m++)
+        if (strcmp(m->name, name) == 0)
+            return m;
+    return NULL;
+}
+
+const char *measure_names(void) {
+    return "peak, live, allocated, count, temporary, pinned, slack, leaked, definite, "
+           "indirect, possible or reachable";
+}
+
+const char *measure_missing(const dump_t *d, const measure_t *m) {
+    if ((m->needs & MEASURE_KINDS) && !d->leak_check)
+        return "needs a dump with the leak check's kinds (`tally run --leaks`)";
+    if ((m->needs & MEASURE_BLOCKS) && !d->has_blocks)
+        return "needs a dump of every allocation written at exit (`tally run --leaks`)";
+    return NULL;
+}
+
 double site_measure(const dump_t *d, const dsite_t *s, const char *m) {
     if (!s)
         return 0;
@@ -70,6 +107,16 @@ double site_measure(const dump_t *d, const dsite_t *s, const char *m) {
         return dump_count(d, s->temporary);
     if (strcmp(m, "pinned") == 0)
         return (double)s->pinned_bytes;
+    if (strcmp(m, "slack") == 0)
+        return s->granted_bytes > s->alloc_bytes ? (double)(s->granted_bytes - s->alloc_bytes) : 0;
+    if (strcmp(m, "definite") == 0)
+        return (double)s->kind_bytes[DKIND_DEFINITE];
+    if (strcmp(m, "indirect") == 0)
+        return (double)s->kind_bytes[DKIND_INDIRECT];
+    if (strcmp(m, "possible") == 0)
+        return (double)s->kind_bytes[DKIND_POSSIBLE];
+    if (strcmp(m, "reachable") == 0)
+        return (double)s->kind_bytes[DKIND_REACHABLE];
     return (double)s->leak_bytes;
 }
 

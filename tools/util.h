@@ -39,9 +39,28 @@ void frame_label(char *out, size_t cap, const sym_frame_t *f);
 void print_frame(FILE *f, const char *indent, const char *verb, const sym_frame_t *fr);
 void json_frames(FILE *f, const sym_frame_t *fr, int n);
 
-/* A site's figure by name: peak (bytes live at the program-wide peak), live (bytes live when
- * dumped), allocated (bytes), count (allocations), temporary (allocations), leaked (bytes still
- * live at exit, from the block list); 0 for a NULL site. */
+/* The measures a site can be weighed by (report --sort, flame --measure, the page's selector):
+ * peak (bytes live at the program-wide peak), live (bytes live when dumped), allocated (bytes),
+ * count (allocations), temporary (allocations freed before the next one), pinned (pool memory
+ * its live blocks keep), slack (bytes granted beyond the requests: the size classes' rounding),
+ * leaked (bytes still live at exit, from the block list; with the leak check, the lost ones),
+ * and with the leak check each kind: definite, indirect, possible, reachable (bytes). */
+typedef struct measure_s {
+    const char *name;
+    const char *what;   /* "bytes live at the program-wide peak" */
+    const char *suffix; /* "at the peak": after a figure */
+    bool bytes;         /* a size, else a count */
+    unsigned needs;     /* MEASURE_BLOCKS, MEASURE_KINDS: what the dump must have */
+} measure_t;
+#define MEASURE_BLOCKS 1u /* the blocks live at exit (`tally run --leaks` or --all) */
+#define MEASURE_KINDS 2u  /* the leak check's kinds (`tally run --leaks`) */
+extern const measure_t tool_measures[]; /* ends with a NULL name */
+const measure_t *measure_find(const char *name);
+/* "peak, live, ... or reachable": for a usage error */
+const char *measure_names(void);
+/* NULL when dump d has what measure m needs, else a sentence saying what is missing. */
+const char *measure_missing(const dump_t *d, const measure_t *m);
+/* A site's figure by measure name; 0 for a NULL site. */
 double site_measure(const dump_t *d, const dsite_t *s, const char *m);
 
 /* The 95% interval of an estimate. In all mode every figure is exact: [v, v]. In sample mode

@@ -93,7 +93,7 @@ usage supp-kinds 'kinds.supp:4: match-leak-kinds: want definite' leaks --suppres
 usage run-supp-missing '--suppressions /nonexistent' run --leaks --suppressions /nonexistent -- true
 usage unknown-option 'unknown option --frob' report --frob "$tmp/good.tly"
 usage unknown-command "no command 'frob'" frob
-usage flame-measure '--measure bogus: want peak, allocated' flame --measure bogus "$tmp/good.tly"
+usage flame-measure '--measure bogus: want peak, live, allocated' flame --measure bogus "$tmp/good.tly"
 usage html-json '--json: not an option of html' html --json "$tmp/good.tly"
 usage flame-both '--folded and --json' flame --folded --json "$tmp/good.tly"
 usage diff-one 'want two dumps' diff "$tmp/good.tly"

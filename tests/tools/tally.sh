@@ -55,6 +55,32 @@ check golden.flame.folded text flame --folded "$tmp/golden.tly"
 check golden.flame-leaked.folded text flame --folded --measure leaked "$tmp/golden.tly"
 check golden.flame.json json flame --json "$tmp/golden.tly"
 check golden.flame-inverted-count.folded text flame --folded --inverted --measure count "$tmp/golden.tly"
+# Every measure the flame graph and the report take adds up to the dump's own figures: the leak
+# kinds to the sites' kind bytes (memcheck's kinds, compared with valgrind in tests/leaks), slack
+# to granted less requested.
+for m in definite indirect possible reachable slack pinned; do
+    "$tally" flame --folded --measure "$m" "$tmp/golden.tly" >"$tmp/m.folded" ||
+        fail "tally flame --measure $m failed"
+    /usr/bin/python3 - "$m" "$tmp/m.folded" "$tmp/golden.tly" <<'PY' || fail "flame --measure $m does not add up"
+import sys
+import dumpcheck
+m, folded, dump = sys.argv[1:]
+got = sum(int(l.rsplit(" ", 1)[1]) for l in open(folded) if l.strip())
+sites = [s for s in dumpcheck.parse(dump)["site"] if s["id"] != 0]
+key = {"definite": "definite_bytes", "indirect": "indirect_bytes", "possible": "possible_bytes",
+       "reachable": "reachable_bytes", "pinned": "pinned_bytes"}
+want = sum(s.get(key[m], 0) if m in key else max(s["granted_bytes"] - s["alloc_bytes"], 0)
+           for s in sites)
+print("%s: %d in the flame graph, %d in the dump" % (m, got, want))
+sys.exit(0 if got == want and (want > 0 or m == "possible") else 1)
+PY
+done
+"$tally" report --sort slack --top 1 "$tmp/golden.tly" >"$tmp/slack.txt" || fail "report --sort slack failed"
+grep -q '^#1 7.81 KiB slack' "$tmp/slack.txt" || fail "report --sort slack: parse_records' 500 x 16 B of slack is not first: $(sed -n '/^#1/p' "$tmp/slack.txt")"
+"$tally" run --all --lib "$TALLY_LIB" -o "$tmp/nokinds.tly" -- "$top_builddir/tests/tools/golden" >/dev/null 2>&1
+out=$("$tally" report --sort definite "$tmp/nokinds.tly" 2>&1 >/dev/null)
+[ $? = 2 ] && [[ $out == *"needs a dump with the leak check's kinds"* ]] ||
+    fail "report --sort definite without the leak check: $out"
 # The SVG: well-formed, the whole at the root, a frame per function with its share.
 "$tally" flame --measure allocated "$tmp/golden.tly" >"$tmp/g.svg" || fail "tally flame failed"
 /usr/bin/python3 - "$tmp/g.svg" "$tmp/golden.tly" <<'PY' || fail "the flame graph is not right"
