@@ -59,10 +59,7 @@ typedef struct pair_s {
 } pair_t;
 
 static size_t khash(const char *s) {
-    size_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
+    return (size_t)str_hash(s);
 }
 
 static int by_delta(const void *a, const void *b) {

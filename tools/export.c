@@ -265,13 +265,6 @@ typedef struct strtab_s {
     size_t nslot;
 } strtab_t;
 
-static uint64_t str_hash(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 /* The index of s (NULL: ""), interned; *fresh (if given) says it was not there before. -1 when
  * memory runs out. */
 static int64_t str_index(strtab_t *t, const char *s, bool *fresh) {

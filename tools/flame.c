@@ -26,7 +26,7 @@ static double weight(const dump_t *d, const dsite_t *s, const char *m) {
 /* A frame as one name: "func", "func [inlined]" is not kept apart (a flame graph merges by
  * name), "module+0x..." or "0x..." when nothing names it; a Python frame "func (file.py:LINE)",
  * as py-spy names them: its line is what a Python user looks for. */
-static void frame_name(char *out, size_t cap, const sym_frame_t *f) {
+void flame_frame_name(char *out, size_t cap, const sym_frame_t *f) {
     if (f->python)
         snprintf(out, cap, "%s (%s:%u)", f->function ? f->function : "?",
                  f->file ? sym_basename(f->file) : "?", f->line);
@@ -395,7 +395,7 @@ static fnode_t *build_tree(const dump_t *d, symbolizer_t *sym, const char *measu
             /* the focus's outermost call in the stack: callees from it inward, callers outward */
             int at = -1;
             for (int k = n - 1; k >= 0 && at < 0; k--) {
-                frame_name(name, sizeof name, &fr[k]);
+                flame_frame_name(name, sizeof name, &fr[k]);
                 if (strcmp(name, focus) == 0)
                     at = k;
             }
@@ -410,7 +410,7 @@ static fnode_t *build_tree(const dump_t *d, symbolizer_t *sym, const char *measu
         root->value += v;
         for (int j = 0; j < hi - lo && node; j++) {
             int k = bottom_up ? lo + j : hi - 1 - j;
-            frame_name(name, sizeof name, &fr[k]);
+            flame_frame_name(name, sizeof name, &fr[k]);
             node = child_named(node, name);
             if (node)
                 node->value += v;

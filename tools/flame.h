@@ -24,7 +24,9 @@ int tree_write(FILE *f, const dump_t *d, symbolizer_t *sym, const tree_opts_t *o
 
 bool flame_measure_valid(const char *m);
 int cmd_flame(const dump_t *d, symbolizer_t *sym, const flame_opts_t *o);
-/* The same to f (the HTML page embeds the SVG). */
 int flame_write(FILE *f, const dump_t *d, symbolizer_t *sym, const flame_opts_t *o);
+/* A frame as the flame graph and the trees name it (frames of one name are one node): its
+ * function, MODULE+0xOFF, or for Python "func (file.py:LINE)" */
+void flame_frame_name(char *out, size_t cap, const sym_frame_t *f);
 
 #endif

@@ -273,6 +273,35 @@ bool dump_python_view(dump_t *d, enum py_group by, char *err, size_t errlen) {
             finish_site(&sites[i], &acc[i]);
         for (size_t b = 0; b < d->nblocks; b++)
             d->blocks[b].site = map[d->blocks[b].site];
+        for (size_t e = 0; e < d->nerrors; e++) { /* index + 1, 0 for none */
+            derror_t *er = &d->errors[e];
+            if (er->where)
+                er->where = map[er->where - 1] + 1;
+            if (er->alloc)
+                er->alloc = map[er->alloc - 1] + 1;
+            if (er->free)
+                er->free = map[er->free - 1] + 1;
+        }
+        /* a detailed timeline point's sites: those merged into one are summed */
+        for (size_t i = 0; i < d->ntimeline; i++) {
+            dpoint_t *p = &d->timeline[i];
+            dtsite_t *v = d->tsites + p->first;
+            uint32_t n = 0;
+            for (uint32_t k = 0; k < p->nsites; k++) {
+                dtsite_t x = v[k];
+                x.site = map[x.site];
+                uint32_t j = 0;
+                while (j < n && v[j].site != x.site)
+                    j++;
+                if (j < n) {
+                    v[j].live_bytes += x.live_bytes;
+                    v[j].alloc_bytes += x.alloc_bytes;
+                } else {
+                    v[n++] = x;
+                }
+            }
+            p->nsites = n;
+        }
         free(d->sites);
         d->sites = sites;
         d->nsites = nsites;

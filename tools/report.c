@@ -147,6 +147,16 @@ static interval_t totals_interval(const dump_t *d, const char *m) {
 
 /* A bucket's bounds as a person reads them: "[16 B, 32 B)" for sizes, "[4, 8)" allocations for
  * lifetimes (bucket 0: "0 (temporary)"). */
+void hist_totals(const dump_t *d, uint64_t *size, uint64_t *life) {
+    memset(size, 0, DUMP_NHIST * sizeof *size);
+    memset(life, 0, DUMP_NHIST * sizeof *life);
+    for (size_t i = 0; i < d->nsites; i++)
+        for (int k = 0; k < DUMP_NHIST; k++) {
+            size[k] += d->sites[i].size_hist[k];
+            life[k] += d->sites[i].life_hist[k];
+        }
+}
+
 void hist_label(char *out, size_t n, int k, bool life) {
     if (life) {
         if (k == 0)
@@ -284,12 +294,8 @@ static int report_text(FILE *f, const dump_t *d, symbolizer_t *sym, const char *
             print_hists(f, d, s->size_hist, s->life_hist, "   ");
     }
     free(v);
-    uint64_t size[DUMP_NHIST] = {0}, life[DUMP_NHIST] = {0};
-    for (size_t i = 0; i < d->nsites; i++)
-        for (int k = 0; k < DUMP_NHIST; k++) {
-            size[k] += d->sites[i].size_hist[k];
-            life[k] += d->sites[i].life_hist[k];
-        }
+    uint64_t size[DUMP_NHIST], life[DUMP_NHIST];
+    hist_totals(d, size, life);
     fputs("\nEvery call site:\n", f);
     print_hists(f, d, size, life, "  ");
     print_classes(f, d);

@@ -18,6 +18,8 @@ typedef struct report_opts_s {
 /* A histogram bucket's bounds as reports show them: "[16 B, 32 B)"; lifetimes "0 (temporary)",
  * "1", "[2, 4)" allocations. */
 void hist_label(char *out, size_t n, int k, bool life);
+/* The size and lifetime histograms of every site together */
+void hist_totals(const dump_t *d, uint64_t *size, uint64_t *life);
 /* Its first and last non-empty buckets, its largest count and its total; false if empty. */
 bool hist_extent(const dump_t *d, const uint64_t *h, int *lo, int *hi, double *max,
                  double *total);

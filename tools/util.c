@@ -286,6 +286,13 @@ const char *fmt_pct(char buf[16], double part, double whole) {
     return buf;
 }
 
+uint64_t str_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
 void json_str(FILE *f, const char *s) {
     if (!s) {
         fputs("null", f);

@@ -19,6 +19,9 @@ const char *fmt_size(char buf[32], double bytes);
 /* "12.6%" of part in whole ("-" when whole is 0) */
 const char *fmt_pct(char buf[16], double part, double whole);
 
+/* FNV-1a of a string: the hash of the tools' string tables */
+uint64_t str_hash(const char *s);
+
 /* JSON */
 void json_str(FILE *f, const char *s); /* a string literal, or null */
 void json_key(FILE *f, const char *key, bool *first); /* ,"key": */

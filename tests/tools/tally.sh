@@ -120,9 +120,17 @@ printf 'main;load 6400\nmain;parse;my_alloc 3200\n' | diff -u - "$tmp/wrappers.f
     fail "flame --folded does not fold the wrappers"
 "$tally" leaks --kinds all "$tmp/wrappers.tly" | grep -q "^   at xmalloc (wrappers.c:" ||
     fail "leaks folds the wrappers (memcheck shows them)"
-"$tally" html -o "$tmp/wrappers.html" "$tmp/wrappers.tly" &&
-    grep -q '<summary>load (wrappers.c:[0-9]*)</summary><pre class="stack">at xmalloc' "$tmp/wrappers.html" ||
-    fail "the page does not name the site by load with xmalloc one click away"
+"$tally" html -o "$tmp/wrappers.html" "$tmp/wrappers.tly" || fail "tally html failed"
+/usr/bin/python3 - "$tmp/wrappers.html" <<'PY' || fail "the page does not name the site by load with xmalloc one click away"
+import json, re, sys
+d = json.loads(re.search(r'<script type="application/json" id="tally-data">(.*?)</script>',
+                         open(sys.argv[1]).read(), re.S).group(1))
+shown = lambda st: [d["frames"][i][1] for i in st]
+ok = [s for s in d["sites"] if shown(s["f"])[0].startswith("load (wrappers.c:")
+      and "r" in s and shown(s["r"])[0].startswith("xmalloc (wrappers.c:")]
+print("sites named by load, xmalloc in the raw stack:", len(ok))
+sys.exit(0 if ok else 1)
+PY
 "$tally" leaks --alloc-fn x "$tmp/wrappers.tly" >/dev/null 2>&1 && fail "leaks took --alloc-fn"
 
 # diff: from a run that frees everything to one that does not.
