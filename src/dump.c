@@ -741,6 +741,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) /* the kernel's high-water mark, in KiB */
         kv(f, "max_rss_bytes", (uint64_t)ru.ru_maxrss * 1024);
+    kv(f, "meta_resident_bytes", os_meta_resident());
     unwind_counts_t uc;
     unwind_counts(&uc);
     kv(f, "unwind_stacks", uc.stacks);

@@ -93,6 +93,9 @@ void os_discard(void *p, size_t size);    /* the pages' memory back to the syste
 /* The os_map ranges now mapped, as pairs [lo, hi) into out (2 * max words); *complete is false
  * when some were not recorded (the registry is full) or did not fit. */
 unsigned os_meta_ranges(uintptr_t *out, unsigned max, bool *complete);
+/* Bytes of the library's own metadata mappings that are resident (mincore): the profiler's
+ * tables, the large-block table, the unwinder's caches. Async-signal-safe. */
+uint64_t os_meta_resident(void);
 void os_fork_child(void);
 bool os_write_all(int fd, const char *buf, size_t len); /* false on a write error */
 

@@ -509,6 +509,7 @@ static bool rec_totals(parser_t *p, const field_t *fs, size_t n) {
            get_u64(p, fs, n, "pinned_pool_bytes", false, &d->pinned_pool_bytes) &&
            get_u64(p, fs, n, "pinned_large_bytes", false, &d->pinned_large_bytes) &&
            get_u64(p, fs, n, "max_rss_bytes", false, &d->max_rss_bytes) &&
+           get_u64(p, fs, n, "meta_resident_bytes", false, &d->meta_resident_bytes) &&
            get_u64(p, fs, n, "python_stopped", false, &d->python_stopped);
 }
 

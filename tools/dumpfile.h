@@ -131,6 +131,7 @@ typedef struct dump_s {
     /* totals */
     uint64_t total_alloc_bytes, nsites_total, pinned_pool_bytes, pinned_large_bytes;
     uint64_t max_rss_bytes; /* 0: not in the dump */
+    uint64_t meta_resident_bytes; /* the library's own tables, resident (0: not in the dump) */
     int64_t total_live_bytes, peak_bytes;
     bool leak_check; /* the blocks carry their kinds */
     uint64_t leak_foreign_large; /* the large blocks were another allocator's (TALLY_LARGE) */

@@ -329,6 +329,8 @@ void json_dump_info(FILE *f, const dump_t *d, bool *first) {
     json_num(f, "duration_ns", (double)d->duration_ns, &fi);
     if (d->max_rss_bytes)
         json_num(f, "max_rss_bytes", (double)d->max_rss_bytes, &fi);
+    if (d->meta_resident_bytes)
+        json_num(f, "meta_resident_bytes", (double)d->meta_resident_bytes, &fi);
     if (d->python) {
         json_key(f, "python", &fi);
         json_str(f, d->python);

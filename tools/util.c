@@ -192,17 +192,33 @@ bool dump_is_python(const dump_t *d) {
  * own code, libraries and stacks are in RSS too, and are not allocations). */
 bool unprofiled_note(const dump_t *d, char *buf, size_t n) {
     double rss = (double)d->max_rss_bytes, peak = d->peak_bytes > 0 ? (double)d->peak_bytes : 0;
+    double own = (double)d->meta_resident_bytes; /* the profiler's own tables */
     if (rss <= 2 * peak || rss - peak <= (double)(64 << 20))
         return false;
-    char r[32], p[32];
+    char r[32], p[32], o[32];
+    if (rss - peak - own <= (double)(64 << 20) || rss - own <= 2 * peak) {
+        /* the gap is the library's own memory, not the program's: say so, rather than blame
+         * the program */
+        snprintf(buf, n,
+                 "the process's RSS reached %s, the profiled peak is %s%s: %s of the difference "
+                 "is the profiler's own tables (%s), not the program's memory",
+                 fmt_size(r, rss), d->all_mode ? "" : "~", fmt_size(p, peak), fmt_size(o, own),
+                 d->all_mode ? "every live block's record and every call site's stack"
+                             : "its call sites and their stacks");
+        return true;
+    }
     bool py = dump_is_python(d);
+    char mine[96] = "";
+    if (own >= (double)(16 << 20))
+        snprintf(mine, sizeof mine, "; %s of it is the profiler's own tables", fmt_size(o, own));
     snprintf(buf, n,
              "the process's RSS reached %s but the profiled peak is %s%s: the rest did not come "
-             "from malloc (%s)",
+             "from malloc (%s)%s",
              fmt_size(r, rss), d->all_mode ? "" : "~", fmt_size(p, peak),
              py ? "Python's own allocator, pymalloc, takes memory with mmap: run with "
                   "PYTHONMALLOC=malloc, as `tally run` does unless PYTHONMALLOC is set"
-                : "mapped files, the program's own mmap, or an allocator of its own");
+                : "mapped files, the program's own mmap, or an allocator of its own",
+             mine);
     return true;
 }
 

@@ -34,6 +34,8 @@ else:
             j[side]["duration_ns"] = 0
             if j[side].get("max_rss_bytes", 0) > 0:  # varies by run; present and positive
                 j[side]["max_rss_bytes"] = "RSS"
+            if 0 < j[side].get("meta_resident_bytes", 0) < (256 << 20):  # the same, and small
+                j[side]["meta_resident_bytes"] = "TABLES"
             if "path" in j[side]:
                 j[side]["path"] = os.path.basename(j[side]["path"])
     j.pop("classes", None)

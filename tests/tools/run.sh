@@ -127,6 +127,17 @@ grep -q "^tally: note: the process's RSS reached .* but the profiled peak is .*p
 "$tally" report --json pym.tly | /usr/bin/python3 -c 'import json, sys; d = json.load(sys.stdin)["dump"]; sys.exit(0 if "pymalloc" in d["note"] and d["max_rss_bytes"] > 80 << 20 else 1)' ||
     fail "the JSON report has no note or max_rss_bytes"
 "$tally" report "$f" | grep -q 'note:' && fail "a note on golden's report: $("$tally" report "$f" | head -4)"
+# When the gap between RSS and the profiled peak is the profiler's own tables (80,000 Python lines
+# are 80,000 call sites in all mode), the note says so and does not blame the program.
+many='for c in range(80):
+    exec("\n".join("x%d = [%d] * 3" % (i, i) for i in range(1000)))'
+"$tally" run --all --lib "$TALLY_LIB" -o many.tly -- /usr/bin/python3 -c "$many" >o.txt 2>e.txt ||
+    fail "the program of many lines failed: $(cat e.txt)"
+grep -q "^tally: note: the process's RSS reached .* of the difference is the profiler's own tables" e.txt ||
+    fail "the note does not name the profiler's own tables: $(cat e.txt)"
+grep -q "pymalloc" e.txt && fail "the note blames pymalloc for the profiler's tables: $(cat e.txt)"
+/usr/bin/python3 -c 'import sys, dumpcheck; t = dumpcheck.parse(sys.argv[1])["totals"]; sys.exit(not (64 << 20) < t["meta_resident_bytes"] < t["max_rss_bytes"])' many.tly ||
+    fail "meta_resident_bytes is not between 64 MiB and the RSS"
 
 # A stripped program's stacks end at its main, as memcheck's do: not in libc's start-up and the
 # program's unnamed _start (the names that find them otherwise are gone).
