@@ -1116,6 +1116,53 @@ bool dump_load(const char *path, dump_t *d, char *err, size_t errlen) {
     return parse_bytes(path, buf, len, true, d, err, errlen);
 }
 
+bool dump_drop_sites(dump_t *d, const bool *drop) {
+    size_t *to = malloc((d->nsites ? d->nsites : 1) * sizeof *to), n = 0;
+    if (!to)
+        return false;
+    for (size_t i = 0; i < d->nsites; i++) {
+        to[i] = drop[i] ? SIZE_MAX : n;
+        if (!drop[i])
+            d->sites[n++] = d->sites[i];
+    }
+    d->nsites = n;
+    size_t nb = 0;
+    for (size_t b = 0; b < d->nblocks; b++)
+        if (to[d->blocks[b].site] != SIZE_MAX) {
+            d->blocks[nb] = d->blocks[b];
+            d->blocks[nb++].site = (uint32_t)to[d->blocks[b].site];
+        }
+    d->nblocks = nb;
+    for (size_t e = 0; e < d->nerrors; e++) { /* index + 1, 0 for none */
+        uint32_t *ref[3] = {&d->errors[e].where, &d->errors[e].alloc, &d->errors[e].free};
+        for (int k = 0; k < 3; k++)
+            if (*ref[k])
+                *ref[k] = to[*ref[k] - 1] == SIZE_MAX ? 0 : (uint32_t)to[*ref[k] - 1] + 1;
+    }
+    for (size_t i = 0; i < d->ntimeline; i++) {
+        dpoint_t *p = &d->timeline[i];
+        uint32_t k = 0;
+        for (uint32_t j = 0; j < p->nsites; j++) {
+            dtsite_t x = d->tsites[p->first + j];
+            if (to[x.site] != SIZE_MAX) {
+                x.site = (uint32_t)to[x.site];
+                d->tsites[p->first + k++] = x;
+            }
+        }
+        p->nsites = k;
+    }
+    if (d->leak_check)
+        for (unsigned k = 0; k < DKIND_N; k++) {
+            d->kind_blocks[k] = d->kind_bytes[k] = 0;
+            for (size_t i = 0; i < d->nsites; i++) {
+                d->kind_blocks[k] += d->sites[i].kind_blocks[k];
+                d->kind_bytes[k] += d->sites[i].kind_bytes[k];
+            }
+        }
+    free(to);
+    return true;
+}
+
 void dump_free(dump_t *d) {
     for (size_t i = 0; i < d->nmodules; i++) {
         free(d->modules[i].build_id);

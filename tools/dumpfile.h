@@ -189,6 +189,10 @@ bool dump_load(const char *path, dump_t *d, char *err, size_t errlen);
 bool dump_parse(const char *name, const char *data, size_t len, dump_t *d, char *err,
                 size_t errlen);
 void dump_free(dump_t *d);
+/* Removes the sites i with drop[i] (and their blocks; the timeline's and the errors' references
+ * to them), recomputing the leak kinds' totals from the sites left. False when memory runs out
+ * (d unchanged). */
+bool dump_drop_sites(dump_t *d, const bool *drop);
 /* The most text a dump may hold (0: the default, 8 GiB, and a compressed one at most 200 times
  * its size, at least 64 MiB): `--max-text`. */
 void dump_set_max_text(size_t bytes);

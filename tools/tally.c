@@ -106,6 +106,8 @@ static const char usage_report[] =
     "                   is named by its first frame that is not one (xmalloc, zmalloc*,\n"
     "                   g_malloc*, PyMem_Malloc and others are built in)\n"
     "  --raw            keep the wrappers' frames\n"
+    "  --ignore-fn GLOB leave out what a function matching GLOB allocates directly (its\n"
+    "                   call sites, as massif's option; the program-wide peak stays the dump's)\n"
     "  --native         a Python program: the merged stacks, native frames and Python frames\n"
     "                   (default: its Python frames only, native ones folded into them)\n"
     "  --by line|function  a Python program: one call site per innermost Python line or\n"
@@ -170,7 +172,8 @@ static const char usage_export[] =
     "                      definite_space, indirect_space, possible_space\n"
     "  -o, --output FILE   write FILE instead of standard output\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
-    "  --alloc-fn GLOB, --raw  allocator wrappers folded, or kept (see tally help report)\n"
+    "  --alloc-fn GLOB, --raw, --ignore-fn GLOB  wrappers folded or kept, functions' own\n"
+    "                     allocations left out (see tally help report)\n"
     "  --debug-dir DIR     also look for separate debug files under DIR\n"
     "  --max-text SIZE     read a larger dump than the default bounds (see report)\n";
 
@@ -194,7 +197,8 @@ static const char usage_flame[] =
     "  --json             one JSON document whose .root is the tree d3-flame-graph reads\n"
     "                     ({name, value, children}; docs/JSON.md)\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
-    "  --alloc-fn GLOB, --raw  allocator wrappers folded, or kept (see tally help report)\n"
+    "  --alloc-fn GLOB, --raw, --ignore-fn GLOB  wrappers folded or kept, functions' own\n"
+    "                     allocations left out (see tally help report)\n"
     "  --debug-dir DIR    also look for separate debug files under DIR\n"
     "  --max-text SIZE    read a larger dump than the default bounds (see report)\n";
 
@@ -210,7 +214,8 @@ static const char usage_diff[] =
     "  --top N          how many call sites (default 10; 0 for all)\n"
     "  --json           JSON instead of text (docs/JSON.md)\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
-    "  --alloc-fn GLOB, --raw  allocator wrappers folded, or kept (see tally help report)\n"
+    "  --alloc-fn GLOB, --raw, --ignore-fn GLOB  wrappers folded or kept, functions' own\n"
+    "                     allocations left out (see tally help report)\n"
     "  --debug-dir DIR  also look for separate debug files under DIR\n"
     "  --max-text SIZE  read larger dumps than the default bounds (see report)\n";
 
@@ -231,7 +236,8 @@ static const char usage_html[] =
     "  --top N            call sites in the table (default 100; 0 for all); the trees and\n"
     "                     the flame graph have them all\n"
     "  --native, --by line|function  a Python program's stacks (see tally help report)\n"
-    "  --alloc-fn GLOB, --raw  allocator wrappers folded, or kept (see tally help report)\n"
+    "  --alloc-fn GLOB, --raw, --ignore-fn GLOB  wrappers folded or kept, functions' own\n"
+    "                     allocations left out (see tally help report)\n"
     "  --debug-dir DIR    also look for separate debug files under DIR\n"
     "  --max-text SIZE    read a larger dump than the default bounds (see report)\n";
 
@@ -334,6 +340,7 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
         {"native", no_argument, NULL, 'N'},          {"by", required_argument, NULL, 'B'},
         {"format", required_argument, NULL, 'F'},   {"histograms", no_argument, NULL, 'H'},
         {"alloc-fn", required_argument, NULL, 'A'}, {"raw", no_argument, NULL, 'R'},
+        {"ignore-fn", required_argument, NULL, 'G'},
         {"tree", optional_argument, NULL, 'T'},     {"tree-depth", required_argument, NULL, 'D'},
         {"threshold", required_argument, NULL, 'P'}, {"function", required_argument, NULL, 'U'},
         {"inverted", no_argument, NULL, 'I'},
@@ -394,6 +401,15 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
                 return bad_usage(cmd, "--alloc-fn: leaks and errors show whole stacks, as "
                                       "memcheck does (%s)", optarg);
             if (!alloc_fn_add(optarg)) {
+                tool_error("out of memory");
+                return 1;
+            }
+            break;
+        case 'G':
+            if (is_leaks || is_errors)
+                return bad_usage(cmd, "--ignore-fn: leaks and errors show every block, as "
+                                      "memcheck does (%s)", optarg);
+            if (!ignore_fn_add(optarg)) {
                 tool_error("out of memory");
                 return 1;
             }
@@ -500,6 +516,11 @@ static int read_cmd(const char *cmd, int argc, char **argv) {
     symbolizer_t *sym = sym_new(&d, debug_dir);
     if (!sym) {
         tool_error("out of memory");
+        dump_free(&d);
+        return 1;
+    }
+    if (view_ignore(&d, sym) != 0) {
+        sym_free(sym);
         dump_free(&d);
         return 1;
     }
@@ -934,6 +955,7 @@ static int diff_cmd(int argc, char **argv) {
         {"help", no_argument, NULL, 'h'},       {"max-text", required_argument, NULL, 'M'},
         {"native", no_argument, NULL, 'N'},     {"by", required_argument, NULL, 'B'},
         {"alloc-fn", required_argument, NULL, 'A'}, {"raw", no_argument, NULL, 'R'},
+        {"ignore-fn", required_argument, NULL, 'G'},
         {NULL, 0, NULL, 0}};
     int c;
     optind = 1;
@@ -954,6 +976,12 @@ static int diff_cmd(int argc, char **argv) {
         case 'd': debug_dir = optarg; break;
         case 'A':
             if (!alloc_fn_add(optarg)) {
+                tool_error("out of memory");
+                return 1;
+            }
+            break;
+        case 'G':
+            if (!ignore_fn_add(optarg)) {
                 tool_error("out of memory");
                 return 1;
             }
@@ -989,7 +1017,7 @@ static int diff_cmd(int argc, char **argv) {
     if (!sa || !sb) {
         tool_error("out of memory");
         r = 1;
-    } else {
+    } else if (!(r = view_ignore(&a, sa)) && !(r = view_ignore(&b, sb))) {
         r = cmd_diff(&a, &b, sa, sb, &o);
     }
     sym_free(sa);

@@ -452,6 +452,45 @@ bool alloc_fn_frame(const sym_frame_t *fr) {
     return false;
 }
 
+static const char **ignore_fns;
+static size_t n_ignore_fns;
+
+bool ignore_fn_add(const char *pattern) {
+    const char **n = realloc(ignore_fns, (n_ignore_fns + 1) * sizeof *n);
+    if (!n)
+        return false;
+    ignore_fns = n;
+    ignore_fns[n_ignore_fns++] = pattern;
+    return true;
+}
+
+int view_ignore(dump_t *d, symbolizer_t *sym) {
+    if (!n_ignore_fns || !d->nsites)
+        return 0;
+    bool *drop = calloc(d->nsites, sizeof *drop);
+    sym_frame_t *fr = malloc(TOOL_MAX_FRAMES * sizeof *fr);
+    if (!drop || !fr) {
+        free(drop);
+        free(fr);
+        tool_error("out of memory");
+        return 1;
+    }
+    for (size_t i = 0; i < d->nsites; i++) {
+        int n = site_stack(sym, d, &d->sites[i], fr, TOOL_MAX_FRAMES);
+        const char *fn = n > 0 ? fr[0].function : NULL;
+        for (size_t k = 0; fn && k < n_ignore_fns && !drop[i]; k++)
+            drop[i] = name_matches(fn, ignore_fns[k]);
+    }
+    bool ok = dump_drop_sites(d, drop);
+    free(drop);
+    free(fr);
+    if (!ok) {
+        tool_error("out of memory");
+        return 1;
+    }
+    return 0;
+}
+
 int site_stack(symbolizer_t *sym, const dump_t *d, const dsite_t *s, sym_frame_t *out,
                int max) {
     int k = site_stack_all(sym, d, s, out, max);

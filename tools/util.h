@@ -107,6 +107,11 @@ const char *dump_when(const dump_t *d, char buf[64]);
 extern bool view_fold;
 bool alloc_fn_add(const char *pattern); /* --alloc-fn */
 bool alloc_fn_frame(const sym_frame_t *fr);
+/* --ignore-fn (massif's): the allocations made directly in a function matching the glob (the
+ * first frame of the stack as shown, wrappers folded) are left out of the dump altogether. */
+bool ignore_fn_add(const char *pattern);
+/* Applies --ignore-fn to d: 0, or 1 when memory runs out (said). */
+int view_ignore(dump_t *d, symbolizer_t *sym);
 
 extern const char *tool_name; /* "tally" */
 /* Flushes f: false when a write to it failed, and then the first failure's errno is in

@@ -81,6 +81,17 @@ grep -q '^#1 7.81 KiB slack' "$tmp/slack.txt" || fail "report --sort slack: pars
 out=$("$tally" report --sort definite "$tmp/nokinds.tly" 2>&1 >/dev/null)
 [ $? = 2 ] && [[ $out == *"needs a dump with the leak check's kinds"* ]] ||
     fail "report --sort definite without the leak check: $out"
+# --ignore-fn (massif's): what parse_records allocates directly is left out everywhere.
+"$tally" report --ignore-fn parse_records --top 0 "$tmp/golden.tly" >"$tmp/ign.txt" ||
+    fail "report --ignore-fn failed"
+grep -q '^  allocations  183, ' "$tmp/ign.txt" || fail "--ignore-fn parse_records: $(sed -n 2p "$tmp/ign.txt"), want 683 - 500 = 183 allocations"
+grep -q 'parse_records' "$tmp/ign.txt" && fail "--ignore-fn parse_records still shows it"
+"$tally" flame --folded --measure count --ignore-fn 'parse_*' "$tmp/golden.tly" | grep -q parse_records &&
+    fail "flame --ignore-fn 'parse_*' still shows parse_records"
+"$tally" diff --ignore-fn parse_records "$tmp/golden.tly" "$tmp/golden.tly" >/dev/null ||
+    fail "diff --ignore-fn failed"
+out=$("$tally" leaks --ignore-fn main "$tmp/golden.tly" 2>&1 >/dev/null)
+[ $? = 2 ] && [[ $out == *"--ignore-fn: leaks and errors"* ]] || fail "leaks --ignore-fn: $out"
 # The SVG: well-formed, the whole at the root, a frame per function with its share.
 "$tally" flame --measure allocated "$tmp/golden.tly" >"$tmp/g.svg" || fail "tally flame failed"
 /usr/bin/python3 - "$tmp/g.svg" "$tmp/golden.tly" <<'PY' || fail "the flame graph is not right"
