@@ -207,6 +207,13 @@ try:
              sum(counts) == totals[field])
     shot("hist")
 
+    # ---- size classes (drawn by tally) --------------------------------------------------------
+    tab("classes")
+    bars = b.js("return document.querySelectorAll('#view-classes svg rect.bar').length")
+    want("the size-class chart has no bars", bars >= 1)
+    err = text("#errors")
+    want("script errors on the size classes: %r" % err, err == "")
+
     # ---- memory over time ---------------------------------------------------------------------
     tab("time")
     want("no stacked chart", b.wait("return document.querySelectorAll('#time-svg path.series').length > 0"))

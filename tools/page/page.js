@@ -2,7 +2,7 @@
  * d3-flame-graph, into one file). The dump's figures come as JSON in #tally-data; everything
  * below draws from them: the call-site table, the flame graph (d3-flame-graph), the call trees
  * and one function's callers and callees, memory over time by call site with a time range to
- * select, the histograms and the size classes. A measure selector, a text filter, a module
+ * select, the histograms (html.c draws the size classes). A measure selector, a text filter, a module
  * filter and the raw-stack switch apply to the table, the flame graph and the trees alike.
  * Errors of this script are shown in #errors, so that a test (tests/tools/html.sh) sees them. */
 'use strict';
@@ -486,12 +486,10 @@
       D.est + fmtCount(T.count[b] - T.count[a]) + ' allocations of ' + D.est + fmtSize(T.alloc[b] - T.alloc[a]) + '; live went from ' + fmtSize(T.live[a]) + ' to ' + fmtSize(T.live[b]) + '.'));
     const start = new Map(), end = new Map(), endLive = new Map();
     T.detail.forEach(function (p) {
-      const t = T.t[p[0]];
       p[1].forEach(function (x) {
         if (p[0] <= a) start.set(x[0], x[2]);
         if (p[0] <= b) { end.set(x[0], x[2]); endLive.set(x[0], x[1]); }
       });
-      void t;
     });
     const rows = [];
     end.forEach(function (v, s) {
@@ -519,7 +517,7 @@
     out.appendChild(t);
   }
 
-  /* ---- histograms and size classes --------------------------------------------------------- */
+  /* ---- histograms --------------------------------------------------------------------- */
   function barChart(id, bars, fmtV, title) {
     const box = $(id);
     box.innerHTML = '';
@@ -544,12 +542,6 @@
     histDrawn = true;
     barChart('sizes', D.hist.sizes, fmtCount, 'allocations');
     barChart('lifetimes', D.hist.lifetimes, fmtCount, 'frees');
-  };
-  let classesDrawn = false;
-  views.classes = function () {
-    if (classesDrawn) return;
-    classesDrawn = true;
-    barChart('classes', D.classes.map(function (c) { return [c[0] + ' B', c[1]]; }), fmtSize, 'held in pools of this class');
   };
 
   /* ---- leaks ------------------------------------------------------------------------------------ */
