@@ -82,6 +82,16 @@ for b in bad:
 sys.exit(1 if bad else 0)
 PY
 
+# A sampled dump: the estimates come with their 95% intervals, and the page runs clean.
+"$tally" run --lib "$TALLY_LIB" -o "$tmp/sampled.tly" -- "$top_builddir/tests/prof/phases" \
+    >/dev/null 2>&1 || fatal "no sampled dump of phases"
+"$tally" html -o "$tmp/sampled.html" "$tmp/sampled.tly" || fail "tally html failed on a sampled dump"
+browse --dump-dom "file://$tmp/sampled.html" >"$tmp/sampled.dom" || fail "chromium failed on the sampled page"
+grep -q '<body[^>]*data-ready="1"' "$tmp/sampled.dom" && grep -q '<pre id="errors"></pre>' "$tmp/sampled.dom" ||
+    fail "the sampled page's script did not run clean"
+grep -q '95%: ' "$tmp/sampled.dom" || fail "the sampled page shows no intervals"
+grep -q '~[0-9.,]* [KM]*i*B' "$tmp/sampled.dom" || fail "the sampled page does not mark its estimates with ~"
+
 # A dump with heap errors (TALLY_CHECK): the page lists them, with their stacks, and its script
 # still runs clean.
 corpus=$top_builddir/tests/check/corpus
