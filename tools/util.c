@@ -417,13 +417,18 @@ static const char **user_alloc_fns;
 static size_t n_user_alloc_fns;
 bool view_fold = false;
 
-bool alloc_fn_add(const char *pattern) {
-    const char **n = realloc(user_alloc_fns, (n_user_alloc_fns + 1) * sizeof *n);
-    if (!n)
+/* One more glob in a list of them (--alloc-fn, --ignore-fn) */
+static bool glob_add(const char ***v, size_t *n, const char *pattern) {
+    const char **w = realloc(*v, (*n + 1) * sizeof *w);
+    if (!w)
         return false;
-    user_alloc_fns = n;
-    user_alloc_fns[n_user_alloc_fns++] = pattern;
+    *v = w;
+    w[(*n)++] = pattern;
     return true;
+}
+
+bool alloc_fn_add(const char *pattern) {
+    return glob_add(&user_alloc_fns, &n_user_alloc_fns, pattern);
 }
 
 static bool name_matches(const char *name, const char *pattern) {
@@ -456,12 +461,7 @@ static const char **ignore_fns;
 static size_t n_ignore_fns;
 
 bool ignore_fn_add(const char *pattern) {
-    const char **n = realloc(ignore_fns, (n_ignore_fns + 1) * sizeof *n);
-    if (!n)
-        return false;
-    ignore_fns = n;
-    ignore_fns[n_ignore_fns++] = pattern;
-    return true;
+    return glob_add(&ignore_fns, &n_ignore_fns, pattern);
 }
 
 int view_ignore(dump_t *d, symbolizer_t *sym) {
