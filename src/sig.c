@@ -39,7 +39,12 @@ static const int fatal_sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGABRT,
 static _Atomic uint32_t wanted;  /* the signals the library looks after (0 until sig_init) */
 static _Atomic uint32_t managed; /* of those, where our handler is in place */
 static atomic_flag state_lock = ATOMIC_FLAG_INIT;
+/* The process `managed` describes. A vfork child (CPython's subprocess, posix_spawn done by
+ * hand) shares this memory but not the signal dispositions: what it sets before its exec must
+ * not change the parent's view (the parent kept its handlers while `managed` said ours). */
+static _Atomic pid_t state_pid;
 _Atomic int sig_fatal_pending;   /* an asynchronous fatal signal left pending (internal.h) */
+static _Atomic pid_t pending_pid; /* the process it came to: a fork's child keeps only its own */
 static _Atomic int fatal_state;  /* 0: none, 1: a dump is being written, 2: written */
 
 /* ---- the next definitions (glibc's, or another wrapper's) ------------------------------------ */
@@ -121,6 +126,7 @@ static void fatal_handler(int sig, siginfo_t *si, void *uc) {
         if (!crash) {
             /* handled where this thread leaves the library's code (sig_fatal_poll) */
             int none = 0;
+            atomic_store(&pending_pid, getpid());
             atomic_compare_exchange_strong(&sig_fatal_pending, &none, sig);
             errno = saved;
             return;
@@ -152,9 +158,12 @@ void sig_fatal_deferred(void) {
     pthread_sigmask(SIG_SETMASK, &old, NULL); /* delivered now: the default action */
 }
 
-/* Registered last, so run last in a fork's child: the fork handlers' locks are not held. */
+/* Registered last, so run last in a fork's child: the fork handlers' locks are not held. A
+ * signal that came to the child while they were (SIGTERM sent to a worker as soon as it
+ * exists) is handled now. */
 static void fork_child_last(void) {
     tls_locks_held = 0;
+    sig_fatal_poll();
 }
 
 static void install_locked(int sig) {
@@ -185,6 +194,7 @@ void sig_init(void) {
             install_locked(sig);
     }
     atomic_store(&wanted, w);
+    atomic_store(&state_pid, getpid());
     spin_unlock(&state_lock);
     pthread_atfork(NULL, NULL, fork_child_last);
 }
@@ -193,7 +203,11 @@ void sig_fork_child(void) {
     tls_locks_held = 0;
     atomic_flag_clear(&state_lock);
     atomic_store(&fatal_state, 0);
-    atomic_store(&sig_fatal_pending, 0);
+    atomic_store(&state_pid, getpid());
+    /* the parent's pending signal is the parent's; one sent to this child stays for
+     * fork_child_last */
+    if (atomic_load(&pending_pid) != getpid())
+        atomic_store(&sig_fatal_pending, 0);
 }
 
 /* ---- the wrappers --------------------------------------------------------------------------- */
@@ -230,8 +244,9 @@ static int managed_action(int sig, const struct sigaction *act, struct sigaction
 }
 
 TALLY_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
-    if (likely(!(atomic_load_explicit(&wanted, memory_order_relaxed) & BIT(sig))))
-        return next_sigaction(sig, act, old);
+    if (likely(!(atomic_load_explicit(&wanted, memory_order_relaxed) & BIT(sig))) ||
+        getpid() != atomic_load_explicit(&state_pid, memory_order_relaxed))
+        return next_sigaction(sig, act, old); /* or a vfork child's, soon exec'd: its own */
     return managed_action(sig, act, old);
 }
 

@@ -15,7 +15,8 @@
 # TALLY_PROFILE=all with the Python walker reading every thread's frame
 # chain at every allocation (tests/python/frames.sh checks what it reads):
 # the same results as without the library, and every dump with Python
-# frames in it.
+# frames in it. Last, the process pools of test_concurrent_futures whose
+# workers crash and are terminated, with the dump on fatal signals armed.
 
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/common.sh"
@@ -94,4 +95,21 @@ say "frame tests: $ndumps dumps, $nwith with Python frames"
     fail "want at least 90% of the frame tests' dumps with Python frames: $nwith of $ndumps"
 [ -n "$biggest" ] && dump_text "$biggest" >"$tmp/dump.txt" && grep -q '^pycode ' "$tmp/dump.txt" ||
     fail "the test runner's dump has no Python frame"
+
+# Process pools whose workers crash (faulthandler._sigsegv() after faulthandler.disable(), in
+# workers forked from a process that has started subprocesses through vfork) and are then shut
+# down with SIGTERM, some of it sent as soon as a worker is forked: with the dump on fatal
+# signals armed (TALLY_OUT), as without the library. Under the library a worker once survived
+# its raise(SIGSEGV) and a SIGTERM was lost, and the pool's shutdown hung.
+py=(env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP
+    PYTHONMALLOC=malloc PYTHONDONTWRITEBYTECODE=1 TMPDIR="$tmp" LC_ALL=C.UTF-8
+    /usr/bin/python3 -s -m test --timeout=60 test_concurrent_futures -m ProcessPoolForkExecutorDeadlockTest)
+mkdir -p "$tmp/pool"
+run_plain -n plain_pool "${py[@]}"
+run_tally -n tally_pool env TALLY_PROFILE=all TALLY_OUT="$tmp/pool/%p.tly" "${py[@]}"
+summary plain_pool
+summary tally_pool
+grep -qx 'Tests result: SUCCESS' "$tmp/out/tally_pool_summary.out" ||
+    { fail "ProcessPoolForkExecutorDeadlockTest did not succeed under the library:"; tail -n 30 "$tmp/out/tally_pool.out" >&2; }
+check_same plain_pool_summary tally_pool_summary
 finish

@@ -8,6 +8,10 @@
  *   query              what sigaction and signal say (SIG_DFL where the library's handler is),
  *                      then its handler on SIGTERM and back to SIG_DFL, then raise(SIGTERM)
  *   overrun            writes past a block, frees it, then faults (with TALLY_CHECK)
+ *   vfork              its own SIGSEGV handler; a vfork child puts SIG_DFL back before its exec,
+ *                      as CPython's subprocess does; then what sigaction says, SIG_DFL, raise(SIGSEGV)
+ *   forkterm N         a thread allocates while N children are forked, each sent SIGTERM at once:
+ *                      prints how many outlived it by 2 s (killed then)
  * Built twice: as fatal, whose signal() is glibc's BSD one, and as fatal_std (-std=c99
  * -DSTRICT_SYSV), whose signal() is __sysv_signal, as in any strict ISO C program. */
 #ifndef STRICT_SYSV
@@ -19,7 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+extern pid_t vfork(void); /* not in POSIX 2008, which fatal_std asks for */
 
 void *kept[100]; /* global: the stores stay */
 
@@ -103,8 +111,56 @@ int main(int argc, char **argv) {
         memset(p, 'x', 48); /* 8 bytes past the end */
         free(p);
         *(volatile int *)16 = 1;
+    } else if (strcmp(mode, "vfork") == 0) {
+        struct sigaction sa, back;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_term;
+        sigaction(SIGSEGV, &sa, NULL);
+        pid_t pid = vfork();
+        if (pid == 0) {
+            struct sigaction dfl;
+            memset(&dfl, 0, sizeof dfl);
+            dfl.sa_handler = SIG_DFL;
+            sigaction(SIGSEGV, &dfl, NULL); /* the child's, not the parent's */
+            execl("/bin/true", "true", (char *)NULL);
+            _exit(127);
+        }
+        waitpid(pid, NULL, 0);
+        sigaction(SIGSEGV, NULL, &back);
+        printf("sigaction SIGSEGV after vfork: %s\n", back.sa_handler == on_term ? "its own" : "another");
+        fflush(stdout);
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_DFL;
+        sigaction(SIGSEGV, &sa, NULL);
+        raise(SIGSEGV);
+    } else if (strcmp(mode, "forkterm") == 0) {
+        int n = argc > 2 ? atoi(argv[2]) : 50, outlived = 0;
+        pthread_t t;
+        pthread_create(&t, NULL, churn, NULL);
+        for (int i = 0; i < n; i++) {
+            pid_t pid = fork();
+            if (pid == 0) {
+                struct timespec ts = {30, 0};
+                nanosleep(&ts, NULL);
+                _exit(0);
+            }
+            kill(pid, SIGTERM);
+            int w = 0;
+            for (; w < 200 && waitpid(pid, NULL, WNOHANG) != pid; w++) {
+                struct timespec ts = {0, 10 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
+            if (w == 200) {
+                outlived++;
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+            }
+        }
+        printf("outlived SIGTERM: %d of %d\n", outlived, n);
+        return 0;
     } else {
-        fprintf(stderr, "usage: fatal raise SIG|segv|abort|churn N|own|ignore|query|overrun\n");
+        fprintf(stderr, "usage: fatal raise SIG|segv|abort|churn N|own|ignore|query|overrun|"
+                        "vfork|forkterm N\n");
         return 2;
     }
     return 1; /* not reached where a signal ends it */
