@@ -203,10 +203,11 @@ void sig_fork_child(void) {
     tls_locks_held = 0;
     atomic_flag_clear(&state_lock);
     atomic_store(&fatal_state, 0);
-    atomic_store(&state_pid, getpid());
+    pid_t self = getpid();
+    atomic_store(&state_pid, self);
     /* the parent's pending signal is the parent's; one sent to this child stays for
      * fork_child_last */
-    if (atomic_load(&pending_pid) != getpid())
+    if (atomic_load(&pending_pid) != self)
         atomic_store(&sig_fatal_pending, 0);
 }
 

@@ -32,9 +32,10 @@ tests=(test_dict test_list test_set test_unicode test_json test_re test_collecti
        test_threading test_pickle test_weakref test_gc)
 
 # -s: no user site-packages; not -E/-I, which would drop PYTHONMALLOC.
-py=(env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP
+regrtest=(env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP
     PYTHONMALLOC=malloc PYTHONDONTWRITEBYTECODE=1 TMPDIR="$tmp" LC_ALL=C.UTF-8
-    /usr/bin/python3 -s -m test --timeout=90 "${tests[@]}")
+    /usr/bin/python3 -s -m test)
+py=("${regrtest[@]}" --timeout=90 "${tests[@]}")
 
 cd "$tmp" || hard_error "cannot cd to $tmp"
 run_plain "${py[@]}"
@@ -49,29 +50,29 @@ summary() {
 summary plain
 summary tally
 
+# succeeded NAME WHAT: the run NAME ended with "Tests result: SUCCESS", or WHAT fails
+succeeded() {
+    grep -qx 'Tests result: SUCCESS' "$tmp/out/$1_summary.out" && return
+    fail "$2:"
+    tail -n 30 "$tmp/out/$1.out" >&2
+    show_stderr "$1"
+}
 for kind in plain tally; do
-    if ! grep -qx 'Tests result: SUCCESS' "$tmp/out/${kind}_summary.out"; then
-        fail "the $kind run did not end with 'Tests result: SUCCESS':"
-        tail -n 30 "$tmp/out/$kind.out" >&2
-        show_stderr "$kind"
-    fi
+    succeeded "$kind" "the $kind run did not end with 'Tests result: SUCCESS'"
 done
 check_status plain 0
 check_same plain_summary tally_summary
 small_served
 
 frames=(test_sys test_generators test_traceback test_frame test_threading)
-py=(env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP
-    PYTHONMALLOC=malloc PYTHONDONTWRITEBYTECODE=1 TMPDIR="$tmp" LC_ALL=C.UTF-8
-    /usr/bin/python3 -s -m test --timeout=150 "${frames[@]}")
+py=("${regrtest[@]}" --timeout=150 "${frames[@]}")
 mkdir -p "$tmp/dumps"
 run_timeout=300
 run_plain -n plain_frames "${py[@]}"
 run_tally -n walker_frames env TALLY_PROFILE=all TALLY_OUT="$tmp/dumps/%p.tly" "${py[@]}"
 summary plain_frames
 summary walker_frames
-grep -qx 'Tests result: SUCCESS' "$tmp/out/walker_frames_summary.out" ||
-    { fail "the frame tests did not succeed under TALLY_PROFILE=all:"; tail -n 30 "$tmp/out/walker_frames.out" >&2; }
+succeeded walker_frames "the frame tests did not succeed under TALLY_PROFILE=all"
 check_same plain_frames_summary walker_frames_summary
 # Every process of the run writes a dump; those that ran Python code with the allocator (the
 # test runner's above all, the largest) have Python frames in their stacks. A child that runs
@@ -101,15 +102,12 @@ say "frame tests: $ndumps dumps, $nwith with Python frames"
 # down with SIGTERM, some of it sent as soon as a worker is forked: with the dump on fatal
 # signals armed (TALLY_OUT), as without the library. Under the library a worker once survived
 # its raise(SIGSEGV) and a SIGTERM was lost, and the pool's shutdown hung.
-py=(env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP
-    PYTHONMALLOC=malloc PYTHONDONTWRITEBYTECODE=1 TMPDIR="$tmp" LC_ALL=C.UTF-8
-    /usr/bin/python3 -s -m test --timeout=60 test_concurrent_futures -m ProcessPoolForkExecutorDeadlockTest)
+py=("${regrtest[@]}" --timeout=60 test_concurrent_futures -m ProcessPoolForkExecutorDeadlockTest)
 mkdir -p "$tmp/pool"
 run_plain -n plain_pool "${py[@]}"
 run_tally -n tally_pool env TALLY_PROFILE=all TALLY_OUT="$tmp/pool/%p.tly" "${py[@]}"
 summary plain_pool
 summary tally_pool
-grep -qx 'Tests result: SUCCESS' "$tmp/out/tally_pool_summary.out" ||
-    { fail "ProcessPoolForkExecutorDeadlockTest did not succeed under the library:"; tail -n 30 "$tmp/out/tally_pool.out" >&2; }
+succeeded tally_pool "ProcessPoolForkExecutorDeadlockTest did not succeed under the library"
 check_same plain_pool_summary tally_pool_summary
 finish
