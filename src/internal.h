@@ -483,19 +483,32 @@ void python_dlopened(void); /* dlopen, before it loads: look again, if not found
 extern bool python_active;  /* a CPython was found whose frames can be read */
 /* The merged stack of this thread: native frames fr[0..n) innermost first, with their stack
  * pointers sp[0..n) and the outermost one's CFA sp_top (sp NULL: match CPython's eval frames
- * by their symbol; sp_top 0: unknown), each frame of CPython's
- * eval loop replaced by the Python frames it runs. At most cap words into out; returns how
- * many, or -1 when this thread runs no Python code (then fr stays the stack). */
+ * by their symbol; sp_top 0: unknown), each frame of CPython's eval loop replaced by the
+ * Python frames it runs, cut at cap frames. python_merge finds the runs of Python frames and
+ * their words, and returns the merged stack's length, or -1 when this thread runs no Python
+ * code (then fr stays the stack); *pm (the heap's, valid until its next merge) describes it,
+ * and python_materialize writes it out. The profiler needs the frames themselves only for a
+ * stack its thread has not seen (its cache of stacks trusts the hash), so most allocations
+ * never copy the native frames. */
 typedef struct py_run_s {
-    uint16_t k;        /* the native frame it replaced */
-    uint16_t at, n;    /* its Python frames, out[at .. at + n) */
+    uint32_t k;        /* the native frame it replaced */
+    uint32_t at, n;    /* its Python frames, out[at .. at + n) of the merged stack */
+    uint32_t w;        /* and their words, words[w .. w + n) */
     stack_sums_t sums; /* sum over them of stack_sums_push({0, 0}, word) * prof_pow_r[j + 1] */
 } py_run_t;
 /* The powers the hash of a run of Python frames weighs its frames with (prof.c) */
 extern uint64_t prof_pow_ra[PROF_MAX_DEPTH + 1], prof_pow_rb[PROF_MAX_DEPTH + 1];
 #define PY_MAX_RUNS 64
+typedef struct py_merge_s {
+    unsigned nruns;
+    py_run_t runs[PY_MAX_RUNS];
+    uintptr_t words[PROF_MAX_DEPTH];
+} py_merge_t;
 int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t sp_top,
-                 unsigned n, uintptr_t *out, unsigned cap, py_run_t *runs, unsigned *nruns);
+                 unsigned n, unsigned cap, const py_merge_t **pm);
+/* The merged stack of m frames (python_merge's answer) into out, which must not overlap fr. */
+void python_materialize(const py_merge_t *pm, const uintptr_t *fr, unsigned n, unsigned m,
+                        uintptr_t *out);
 /* all mode: the block [start, start + size) is being freed and was marked by prof_watch_code:
  * it held a code object the profiler interned. */
 void python_code_freed(uintptr_t start, size_t size);

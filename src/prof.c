@@ -369,6 +369,11 @@ typedef struct stack_s {
     uint32_t gen;         /* prof.gen when it was taken: part of its identity */
     bool truncated;       /* cut at TALLY_DEPTH: the stack went on */
     uint64_t hash, hash2; /* stack_sums_t, finished */
+    /* A CPython thread's stack: n is the merged stack's length, f[0..native) its native
+     * frames, py its runs of Python frames; the merged frames are written out only when they
+     * are needed (stack_frames) */
+    const py_merge_t *py;
+    unsigned native;
     uintptr_t buf[PROF_MAX_DEPTH + 1 + UNW_OWN_FRAMES];
 } stack_t;
 
@@ -435,30 +440,35 @@ uint64_t prof_pow_ra[PROF_MAX_DEPTH + 1], prof_pow_rb[PROF_MAX_DEPTH + 1];
 #define RUN_HASH_BB 0xC6A4A7935BD1E995ULL
 
 static noinline void capture_python(heap_t *h, stack_t *st, bool walker, stack_sums_t *sum) {
-    uintptr_t tmp[PROF_MAX_DEPTH], top = 0;
-    py_run_t runs[PY_MAX_RUNS];
-    unsigned nruns;
+    uintptr_t top = 0;
     const uintptr_t *sps = walker ? unwind_frame_sps(h, st->f, st->n, &top) : NULL;
-    /* the walker's frames are in its cache: the merged stack goes straight to st->buf */
-    uintptr_t *merged = st->f >= st->buf && st->f < st->buf + PROF_MAX_DEPTH + 1 + UNW_OWN_FRAMES
-                            ? tmp : st->buf;
-    int m = python_merge(h, st->f, sps, top, st->n, merged, PROF_MAX_DEPTH, runs, &nruns);
+    const py_merge_t *pm;
+    int m = python_merge(h, st->f, sps, top, st->n, PROF_MAX_DEPTH, &pm);
     if (m <= 0)
         return;
     stack_sums_t s = *sum;
-    for (unsigned r = 0; r < nruns; r++) {
-        stack_sums_t native = stack_sums_push((stack_sums_t){0, 0}, st->f[runs[r].k]);
-        stack_sums_t run = stack_sums_push((stack_sums_t){0, 0}, runs[r].n);
-        run.a += runs[r].sums.a; /* the frames' terms, summed by the walk */
-        run.b += runs[r].sums.b;
-        s.a += pow_ba[runs[r].k] * (run.a - native.a);
-        s.b += pow_bb[runs[r].k] * (run.b - native.b);
+    for (unsigned r = 0; r < pm->nruns; r++) {
+        const py_run_t *run = &pm->runs[r];
+        stack_sums_t native = stack_sums_push((stack_sums_t){0, 0}, st->f[run->k]);
+        stack_sums_t py = stack_sums_push((stack_sums_t){0, 0}, run->n);
+        py.a += run->sums.a; /* the frames' terms, summed by the walk */
+        py.b += run->sums.b;
+        s.a += pow_ba[run->k] * (py.a - native.a);
+        s.b += pow_bb[run->k] * (py.b - native.b);
     }
-    if (merged != st->buf)
-        memcpy(st->buf, merged, (size_t)m * sizeof *merged);
-    st->f = st->buf;
+    st->py = pm;
+    st->native = st->n;
     st->n = (unsigned)m;
     *sum = s;
+}
+
+/* The stack's frames, the merged ones written out into tmp (PROF_MAX_DEPTH words) if it is a
+ * CPython thread's. */
+static const uintptr_t *stack_frames(const stack_t *st, uintptr_t *tmp) {
+    if (!st->py)
+        return st->f;
+    python_materialize(st->py, st->f, st->native, st->n, tmp);
+    return tmp;
 }
 
 static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st, void *caller) {
@@ -478,6 +488,7 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
         st->buf[0] = (uintptr_t)caller;
         st->f = st->buf;
         st->n = 1;
+        st->py = NULL;
         st->truncated = false;
         stack_finish(st, stack_sums(st->f, 1));
         return;
@@ -495,6 +506,7 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
     }
     st->f = fr + i;
     st->n = k;
+    st->py = NULL;
     if (unlikely(opt.unwind == UNWIND_CHECK) && sums) {
         stack_finish(st, sum);
         check_against_libunwind(st);
@@ -562,20 +574,20 @@ static const uintptr_t *frames_store_locked(const uintptr_t *f, unsigned n) {
     return dst;
 }
 
-static uint32_t intern_locked(const stack_t *st) {
+static uint32_t intern_locked(const stack_t *st, const uintptr_t *f) {
     if (!stab && !stab_grow_locked())
         return PROF_SITE_OVERFLOW;
     size_t j = st->hash & (stab_cap - 1);
     for (uint32_t id; (id = stab[j]) != 0; j = (j + 1) & (stab_cap - 1)) {
         site_t *s = prof_site(id);
-        if (s->hash == st->hash && s->gen == st->gen && frames_equal(s, st->f, st->n))
+        if (s->hash == st->hash && s->gen == st->gen && frames_equal(s, f, st->n))
             return id;
     }
     uint32_t id = atomic_load_explicit(&prof.nsites, memory_order_relaxed);
     if (id >= PROF_SITES_PER_CHUNK * PROF_MAX_CHUNKS)
         return PROF_SITE_OVERFLOW;
     site_t *s = site_slot_locked(id);
-    const uintptr_t *stored = s ? frames_store_locked(st->f, st->n) : NULL;
+    const uintptr_t *stored = s ? frames_store_locked(f, st->n) : NULL;
     if (!stored)
         return PROF_SITE_OVERFLOW;
     s->hash = st->hash;
@@ -598,8 +610,10 @@ static uint32_t intern(heap_t *h, const stack_t *st) {
     uint32_t id = h->scache[slot].id;
     if (id && h->scache[slot].hash == st->hash && h->scache[slot].hash2 == st->hash2)
         return id;
+    uintptr_t tmp[PROF_MAX_DEPTH];
+    const uintptr_t *f = stack_frames(st, tmp);
     lib_lock(&site_lock);
-    id = intern_locked(st);
+    id = intern_locked(st, f);
     lib_unlock(&site_lock);
     if (id != PROF_SITE_OVERFLOW) {
         const site_t *s = prof_site(id);

@@ -843,7 +843,7 @@ static int code_line(const code_rec_t *r, uint64_t instr) {
 }
 
 /* ---- the frame chain ------------------------------------------------------------------------ */
-#define PY_MAX_SEGS 64    /* eval-loop calls in one stack: 2 KiB of the allocation's stack */
+#define PY_MAX_SEGS 64    /* eval-loop calls in one stack */
 #define PY_MAX_CHAIN 4096 /* frames followed in one walk */
 #define PYC_SLOTS 512
 #define PY_MEMO 128       /* frames remembered by their address */
@@ -858,48 +858,49 @@ typedef struct py_cache_s {
         uint64_t epoch;
     } e[PYC_SLOTS];
     /* Frames seen before, by their address: a frame at the same address whose instruction is
-     * the same has the same word. Only cacheable words (see e[]) are kept; cleared when
-     * code_epoch moves. */
+     * the same has the same word, and one whose code object is the same needs no check of it
+     * (the innermost frame, moved on to its next allocation). Only cacheable words (see e[])
+     * are kept; cleared when code_epoch moves. */
     uint64_t memo_epoch;
     struct {
-        uintptr_t f, ip;
+        uintptr_t f, ip, code;
         uint64_t word;
         stack_sums_t term; /* stack_sums_push({0, 0}, word) */
     } memo[PY_MEMO];
+    uintptr_t ts_ok;  /* the thread state last found readable */
+    py_merge_t merge; /* the last merge */
 } py_cache_t;
-static py_cache_t no_cache; /* for a heap whose cache could not be mapped: never filled */
-
-typedef struct seg_s {
-    uintptr_t marker; /* on the C stack: the eval call's _PyCFrame or shim frame */
-    union {
-        uintptr_t frame; /* 3.11, 3.12: its innermost frame, walked when it is needed */
-        struct {
-            uint32_t first, end; /* 3.13: its words in the walk's frames[] */
-        };
-    };
-} seg_t;
 
 typedef struct walk_s {
     py_cache_t *c;
     uint64_t epoch; /* code_epoch when the walk started */
-    seg_t segs[PY_MAX_SEGS];
-    unsigned nsegs;
-    uintptr_t frames[PROF_MAX_DEPTH]; /* 3.13: words, innermost first */
-    unsigned nframes;
     unsigned chain; /* frames followed */
     bool stopped;
 } walk_t;
 
-static uintptr_t thread_state(void) {
+/* This thread's PyThreadState, or 0. Its address is checked for readable memory once: the
+ * value of the interpreter's own key for this thread is its live thread state, and the next
+ * check (its thread_id) reads it. */
+static uintptr_t thread_state(py_cache_t *c) {
     const layout_t *L = &py.L;
     const volatile int *tss = (const volatile int *)(py.runtime + L->rt_tss);
     if (tss[0] != 1)
         return 0; /* not initialized, or finalized */
     uintptr_t ts = (uintptr_t)pthread_getspecific((pthread_key_t)tss[1]);
-    if (!ts || (ts & 7) || !readable(ts, L->ts_thread_id + 8) ||
-        word_at(ts + L->ts_thread_id) != (uintptr_t)pthread_self())
+    if (!ts || (ts & 7))
+        return 0;
+    if (ts != c->ts_ok) {
+        if (!readable(ts, L->ts_thread_id + 8))
+            return 0;
+        c->ts_ok = ts;
+    }
+    if (word_at(ts + L->ts_thread_id) != (uintptr_t)pthread_self())
         return 0;
     return ts;
+}
+
+static inline unsigned code_slot(uintptr_t code, uintptr_t ip) {
+    return (unsigned)(((code ^ (ip << 7)) * 0x9E3779B97F4A7C15ULL) >> 55) & (PYC_SLOTS - 1);
 }
 
 /* The word of a frame running code at ip, from the code object: 0 (w->stopped) when the code
@@ -923,7 +924,7 @@ static noinline int frame_word_slow(walk_t *w, uintptr_t code, uintptr_t ip, uin
         instr = (ip - start) / 2 + 1;
     int line = code_line(r, instr);
     *word = PY_FRAME(id, line > 0 && line < (1 << PY_LINE_BITS) ? (unsigned)line : 0u);
-    if (w->c == &no_cache || !(r->flags & (CODE_WATCHED | CODE_STATIC)))
+    if (!(r->flags & (CODE_WATCHED | CODE_STATIC)))
         return 1;
     w->c->e[slot].code = code;
     w->c->e[slot].ip = ip;
@@ -945,27 +946,28 @@ static inline unsigned memo_slot(uintptr_t f) {
 static noinline bool frame_word_miss(walk_t *w, uintptr_t f, bool checked, uintptr_t *word,
                                      stack_sums_t *term) {
     const layout_t *L = &py.L;
-    py_cache_t *c = w->c; /* never NULL: a walk without one has a cache of its own */
+    py_cache_t *c = w->c;
     if (!checked && !frame_ok(f)) {
         w->stopped = true;
         return false;
     }
     uintptr_t code = word_at(f + L->fr_code), ip = word_at(f + L->fr_instr);
-    if (!code) { /* never a key of the cache (a walk without one has an empty one) */
+    if (!code) { /* never a key of the cache */
         w->stopped = true;
         return false;
     }
-    unsigned slot = (unsigned)(((code ^ (ip << 7)) * 0x9E3779B97F4A7C15ULL) >> 55) & (PYC_SLOTS - 1);
+    unsigned slot = code_slot(code, ip);
     int got = 2; /* only cacheable words are in the cache */
     if (c->e[slot].code == code && c->e[slot].ip == ip && c->e[slot].epoch == w->epoch)
         *word = c->e[slot].word;
     else if (!(got = frame_word_slow(w, code, ip, w->epoch, slot, word)))
         return false;
     *term = stack_sums_push((stack_sums_t){0, 0}, *word);
-    if (got == 2 && c != &no_cache) {
+    if (got == 2) {
         unsigned at = memo_slot(f);
         c->memo[at].f = f;
         c->memo[at].ip = ip;
+        c->memo[at].code = code;
         c->memo[at].word = *word;
         c->memo[at].term = *term;
     }
@@ -973,91 +975,190 @@ static noinline bool frame_word_miss(walk_t *w, uintptr_t f, bool checked, uintp
 }
 
 /* Frame f's word and its hash term; false (w->stopped) when f or its code fails a check.
- * A frame remembered at the same address and instruction needs neither check: a walk checked
- * it before, it is reached through the chain as it is now, and its code object is the one it
- * had (the instruction pointer lies inside the code object, and an interned code object freed
- * moves code_epoch, which clears memo[]). */
+ * A frame remembered at the same address needs no check: a walk checked it before, it is
+ * reached through the chain as it is now. At the same instruction its word is the one it had
+ * (the instruction pointer lies inside the code object, and an interned code object freed
+ * moves code_epoch, which clears memo[]); with the same code object at another instruction,
+ * the word is the cache's for that pair. */
 static inline __attribute__((always_inline)) bool frame_word(walk_t *w, uintptr_t f,
                                                              bool checked, uintptr_t *word,
                                                              stack_sums_t *term) {
-    const py_cache_t *c = w->c;
+    py_cache_t *c = w->c;
     unsigned at = memo_slot(f);
-    if (c->memo[at].f == f && c->memo[at].ip == word_at(f + py.L.fr_instr)) {
-        *word = c->memo[at].word;
-        *term = c->memo[at].term;
-        return true;
-    }
-    return frame_word_miss(w, f, checked || c->memo[at].f == f, word, term);
-}
-
-/* 3.11, 3.12: the _PyCFrame list, each with the innermost frame of its eval call. */
-static void walk_cframes(walk_t *w, uintptr_t ts, uintptr_t limit) {
-    const layout_t *L = &py.L;
-    uintptr_t cf = word_at(ts + L->ts_cframe);
-    while (cf && cf < limit && w->nsegs < PY_MAX_SEGS) { /* outer calls' are further up */
-        bool on_stack = cf >= tls_stack_lo && cf < tls_stack_hi - (L->cf_previous + 8);
-        if ((cf & 7) || (!on_stack && !readable(cf, L->cf_previous + 8))) {
-            w->stopped = true;
-            break;
+    if (c->memo[at].f == f) {
+        uintptr_t ip = word_at(f + py.L.fr_instr);
+        if (likely(c->memo[at].ip == ip)) {
+            *word = c->memo[at].word;
+            *term = c->memo[at].term;
+            return true;
         }
-        w->segs[w->nsegs++] = (seg_t){.marker = cf, .frame = word_at(cf + L->cf_frame)};
-        cf = word_at(cf + L->cf_previous);
+        uintptr_t code = word_at(f + py.L.fr_code);
+        unsigned slot = code_slot(code, ip);
+        if (code == c->memo[at].code && c->e[slot].code == code && c->e[slot].ip == ip &&
+            c->e[slot].epoch == w->epoch) {
+            *word = c->e[slot].word;
+            *term = stack_sums_push((stack_sums_t){0, 0}, *word);
+            c->memo[at].ip = ip;
+            c->memo[at].word = *word;
+            c->memo[at].term = *term;
+            return true;
+        }
+        checked = true;
     }
+    return frame_word_miss(w, f, checked, word, term);
 }
 
-/* 3.11, 3.12: the frames one eval call runs, into out[0..cap); how many. Their hash terms,
- * weighed by place, are summed into *sums. */
-static unsigned walk_segment(walk_t *w, uintptr_t f, uintptr_t *out, unsigned cap,
-                             stack_sums_t *sums) {
+/* 3.11, 3.12: the frames one eval call runs, innermost f first, into out[0..cap); how many.
+ * Their hash terms, weighed by place, are summed into *sums. */
+static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, uintptr_t f,
+                                                                   uintptr_t *out, unsigned cap,
+                                                                   stack_sums_t *sums) {
     const layout_t *L = &py.L;
     const int32_t is_entry = L->fr_is_entry; /* < 0: 3.12, which marks the entry by its owner */
     const uint32_t owner = L->fr_owner, previous = L->fr_previous;
-    unsigned o = 0, chain = w->chain;
-    stack_sums_t sum = {0, 0};
-    while (f && o < cap && chain++ < PY_MAX_CHAIN) {
-        if (is_entry < 0) {
+    unsigned o = 0, lim = PY_MAX_CHAIN - w->chain; /* frames left to follow */
+    lim = lim < cap ? lim : cap;
+    uint64_t a = 0, b = 0;
+    stack_sums_t t;
+    if (is_entry >= 0) { /* 3.11: the frame that entered the eval call is marked */
+        while (f && o < lim) {
+            if (!frame_word(w, f, false, &out[o], &t))
+                break;
+            o++;
+            a += t.a * prof_pow_ra[o];
+            b += t.b * prof_pow_rb[o];
+            if (*(const volatile uint8_t *)(f + (uint32_t)is_entry))
+                break;
+            f = word_at(f + previous);
+        }
+    } else {
+        while (f && o < lim) {
             if (!frame_ok(f)) {
                 w->stopped = true;
                 break;
             }
             if (*(const volatile uint8_t *)(f + owner) == OWNED_BY_CSTACK)
                 break;
+            if (!frame_word(w, f, true, &out[o], &t))
+                break;
+            o++;
+            a += t.a * prof_pow_ra[o];
+            b += t.b * prof_pow_rb[o];
+            f = word_at(f + previous);
         }
-        stack_sums_t t;
-        if (!frame_word(w, f, is_entry < 0, &out[o], &t))
-            break;
-        o++;
-        sum.a += t.a * prof_pow_ra[o];
-        sum.b += t.b * prof_pow_rb[o];
-        if (is_entry >= 0 && *(const volatile uint8_t *)(f + (uint32_t)is_entry))
-            break;
-        f = word_at(f + previous);
     }
-    w->chain = chain;
-    *sums = sum;
+    w->chain += o + 1;
+    sums->a = a;
+    sums->b = b;
     return o;
 }
 
-/* 3.13: one chain, cut at the shim frames each eval call pushes on its C stack. */
-static void walk_chain(walk_t *w, uintptr_t ts) {
+static inline bool in_eval(uintptr_t pc) {
+    return pc - py.eval_lo < py.eval_hi - py.eval_lo;
+}
+
+/* 3.11, 3.12 with the walker's stack pointers, the common case: each _PyCFrame, from
+ * tstate->cframe outwards, lies in the extent [sp, CFA) of the eval frame that runs its
+ * Python frames. The _PyCFrames up to the outermost native frame's end are followed; the
+ * frames between are counted, not copied. */
+static int merge_cframes(walk_t *w, uintptr_t ts, const uintptr_t *fr, const uintptr_t *sp,
+                         uintptr_t sp_top, unsigned n, unsigned cap, py_merge_t *pm) {
+    const layout_t *L = &py.L;
+    uintptr_t limit = sp_top ? sp_top : UINTPTR_MAX;
+    uintptr_t cf = word_at(ts + L->ts_cframe);
+    unsigned o = 0, k = 0, nw = 0, nruns = 0, segs = 0;
+    while (cf && cf < limit && k < n && segs++ < PY_MAX_SEGS) {
+        /* One off this thread's stack is in no native frame's extent: the thread state's own
+         * root_cframe, which ends the list. */
+        if (cf < tls_stack_lo || cf >= tls_stack_hi - (L->cf_previous + 8))
+            break;
+        if (cf & 7) {
+            w->stopped = true;
+            break;
+        }
+        uintptr_t m = cf, f = word_at(cf + L->cf_frame);
+        cf = word_at(cf + L->cf_previous); /* outer calls' are further up */
+        if (m < sp[k])
+            continue; /* an eval call whose frame is not among these */
+        unsigned j = k;
+        while (j + 1 < n && sp[j + 1] <= m)
+            j++;
+        /* m < limit: in frame j's extent, unless that is not known (the walk stopped short of
+         * the stack's end) and the frame is no eval frame */
+        if (j + 1 == n && !sp_top && !in_eval(fr[j]))
+            break;
+        if (nruns == PY_MAX_RUNS)
+            break;
+        o += j - k < cap - o ? j - k : cap - o; /* the native frames before it */
+        k = j;
+        if (o >= cap)
+            break;
+        stack_sums_t sums;
+        unsigned got = walk_segment(w, f, pm->words + nw, cap - o, &sums);
+        if (got) {
+            pm->runs[nruns++] = (py_run_t){k, o, got, nw, sums};
+            nw += got;
+            o += got;
+            k++;
+        } /* else a run the checks cut short: the native frame stays */
+        if (w->stopped || o >= cap)
+            break;
+    }
+    pm->nruns = nruns;
+    if (!nruns)
+        return -1;
+    return (int)(o + (n - k < cap - o ? n - k : cap - o));
+}
+
+/* The other cases: 3.13's one chain, cut at the shim frames each eval call pushes on its C
+ * stack; or no stack pointers (libunwind's stacks), where the eval frames are the ones in the
+ * eval loop's symbol, matched in order. The runs are found first, then placed. */
+typedef struct seg_s {
+    uintptr_t marker; /* on the C stack: the eval call's _PyCFrame or shim frame */
+    uintptr_t frame;  /* 3.11, 3.12: its innermost frame, walked when it is needed */
+    uint32_t first, end; /* 3.13: its words in frames[] */
+} seg_t;
+
+typedef struct segs_s {
+    seg_t s[PY_MAX_SEGS];
+    unsigned n;
+    uintptr_t frames[PROF_MAX_DEPTH]; /* 3.13: words, innermost first */
+    unsigned nframes;
+} segs_t;
+
+static void walk_cframes(walk_t *w, segs_t *g, uintptr_t ts) {
+    const layout_t *L = &py.L;
+    uintptr_t cf = word_at(ts + L->ts_cframe);
+    while (cf && g->n < PY_MAX_SEGS) {
+        bool on_stack = cf >= tls_stack_lo && cf < tls_stack_hi - (L->cf_previous + 8);
+        if ((cf & 7) || (!on_stack && !readable(cf, L->cf_previous + 8))) {
+            w->stopped = true;
+            break;
+        }
+        g->s[g->n++] = (seg_t){.marker = cf, .frame = word_at(cf + L->cf_frame)};
+        cf = word_at(cf + L->cf_previous);
+    }
+}
+
+static void walk_chain(walk_t *w, segs_t *g, uintptr_t ts) {
     const layout_t *L = &py.L;
     uintptr_t f = word_at(ts + L->ts_frame);
     unsigned first = 0;
-    while (f && w->chain++ < PY_MAX_CHAIN && w->nsegs < PY_MAX_SEGS) {
+    while (f && w->chain++ < PY_MAX_CHAIN && g->n < PY_MAX_SEGS) {
         if (!frame_ok(f)) {
             w->stopped = true;
             break;
         }
         if (*(const volatile uint8_t *)(f + L->fr_owner) == OWNED_BY_CSTACK) {
-            w->segs[w->nsegs++] = (seg_t){.marker = f, .first = first, .end = w->nframes};
-            first = w->nframes;
+            g->s[g->n++] = (seg_t){.marker = f, .first = first, .end = g->nframes};
+            first = g->nframes;
         } else {
             uintptr_t word;
             stack_sums_t term;
             if (!frame_word(w, f, true, &word, &term))
                 break;
-            if (w->nframes < PROF_MAX_DEPTH)
-                w->frames[w->nframes++] = word;
+            if (g->nframes < PROF_MAX_DEPTH)
+                g->frames[g->nframes++] = word;
         }
         f = word_at(f + L->fr_previous);
     }
@@ -1066,39 +1167,22 @@ static void walk_chain(walk_t *w, uintptr_t ts) {
 /* sp[k], the frame's stack pointer; at k == n the outermost frame's CFA */
 #define SP(k) ((k) < n ? sp[k] : sp_top)
 
-int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t sp_top,
-                 unsigned n, uintptr_t *out, unsigned cap, py_run_t *runs, unsigned *nruns) {
-    *nruns = 0;
-    if (!__atomic_load_n(&python_active, __ATOMIC_ACQUIRE))
-        return -1;
-    if (unlikely(!tls_stack_hi))
-        unwind_thread_stack(&tls_stack_lo, &tls_stack_hi);
-    uintptr_t ts = thread_state();
-    if (!ts)
-        return -1;
-    if (unlikely(!h->pyc))
-        h->pyc = os_map(sizeof(py_cache_t));
-    walk_t w;
-    w.c = h->pyc ? h->pyc : &no_cache;
-    w.epoch = atomic_load_explicit(&code_epoch, memory_order_acquire);
-    w.nsegs = w.nframes = w.chain = 0;
-    if (w.c != &no_cache && w.c->memo_epoch != w.epoch) {
-        memset(w.c->memo, 0, sizeof w.c->memo);
-        w.c->memo_epoch = w.epoch;
-    }
-    w.stopped = false;
+static noinline int merge_segments(walk_t *w, uintptr_t ts, const uintptr_t *fr,
+                                   const uintptr_t *sp, uintptr_t sp_top, unsigned n,
+                                   unsigned cap, py_merge_t *pm) {
+    segs_t g;
+    g.n = g.nframes = 0;
     bool lazy = py.L.ts_cframe != 0;
-    if (lazy) /* the _PyCFrames up to the outermost native frame's end; all without pointers */
-        walk_cframes(&w, ts, sp && sp_top ? sp_top : UINTPTR_MAX);
+    if (lazy)
+        walk_cframes(w, &g, ts);
     else
-        walk_chain(&w, ts);
-    unsigned o = 0, k = 0;
-    bool merged = false;
-    for (unsigned si = 0; si < w.nsegs && k < n && o < cap && !w.stopped; si++) {
+        walk_chain(w, &g, ts);
+    unsigned o = 0, k = 0, nw = 0, nruns = 0;
+    for (unsigned si = 0; si < g.n && k < n && o < cap && !w->stopped; si++) {
         /* the native frame whose extent holds the run's marker (or, with no stack pointers,
          * the next frame in the eval loop's symbol) */
         unsigned j = k;
-        uintptr_t m = w.segs[si].marker;
+        uintptr_t m = g.s[si].marker;
         if (sp) {
             if (m < sp[k])
                 continue; /* a run whose eval call is not among these frames */
@@ -1106,52 +1190,83 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t 
                 j++;
             if (j + 1 == n && sp_top && sp_top <= m)
                 j++;
-            if (j < n && !SP(j + 1) && fr[j] - py.eval_lo >= py.eval_hi - py.eval_lo)
+            if (j < n && !SP(j + 1) && !in_eval(fr[j]))
                 break; /* the outermost frame's extent is not known, and it is no eval frame */
         } else {
-            while (j < n && fr[j] - py.eval_lo >= py.eval_hi - py.eval_lo)
+            while (j < n && !in_eval(fr[j]))
                 j++;
         }
-        if (j >= n || *nruns >= PY_MAX_RUNS)
+        if (j >= n || nruns >= PY_MAX_RUNS)
             break;
-        unsigned c = j - k < cap - o ? j - k : cap - o; /* the native frames before it */
-        memcpy(out + o, fr + k, c * sizeof *out);
-        o += c;
+        o += j - k < cap - o ? j - k : cap - o; /* the native frames before it */
         k = j;
         if (o >= cap)
             break;
-        const seg_t *s = &w.segs[si];
+        const seg_t *s = &g.s[si];
         unsigned got;
         stack_sums_t sums = {0, 0};
         if (lazy) {
-            got = walk_segment(&w, s->frame, out + o, cap - o, &sums);
+            got = walk_segment(w, s->frame, pm->words + nw, cap - o, &sums);
         } else {
             got = s->end - s->first < cap - o ? s->end - s->first : cap - o;
-            memcpy(out + o, w.frames + s->first, got * sizeof *out);
-            for (unsigned j = 0; j < got; j++) {
-                stack_sums_t t = stack_sums_push((stack_sums_t){0, 0}, out[o + j]);
-                sums.a += t.a * prof_pow_ra[j + 1];
-                sums.b += t.b * prof_pow_rb[j + 1];
+            memcpy(pm->words + nw, g.frames + s->first, got * sizeof *pm->words);
+            for (unsigned i = 0; i < got; i++) {
+                stack_sums_t t = stack_sums_push((stack_sums_t){0, 0}, pm->words[nw + i]);
+                sums.a += t.a * prof_pow_ra[i + 1];
+                sums.b += t.b * prof_pow_rb[i + 1];
             }
         }
         if (!got)
             continue; /* a run the checks cut short: the native frame stays */
-        runs[(*nruns)++] = (py_run_t){(uint16_t)k, (uint16_t)o, (uint16_t)got, sums};
+        pm->runs[nruns++] = (py_run_t){k, o, got, nw, sums};
+        nw += got;
         o += got;
         k++;
-        merged = true;
     }
-    if (!merged) {
-        if (w.stopped)
-            atomic_fetch_add_explicit(&py.stopped, 1, memory_order_relaxed);
+    pm->nruns = nruns;
+    if (!nruns)
         return -1;
+    return (int)(o + (n - k < cap - o ? n - k : cap - o));
+}
+
+int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t sp_top,
+                 unsigned n, unsigned cap, const py_merge_t **pm) {
+    if (!__atomic_load_n(&python_active, __ATOMIC_ACQUIRE))
+        return -1;
+    if (unlikely(!tls_stack_hi))
+        unwind_thread_stack(&tls_stack_lo, &tls_stack_hi);
+    if (unlikely(!h->pyc) && !(h->pyc = os_map(sizeof(py_cache_t))))
+        return -1; /* no memory for the cache: native stacks */
+    walk_t w = {h->pyc, atomic_load_explicit(&code_epoch, memory_order_acquire), 0, false};
+    uintptr_t ts = thread_state(w.c);
+    if (!ts)
+        return -1;
+    if (w.c->memo_epoch != w.epoch) {
+        memset(w.c->memo, 0, sizeof w.c->memo);
+        w.c->memo_epoch = w.epoch;
     }
-    unsigned c = n - k < cap - o ? n - k : cap - o; /* the rest */
-    memcpy(out + o, fr + k, c * sizeof *out);
-    o += c;
+    if (cap > PROF_MAX_DEPTH)
+        cap = PROF_MAX_DEPTH;
+    int m = py.L.ts_cframe && sp ? merge_cframes(&w, ts, fr, sp, sp_top, n, cap, &w.c->merge)
+                                 : merge_segments(&w, ts, fr, sp, sp_top, n, cap, &w.c->merge);
     if (w.stopped)
         atomic_fetch_add_explicit(&py.stopped, 1, memory_order_relaxed);
-    return merged ? (int)o : -1;
+    *pm = &w.c->merge;
+    return m;
+}
+
+void python_materialize(const py_merge_t *pm, const uintptr_t *fr, unsigned n, unsigned m,
+                        uintptr_t *out) {
+    unsigned o = 0, k = 0;
+    for (unsigned r = 0; r < pm->nruns; r++) {
+        const py_run_t *run = &pm->runs[r];
+        memcpy(out + o, fr + k, (run->at - o) * sizeof *out); /* the native frames before */
+        memcpy(out + run->at, pm->words + run->w, run->n * sizeof *out);
+        o = run->at + run->n;
+        k = run->k + 1U;
+    }
+    unsigned rest = m - o < n - k ? m - o : n - k;
+    memcpy(out + o, fr + k, rest * sizeof *out);
 }
 
 /* ---- the dump ---------------------------------------------------------------------------------- */
