@@ -484,7 +484,7 @@ extern bool python_active;  /* a CPython was found whose frames can be read */
 /* The merged stack of this thread: native frames fr[0..n) innermost first, with their stack
  * pointers sp[0..n) and the outermost one's CFA sp_top (sp NULL: match CPython's eval frames
  * by their symbol; sp_top 0: unknown), each frame of CPython's eval loop replaced by the
- * Python frames it runs, cut at cap frames. python_merge finds the runs of Python frames and
+ * Python frames it runs, cut at cap frames (no frame beyond is read). python_merge finds the runs of Python frames and
  * their words, and returns the merged stack's length, or -1 when this thread runs no Python
  * code (then fr stays the stack); *pm (the heap's, valid until its next merge) describes it,
  * and python_materialize writes it out. The profiler needs the frames themselves only for a
@@ -501,6 +501,8 @@ extern uint64_t prof_pow_ra[PROF_MAX_DEPTH + 1], prof_pow_rb[PROF_MAX_DEPTH + 1]
 #define PY_MAX_RUNS 64
 typedef struct py_merge_s {
     unsigned nruns;
+    unsigned kcut; /* the native frames fr[0..kcut) the merged stack covers */
+    bool cut;      /* it was cut at cap frames: frames (native or Python) went on */
     py_run_t runs[PY_MAX_RUNS];
     uintptr_t words[PROF_MAX_DEPTH];
 } py_merge_t;

@@ -439,14 +439,25 @@ uint64_t prof_pow_ra[PROF_MAX_DEPTH + 1], prof_pow_rb[PROF_MAX_DEPTH + 1];
 #define RUN_HASH_BA 0x9FB21C651E98DF25ULL
 #define RUN_HASH_BB 0xC6A4A7935BD1E995ULL
 
-static noinline void capture_python(heap_t *h, stack_t *st, bool walker, stack_sums_t *sum) {
+static noinline void capture_python(heap_t *h, stack_t *st, const stack_sums_t *sums,
+                                    stack_sums_t *sum) {
     uintptr_t top = 0;
-    const uintptr_t *sps = walker ? unwind_frame_sps(h, st->f, st->n, &top) : NULL;
+    const uintptr_t *sps = sums ? unwind_frame_sps(h, st->f, st->n, &top) : NULL;
     const py_merge_t *pm;
-    int m = python_merge(h, st->f, sps, top, st->n, PROF_MAX_DEPTH, &pm);
+    int m = python_merge(h, st->f, sps, top, st->n, prof.depth, &pm);
     if (m <= 0)
         return;
     stack_sums_t s = *sum;
+    unsigned kc = pm->kcut;
+    if (kc < st->n) { /* the merged stack ends before the native window did */
+        if (sums) {
+            uint64_t a = pow_ba[kc] * sums[kc].a, b = pow_bb[kc] * sums[kc].b;
+            s.a = sums[0].a - a;
+            s.b = sums[0].b - b;
+        } else {
+            s = stack_sums(st->f, kc);
+        }
+    }
     for (unsigned r = 0; r < pm->nruns; r++) {
         const py_run_t *run = &pm->runs[r];
         stack_sums_t native = stack_sums_push((stack_sums_t){0, 0}, st->f[run->k]);
@@ -457,8 +468,9 @@ static noinline void capture_python(heap_t *h, stack_t *st, bool walker, stack_s
         s.b += pow_bb[run->k] * (py.b - native.b);
     }
     st->py = pm;
-    st->native = st->n;
+    st->native = kc;
     st->n = (unsigned)m;
+    st->truncated = st->truncated || pm->cut;
     *sum = s;
 }
 
@@ -512,7 +524,7 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
         check_against_libunwind(st);
     }
     if (unlikely(__atomic_load_n(&python_active, __ATOMIC_RELAXED)))
-        capture_python(h, st, sums != NULL, &sum);
+        capture_python(h, st, sums, &sum);
     stack_finish(st, sum);
 }
 

@@ -876,6 +876,7 @@ typedef struct walk_s {
     uint64_t epoch; /* code_epoch when the walk started */
     unsigned chain; /* frames followed */
     bool stopped;
+    bool more; /* a run was cut at the frames wanted: it went on */
 } walk_t;
 
 /* This thread's PyThreadState, or 0. Its address is checked for readable memory once: the
@@ -1021,7 +1022,11 @@ static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, ui
     uint64_t a = 0, b = 0;
     stack_sums_t t;
     if (is_entry >= 0) { /* 3.11: the frame that entered the eval call is marked */
-        while (f && o < lim) {
+        while (f) {
+            if (o == lim) {
+                w->more = true;
+                break;
+            }
             if (!frame_word(w, f, false, &out[o], &t))
                 break;
             o++;
@@ -1032,13 +1037,17 @@ static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, ui
             f = word_at(f + previous);
         }
     } else {
-        while (f && o < lim) {
+        while (f) {
             if (!frame_ok(f)) {
                 w->stopped = true;
                 break;
             }
             if (*(const volatile uint8_t *)(f + owner) == OWNED_BY_CSTACK)
                 break;
+            if (o == lim) {
+                w->more = true;
+                break;
+            }
             if (!frame_word(w, f, true, &out[o], &t))
                 break;
             o++;
@@ -1055,6 +1064,21 @@ static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, ui
 
 static inline bool in_eval(uintptr_t pc) {
     return pc - py.eval_lo < py.eval_hi - py.eval_lo;
+}
+
+/* What a merge found: nruns runs, o frames placed, native frames [0, k) used; the native frames
+ * from k on follow, as many as cap leaves room for. */
+static int merge_end(const walk_t *w, py_merge_t *pm, unsigned nruns, unsigned o, unsigned k,
+                     unsigned n, unsigned cap) {
+    pm->nruns = nruns;
+    if (!nruns)
+        return -1;
+    unsigned rest = n - k;
+    pm->cut = w->more || rest > cap - o;
+    if (rest > cap - o)
+        rest = cap - o;
+    pm->kcut = k + rest;
+    return (int)(o + rest);
 }
 
 /* 3.11, 3.12 with the walker's stack pointers, the common case: each _PyCFrame, from
@@ -1089,10 +1113,13 @@ static int merge_cframes(walk_t *w, uintptr_t ts, const uintptr_t *fr, const uin
             break;
         if (nruns == PY_MAX_RUNS)
             break;
-        o += j - k < cap - o ? j - k : cap - o; /* the native frames before it */
-        k = j;
-        if (o >= cap)
+        if (j - k >= cap - o) { /* the native frames before it fill the stack */
+            k += cap - o;
+            o = cap;
             break;
+        }
+        o += j - k;
+        k = j;
         stack_sums_t sums;
         unsigned got = walk_segment(w, f, pm->words + nw, cap - o, &sums);
         if (got) {
@@ -1104,10 +1131,7 @@ static int merge_cframes(walk_t *w, uintptr_t ts, const uintptr_t *fr, const uin
         if (w->stopped || o >= cap)
             break;
     }
-    pm->nruns = nruns;
-    if (!nruns)
-        return -1;
-    return (int)(o + (n - k < cap - o ? n - k : cap - o));
+    return merge_end(w, pm, nruns, o, k, n, cap);
 }
 
 /* The other cases: 3.13's one chain, cut at the shim frames each eval call pushes on its C
@@ -1198,17 +1222,24 @@ static noinline int merge_segments(walk_t *w, uintptr_t ts, const uintptr_t *fr,
         }
         if (j >= n || nruns >= PY_MAX_RUNS)
             break;
-        o += j - k < cap - o ? j - k : cap - o; /* the native frames before it */
-        k = j;
-        if (o >= cap)
+        if (j - k >= cap - o) { /* the native frames before it fill the stack */
+            k += cap - o;
+            o = cap;
             break;
+        }
+        o += j - k;
+        k = j;
         const seg_t *s = &g.s[si];
         unsigned got;
         stack_sums_t sums = {0, 0};
         if (lazy) {
             got = walk_segment(w, s->frame, pm->words + nw, cap - o, &sums);
         } else {
-            got = s->end - s->first < cap - o ? s->end - s->first : cap - o;
+            got = s->end - s->first;
+            if (got > cap - o) {
+                got = cap - o;
+                w->more = true;
+            }
             memcpy(pm->words + nw, g.frames + s->first, got * sizeof *pm->words);
             for (unsigned i = 0; i < got; i++) {
                 stack_sums_t t = stack_sums_push((stack_sums_t){0, 0}, pm->words[nw + i]);
@@ -1223,10 +1254,7 @@ static noinline int merge_segments(walk_t *w, uintptr_t ts, const uintptr_t *fr,
         o += got;
         k++;
     }
-    pm->nruns = nruns;
-    if (!nruns)
-        return -1;
-    return (int)(o + (n - k < cap - o ? n - k : cap - o));
+    return merge_end(w, pm, nruns, o, k, n, cap);
 }
 
 int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t sp_top,
@@ -1237,7 +1265,8 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t 
         unwind_thread_stack(&tls_stack_lo, &tls_stack_hi);
     if (unlikely(!h->pyc) && !(h->pyc = os_map(sizeof(py_cache_t))))
         return -1; /* no memory for the cache: native stacks */
-    walk_t w = {h->pyc, atomic_load_explicit(&code_epoch, memory_order_acquire), 0, false};
+    walk_t w = {h->pyc, atomic_load_explicit(&code_epoch, memory_order_acquire), 0, false,
+                false};
     uintptr_t ts = thread_state(w.c);
     if (!ts)
         return -1;

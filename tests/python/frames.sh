@@ -9,6 +9,9 @@
 #    lists, is explained there), in `all` mode exactly and in `sample` mode within the 95%
 #    intervals; the stacks show the calls the program makes (nesting.py), and ctypes calling
 #    the C library's malloc shows libffi's and _ctypes' frames under the Python frame;
+#  * a 40-deep recursion reached from two functions: TALLY_DEPTH=8 keeps 8 frames of the merged
+#    stack, marked cut, the two callers' allocations one site (the hash covers the kept frames
+#    only); TALLY_DEPTH=128 keeps them all, the callers apart;
 #  * torn.py, a frame chain broken on purpose: the walker ends the Python part there and
 #    counts it, the program goes on;
 #  * threads.py, threads that come and go while another allocates: the same output as
@@ -181,6 +184,51 @@ EOF2
 "$tally" flame --folded --measure peak "$tmp/deep.tly" >"$tmp/deep.folded" 2>&1
 grep -q '^\[truncated\];r (deep\.py:4);.*r (deep\.py:3);r.<locals>.<listcomp> (deep\.py:3) 100[0-9]\{4\}$' "$tmp/deep.folded" ||
     fail "the 60-deep recursion's million bytes at the peak are not under a [truncated] root: $(grep 'deep.py' "$tmp/deep.folded" | tail -2 | cut -c1-200)"
+
+say "TALLY_DEPTH counts Python frames: a deep stack keeps that many, stacks equal in them are one site"
+cat >"$tmp/depth.py" <<'EOF2'
+def rec(n):
+    if n == 0:
+        return [bytearray(1000) for _ in range(50)]
+    return rec(n - 1)
+def a():
+    return rec(40)
+def b():
+    return rec(40)
+keep = [a(), b()]
+EOF2
+for d in 8 128; do
+    rm -f "$tmp/depth$d.tly"
+    env TALLY_PROFILE=all TALLY_DEPTH=$d TALLY_OUT="$tmp/depth$d.tly" LD_PRELOAD="$TALLY_LIB" \
+        /usr/bin/python3 "$tmp/depth.py" || fail "depth.py failed with TALLY_DEPTH=$d"
+    "$tally" report --json --native --raw --top 0 "$tmp/depth$d.tly" >"$tmp/depth$d.json" ||
+        fail "tally report depth$d.tly failed"
+done
+python3 - "$tmp/depth8.json" "$tmp/depth128.json" <<'PY' || fail "TALLY_DEPTH and Python frames: see above"
+import json, sys
+def sites(path):  # the sites under the list comprehension, as (frame names, allocations)
+    out = []
+    for s in json.load(open(path))["sites"]:
+        names = ["%s:%s" % (f["function"], f["line"]) if f["python"] or not f["module"] else
+                 "%s+%#x" % (f["module"], f["offset"] or 0) for f in s["frames"]]
+        if "rec.<locals>.<listcomp>:3" in names:
+            out.append((names, s["alloc_count"]))
+    return out
+short, full = sites(sys.argv[1]), sites(sys.argv[2])
+bad = [n for n, _ in short if len(n) != 9 or n[-1] != "[truncated]:None"]
+if not short or bad:
+    sys.exit("TALLY_DEPTH=8: %d sites, cut elsewhere than 8 frames: %s" % (len(short), bad[:1]))
+keys = [tuple(n) for n, _ in short]
+if len(set(keys)) != len(keys):
+    sys.exit("TALLY_DEPTH=8: two sites with the same 8 frames (the hash saw frames beyond them)")
+if not any(c == 100 for _, c in short):
+    sys.exit("TALLY_DEPTH=8: no site holds both callers' 100 allocations: %s" % [c for _, c in short])
+callers = {c for n, _ in full for c in ("a:6", "b:8") if c in n}
+deep = [n for n, _ in full if n.count("rec:4") == 40]
+if callers != {"a:6", "b:8"} or not deep:
+    sys.exit("TALLY_DEPTH=128: the whole stack (41 rec frames under a and b) is not there")
+print("8 frames: %d sites, 100 allocations in one; 128: a and b apart" % len(short))
+PY
 
 say "tally run's summary and report --json say the frames are there"
 "$tally" run --lib "$TALLY_LIB" -o "$tmp/run.tly" /usr/bin/python3 "$here/reuse.py" >/dev/null \
