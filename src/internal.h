@@ -494,15 +494,20 @@ typedef struct py_run_s {
     uint32_t k;        /* the native frame it replaced */
     uint32_t at, n;    /* its Python frames, out[at .. at + n) of the merged stack */
     uint32_t w;        /* and their words, words[w .. w + n) */
-    stack_sums_t sums; /* sum over them of stack_sums_push({0, 0}, word) * prof_pow_r[j + 1] */
 } py_run_t;
-/* The powers the hash of a run of Python frames weighs its frames with (prof.c) */
+/* The powers a stack's hash weighs its frames with by place (B^k), and those the hash of a run
+ * of Python frames weighs its frames with (prof.c) */
+extern uint64_t prof_pow_ba[PROF_MAX_DEPTH + 1], prof_pow_bb[PROF_MAX_DEPTH + 1];
 extern uint64_t prof_pow_ra[PROF_MAX_DEPTH + 1], prof_pow_rb[PROF_MAX_DEPTH + 1];
 #define PY_MAX_RUNS 64
 typedef struct py_merge_s {
     unsigned nruns;
     unsigned kcut; /* the native frames fr[0..kcut) the merged stack covers */
     bool cut;      /* it was cut at cap frames: frames (native or Python) went on */
+    /* What the native stack's hash sums gain when each replaced frame's term is traded for its
+     * run's: stack_sums_push({0, 0}, n) plus the sum over the run of stack_sums_push({0, 0},
+     * word) * prof_pow_r[j + 1], all weighed by prof_pow_b[k]. */
+    stack_sums_t delta;
     py_run_t runs[PY_MAX_RUNS];
     uintptr_t words[PROF_MAX_DEPTH];
 } py_merge_t;

@@ -377,7 +377,9 @@ typedef struct stack_s {
     uintptr_t buf[PROF_MAX_DEPTH + 1 + UNW_OWN_FRAMES];
 } stack_t;
 
-static uint64_t pow_ba[PROF_MAX_DEPTH + 1], pow_bb[PROF_MAX_DEPTH + 1]; /* B^k */
+uint64_t prof_pow_ba[PROF_MAX_DEPTH + 1], prof_pow_bb[PROF_MAX_DEPTH + 1]; /* B^k */
+#define pow_ba prof_pow_ba
+#define pow_bb prof_pow_bb
 
 /* How many of libunwind's innermost frames are ours (record, and the malloc path where it is
  * not a tail call). */
@@ -458,15 +460,8 @@ static noinline void capture_python(heap_t *h, stack_t *st, const stack_sums_t *
             s = stack_sums(st->f, kc);
         }
     }
-    for (unsigned r = 0; r < pm->nruns; r++) {
-        const py_run_t *run = &pm->runs[r];
-        stack_sums_t native = stack_sums_push((stack_sums_t){0, 0}, st->f[run->k]);
-        stack_sums_t py = stack_sums_push((stack_sums_t){0, 0}, run->n);
-        py.a += run->sums.a; /* the frames' terms, summed by the walk */
-        py.b += run->sums.b;
-        s.a += pow_ba[run->k] * (py.a - native.a);
-        s.b += pow_bb[run->k] * (py.b - native.b);
-    }
+    s.a += pm->delta.a; /* each eval frame's term traded for its run's */
+    s.b += pm->delta.b;
     st->py = pm;
     st->native = kc;
     st->n = (unsigned)m;

@@ -1066,11 +1066,25 @@ static inline bool in_eval(uintptr_t pc) {
     return pc - py.eval_lo < py.eval_hi - py.eval_lo;
 }
 
+/* A run of got Python frames, their words at words[nw], replaces native frame k (native, the
+ * return address there), at o in the merged stack; its hash terms sum to sums. */
+static inline __attribute__((always_inline)) void run_add(py_merge_t *pm, unsigned nruns,
+                                                          unsigned k, unsigned o, unsigned got,
+                                                          unsigned nw, stack_sums_t sums,
+                                                          uintptr_t native, stack_sums_t *d) {
+    pm->runs[nruns] = (py_run_t){k, o, got, nw};
+    stack_sums_t nt = stack_sums_push((stack_sums_t){0, 0}, native);
+    stack_sums_t rt = stack_sums_push((stack_sums_t){0, 0}, got);
+    d->a += prof_pow_ba[k] * (rt.a + sums.a - nt.a);
+    d->b += prof_pow_bb[k] * (rt.b + sums.b - nt.b);
+}
+
 /* What a merge found: nruns runs, o frames placed, native frames [0, k) used; the native frames
  * from k on follow, as many as cap leaves room for. */
 static int merge_end(const walk_t *w, py_merge_t *pm, unsigned nruns, unsigned o, unsigned k,
-                     unsigned n, unsigned cap) {
+                     unsigned n, unsigned cap, stack_sums_t delta) {
     pm->nruns = nruns;
+    pm->delta = delta;
     if (!nruns)
         return -1;
     unsigned rest = n - k;
@@ -1091,6 +1105,7 @@ static int merge_cframes(walk_t *w, uintptr_t ts, const uintptr_t *fr, const uin
     uintptr_t limit = sp_top ? sp_top : UINTPTR_MAX;
     uintptr_t cf = word_at(ts + L->ts_cframe);
     unsigned o = 0, k = 0, nw = 0, nruns = 0, segs = 0;
+    stack_sums_t delta = {0, 0};
     while (cf && cf < limit && k < n && segs++ < PY_MAX_SEGS) {
         /* One off this thread's stack is in no native frame's extent: the thread state's own
          * root_cframe, which ends the list. */
@@ -1123,7 +1138,7 @@ static int merge_cframes(walk_t *w, uintptr_t ts, const uintptr_t *fr, const uin
         stack_sums_t sums;
         unsigned got = walk_segment(w, f, pm->words + nw, cap - o, &sums);
         if (got) {
-            pm->runs[nruns++] = (py_run_t){k, o, got, nw, sums};
+            run_add(pm, nruns++, k, o, got, nw, sums, fr[k], &delta);
             nw += got;
             o += got;
             k++;
@@ -1131,7 +1146,7 @@ static int merge_cframes(walk_t *w, uintptr_t ts, const uintptr_t *fr, const uin
         if (w->stopped || o >= cap)
             break;
     }
-    return merge_end(w, pm, nruns, o, k, n, cap);
+    return merge_end(w, pm, nruns, o, k, n, cap, delta);
 }
 
 /* The other cases: 3.13's one chain, cut at the shim frames each eval call pushes on its C
@@ -1202,6 +1217,7 @@ static noinline int merge_segments(walk_t *w, uintptr_t ts, const uintptr_t *fr,
     else
         walk_chain(w, &g, ts);
     unsigned o = 0, k = 0, nw = 0, nruns = 0;
+    stack_sums_t delta = {0, 0};
     for (unsigned si = 0; si < g.n && k < n && o < cap && !w->stopped; si++) {
         /* the native frame whose extent holds the run's marker (or, with no stack pointers,
          * the next frame in the eval loop's symbol) */
@@ -1249,12 +1265,12 @@ static noinline int merge_segments(walk_t *w, uintptr_t ts, const uintptr_t *fr,
         }
         if (!got)
             continue; /* a run the checks cut short: the native frame stays */
-        pm->runs[nruns++] = (py_run_t){k, o, got, nw, sums};
+        run_add(pm, nruns++, k, o, got, nw, sums, fr[k], &delta);
         nw += got;
         o += got;
         k++;
     }
-    return merge_end(w, pm, nruns, o, k, n, cap);
+    return merge_end(w, pm, nruns, o, k, n, cap, delta);
 }
 
 int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t sp_top,
