@@ -1021,40 +1021,28 @@ static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, ui
     lim = lim < cap ? lim : cap;
     uint64_t a = 0, b = 0;
     stack_sums_t t;
-    if (is_entry >= 0) { /* 3.11: the frame that entered the eval call is marked */
-        while (f) {
-            if (o == lim) {
-                w->more = true;
-                break;
-            }
-            if (!frame_word(w, f, false, &out[o], &t))
-                break;
-            o++;
-            a += t.a * prof_pow_ra[o];
-            b += t.b * prof_pow_rb[o];
-            if (*(const volatile uint8_t *)(f + (uint32_t)is_entry))
-                break;
-            f = word_at(f + previous);
-        }
-    } else {
-        while (f) {
+    while (f) {
+        if (is_entry < 0) { /* 3.12: the eval call's shim frame ends its frames */
             if (!frame_ok(f)) {
                 w->stopped = true;
                 break;
             }
             if (*(const volatile uint8_t *)(f + owner) == OWNED_BY_CSTACK)
                 break;
-            if (o == lim) {
-                w->more = true;
-                break;
-            }
-            if (!frame_word(w, f, true, &out[o], &t))
-                break;
-            o++;
-            a += t.a * prof_pow_ra[o];
-            b += t.b * prof_pow_rb[o];
-            f = word_at(f + previous);
         }
+        if (o == lim) {
+            w->more = true;
+            break;
+        }
+        if (!frame_word(w, f, is_entry < 0, &out[o], &t))
+            break;
+        o++;
+        a += t.a * prof_pow_ra[o];
+        b += t.b * prof_pow_rb[o];
+        /* 3.11: the frame that entered the eval call is marked */
+        if (is_entry >= 0 && *(const volatile uint8_t *)(f + (uint32_t)is_entry))
+            break;
+        f = word_at(f + previous);
     }
     w->chain += o + 1;
     sums->a = a;
@@ -1077,6 +1065,19 @@ static inline __attribute__((always_inline)) void run_add(py_merge_t *pm, unsign
     stack_sums_t rt = stack_sums_push((stack_sums_t){0, 0}, got);
     d->a += prof_pow_ba[k] * (rt.a + sums.a - nt.a);
     d->b += prof_pow_bb[k] * (rt.b + sums.b - nt.b);
+}
+
+/* The native frames [*k, j) go before the run of eval frame j: false when they fill the stack
+ * (then *k counts those kept). */
+static inline bool natives_to(unsigned j, unsigned *k, unsigned *o, unsigned cap) {
+    if (j - *k >= cap - *o) {
+        *k += cap - *o;
+        *o = cap;
+        return false;
+    }
+    *o += j - *k;
+    *k = j;
+    return true;
 }
 
 /* What a merge found: nruns runs, o frames placed, native frames [0, k) used; the native frames
@@ -1128,13 +1129,8 @@ static int merge_cframes(walk_t *w, uintptr_t ts, const uintptr_t *fr, const uin
             break;
         if (nruns == PY_MAX_RUNS)
             break;
-        if (j - k >= cap - o) { /* the native frames before it fill the stack */
-            k += cap - o;
-            o = cap;
-            break;
-        }
-        o += j - k;
-        k = j;
+        if (!natives_to(j, &k, &o, cap))
+            break; /* the native frames before it fill the stack */
         stack_sums_t sums;
         unsigned got = walk_segment(w, f, pm->words + nw, cap - o, &sums);
         if (got) {
@@ -1238,13 +1234,8 @@ static noinline int merge_segments(walk_t *w, uintptr_t ts, const uintptr_t *fr,
         }
         if (j >= n || nruns >= PY_MAX_RUNS)
             break;
-        if (j - k >= cap - o) { /* the native frames before it fill the stack */
-            k += cap - o;
-            o = cap;
-            break;
-        }
-        o += j - k;
-        k = j;
+        if (!natives_to(j, &k, &o, cap))
+            break; /* the native frames before it fill the stack */
         const seg_t *s = &g.s[si];
         unsigned got;
         stack_sums_t sums = {0, 0};
