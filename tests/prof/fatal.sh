@@ -6,6 +6,11 @@
 # invisible (sigaction and signal say SIG_DFL), the program's own handler or SIG_IGN wins, SIG_DFL
 # set again brings the dump back; CPython still raises KeyboardInterrupt; signals landing while
 # threads are inside the allocator and profiler never hang; TALLY_FATAL=0 turns it off.
+# The checks want the default dispositions: a shell without job control that started this in
+# the background left SIGINT and SIGQUIT ignored, and an ignored signal stays so across exec.
+if [ -z "${FATAL_SIGNALS_DEFAULT:-}" ]; then
+    FATAL_SIGNALS_DEFAULT=1 exec env --default-signal=INT,QUIT,HUP,TERM bash "$0" "$@"
+fi
 . "$top_srcdir/tests/preload/common.sh"
 prog=$top_builddir/tests/prof/fatal
 prog_std=$top_builddir/tests/prof/fatal_std
