@@ -484,10 +484,10 @@ extern bool python_active;  /* a CPython was found whose frames can be read */
 /* The merged stack of this thread: native frames fr[0..n) innermost first, with their stack
  * pointers sp[0..n) and the outermost one's CFA sp_top (sp NULL: match CPython's eval frames
  * by their symbol; sp_top 0: unknown), each frame of CPython's eval loop replaced by the
- * Python frames it runs, cut at cap frames (no frame beyond is read). python_merge finds the runs of Python frames and
- * their words, and returns the merged stack's length, or -1 when this thread runs no Python
- * code (then fr stays the stack); *pm (the heap's, valid until its next merge) describes it,
- * and python_materialize writes it out. The profiler needs the frames themselves only for a
+ * Python frames it runs, cut at cap frames (no frame beyond is read). python_merge finds the
+ * runs of Python frames and their words, and returns the merged stack's length, or -1 when
+ * this thread runs no Python code (then fr stays the stack); *pm (the heap's, valid until its
+ * next merge) describes it, and python_materialize writes it out. The profiler needs the frames themselves only for a
  * stack its thread has not seen (its cache of stacks trusts the hash), so most allocations
  * never copy the native frames. */
 typedef struct py_run_s {

@@ -378,8 +378,16 @@ typedef struct stack_s {
 } stack_t;
 
 uint64_t prof_pow_ba[PROF_MAX_DEPTH + 1], prof_pow_bb[PROF_MAX_DEPTH + 1]; /* B^k */
-#define pow_ba prof_pow_ba
-#define pow_bb prof_pow_bb
+
+/* The sums of frames f[0..k): from the walker's suffix sums (sums[k] is the rest of its stack,
+ * zero where it ends), else computed. */
+static inline stack_sums_t window_sums(const uintptr_t *f, const stack_sums_t *sums, unsigned k) {
+    if (!sums)
+        return stack_sums(f, k);
+    uint64_t a = prof_pow_ba[k] * sums[k].a, b = prof_pow_bb[k] * sums[k].b;
+    __asm__("" : "+r"(a), "+r"(b)); /* two scalar multiplies, not an SSE2 emulation of them */
+    return (stack_sums_t){sums[0].a - a, sums[0].b - b};
+}
 
 /* How many of libunwind's innermost frames are ours (record, and the malloc path where it is
  * not a tail call). */
@@ -451,15 +459,8 @@ static noinline void capture_python(heap_t *h, stack_t *st, const stack_sums_t *
         return;
     stack_sums_t s = *sum;
     unsigned kc = pm->kcut;
-    if (kc < st->n) { /* the merged stack ends before the native window did */
-        if (sums) {
-            uint64_t a = pow_ba[kc] * sums[kc].a, b = pow_bb[kc] * sums[kc].b;
-            s.a = sums[0].a - a;
-            s.b = sums[0].b - b;
-        } else {
-            s = stack_sums(st->f, kc);
-        }
-    }
+    if (kc < st->n) /* the merged stack ends before the native window did */
+        s = window_sums(st->f, sums, kc);
     s.a += pm->delta.a; /* each eval frame's term traded for its run's */
     s.b += pm->delta.b;
     st->py = pm;
@@ -502,15 +503,7 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
     }
     unsigned k = (unsigned)(n - i) < prof.depth ? (unsigned)(n - i) : prof.depth;
     st->truncated = (unsigned)(n - i) > prof.depth;
-    stack_sums_t sum;
-    if (!sums) {
-        sum = stack_sums(fr + i, k);
-    } else { /* sums[k] is the rest of the walker's stack, zero where it ends */
-        uint64_t a = pow_ba[k] * sums[k].a, b = pow_bb[k] * sums[k].b;
-        __asm__("" : "+r"(a), "+r"(b)); /* two scalar multiplies, not an SSE2 emulation of them */
-        sum.a = sums[0].a - a;
-        sum.b = sums[0].b - b;
-    }
+    stack_sums_t sum = window_sums(fr + i, sums, k);
     st->f = fr + i;
     st->n = k;
     st->py = NULL;
@@ -1421,10 +1414,10 @@ void prof_start(void) {
     prof.mode = opt.profile;
     prof.rate = opt.sample ? opt.sample : 1;
     prof.depth = opt.depth ? opt.depth : 32;
-    pow_ba[0] = pow_bb[0] = prof_pow_ra[0] = prof_pow_rb[0] = 1;
+    prof_pow_ba[0] = prof_pow_bb[0] = prof_pow_ra[0] = prof_pow_rb[0] = 1;
     for (unsigned d = 1; d <= PROF_MAX_DEPTH; d++) {
-        pow_ba[d] = pow_ba[d - 1] * STACK_HASH_BA;
-        pow_bb[d] = pow_bb[d - 1] * STACK_HASH_BB;
+        prof_pow_ba[d] = prof_pow_ba[d - 1] * STACK_HASH_BA;
+        prof_pow_bb[d] = prof_pow_bb[d - 1] * STACK_HASH_BB;
         prof_pow_ra[d] = prof_pow_ra[d - 1] * RUN_HASH_BA;
         prof_pow_rb[d] = prof_pow_rb[d - 1] * RUN_HASH_BB;
     }

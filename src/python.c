@@ -844,7 +844,7 @@ static int code_line(const code_rec_t *r, uint64_t instr) {
 
 /* ---- the frame chain ------------------------------------------------------------------------ */
 #define PY_MAX_SEGS 64    /* eval-loop calls in one stack */
-#define PY_MAX_CHAIN 4096 /* frames followed in one walk */
+#define PY_MAX_CHAIN 4096 /* 3.13: frames followed in one walk */
 #define PYC_SLOTS 512
 #define PY_MEMO 128       /* frames remembered by their address */
 
@@ -874,7 +874,7 @@ typedef struct py_cache_s {
 typedef struct walk_s {
     py_cache_t *c;
     uint64_t epoch; /* code_epoch when the walk started */
-    unsigned chain; /* frames followed */
+    unsigned chain; /* 3.13: frames followed */
     bool stopped;
     bool more; /* a run was cut at the frames wanted: it went on */
 } walk_t;
@@ -1010,15 +1010,15 @@ static inline __attribute__((always_inline)) bool frame_word(walk_t *w, uintptr_
 }
 
 /* 3.11, 3.12: the frames one eval call runs, innermost f first, into out[0..cap); how many.
- * Their hash terms, weighed by place, are summed into *sums. */
+ * Their hash terms, weighed by place, are summed into *sums. cap bounds the frames read: the
+ * merged stack's room, so a cycle in a torn chain ends there. */
 static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, uintptr_t f,
                                                                    uintptr_t *out, unsigned cap,
                                                                    stack_sums_t *sums) {
     const layout_t *L = &py.L;
     const int32_t is_entry = L->fr_is_entry; /* < 0: 3.12, which marks the entry by its owner */
     const uint32_t owner = L->fr_owner, previous = L->fr_previous;
-    unsigned o = 0, lim = PY_MAX_CHAIN - w->chain; /* frames left to follow */
-    lim = lim < cap ? lim : cap;
+    unsigned o = 0;
     uint64_t a = 0, b = 0;
     stack_sums_t t;
     while (f) {
@@ -1030,7 +1030,7 @@ static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, ui
             if (*(const volatile uint8_t *)(f + owner) == OWNED_BY_CSTACK)
                 break;
         }
-        if (o == lim) {
+        if (o == cap) {
             w->more = true;
             break;
         }
@@ -1044,7 +1044,6 @@ static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, ui
             break;
         f = word_at(f + previous);
     }
-    w->chain += o + 1;
     sums->a = a;
     sums->b = b;
     return o;
