@@ -1016,17 +1016,17 @@ static inline __attribute__((always_inline)) int step(unw_cache_t *c, const rtab
  * (WALK_MATCHED, *qm its index; s is not stored), limit frames are stored (WALK_MAX), or the stack
  * ends. *n gets the number stored. */
 static inline __attribute__((always_inline)) int walk(unw_cache_t *c, const rtab_t *t,
-                                                       uintptr_t hi, ustate_t *s, unsigned q,
-                                                       unsigned qend, unsigned limit,
+                                                       uintptr_t hi, ustate_t *s, unsigned q0,
+                                                       unsigned qend0, unsigned limit,
                                                        unsigned *n, unsigned *qm) {
-    unsigned k = 0;
+    size_t k = 0, q = q0, qend = qend0;
     for (;;) {
         while (q < qend && c->rsp[q] < s->rsp)
             q++;
         if (q < qend && c->rsp[q] == s->rsp && c->rip[q] == s->rip &&
             (c->rbp[q] == s->rbp || !(c->fl[q] & FL_NB))) {
-            *n = k;
-            *qm = q;
+            *n = (unsigned)k;
+            *qm = (unsigned)q;
             return WALK_MATCHED;
         }
         c->nrip[k] = s->rip;
@@ -1035,43 +1035,51 @@ static inline __attribute__((always_inline)) int walk(unw_cache_t *c, const rtab
         c->nslot[k] = s->slot;
         c->nfl[k] = 0;
         if (++k == limit) {
-            *n = k;
+            *n = (unsigned)k;
             return WALK_MAX;
         }
         int st = step(c, t, hi, s, &c->nfl[k - 1]);
         if (st != WALK_OK) {
-            *n = k;
+            *n = (unsigned)k;
             return st;
         }
     }
 }
 
-/* The stored frames from k on that memory still confirms, frame k having true rbp, up to
- * lim: returns the last one. Every word the stored walk read is read again. Return addresses
- * must be equal; a saved rbp only where a later step uses it (FL_NB), and otherwise its new
- * value is kept, so rbp[] is current for every confirmed frame. */
-static unsigned confirm(unw_cache_t *c, unsigned k, uintptr_t rbp, unsigned lim) {
-    c->rbp[k] = rbp;
-    for (; k + 1 < lim; k++) {
-        if (*(const uintptr_t *)(c->rsp[k + 1] - 8) != c->rip[k + 1])
+/* The stored frames from k on that memory still confirms, up to lim: returns the last one.
+ * Every word the stored walk read that matters is read again: the return addresses, and a
+ * saved rbp where a later step uses it (FL_NB; such a frame's rbp[] is current, it was
+ * compared). Other frames' rbp[] are left as they were: replay_rbp brings them up to date
+ * where a walk goes on from one. */
+static unsigned confirm(const unw_cache_t *c, unsigned k, unsigned lim) {
+    size_t i = (size_t)k + 1, end = lim; /* full-width indexes: no extension in the loop */
+    for (; i < end; i++) {
+        if (*(const uintptr_t *)(c->rsp[i] - 8) != c->rip[i])
             break;
-        if (c->slot[k + 1]) {
-            uintptr_t v = *(const uintptr_t *)c->slot[k + 1];
-            if (v != c->rbp[k + 1] && (c->fl[k + 1] & FL_NB))
-                break;
-            rbp = v;
-        }
-        c->rbp[k + 1] = rbp;
+        if (unlikely(c->fl[i] & FL_NB) && c->slot[i] && *(const uintptr_t *)c->slot[i] != c->rbp[i])
+            break;
     }
-    return k;
+    return (unsigned)(i - 1);
+}
+
+/* The true rbp of stored frames [q, j], confirmed, frame q's being rbp: each saved one is read
+ * again where the stored walk read it, the others are the inner frame's. */
+static void replay_rbp(unw_cache_t *c, unsigned q, uintptr_t rbp, unsigned j) {
+    c->rbp[q] = rbp;
+    for (unsigned k = q + 1; k <= j; k++) {
+        if (c->slot[k])
+            rbp = *(const uintptr_t *)c->slot[k];
+        c->rbp[k] = rbp;
+    }
 }
 
 /* FL_NB and the sums of frames [c->top, end), from end - 1 in; frames from end on are done. */
 static void mark_frames(unw_cache_t *c, unsigned end) {
-    bool nb = end < c->bot && (c->fl[end] & FL_NB);
+    size_t bot = c->bot, top = c->top;
+    bool nb = end < bot && (c->fl[end] & FL_NB);
     stack_sums_t h = c->sums[end];
-    for (unsigned k = end; k-- > c->top;) {
-        nb = k + 1 < c->bot && ((c->fl[k] & FL_FP) || (c->slot[k + 1] == 0 && nb));
+    for (size_t k = end; k-- > top;) {
+        nb = k + 1 < bot && ((c->fl[k] & FL_FP) || (c->slot[k + 1] == 0 && nb));
         c->fl[k] = (uint8_t)((c->fl[k] & FL_FP) | (nb ? FL_NB : 0));
         c->sums[k] = h = stack_sums_push(h, c->rip[k]);
     }
@@ -1097,22 +1105,22 @@ static void move_frames(unw_cache_t *c, unsigned to, unsigned from, unsigned end
 
 /* The n scratch frames go to [at, at + n). */
 static void place_scratch(unw_cache_t *c, unsigned at, unsigned n) {
-    for (unsigned k = 0; k < n; k++) {
-        c->rip[at + k] = c->nrip[k];
-        c->rsp[at + k] = c->nrsp[k];
-        c->rbp[at + k] = c->nrbp[k];
-        c->slot[at + k] = c->nslot[k];
-        c->fl[at + k] = c->nfl[k];
+    for (size_t k = 0, a = at; k < n; k++, a++) {
+        c->rip[a] = c->nrip[k];
+        c->rsp[a] = c->nrsp[k];
+        c->rbp[a] = c->nrbp[k];
+        c->slot[a] = c->nslot[k];
+        c->fl[a] = c->nfl[k];
     }
 }
 
 /* How many of the innermost stored frames are the caller's own (in [lo, hi)). */
 static unsigned own_frames(const unw_cache_t *c, unsigned top, unsigned bot, uintptr_t lo,
                            uintptr_t hi) {
-    unsigned k = top;
-    while (k < bot && k - top < UNW_OWN_FRAMES && c->rip[k] - lo < hi - lo)
+    size_t k = top, end = bot < top + UNW_OWN_FRAMES ? bot : top + UNW_OWN_FRAMES;
+    while (k < end && c->rip[k] - lo < hi - lo)
         k++;
-    return k - top;
+    return (unsigned)(k - top);
 }
 
 noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_t self_hi,
@@ -1182,12 +1190,13 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
     uintptr_t rbp_q = s.rbp;
     for (;;) {
         unsigned lim = bot < top + max ? bot : top + max;
-        unsigned j = confirm(c, q, rbp_q, lim);
+        unsigned j = confirm(c, q, lim);
         c->counts.reused += j + 1 - q;
         if (j + 1 == lim && (lim < bot || complete || lim - top == max)) {
             marked = tail_intact ? q : bot;
             goto settle;
         }
+        replay_rbp(c, q, rbp_q, j);
         /* Frame j + 1 changed, or the stored stack stopped short of max frames without reaching
          * the end: step out of j, then walk until what is left of the stored stack matches. */
         if (j + 1 <= top + own)
@@ -1234,6 +1243,7 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
             unsigned last = (bot < top + max ? bot : top + max) - 1;
             if (want <= max || (complete && last + 1 == bot))
                 break;
+            replay_rbp(c, q, rbp_q, last);
             max = want;
             q = last;
             rbp_q = c->rbp[q];
