@@ -1009,20 +1009,19 @@ static inline __attribute__((always_inline)) bool frame_word(walk_t *w, uintptr_
     return frame_word_miss(w, f, checked, word, term);
 }
 
-/* 3.11, 3.12: the frames one eval call runs, innermost f first, into out[0..cap); how many.
- * Their hash terms, weighed by place, are summed into *sums. cap bounds the frames read: the
- * merged stack's room, so a cycle in a torn chain ends there. */
-static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, uintptr_t f,
-                                                                   uintptr_t *out, unsigned cap,
-                                                                   stack_sums_t *sums) {
+/* walk_segment, for 3.12 (v312: the eval call's shim frame ends its frames) or 3.11 (the
+ * entered frame is marked is_entry). */
+static inline __attribute__((always_inline)) unsigned
+walk_segment_as(walk_t *w, uintptr_t f, uintptr_t *out, unsigned cap, stack_sums_t *sums,
+                const bool v312) {
     const layout_t *L = &py.L;
-    const int32_t is_entry = L->fr_is_entry; /* < 0: 3.12, which marks the entry by its owner */
-    const uint32_t owner = L->fr_owner, previous = L->fr_previous;
+    const uint32_t is_entry = (uint32_t)L->fr_is_entry, owner = L->fr_owner,
+                   previous = L->fr_previous;
     unsigned o = 0;
     uint64_t a = 0, b = 0;
     stack_sums_t t;
     while (f) {
-        if (is_entry < 0) { /* 3.12: the eval call's shim frame ends its frames */
+        if (v312) {
             if (!frame_ok(f)) {
                 w->stopped = true;
                 break;
@@ -1034,19 +1033,29 @@ static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, ui
             w->more = true;
             break;
         }
-        if (!frame_word(w, f, is_entry < 0, &out[o], &t))
+        if (!frame_word(w, f, v312, &out[o], &t))
             break;
         o++;
         a += t.a * prof_pow_ra[o];
         b += t.b * prof_pow_rb[o];
-        /* 3.11: the frame that entered the eval call is marked */
-        if (is_entry >= 0 && *(const volatile uint8_t *)(f + (uint32_t)is_entry))
+        if (!v312 && *(const volatile uint8_t *)(f + is_entry))
             break;
         f = word_at(f + previous);
     }
     sums->a = a;
     sums->b = b;
     return o;
+}
+
+/* 3.11, 3.12: the frames one eval call runs, innermost f first, into out[0..cap); how many.
+ * Their hash terms, weighed by place, are summed into *sums. cap bounds the frames read: the
+ * merged stack's room, so a cycle in a torn chain ends there. */
+static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, uintptr_t f,
+                                                                   uintptr_t *out, unsigned cap,
+                                                                   stack_sums_t *sums) {
+    /* Two copies, the layout's kind a constant in each: no test of it per frame. */
+    return py.L.fr_is_entry < 0 ? walk_segment_as(w, f, out, cap, sums, true)
+                                : walk_segment_as(w, f, out, cap, sums, false);
 }
 
 static inline bool in_eval(uintptr_t pc) {
