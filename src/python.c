@@ -1128,9 +1128,10 @@ static int merge_cframes(walk_t *w, uintptr_t ts, const uintptr_t *fr, const uin
         cf = word_at(cf + L->cf_previous); /* outer calls' are further up */
         if (m < sp[k])
             continue; /* an eval call whose frame is not among these */
-        unsigned j = k;
-        while (j + 1 < n && sp[j + 1] <= m)
-            j++;
+        size_t jj = k, last = n - 1; /* full width: no extension in the loop */
+        while (jj < last && sp[jj + 1] <= m)
+            jj++;
+        unsigned j = (unsigned)jj;
         /* m < limit: in frame j's extent, unless that is not known (the walk stopped short of
          * the stack's end) and the frame is no eval frame */
         if (j + 1 == n && !sp_top && !in_eval(fr[j]))
