@@ -895,7 +895,9 @@ static uintptr_t thread_state(py_cache_t *c) {
             return 0;
         c->ts_ok = ts;
     }
-    if (word_at(ts + L->ts_thread_id) != (uintptr_t)pthread_self())
+    /* pthread_self() without the call: on x86-64 glibc's thread pointer is the thread's
+     * struct pthread, whose address pthread_self returns */
+    if (word_at(ts + L->ts_thread_id) != (uintptr_t)__builtin_thread_pointer())
         return 0;
     return ts;
 }
