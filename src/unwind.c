@@ -950,6 +950,16 @@ typedef struct unw_cache_s {
     /* the frames of the walk in progress, before they are placed */
     uintptr_t nrip[UNW_MAXF], nrsp[UNW_MAXF], nrbp[UNW_MAXF], nslot[UNW_MAXF];
     uint8_t nfl[UNW_MAXF];
+    /* The library's own frames above the program's, as the last walk through them found them
+     * (own_learn): from the walk's first state, at rsp0 with rip0, the program's frame is at
+     * rsp0 + delta. The return addresses inside our code are at rsp0 + off[j] (checked each
+     * time: they fix every step's rule); the program's rbp was saved at rsp0 + bpoff, or, with
+     * bpoff 0, is the first state's. n 0: none known. */
+    struct {
+        uintptr_t rip0, delta, bpoff;
+        unsigned n;
+        uintptr_t off[UNW_OWN_FRAMES], ra[UNW_OWN_FRAMES];
+    } own;
     /* The rules this heap used last, direct-mapped: the global table is too large for L1. */
     struct {
         uintptr_t pc;
@@ -1123,6 +1133,53 @@ static unsigned own_frames(const unw_cache_t *c, unsigned top, unsigned bot, uin
     return (unsigned)(k - top);
 }
 
+/* Steps over the library's own frames in one go when they are laid out as own_learn saw them:
+ * the same first return address, and the same return addresses at the same offsets from it
+ * (so every step's rule is the same, and none of them uses rbp). Every word read lies in
+ * [rsp0, rsp0 + delta), below hi. False: walk them. */
+static inline bool own_skip(const unw_cache_t *c, uintptr_t hi, ustate_t *s) {
+    size_t n = c->own.n;
+    uintptr_t r0 = s->rsp, d = c->own.delta;
+    if (!n || s->rip != c->own.rip0 || d > hi - r0)
+        return false;
+    for (size_t j = 0; j + 1 < n; j++)
+        if (*(const uintptr_t *)(r0 + c->own.off[j]) != c->own.ra[j])
+            return false;
+    uintptr_t ra = *(const uintptr_t *)(r0 + d - 8);
+    if (ra == 0)
+        return false;
+    s->rip = ra;
+    s->rsp = r0 + d;
+    if (c->own.bpoff) {
+        s->slot = r0 + c->own.bpoff;
+        s->rbp = *(const uintptr_t *)s->slot;
+    } else {
+        s->slot = 0;
+    }
+    return true;
+}
+
+/* Learns the own frames [top, top + own) of a walk that went through them, if no step among
+ * them computed its CFA from rbp (then the layout is a function of the return addresses). */
+static void own_learn(unw_cache_t *c, unsigned top, unsigned own) {
+    c->own.n = 0;
+    if (own == 0 || own > UNW_OWN_FRAMES || top + own >= c->bot)
+        return;
+    uintptr_t r0 = c->rsp[top], bp = 0;
+    for (unsigned j = 0; j < own; j++) {
+        if (c->fl[top + j] & FL_FP)
+            return;
+        c->own.off[j] = c->rsp[top + j + 1] - 8 - r0;
+        c->own.ra[j] = c->rip[top + j + 1];
+        if (c->slot[top + j + 1])
+            bp = c->slot[top + j + 1] - r0;
+    }
+    c->own.rip0 = c->rip[top];
+    c->own.delta = c->rsp[top + own] - r0;
+    c->own.bpoff = bp;
+    c->own.n = own;
+}
+
 noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_t self_hi,
                           const uintptr_t **out, const stack_sums_t **sums) {
     /* Frame 0 is our caller: GCC gives this function a frame pointer for the builtin. */
@@ -1147,7 +1204,12 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
         c->hi = hi;
         c->top = c->bot = UNW_MID;
         c->complete = false;
+        c->own.n = 0;
     }
+    /* the allocator's own frames, stepped over as the last walk through them laid them out */
+    bool skipped = own_skip(c, hi, &s);
+    if (skipped)
+        max = depth;
     const rtab_t *t = atomic_load_explicit(&rtab, memory_order_acquire);
 
     /* Step out frame by frame until a frame equals one of the stored stack's. */
@@ -1259,6 +1321,8 @@ done:
     c->counts.stacks++;
     if (own == UINT_MAX)
         own = own_frames(c, top, bot, self_lo, self_hi);
+    if (!skipped)
+        own_learn(c, top, own);
     unsigned got = (bot - top < max ? bot - top : max) - own;
     *out = &c->rip[top + own];
     *sums = &c->sums[top + own];
