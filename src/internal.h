@@ -423,8 +423,13 @@ static inline uint64_t stack_fmix(uint64_t x) {
  * UNW_OWN_FRAMES); *sums to their suffix sums, one more than returned (the last may be zero).
  * Valid until h's next walk. Returns their number, or -1 when this stack needs libunwind (a
  * signal frame, CFI the walker does not model, a stack it does not know). */
+typedef struct unw_sps_s {
+    const uintptr_t *sp; /* sp[k]: the stack pointer of the k-th frame returned */
+    unsigned avail;      /* how many frames from there on the walker holds */
+    uintptr_t end;       /* the CFA beyond the last of them: the stack's top, 0 if not known */
+} unw_sps_t;
 int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_t self_hi,
-                 const uintptr_t **out, const stack_sums_t **sums);
+                 const uintptr_t **out, const stack_sums_t **sums, unw_sps_t *sps);
 void unwind_forget(uintptr_t lo, uintptr_t hi); /* after dlclose: code in [lo, hi) is gone */
 /* The CFA of the frame that returns to ra, when its CFI rule is rsp + offset: that offset. */
 bool unwind_rsp_offset(uintptr_t ra, uintptr_t *off);
@@ -464,11 +469,6 @@ void unwind_fork_prepare(void);
 void unwind_fork_parent(void);
 void unwind_fork_child(void);
 
-/* The stack pointers of the frames unwind_stack last returned for h: sp[k] for frames[k]
- * (k < n), and *top the CFA of the outermost one (the stack's top if it was the last, 0 if not
- * known). NULL if frames is not the walker's last stack. */
-const uintptr_t *unwind_frame_sps(heap_t *h, const uintptr_t *frames, unsigned n,
-                                  uintptr_t *top);
 /* This thread's stack as the walker knows it; false before its first walk. */
 bool unwind_thread_stack(uintptr_t *lo, uintptr_t *hi);
 

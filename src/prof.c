@@ -450,9 +450,10 @@ uint64_t prof_pow_ra[PROF_MAX_DEPTH + 1], prof_pow_rb[PROF_MAX_DEPTH + 1];
 #define RUN_HASH_BB 0xC6A4A7935BD1E995ULL
 
 static noinline void capture_python(heap_t *h, stack_t *st, const stack_sums_t *sums,
-                                    stack_sums_t *sum) {
-    uintptr_t top = 0;
-    const uintptr_t *sps = sums ? unwind_frame_sps(h, st->f, st->n, &top) : NULL;
+                                    stack_sums_t *sum, const unw_sps_t *spi) {
+    /* the frames' stack pointers, and the CFA beyond the last frame kept (0: not known) */
+    const uintptr_t *sps = sums ? spi->sp : NULL;
+    uintptr_t top = !sums ? 0 : st->n < spi->avail ? spi->sp[st->n] : spi->end;
     const py_merge_t *pm;
     int m = python_merge(h, st->f, sps, top, st->n, prof.depth, &pm);
     if (m <= 0)
@@ -482,10 +483,11 @@ static const uintptr_t *stack_frames(const stack_t *st, uintptr_t *tmp) {
 static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st, void *caller) {
     const uintptr_t *fr = NULL;
     const stack_sums_t *sums = NULL;
+    unw_sps_t spi = {NULL, 0, 0};
     int n = -1, i = 0;
     /* one frame more than kept: if it is there, the stack is marked cut */
     if (opt.unwind != UNWIND_LIBUNWIND)
-        n = unwind_stack(h, prof.depth + 1, prof.self_lo, prof.self_hi, &fr, &sums);
+        n = unwind_stack(h, prof.depth + 1, prof.self_lo, prof.self_hi, &fr, &sums, &spi);
     if (n < 0 && prof.have_unwinder) {
         n = unw_bt((void **)st->buf, (int)prof.depth + 1 + UNW_OWN_FRAMES);
         fr = st->buf;
@@ -512,7 +514,7 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
         check_against_libunwind(st);
     }
     if (unlikely(__atomic_load_n(&python_active, __ATOMIC_RELAXED)))
-        capture_python(h, st, sums, &sum);
+        capture_python(h, st, sums, &sum, &spi);
     stack_finish(st, sum);
 }
 

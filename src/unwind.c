@@ -1181,7 +1181,7 @@ static void own_learn(unw_cache_t *c, unsigned top, unsigned own) {
 }
 
 noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_t self_hi,
-                          const uintptr_t **out, const stack_sums_t **sums) {
+                          const uintptr_t **out, const stack_sums_t **sums, unw_sps_t *sps) {
     /* Frame 0 is our caller: GCC gives this function a frame pointer for the builtin. */
     const uintptr_t *fr = __builtin_frame_address(0);
     ustate_t s = {fr[1], (uintptr_t)(fr + 2), fr[0], 0};
@@ -1326,6 +1326,11 @@ done:
     unsigned got = (bot - top < max ? bot - top : max) - own;
     *out = &c->rip[top + own];
     *sums = &c->sums[top + own];
+    if (sps) {
+        sps->sp = &c->rsp[top + own];
+        sps->avail = bot - (top + own);
+        sps->end = complete ? tls_stack_hi : 0;
+    }
     return (int)(got < depth ? got : depth);
 foreign:
     c->top = c->bot = UNW_MID;
@@ -1338,18 +1343,6 @@ bool unwind_thread_stack(uintptr_t *lo, uintptr_t *hi) {
     *lo = tls_stack_lo;
     *hi = tls_stack_hi;
     return tls_stack_hi > tls_stack_lo + 1;
-}
-
-const uintptr_t *unwind_frame_sps(heap_t *h, const uintptr_t *frames, unsigned n,
-                                  uintptr_t *top) {
-    const unw_cache_t *c = h->unw;
-    if (!c || frames < c->rip || frames + n > c->rip + c->bot)
-        return NULL;
-    size_t b = (size_t)(frames - c->rip);
-    /* the outermost frame's CFA: the next stored frame's sp, the stack's top if the walk reached
-     * the end, else unknown (0) */
-    *top = b + n < c->bot ? c->rsp[b + n] : c->complete ? tls_stack_hi : 0;
-    return &c->rsp[b];
 }
 
 static void add_counts(heap_t *h, void *arg) {
