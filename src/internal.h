@@ -418,16 +418,17 @@ static inline uint64_t stack_fmix(uint64_t x) {
     x *= 0xc4ceb9fe1a85ec53ULL;
     return x ^ (x >> 33);
 }
-/* The calling thread's stack: *out points to up to depth return addresses, innermost first,
- * after the innermost ones that lie in [self_lo, self_hi) (the caller's own code, at most
- * UNW_OWN_FRAMES); *sums to their suffix sums, one more than returned (the last may be zero).
- * Valid until h's next walk. Returns their number, or -1 when this stack needs libunwind (a
- * signal frame, CFI the walker does not model, a stack it does not know). */
 typedef struct unw_sps_s {
     const uintptr_t *sp; /* sp[k]: the stack pointer of the k-th frame returned */
     unsigned avail;      /* how many frames from there on the walker holds */
     uintptr_t end;       /* the CFA beyond the last of them: the stack's top, 0 if not known */
 } unw_sps_t;
+/* The calling thread's stack: *out points to up to depth return addresses, innermost first,
+ * after the innermost ones that lie in [self_lo, self_hi) (the caller's own code, at most
+ * UNW_OWN_FRAMES); *sums to their suffix sums, one more than returned (the last may be zero);
+ * *sps (if not NULL) to their stack pointers. Valid until h's next walk. Returns their number,
+ * or -1 when this stack needs libunwind (a signal frame, CFI the walker does not model, a
+ * stack it does not know). */
 int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_t self_hi,
                  const uintptr_t **out, const stack_sums_t **sums, unw_sps_t *sps);
 void unwind_forget(uintptr_t lo, uintptr_t hi); /* after dlclose: code in [lo, hi) is gone */

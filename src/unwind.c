@@ -16,14 +16,17 @@
  *      rbp) reads the return address at CFA-8 and perhaps a saved RBP; what follows is a function
  *      of those words alone. Each heap keeps its last stack: the state of every frame and the
  *      address of every word read. When a new walk reaches a state equal to one of the old stack's
- *      (same rip and rsp, and the same rbp where a later step depends on it), it compares the words
- *      the old walk read beyond it with memory; where they are equal, the old frames are the new
- *      ones, and where one is not, the walk goes on and looks for the old stack again further
- *      out (the same frame calling through another function). Nothing on the stack is written
- *      (a shadow stack patches return addresses; this does not, so exceptions, longjmp and
- *      debuggers see the program as it is). A stack that differs from the previous one in its
- *      innermost k frames costs k steps and a compare per frame. The walker also keeps the
- *      polynomial sums of every suffix of its stack (internal.h), so the profiler hashes the
+ *      (same rip and rsp, and the same rbp where a later step depends on it), it compares the
+ *      words the old walk read beyond it that the walk depends on (the return addresses, and a
+ *      saved rbp where a later step uses it) with memory; where they are equal, the old frames
+ *      are the new ones, and where one is not, the walk goes on and looks for the old stack
+ *      again further out (the same frame calling through another function). Nothing on the
+ *      stack is written (a shadow stack patches return addresses; this does not, so
+ *      exceptions, longjmp and debuggers see the program as it is). A stack that differs from
+ *      the previous one in its innermost k frames costs k steps and a compare per frame. The
+ *      allocator's own frames above the program's are stepped over in one go where their return
+ *      addresses sit as the last walk through them found them (own_skip). The walker also keeps
+ *      the polynomial sums of every suffix of its stack (internal.h), so the profiler hashes the
  *      window it keeps in O(1).
  *
  * SAFETY
@@ -1066,7 +1069,8 @@ static unsigned confirm(const unw_cache_t *c, unsigned k, unsigned lim) {
     for (; i < end; i++) {
         if (*(const uintptr_t *)(c->rsp[i] - 8) != c->rip[i])
             break;
-        if (unlikely(c->fl[i] & FL_NB) && c->slot[i] && *(const uintptr_t *)c->slot[i] != c->rbp[i])
+        if (unlikely(c->fl[i] & FL_NB) && c->slot[i] &&
+            *(const uintptr_t *)c->slot[i] != c->rbp[i])
             break;
     }
     return (unsigned)(i - 1);
