@@ -1118,7 +1118,8 @@ static void move_frames(unw_cache_t *c, unsigned to, unsigned from, unsigned end
 }
 
 /* The n scratch frames go to [at, at + n). */
-static void place_scratch(unw_cache_t *c, unsigned at, unsigned n) {
+static inline __attribute__((always_inline)) void place_scratch(unw_cache_t *c, unsigned at,
+                                                                 unsigned n) {
     for (size_t k = 0, a = at; k < n; k++, a++) {
         c->rip[a] = c->nrip[k];
         c->rsp[a] = c->nrsp[k];
