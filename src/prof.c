@@ -397,7 +397,7 @@ static int own_frames(const uintptr_t *fr, int n) {
         i++;
     return i;
 }
-static void stack_finish(stack_t *st, stack_sums_t s);
+static inline __attribute__((always_inline)) void stack_finish(stack_t *st, stack_sums_t s);
 static _Atomic uint64_t unwind_checked, unwind_mismatch;
 
 /* TALLY_UNWIND=check: the same stack from libunwind, compared frame by frame (and the hash
@@ -434,7 +434,7 @@ void prof_unwind_checked(uint64_t *checked, uint64_t *mismatch) {
     *mismatch = atomic_load_explicit(&unwind_mismatch, memory_order_relaxed);
 }
 
-static void stack_finish(stack_t *st, stack_sums_t s) {
+static inline __attribute__((always_inline)) void stack_finish(stack_t *st, stack_sums_t s) {
     st->gen = atomic_load_explicit(&prof.gen, memory_order_relaxed);
     st->hash = stack_fmix(s.a ^ st->n ^ (uint64_t)st->gen << 32);
     st->hash2 = stack_fmix(s.b + st->n + (uint64_t)st->gen * 0x9E3779B97F4A7C15ULL);
