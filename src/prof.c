@@ -173,7 +173,7 @@ static int64_t draw_interval(heap_t *h) {
     return (int64_t)v + 1;
 }
 
-static void reset_counter(heap_t *h) {
+static noinline void reset_counter_slow(heap_t *h) {
     if (!prof.started) /* all mode tags pool blocks even before the start (adopt_early) */
         h->sample_left = opt.profile == PROFILE_ALL ? 0 : INT64_MAX;
     else if (prof.mode == PROFILE_OFF)
@@ -182,6 +182,14 @@ static void reset_counter(heap_t *h) {
         h->sample_left = 0;
     else
         h->sample_left = draw_interval(h);
+}
+
+/* The next sample's distance, drawn anew; all mode's, 0, without a call. */
+static inline __attribute__((always_inline)) void reset_counter(heap_t *h) {
+    if (likely(prof.started && prof.mode == PROFILE_ALL))
+        h->sample_left = 0;
+    else
+        reset_counter_slow(h);
 }
 
 void prof_heap_init(heap_t *h) {
@@ -697,7 +705,8 @@ double prof_site_peak_var(const site_t *s) {
     return peak_is_now(s) ? s->var_live_bytes : s->var_peak_bytes;
 }
 
-static void record_alloc(heap_t *h, site_t *s, uint64_t n, weights_t w, uint64_t granted) {
+static inline __attribute__((always_inline)) void record_alloc(heap_t *h, site_t *s, uint64_t n,
+                                                              weights_t w, uint64_t granted) {
     bool locked = !alone();
     site_enter(s);
     site_touch(s);
@@ -738,7 +747,8 @@ static void record_alloc(heap_t *h, site_t *s, uint64_t n, weights_t w, uint64_t
 }
 
 /* A free (sign 1), or its undoing (sign -1: a realloc that failed after crediting it). */
-static void credit_free(site_t *s, weights_t w, uint64_t lifetime, int sign) {
+static inline __attribute__((always_inline)) void credit_free(site_t *s, weights_t w,
+                                                             uint64_t lifetime, int sign) {
     bool locked = !alone();
     uint64_t count = sign > 0 ? w.count : -w.count, bytes = sign > 0 ? w.bytes : -w.bytes;
     site_enter(s);
@@ -1187,7 +1197,8 @@ static inline bool may_credit(void) {
 
 /* Takes ptr's tag out of its pool's table and credits the free; false (nothing done) if the
  * block is not tracked. *out keeps what prof_small_put_back needs. */
-bool prof_small_take(pool_t *p, void *ptr, prof_taken_t *out) {
+static inline __attribute__((always_inline)) bool small_take(pool_t *p, void *ptr,
+                                                             prof_taken_t *out) {
     if (!untag_block(p, ptr, &out->tag) || !prof.started)
         return false; /* untracked, or tagged before the start: nothing was counted yet */
     /* Re-entered from a signal handler that interrupted the profiler: the entry is cleared,
@@ -1201,6 +1212,10 @@ bool prof_small_take(pool_t *p, void *ptr, prof_taken_t *out) {
     tls_in_prof--;
     sig_fatal_poll();
     return true;
+}
+
+bool prof_small_take(pool_t *p, void *ptr, prof_taken_t *out) {
+    return small_take(p, ptr, out);
 }
 
 /* realloc could not move the block after all: its tag and its counters are as they were. */
@@ -1247,7 +1262,7 @@ void prof_pool_blocks_foreach(void (*fn)(uint32_t site, uintptr_t addr, uint64_t
 
 void prof_free_small(pool_t *p, void *ptr) {
     prof_taken_t t;
-    prof_small_take(p, ptr, &t);
+    small_take(p, ptr, &t);
 }
 
 void prof_large_freed(const lent_t *e) {
