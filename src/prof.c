@@ -613,13 +613,10 @@ static uint32_t intern_locked(const stack_t *st, const uintptr_t *f) {
     return id;
 }
 
-/* A thread's cache of stacks trusts 128 bits of hash; the global table compares frames. Two
- * different stacks share both hashes with a chance of about 2^-128 per pair. */
-static uint32_t intern(heap_t *h, const stack_t *st) {
-    unsigned slot = (unsigned)(st->hash >> 40) & (PROF_SCACHE - 1);
-    uint32_t id = h->scache[slot].id;
-    if (id && h->scache[slot].hash == st->hash && h->scache[slot].hash2 == st->hash2)
-        return id;
+/* A stack the thread's cache of stacks does not hold: its site from the global table, which
+ * compares frames (written out first for a merged Python stack), then cached. */
+static noinline uint32_t intern_miss(heap_t *h, const stack_t *st, unsigned slot) {
+    uint32_t id;
     uintptr_t tmp[PROF_MAX_DEPTH];
     const uintptr_t *f = stack_frames(st, tmp);
     lib_lock(&site_lock);
@@ -632,6 +629,17 @@ static uint32_t intern(heap_t *h, const stack_t *st) {
         h->scache[slot].id = id;
     }
     return id;
+}
+
+/* The stack's site: from the thread's cache of stacks when it holds it, which it nearly always
+ * does, without a call. The cache trusts 128 bits of hash; two different stacks share both
+ * hashes with a chance of about 2^-128 per pair. */
+static inline __attribute__((always_inline)) uint32_t intern(heap_t *h, const stack_t *st) {
+    unsigned slot = (unsigned)(st->hash >> 40) & (PROF_SCACHE - 1);
+    uint32_t id = h->scache[slot].id;
+    if (likely(id && h->scache[slot].hash == st->hash && h->scache[slot].hash2 == st->hash2))
+        return id;
+    return intern_miss(h, st, slot);
 }
 
 /* ---- per-site counters ------------------------------------------------------------------------
