@@ -1060,6 +1060,15 @@ static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, ui
                                 : walk_segment_as(w, f, out, cap, sums, false);
 }
 
+/* The native frame, from k on (k < n), whose extent holds m: the last whose stack pointer is at
+ * or below it. Full-width index: no extension in the loop. */
+static inline unsigned frame_holding(const uintptr_t *sp, unsigned k, unsigned n, uintptr_t m) {
+    size_t j = k, last = n - 1;
+    while (j < last && sp[j + 1] <= m)
+        j++;
+    return (unsigned)j;
+}
+
 static inline bool in_eval(uintptr_t pc) {
     return pc - py.eval_lo < py.eval_hi - py.eval_lo;
 }
@@ -1130,10 +1139,7 @@ static int merge_cframes(walk_t *w, uintptr_t ts, const uintptr_t *fr, const uin
         cf = word_at(cf + L->cf_previous); /* outer calls' are further up */
         if (m < sp[k])
             continue; /* an eval call whose frame is not among these */
-        size_t jj = k, last = n - 1; /* full width: no extension in the loop */
-        while (jj < last && sp[jj + 1] <= m)
-            jj++;
-        unsigned j = (unsigned)jj;
+        unsigned j = frame_holding(sp, k, n, m);
         /* m < limit: in frame j's extent, unless that is not known (the walk stopped short of
          * the stack's end) and the frame is no eval frame */
         if (j + 1 == n && !sp_top && !in_eval(fr[j]))
@@ -1233,8 +1239,7 @@ static noinline int merge_segments(walk_t *w, uintptr_t ts, const uintptr_t *fr,
         if (sp) {
             if (m < sp[k])
                 continue; /* a run whose eval call is not among these frames */
-            while (j + 1 < n && sp[j + 1] <= m)
-                j++;
+            j = frame_holding(sp, k, n, m);
             if (j + 1 == n && sp_top && sp_top <= m)
                 j++;
             if (j < n && !SP(j + 1) && !in_eval(fr[j]))
