@@ -330,7 +330,7 @@ static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller, unsi
     /* TALLY_CHECK: every request comes here or to small_slow (all mode's counter is 0) */
     if (unlikely(opt.check))
         return check_alloc(n, 0, kind, false, caller);
-    if (prof.mode == PROFILE_SAMPLE && prof_promotes(h)) { /* all mode: no call */
+    if (prof_promotes(h)) {
         void *p = promoted_malloc(h, n, caller);
         if (p)
             return p;

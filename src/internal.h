@@ -368,8 +368,6 @@ void alloc_check_pool_release(void *b);
 /* ---- prof.c: the call-site profiler (prof.h) --------------------------------------------- */
 /* A heap's sample_left ran out: record ptr (n bytes requested) if profiling; returns ptr. */
 void *prof_alloc(heap_t *h, void *ptr, size_t n, void *caller);
-/* sample mode: should this sampled small request be served by glibc and tracked there? */
-bool prof_promotes(heap_t *h);
 void *prof_alloc_promoted(heap_t *h, void *ptr, size_t n, void *caller);
 void prof_free_small(pool_t *p, void *ptr); /* p->prof != NULL */
 

@@ -173,13 +173,12 @@ static int64_t draw_interval(heap_t *h) {
     return (int64_t)v + 1;
 }
 
+/* reset_counter's cases other than a started all mode */
 static noinline void reset_counter_slow(heap_t *h) {
     if (!prof.started) /* all mode tags pool blocks even before the start (adopt_early) */
         h->sample_left = opt.profile == PROFILE_ALL ? 0 : INT64_MAX;
     else if (prof.mode == PROFILE_OFF)
         h->sample_left = INT64_MAX;
-    else if (prof.mode == PROFILE_ALL)
-        h->sample_left = 0;
     else
         h->sample_left = draw_interval(h);
 }
@@ -1119,7 +1118,7 @@ __asm__(".text\n"
         ".size prof_stack_scrub, .-prof_stack_scrub\n");
 
 /* ---- the hooks ---------------------------------------------------------------------------------- */
-bool prof_promotes(heap_t *h) {
+bool prof_promotes_now(heap_t *h) {
     return prof.started && prof.mode == PROFILE_SAMPLE && !tls_in_prof && !h->in_slow;
 }
 

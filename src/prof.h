@@ -198,6 +198,14 @@ typedef struct prof_state_s {
 
 extern prof_state_t prof;
 
+/* Sample mode: should this sampled request be served by glibc and tracked there (a small one),
+ * or marked and tracked (a large one)? Only sample mode promotes: the mode is tested here, so
+ * that the other modes' allocations make no call. */
+bool prof_promotes_now(heap_t *h);
+static inline bool prof_promotes(heap_t *h) {
+    return prof.mode == PROFILE_SAMPLE && prof_promotes_now(h);
+}
+
 static inline site_t *prof_site(uint32_t id) {
     return &prof.chunks[id / PROF_SITES_PER_CHUNK][id % PROF_SITES_PER_CHUNK];
 }
