@@ -951,8 +951,12 @@ typedef struct unw_cache_s {
     stack_sums_t sums[UNW_CAP];
     uint8_t fl[UNW_CAP];
     /* the frames of the walk in progress, before they are placed */
-    uintptr_t nrip[UNW_MAXF], nrsp[UNW_MAXF], nrbp[UNW_MAXF], nslot[UNW_MAXF];
-    uint8_t nfl[UNW_MAXF];
+    /* (one record per frame: copied out field by field, not as five calls of memcpy, which
+     * is what GCC made of five parallel arrays' copy for the two frames a walk takes) */
+    struct {
+        uintptr_t rip, rsp, rbp, slot;
+        uint8_t fl;
+    } nf[UNW_MAXF];
     /* The library's own frames above the program's, as the last walk through them found them
      * (own_learn): from the walk's first state, at rsp0 with rip0, the program's frame is at
      * rsp0 + delta. The return addresses inside our code are at rsp0 + off[j] (checked each
@@ -1042,16 +1046,16 @@ static inline __attribute__((always_inline)) int walk(unw_cache_t *c, const rtab
             *qm = (unsigned)q;
             return WALK_MATCHED;
         }
-        c->nrip[k] = s->rip;
-        c->nrsp[k] = s->rsp;
-        c->nrbp[k] = s->rbp;
-        c->nslot[k] = s->slot;
-        c->nfl[k] = 0;
+        c->nf[k].rip = s->rip;
+        c->nf[k].rsp = s->rsp;
+        c->nf[k].rbp = s->rbp;
+        c->nf[k].slot = s->slot;
+        c->nf[k].fl = 0;
         if (++k == limit) {
             *n = (unsigned)k;
             return WALK_MAX;
         }
-        int st = step(c, t, hi, s, &c->nfl[k - 1]);
+        int st = step(c, t, hi, s, &c->nf[k - 1].fl);
         if (st != WALK_OK) {
             *n = (unsigned)k;
             return st;
@@ -1121,11 +1125,11 @@ static void move_frames(unw_cache_t *c, unsigned to, unsigned from, unsigned end
 static inline __attribute__((always_inline)) void place_scratch(unw_cache_t *c, unsigned at,
                                                                  unsigned n) {
     for (size_t k = 0, a = at; k < n; k++, a++) {
-        c->rip[a] = c->nrip[k];
-        c->rsp[a] = c->nrsp[k];
-        c->rbp[a] = c->nrbp[k];
-        c->slot[a] = c->nslot[k];
-        c->fl[a] = c->nfl[k];
+        c->rip[a] = c->nf[k].rip;
+        c->rsp[a] = c->nf[k].rsp;
+        c->rbp[a] = c->nf[k].rbp;
+        c->slot[a] = c->nf[k].slot;
+        c->fl[a] = c->nf[k].fl;
     }
 }
 
