@@ -79,13 +79,14 @@ typedef struct layout_s {
     uint32_t fr_size;      /* bytes of the frame read: past the last field used */
     uint32_t co_filename, co_qualname, co_linetable, co_firstlineno, co_code; /* PyCodeObject */
     uint32_t str_ascii, str_compact; /* where a compact str's characters start */
+    uint32_t rt_current;   /* _PyRuntime.gilstate.tstate_current (3.11): the GIL holder's; 0 */
 } layout_t;
 
 #define OWNED_BY_CSTACK 3
 static const layout_t layouts[] = {
-    {11, 592, 152, 56, 0, 8, 16, 32, 48, 56, 69, 68, 72, 112, 128, 136, 72, 184, 48, 72},
-    {12, 1544, 136, 56, 0, 0, 8, 0, 8, 56, 70, -1, 72, 112, 128, 136, 68, 192, 40, 56},
-    {13, 2160, 152, 0, 72, 0, 0, 0, 8, 56, 70, -1, 72, 112, 128, 136, 68, 200, 40, 56},
+    {11, 592, 152, 56, 0, 8, 16, 32, 48, 56, 69, 68, 72, 112, 128, 136, 72, 184, 48, 72, 576},
+    {12, 1544, 136, 56, 0, 0, 8, 0, 8, 56, 70, -1, 72, 112, 128, 136, 68, 192, 40, 56, 0},
+    {13, 2160, 152, 0, 72, 0, 0, 0, 8, 56, 70, -1, 72, 112, 128, 136, 68, 200, 40, 56, 0},
 };
 
 static struct {
@@ -93,6 +94,7 @@ static struct {
     unsigned version;        /* Py_Version: 0x030b02f0 is 3.11.2 */
     char name[24];           /* "3.11.2", or what the module's name says */
     bool found, supported, from_debug_offsets;
+    unsigned table; /* L is layouts[table - 1] as it is (the walks use its offsets as constants) */
     uintptr_t runtime, code_type, unicode_type, bytes_type;
     uintptr_t eval_lo, eval_hi; /* _PyEval_EvalFrameDefault */
     _Atomic uint64_t stopped;          /* walks a failed check ended */
@@ -217,6 +219,9 @@ static int find_python(struct dl_phdr_info *info, size_t size, void *arg) {
         py.from_debug_offsets = use_debug_offsets();
         py.supported = py.from_debug_offsets; /* a free-threaded 3.13, or a layout we do not know */
     }
+    for (size_t i = 0; i < sizeof layouts / sizeof *layouts; i++)
+        if (py.supported && memcmp(&py.L, &layouts[i], sizeof py.L) == 0)
+            py.table = (unsigned)i + 1;
     return 1;
 }
 
@@ -879,27 +884,36 @@ typedef struct walk_s {
     bool more; /* a run was cut at the frames wanted: it went on */
 } walk_t;
 
-/* This thread's PyThreadState, or 0. Its address is checked for readable memory once: the
- * value of the interpreter's own key for this thread is its live thread state, and the next
- * check (its thread_id) reads it. */
-static uintptr_t thread_state(py_cache_t *c) {
-    const layout_t *L = &py.L;
-    const volatile int *tss = (const volatile int *)(py.runtime + L->rt_tss);
-    if (tss[0] != 1)
-        return 0; /* not initialized, or finalized */
-    uintptr_t ts = (uintptr_t)pthread_getspecific((pthread_key_t)tss[1]);
+/* ts, if it is a thread state of this thread's. Its address is checked for readable memory
+ * once (c->ts_ok): a thread state of this thread's stays live while the thread runs in it. */
+static inline bool ts_mine(py_cache_t *c, const layout_t *L, uintptr_t ts) {
     if (!ts || (ts & 7))
-        return 0;
+        return false;
     if (ts != c->ts_ok) {
         if (!readable(ts, L->ts_thread_id + 8))
-            return 0;
+            return false;
         c->ts_ok = ts;
     }
     /* pthread_self() without the call: on x86-64 glibc's thread pointer is the thread's
      * struct pthread, whose address pthread_self returns */
-    if (word_at(ts + L->ts_thread_id) != (uintptr_t)__builtin_thread_pointer())
-        return 0;
-    return ts;
+    return word_at(ts + L->ts_thread_id) == (uintptr_t)__builtin_thread_pointer();
+}
+
+/* This thread's PyThreadState, or 0: 3.11's GIL holder's (the runtime's tstate_current) when
+ * that is this thread, as it is when Python code allocates; else the value of the
+ * interpreter's own key for this thread. */
+static inline uintptr_t thread_state(py_cache_t *c, const layout_t *L) {
+    const volatile int *tss = (const volatile int *)(py.runtime + L->rt_tss);
+    if (tss[0] != 1)
+        return 0; /* not initialized, or finalized */
+    if (L->rt_current) {
+        uintptr_t ts = __atomic_load_n((const uintptr_t *)(py.runtime + L->rt_current),
+                                       __ATOMIC_RELAXED);
+        if (likely(ts == c->ts_ok && ts_mine(c, L, ts)))
+            return ts;
+    }
+    uintptr_t ts = (uintptr_t)pthread_getspecific((pthread_key_t)tss[1]);
+    return ts_mine(c, L, ts) ? ts : 0;
 }
 
 static inline unsigned code_slot(uintptr_t code, uintptr_t ip) {
@@ -936,12 +950,14 @@ static noinline int frame_word_slow(walk_t *w, uintptr_t code, uintptr_t ip, uin
     return 2;
 }
 
-static inline bool frame_ok(uintptr_t f) {
-    return f && !(f & 7) && readable(f, py.L.fr_size);
+static inline bool frame_ok(const layout_t *L, uintptr_t f) {
+    return f && !(f & 7) && readable(f, L->fr_size);
 }
 
+/* Frames are 64 bytes and more apart on the interpreter's stack: no two of a stack up to
+ * 16 * PY_MEMO bytes deep share a slot. */
 static inline unsigned memo_slot(uintptr_t f) {
-    return (unsigned)((f * 0x9E3779B97F4A7C15ULL) >> 57) & (PY_MEMO - 1);
+    return (unsigned)(f >> 4) & (PY_MEMO - 1);
 }
 
 /* Frame f's word, and its hash term, for a frame not remembered as it is (memo[]); false
@@ -950,7 +966,7 @@ static noinline bool frame_word_miss(walk_t *w, uintptr_t f, bool checked, uintp
                                      stack_sums_t *term) {
     const layout_t *L = &py.L;
     py_cache_t *c = w->c;
-    if (!checked && !frame_ok(f)) {
+    if (!checked && !frame_ok(L, f)) {
         w->stopped = true;
         return false;
     }
@@ -983,19 +999,20 @@ static noinline bool frame_word_miss(walk_t *w, uintptr_t f, bool checked, uintp
  * (the instruction pointer lies inside the code object, and an interned code object freed
  * moves code_epoch, which clears memo[]); with the same code object at another instruction,
  * the word is the cache's for that pair. */
-static inline __attribute__((always_inline)) bool frame_word(walk_t *w, uintptr_t f,
-                                                             bool checked, uintptr_t *word,
-                                                             stack_sums_t *term) {
+static inline __attribute__((always_inline)) bool frame_word(walk_t *w, const layout_t *L,
+                                                             uintptr_t f, bool checked,
+                                                             uintptr_t *word, stack_sums_t *term) {
     py_cache_t *c = w->c;
     unsigned at = memo_slot(f);
     if (c->memo[at].f == f) {
-        uintptr_t ip = word_at(f + py.L.fr_instr);
+        uintptr_t ip = word_at(f + L->fr_instr);
         if (likely(c->memo[at].ip == ip)) {
             *word = c->memo[at].word;
-            *term = c->memo[at].term;
+            term->a = c->memo[at].term.a;
+            term->b = c->memo[at].term.b;
             return true;
         }
-        uintptr_t code = word_at(f + py.L.fr_code);
+        uintptr_t code = word_at(f + L->fr_code);
         unsigned slot = code_slot(code, ip);
         if (code == c->memo[at].code && c->e[slot].code == code && c->e[slot].ip == ip &&
             c->e[slot].epoch == w->epoch) {
@@ -1014,9 +1031,9 @@ static inline __attribute__((always_inline)) bool frame_word(walk_t *w, uintptr_
 /* walk_segment, for 3.12 (v312: the eval call's shim frame ends its frames) or 3.11 (the
  * entered frame is marked is_entry). */
 static inline __attribute__((always_inline)) unsigned
-walk_segment_as(walk_t *w, uintptr_t f, uintptr_t *out, unsigned cap, stack_sums_t *sums,
-                const bool v312) {
-    const layout_t *L = &py.L;
+walk_segment_as(walk_t *w, const layout_t *L, uintptr_t f, uintptr_t *out, unsigned cap,
+                stack_sums_t *sums) {
+    const bool v312 = L->fr_is_entry < 0;
     const uint32_t is_entry = (uint32_t)L->fr_is_entry, owner = L->fr_owner,
                    previous = L->fr_previous;
     unsigned o = 0;
@@ -1024,7 +1041,7 @@ walk_segment_as(walk_t *w, uintptr_t f, uintptr_t *out, unsigned cap, stack_sums
     stack_sums_t t;
     while (f) {
         if (v312) {
-            if (!frame_ok(f)) {
+            if (!frame_ok(L, f)) {
                 w->stopped = true;
                 break;
             }
@@ -1035,7 +1052,7 @@ walk_segment_as(walk_t *w, uintptr_t f, uintptr_t *out, unsigned cap, stack_sums
             w->more = true;
             break;
         }
-        if (!frame_word(w, f, v312, &out[o], &t))
+        if (!frame_word(w, L, f, v312, &out[o], &t))
             break;
         o++;
         a += t.a * prof_pow_ra[o];
@@ -1052,12 +1069,9 @@ walk_segment_as(walk_t *w, uintptr_t f, uintptr_t *out, unsigned cap, stack_sums
 /* 3.11, 3.12: the frames one eval call runs, innermost f first, into out[0..cap); how many.
  * Their hash terms, weighed by place, are summed into *sums. cap bounds the frames read: the
  * merged stack's room, so a cycle in a torn chain ends there. */
-static inline __attribute__((always_inline)) unsigned walk_segment(walk_t *w, uintptr_t f,
-                                                                   uintptr_t *out, unsigned cap,
-                                                                   stack_sums_t *sums) {
-    /* Two copies, the layout's kind a constant in each: no test of it per frame. */
-    return py.L.fr_is_entry < 0 ? walk_segment_as(w, f, out, cap, sums, true)
-                                : walk_segment_as(w, f, out, cap, sums, false);
+static noinline unsigned walk_segment(walk_t *w, uintptr_t f, uintptr_t *out, unsigned cap,
+                                      stack_sums_t *sums) {
+    return walk_segment_as(w, &py.L, f, out, cap, sums);
 }
 
 /* The native frame, from k on (k < n), whose extent holds m: the last whose stack pointer is at
@@ -1119,9 +1133,9 @@ static int merge_end(const walk_t *w, py_merge_t *pm, unsigned nruns, unsigned o
  * tstate->cframe outwards, lies in the extent [sp, CFA) of the eval frame that runs its
  * Python frames. The _PyCFrames up to the outermost native frame's end are followed; the
  * frames between are counted, not copied. */
-static int merge_cframes(walk_t *w, uintptr_t ts, const uintptr_t *fr, const uintptr_t *sp,
-                         uintptr_t sp_top, unsigned n, unsigned cap, py_merge_t *pm) {
-    const layout_t *L = &py.L;
+static inline __attribute__((always_inline)) int
+merge_cframes(walk_t *w, const layout_t *L, uintptr_t ts, const uintptr_t *fr,
+              const uintptr_t *sp, uintptr_t sp_top, unsigned n, unsigned cap, py_merge_t *pm) {
     uintptr_t limit = sp_top ? sp_top : UINTPTR_MAX;
     uintptr_t cf = word_at(ts + L->ts_cframe);
     unsigned o = 0, k = 0, nw = 0, nruns = 0, segs = 0;
@@ -1149,7 +1163,7 @@ static int merge_cframes(walk_t *w, uintptr_t ts, const uintptr_t *fr, const uin
         if (!natives_to(j, &k, &o, cap))
             break; /* the native frames before it fill the stack */
         stack_sums_t sums;
-        unsigned got = walk_segment(w, f, pm->words + nw, cap - o, &sums);
+        unsigned got = walk_segment_as(w, L, f, pm->words + nw, cap - o, &sums);
         if (got) {
             run_add(pm, nruns++, k, o, got, nw, sums, fr[k], &delta);
             nw += got;
@@ -1197,7 +1211,7 @@ static void walk_chain(walk_t *w, segs_t *g, uintptr_t ts) {
     uintptr_t f = word_at(ts + L->ts_frame);
     unsigned first = 0;
     while (f && w->chain++ < PY_MAX_CHAIN && g->n < PY_MAX_SEGS) {
-        if (!frame_ok(f)) {
+        if (!frame_ok(L, f)) {
             w->stopped = true;
             break;
         }
@@ -1207,7 +1221,7 @@ static void walk_chain(walk_t *w, segs_t *g, uintptr_t ts) {
         } else {
             uintptr_t word;
             stack_sums_t term;
-            if (!frame_word(w, f, true, &word, &term))
+            if (!frame_word(w, L, f, true, &word, &term))
                 break;
             if (g->nframes < PROF_MAX_DEPTH)
                 g->frames[g->nframes++] = word;
@@ -1280,17 +1294,18 @@ static noinline int merge_segments(walk_t *w, uintptr_t ts, const uintptr_t *fr,
     return merge_end(w, pm, nruns, o, k, n, cap, delta);
 }
 
-int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t sp_top,
-                 unsigned n, unsigned cap, const py_merge_t **pm) {
-    if (!__atomic_load_n(&python_active, __ATOMIC_ACQUIRE))
-        return -1;
+/* python_merge with layout L: one of the table's (its offsets constants in the code made of
+ * this), or py.L. */
+static inline __attribute__((always_inline)) int
+merge_as(heap_t *h, const layout_t *L, const uintptr_t *fr, const uintptr_t *sp,
+         uintptr_t sp_top, unsigned n, unsigned cap, const py_merge_t **pm) {
     if (unlikely(!tls_stack_hi))
         unwind_thread_stack(&tls_stack_lo, &tls_stack_hi);
     if (unlikely(!h->pyc) && !(h->pyc = os_map(sizeof(py_cache_t))))
         return -1; /* no memory for the cache: native stacks */
     walk_t w = {h->pyc, atomic_load_explicit(&code_epoch, memory_order_acquire), 0, false,
                 false};
-    uintptr_t ts = thread_state(w.c);
+    uintptr_t ts = thread_state(w.c, L);
     if (!ts)
         return -1;
     if (w.c->memo_epoch != w.epoch) {
@@ -1299,12 +1314,24 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t 
     }
     if (cap > PROF_MAX_DEPTH)
         cap = PROF_MAX_DEPTH;
-    int m = py.L.ts_cframe && sp ? merge_cframes(&w, ts, fr, sp, sp_top, n, cap, &w.c->merge)
-                                 : merge_segments(&w, ts, fr, sp, sp_top, n, cap, &w.c->merge);
+    int m = L->ts_cframe && sp ? merge_cframes(&w, L, ts, fr, sp, sp_top, n, cap, &w.c->merge)
+                               : merge_segments(&w, ts, fr, sp, sp_top, n, cap, &w.c->merge);
     if (w.stopped)
         atomic_fetch_add_explicit(&py.stopped, 1, memory_order_relaxed);
     *pm = &w.c->merge;
     return m;
+}
+
+int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t sp_top,
+                 unsigned n, unsigned cap, const py_merge_t **pm) {
+    if (!__atomic_load_n(&python_active, __ATOMIC_ACQUIRE))
+        return -1;
+    /* 3.11 and 3.12 as the table has them: a copy each, its offsets constants */
+    if (py.table == 1)
+        return merge_as(h, &layouts[0], fr, sp, sp_top, n, cap, pm);
+    if (py.table == 2)
+        return merge_as(h, &layouts[1], fr, sp, sp_top, n, cap, pm);
+    return merge_as(h, &py.L, fr, sp, sp_top, n, cap, pm);
 }
 
 void python_materialize(const py_merge_t *pm, const uintptr_t *fr, unsigned n, unsigned m,
