@@ -456,8 +456,9 @@ uint64_t prof_pow_ra[PROF_MAX_DEPTH + 1], prof_pow_rb[PROF_MAX_DEPTH + 1];
 #define RUN_HASH_BA 0x9FB21C651E98DF25ULL
 #define RUN_HASH_BB 0xC6A4A7935BD1E995ULL
 
-static noinline void capture_python(heap_t *h, stack_t *st, const stack_sums_t *sums,
-                                    stack_sums_t *sum, const unw_sps_t *spi) {
+static inline __attribute__((always_inline)) void
+capture_python(heap_t *h, stack_t *st, const stack_sums_t *sums, stack_sums_t *sum,
+               const unw_sps_t *spi) {
     /* the frames' stack pointers, and the CFA beyond the last frame kept (0: not known) */
     const uintptr_t *sps = sums ? spi->sp : NULL;
     uintptr_t top = !sums ? 0 : st->n < spi->avail ? spi->sp[st->n] : spi->end;
