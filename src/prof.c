@@ -246,9 +246,7 @@ static uint64_t heap_count(const heap_t *h) {
     return n;
 }
 
-static uint64_t stamp_now(void) {
-    if (prof.mode == PROFILE_ALL)
-        return atomic_load_explicit(&prof.seq, memory_order_relaxed);
+static noinline uint64_t stamp_now_sampled(void) {
     heap_t *self = tls_heap;
     if (self->kind == HEAP_REAL) {
         uint64_t n = heap_count(self), add = n - self->nalloc_pub;
@@ -257,6 +255,12 @@ static uint64_t stamp_now(void) {
             return atomic_fetch_add_explicit(&sample_clock.n, add, memory_order_relaxed) + add;
     }
     return atomic_load_explicit(&sample_clock.n, memory_order_relaxed);
+}
+
+static inline uint64_t stamp_now(void) {
+    if (prof.mode == PROFILE_ALL)
+        return atomic_load_explicit(&prof.seq, memory_order_relaxed);
+    return stamp_now_sampled();
 }
 
 static unsigned log2_bucket(uint64_t v) {
@@ -869,7 +873,8 @@ static ptag_t *table_install(pool_t *p) {
 }
 
 /* Takes the tag of ptr out of its pool's table; false if the block is not tracked. */
-static bool untag_block(pool_t *p, void *ptr, ptag_t *out) {
+static inline __attribute__((always_inline)) bool untag_block(pool_t *p, void *ptr,
+                                                              ptag_t *out) {
     ptag_t *t = atomic_load_explicit(&p->prof, memory_order_acquire);
     if (!t)
         return false;
