@@ -30,7 +30,7 @@ void fmt_flush(fmt_t *f) {
     f->len = 0;
 }
 
-void fmt_strn(fmt_t *f, const char *s, size_t n) {
+void fmt_strn_full(fmt_t *f, const char *s, size_t n) {
     while (n > 0) {
         if (f->len == f->cap) {
             if (f->fd < 0)
@@ -43,14 +43,6 @@ void fmt_strn(fmt_t *f, const char *s, size_t n) {
         s += k;
         n -= k;
     }
-}
-
-void fmt_str(fmt_t *f, const char *s) {
-    fmt_strn(f, s, strlen(s));
-}
-
-void fmt_char(fmt_t *f, char c) {
-    fmt_strn(f, &c, 1);
 }
 
 static int u64_digits(uint64_t v, char out[24]) {

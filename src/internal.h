@@ -111,9 +111,27 @@ typedef struct fmt_s {
     void *sink_ctx;
 } fmt_t;
 void fmt_init(fmt_t *f, char *buf, size_t cap, int fd);
-void fmt_str(fmt_t *f, const char *s);
-void fmt_strn(fmt_t *f, const char *s, size_t n);
-void fmt_char(fmt_t *f, char c);
+void fmt_strn_full(fmt_t *f, const char *s, size_t n);
+/* Into the buffer while it has room, with no call (a constant string is a few moves); else
+ * fmt_strn_full flushes it, or drops the rest of a truncating one. */
+static inline void fmt_strn(fmt_t *f, const char *s, size_t n) {
+    if (__builtin_expect(n <= f->cap - f->len, 1)) {
+        __builtin_memcpy(f->buf + f->len, s, n);
+        f->len += n;
+        return;
+    }
+    fmt_strn_full(f, s, n);
+}
+static inline void fmt_str(fmt_t *f, const char *s) {
+    fmt_strn(f, s, __builtin_strlen(s));
+}
+static inline void fmt_char(fmt_t *f, char c) {
+    if (__builtin_expect(f->len < f->cap, 1)) {
+        f->buf[f->len++] = c;
+        return;
+    }
+    fmt_strn_full(f, &c, 1);
+}
 void fmt_u64(fmt_t *f, uint64_t v);
 void fmt_u64_grouped(fmt_t *f, uint64_t v); /* 1,234,567 (memcheck's numbers) */
 void fmt_u64w(fmt_t *f, uint64_t v, int width); /* right-aligned in width columns */
