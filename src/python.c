@@ -242,7 +242,12 @@ static void scan(void) {
     lib_unlock(&scan_lock);
 }
 
+/* stack_sums_push({0, 0}, n): the term of a run's length */
+static stack_sums_t run_len_term[PROF_MAX_DEPTH + 1];
+
 void python_init(void) {
+    for (unsigned n = 0; n <= PROF_MAX_DEPTH; n++)
+        run_len_term[n] = stack_sums_push((stack_sums_t){0, 0}, n);
     if (opt.python)
         scan();
 }
@@ -1095,7 +1100,7 @@ static inline __attribute__((always_inline)) void run_add(py_merge_t *pm, unsign
                                                           uintptr_t native, stack_sums_t *d) {
     pm->runs[nruns] = (py_run_t){k, o, got, nw};
     stack_sums_t nt = stack_sums_push((stack_sums_t){0, 0}, native);
-    stack_sums_t rt = stack_sums_push((stack_sums_t){0, 0}, got);
+    stack_sums_t rt = run_len_term[got];
     d->a += prof_pow_ba[k] * (rt.a + sums.a - nt.a);
     d->b += prof_pow_bb[k] * (rt.b + sums.b - nt.b);
 }
