@@ -45,21 +45,25 @@ void fmt_strn_full(fmt_t *f, const char *s, size_t n) {
     }
 }
 
-static int u64_digits(uint64_t v, char out[24]) {
-    char tmp[24];
-    int n = 0;
+/* v's digits, written backwards to end at end: where they start */
+static char *u64_back(uint64_t v, char *end) {
     do {
-        tmp[n++] = (char)('0' + v % 10);
+        *--end = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    for (int i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
+    return end;
+}
+
+static int u64_digits(uint64_t v, char out[24]) {
+    char tmp[24], *p = u64_back(v, tmp + sizeof tmp);
+    int n = (int)(tmp + sizeof tmp - p);
+    memcpy(out, p, (size_t)n);
     return n;
 }
 
 void fmt_u64(fmt_t *f, uint64_t v) {
-    char d[24];
-    fmt_strn(f, d, (size_t)u64_digits(v, d));
+    char tmp[24], *p = u64_back(v, tmp + sizeof tmp);
+    fmt_strn(f, p, (size_t)(tmp + sizeof tmp - p));
 }
 
 void fmt_u64_grouped(fmt_t *f, uint64_t v) {
