@@ -13,9 +13,11 @@
  *   instructions in the stacks: two allocations on one line are one call site.
  *
  * HOW THE FRAMES ARE FOUND, with no call into the interpreter and no lock of its
- *   The thread's PyThreadState is the value of the interpreter's own TSS key (_PyRuntime's
- *   autoTSSkey, set for every thread that has a thread state; threads of an extension that never
- *   ran Python code have none and keep native stacks), and its thread_id must be this thread.
+ *   The thread's PyThreadState is, in 3.11, the GIL holder's (_PyRuntime's tstate_current) when
+ *   that is this thread, as it is whenever Python code allocates; else the value of the
+ *   interpreter's own TSS key (_PyRuntime's autoTSSkey, set for every thread that has a thread
+ *   state; threads of an extension that never ran Python code have none and keep native
+ *   stacks). Either way its thread_id must be this thread.
  *   3.11 and 3.12: every call of the eval loop keeps a _PyCFrame on its C stack, linked from
  *   tstate->cframe outwards; its current_frame is the innermost Python frame of that call, whose
  *   `previous` chain ends at the frame marked is_entry (3.11) or at the shim frame the call
