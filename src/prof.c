@@ -379,7 +379,9 @@ typedef struct stack_s {
     unsigned n;
     uint32_t gen;         /* prof.gen when it was taken: part of its identity */
     bool truncated;       /* cut at TALLY_DEPTH: the stack went on */
-    uint64_t hash, hash2; /* stack_sums_t, finished */
+    /* stack_sums_t with the length and generation: 128 bits that are the site's hashes before
+     * stack_fmix (a bijection), so the per-thread cache compares them unfinished */
+    uint64_t key, key2;
     /* A CPython thread's stack: n is the merged stack's length, f[0..native) its native
      * frames, py its runs of Python frames; the merged frames are written out only when they
      * are needed (stack_frames) */
@@ -424,7 +426,7 @@ static noinline void check_against_libunwind(const stack_t *st) {
         same = (uintptr_t)buf[i + j] == st->f[j];
     stack_t again = *st;
     stack_finish(&again, stack_sums(st->f, st->n));
-    same = same && again.hash == st->hash && again.hash2 == st->hash2;
+    same = same && again.key == st->key && again.key2 == st->key2;
     atomic_fetch_add_explicit(&unwind_checked, 1, memory_order_relaxed);
     if (!same && atomic_fetch_add_explicit(&unwind_mismatch, 1, memory_order_relaxed) < 4 &&
         opt.verbose) {
@@ -447,8 +449,8 @@ void prof_unwind_checked(uint64_t *checked, uint64_t *mismatch) {
 
 static inline __attribute__((always_inline)) void stack_finish(stack_t *st, stack_sums_t s) {
     st->gen = atomic_load_explicit(&prof.gen, memory_order_relaxed);
-    st->hash = stack_fmix(s.a ^ st->n ^ (uint64_t)st->gen << 32);
-    st->hash2 = stack_fmix(s.b + st->n + (uint64_t)st->gen * 0x9E3779B97F4A7C15ULL);
+    st->key = s.a ^ st->n ^ (uint64_t)st->gen << 32;
+    st->key2 = s.b + st->n + (uint64_t)st->gen * 0x9E3779B97F4A7C15ULL;
 }
 
 /* A CPython thread: the eval loop's frames replaced by the Python frames they run.
@@ -591,10 +593,11 @@ static const uintptr_t *frames_store_locked(const uintptr_t *f, unsigned n) {
 static uint32_t intern_locked(const stack_t *st, const uintptr_t *f) {
     if (!stab && !stab_grow_locked())
         return PROF_SITE_OVERFLOW;
-    size_t j = st->hash & (stab_cap - 1);
+    uint64_t hash = stack_fmix(st->key);
+    size_t j = hash & (stab_cap - 1);
     for (uint32_t id; (id = stab[j]) != 0; j = (j + 1) & (stab_cap - 1)) {
         site_t *s = prof_site(id);
-        if (s->hash == st->hash && s->gen == st->gen && frames_equal(s, f, st->n))
+        if (s->hash == hash && s->gen == st->gen && frames_equal(s, f, st->n))
             return id;
     }
     uint32_t id = atomic_load_explicit(&prof.nsites, memory_order_relaxed);
@@ -604,8 +607,8 @@ static uint32_t intern_locked(const stack_t *st, const uintptr_t *f) {
     const uintptr_t *stored = s ? frames_store_locked(f, st->n) : NULL;
     if (!stored)
         return PROF_SITE_OVERFLOW;
-    s->hash = st->hash;
-    s->hash2 = st->hash2;
+    s->hash = hash;
+    s->hash2 = stack_fmix(st->key2);
     s->gen = st->gen;
     s->nframes = st->n;
     s->truncated = st->truncated;
@@ -626,22 +629,21 @@ static noinline uint32_t intern_miss(heap_t *h, const stack_t *st, unsigned slot
     lib_lock(&site_lock);
     id = intern_locked(st, f);
     lib_unlock(&site_lock);
-    if (id != PROF_SITE_OVERFLOW) {
-        const site_t *s = prof_site(id);
-        h->scache[slot].hash = s->hash;
-        h->scache[slot].hash2 = s->hash2;
+    if (id != PROF_SITE_OVERFLOW) { /* the site's stack: its keys are this one's */
+        h->scache[slot].key = st->key;
+        h->scache[slot].key2 = st->key2;
         h->scache[slot].id = id;
     }
     return id;
 }
 
 /* The stack's site: from the thread's cache of stacks when it holds it, which it nearly always
- * does, without a call. The cache trusts 128 bits of hash; two different stacks share both
- * hashes with a chance of about 2^-128 per pair. */
+ * does, without a call. The cache trusts 128 bits of hash (the keys, unfinished); two different
+ * stacks share both with a chance of about 2^-128 per pair. */
 static inline __attribute__((always_inline)) uint32_t intern(heap_t *h, const stack_t *st) {
-    unsigned slot = (unsigned)(st->hash >> 40) & (PROF_SCACHE - 1);
+    unsigned slot = (unsigned)((st->key * 0x9E3779B97F4A7C15ULL) >> 40) & (PROF_SCACHE - 1);
     uint32_t id = h->scache[slot].id;
-    if (likely(id && h->scache[slot].hash == st->hash && h->scache[slot].hash2 == st->hash2))
+    if (likely(id && h->scache[slot].key == st->key && h->scache[slot].key2 == st->key2))
         return id;
     return intern_miss(h, st, slot);
 }

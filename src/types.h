@@ -196,7 +196,7 @@ typedef struct heap_s {
     /* Written by other threads: full pools that got a remote free. Its own cache line. */
     _Alignas(64) pool_t *_Atomic delayed;
     struct {
-        uint64_t hash, hash2; /* 128 bits: see stack_sums_t */
+        uint64_t key, key2; /* 128 bits: a stack's keys (prof.c's stack_t) */
         uint32_t id;
         uint32_t pad;
     } scache[PROF_SCACHE];
