@@ -608,7 +608,6 @@ static uint32_t intern_locked(const stack_t *st, const uintptr_t *f) {
     if (!stored)
         return PROF_SITE_OVERFLOW;
     s->hash = hash;
-    s->hash2 = stack_fmix(st->key2);
     s->gen = st->gen;
     s->nframes = st->n;
     s->truncated = st->truncated;

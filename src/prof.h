@@ -108,12 +108,12 @@ typedef struct site_s {
     int64_t peak_live_bytes; /* saved at the first change after a new peak epoch */
     uint64_t temporary; /* freed with no other allocation in between */
     uint64_t samples;   /* raw allocations recorded (not weighted); sample mode only */
-    uint64_t hash, hash2; /* the stack's 128-bit hash */
+    uint64_t hash; /* the global table's: stack_fmix of the stack's first key (prof.c) */
     const uintptr_t *frames; /* innermost first */
     uint32_t nframes;
     uint32_t gen;            /* the module generation its frames belong to */
     bool truncated;          /* its stack was cut at TALLY_DEPTH frames */
-    uint8_t pad1[7];
+    uint8_t pad1[15];
     uint64_t size_hist[PROF_NHIST]; /* weighted counts by floor(log2(requested)) */
     uint64_t life_hist[PROF_NHIST]; /* bucket 0: lifetime 0; k: [2^(k-1), 2^k) */
     /* sample mode: the variance of each estimate, unscaled. A sampled allocation of n bytes

@@ -950,9 +950,9 @@ typedef struct unw_cache_s {
     uintptr_t rip[UNW_CAP], rsp[UNW_CAP], rbp[UNW_CAP], slot[UNW_CAP];
     stack_sums_t sums[UNW_CAP];
     uint8_t fl[UNW_CAP];
-    /* the frames of the walk in progress, before they are placed */
-    /* (one record per frame: copied out field by field, not as five calls of memcpy, which
-     * is what GCC made of five parallel arrays' copy for the two frames a walk takes) */
+    /* The frames of the walk in progress, before they are placed: one record per frame, copied
+     * out field by field (GCC made five calls of memcpy of five parallel arrays' copy, for the
+     * two frames a walk takes). */
     struct {
         uintptr_t rip, rsp, rbp, slot;
         uint8_t fl;
