@@ -150,7 +150,8 @@ typedef struct lent_s {
 /* A call site at a detailed timeline point: what massif's detailed snapshots keep. */
 #define PROF_TL_TOP 8               /* the top sites by live bytes, and by bytes allocated since */
 #define PROF_TL_SITES (2 * PROF_TL_TOP) /* the last detailed point: at most this many in all */
-#define PROF_TL_BUDGET 50           /* a scan of the sites may take 1/50 of the time between */
+#define PROF_TL_BUDGET 100          /* a scan of the sites may take 1/100 of the time between */
+#define PROF_TL_AHEAD 16            /* sites prefetched ahead of the scan */
 typedef struct tsite_s {
     uint32_t id;
     int64_t live_bytes;   /* weighted, then */
