@@ -1070,14 +1070,34 @@ static inline __attribute__((always_inline)) int walk(unw_cache_t *c, const rtab
  * where a walk goes on from one. */
 static unsigned confirm(const unw_cache_t *c, unsigned k, unsigned lim) {
     size_t i = (size_t)k + 1, end = lim; /* full-width indexes: no extension in the loop */
-    for (; i < end; i++) {
-        if (*(const uintptr_t *)(c->rsp[i] - 8) != c->rip[i])
-            break;
-        if (unlikely(c->fl[i] & FL_NB) && c->slot[i] &&
-            *(const uintptr_t *)c->slot[i] != c->rbp[i])
-            break;
+    for (;;) {
+        /* Four frames none of which is FL_NB at once, their return addresses compared without a
+         * branch each. Reading one past a frame that no longer holds is safe: every stored
+         * frame's CFA lies between this frame's stack pointer and the stack's top, memory the
+         * thread's stack maps. */
+        if (i + 4 <= end) {
+            uint32_t fl4;
+            memcpy(&fl4, &c->fl[i], sizeof fl4);
+            uintptr_t d = (*(const uintptr_t *)(c->rsp[i] - 8) ^ c->rip[i]) |
+                          (*(const uintptr_t *)(c->rsp[i + 1] - 8) ^ c->rip[i + 1]) |
+                          (*(const uintptr_t *)(c->rsp[i + 2] - 8) ^ c->rip[i + 2]) |
+                          (*(const uintptr_t *)(c->rsp[i + 3] - 8) ^ c->rip[i + 3]);
+            if (likely(d == 0 && !(fl4 & (FL_NB * 0x01010101u)))) {
+                i += 4;
+                continue;
+            }
+        }
+        /* else one by one, up to four frames */
+        for (size_t stop = i + 4 < end ? i + 4 : end; i < stop; i++) {
+            if (*(const uintptr_t *)(c->rsp[i] - 8) != c->rip[i])
+                return (unsigned)(i - 1);
+            if (unlikely(c->fl[i] & FL_NB) && c->slot[i] &&
+                *(const uintptr_t *)c->slot[i] != c->rbp[i])
+                return (unsigned)(i - 1);
+        }
+        if (i >= end)
+            return (unsigned)(i - 1);
     }
-    return (unsigned)(i - 1);
 }
 
 /* The true rbp of stored frames [q, j], confirmed, frame q's being rbp: each saved one is read
