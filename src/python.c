@@ -1032,7 +1032,11 @@ static inline __attribute__((always_inline)) bool frame_word(walk_t *w, const la
         }
         checked = true;
     }
-    return frame_word_miss(w, f, checked, word, term);
+    /* through a local of its own: the caller's term stays in registers on the paths above */
+    stack_sums_t t;
+    bool ok = frame_word_miss(w, f, checked, word, &t);
+    *term = t;
+    return ok;
 }
 
 /* walk_segment, for 3.12 (v312: the eval call's shim frame ends its frames) or 3.11 (the
