@@ -875,7 +875,8 @@ typedef struct py_cache_s {
      * are kept; cleared when code_epoch moves. */
     uint64_t memo_epoch;
     struct {
-        uintptr_t f, ip, code;
+        _Alignas(64) uintptr_t f; /* an entry a cache line, found by a shift */
+        uintptr_t ip, code;
         uint64_t word;
         stack_sums_t term; /* stack_sums_push({0, 0}, word) */
     } memo[PY_MEMO];
