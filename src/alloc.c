@@ -252,7 +252,8 @@ static noinline void *large_malloc(size_t n, void *caller, unsigned kind) {
  * "initialised?" test (a thread without a heap has the static empty heap, whose bins have no
  * slots), and no write outside the bin's own cache line. */
 static noinline cold void *small_slow(size_t n, void *caller, unsigned kind);
-static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller, unsigned kind);
+/* not cold: in all mode every small request takes it */
+static noinline void *small_sampled(heap_t *h, size_t n, void *caller, unsigned kind);
 
 static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *caller,
                                                                unsigned kind) {
@@ -273,22 +274,25 @@ static inline __attribute__((always_inline)) void *small_alloc(size_t n, void *c
     return b;
 }
 
+/* The bin of class c is empty: a block from the heap's pools, or NULL. */
+static noinline void *small_refill(heap_t *h, unsigned c) {
+    if (h->in_slow)
+        return NULL;
+    heap_lock_slow(h);
+    void *b = heap_refill(h, c);
+    heap_unlock_slow(h);
+    return b;
+}
+
 /* A pool block of class c for a request of n bytes, without looking at the profiler's counter;
  * NULL if none can be had. */
-static void *small_pop(heap_t *h, unsigned c, size_t n) {
+static inline __attribute__((always_inline)) void *small_pop(heap_t *h, unsigned c, size_t n) {
     bin_t *bn = &h->bin[c];
     void *b;
-    if (bn->top != bn->low) {
+    if (likely(bn->top != bn->low))
         b = *--bn->top;
-    } else {
-        if (h->in_slow)
-            return NULL;
-        heap_lock_slow(h);
-        b = heap_refill(h, c);
-        heap_unlock_slow(h);
-        if (!b)
-            return NULL;
-    }
+    else if ((b = small_refill(h, c)) == NULL)
+        return NULL;
     bn->nmalloc++;
     bn->nreq += n;
     ((uintptr_t *)b)[1] = 0;
@@ -326,7 +330,7 @@ static inline size_t leak_fit(size_t n) {
 
 /* The counter ran out on a small request: promoted in sample mode, a pool block tagged by the
  * profiler in all mode. */
-static noinline cold void *small_sampled(heap_t *h, size_t n, void *caller, unsigned kind) {
+static noinline void *small_sampled(heap_t *h, size_t n, void *caller, unsigned kind) {
     /* TALLY_CHECK: every request comes here or to small_slow (all mode's counter is 0) */
     if (unlikely(opt.check))
         return check_alloc(n, 0, kind, false, caller);
