@@ -1072,9 +1072,9 @@ static unsigned confirm(const unw_cache_t *c, unsigned k, unsigned lim) {
     size_t i = (size_t)k + 1, end = lim; /* full-width indexes: no extension in the loop */
     for (;;) {
         /* Four frames none of which is FL_NB at once, their return addresses compared without a
-         * branch each. Reading one past a frame that no longer holds is safe: every stored
-         * frame's CFA lies between this frame's stack pointer and the stack's top, memory the
-         * thread's stack maps. */
+         * branch each. Reading past a frame that no longer holds is safe: the stored frames'
+         * CFAs lie between frame k's stack pointer, this walk's, and the stack's top, memory
+         * the thread's stack maps. */
         if (i + 4 <= end) {
             uint32_t fl4;
             memcpy(&fl4, &c->fl[i], sizeof fl4);
