@@ -24,7 +24,9 @@ static volatile sig_atomic_t ticks, stopping;
 /* The next tick comes 200 us after this one's handler returns, not 200 us after it began: with
  * the heap checks on, a handler on a loaded VM can take longer than that, and a periodic timer
  * then kept the handler running back to back, the program starved between them, never reaching
- * the test of its loop (tens of thousands of ticks in 15 s, seen in make check under load). */
+ * the test of its loop (tens of thousands of ticks in 15 s, seen in make check under load).
+ * setitimer is not on POSIX's list of async-signal-safe functions, but glibc's is the bare
+ * system call, which is. */
 static void arm(void) {
     struct itimerval once = {{0, 0}, {0, 200}};
     setitimer(ITIMER_REAL, &once, NULL);
