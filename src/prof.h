@@ -104,27 +104,31 @@ typedef struct site_s {
     uint64_t free_count, free_bytes;
     uint64_t granted_bytes;
     int64_t max_live_bytes;
-    /* Line 1: written now and then. */
+    /* Line 1: written now and then; all of site_touch's fields (a site's last lines are
+     * then seldom touched: in all mode never, where the whole site on a page of its own
+     * would cost two page faults for nothing). */
     int64_t peak_live_bytes; /* saved at the first change after a new peak epoch */
     uint64_t temporary; /* freed with no other allocation in between */
     uint64_t samples;   /* raw allocations recorded (not weighted); sample mode only */
     uint64_t hash; /* the global table's: stack_fmix of the stack's first key (prof.c) */
     const uintptr_t *frames; /* innermost first */
-    uint32_t nframes;
-    uint32_t gen;            /* the module generation its frames belong to */
+    uint16_t nframes;
     bool truncated;          /* its stack was cut at TALLY_DEPTH frames */
-    uint8_t pad1[15];
-    uint64_t size_hist[PROF_NHIST]; /* weighted counts by floor(log2(requested)) */
-    uint64_t life_hist[PROF_NHIST]; /* bucket 0: lifetime 0; k: [2^(k-1), 2^k) */
+    uint8_t pad1;
+    uint32_t gen;            /* the module generation its frames belong to */
     /* sample mode: the variance of each estimate, unscaled. A sampled allocation of n bytes
      * taken with probability p adds n^2 (1-p) / p^2 to a bytes figure's and (1-p) / p^2 to a
      * count's (the Horvitz-Thompson estimator's, estimated from the sample); a free takes them
      * out of the live ones. var_peak_bytes is var_live_bytes at the peak (as peak_live_bytes). */
-    double var_alloc_count, var_alloc_bytes, var_live_count, var_live_bytes, var_peak_bytes,
-        var_temporary;
-    double pad2[2];
+    double var_live_bytes, var_peak_bytes;
+    uint64_t size_hist[PROF_NHIST]; /* weighted counts by floor(log2(requested)) */
+    uint64_t life_hist[PROF_NHIST]; /* bucket 0: lifetime 0; k: [2^(k-1), 2^k) */
+    double var_alloc_count, var_alloc_bytes, var_live_count, var_temporary;
+    double pad2[4];
 } site_t;
 _Static_assert(sizeof(site_t) % 64 == 0, "sites are whole cache lines");
+_Static_assert(offsetof(site_t, var_peak_bytes) < 128, "site_touch writes two lines");
+_Static_assert(PROF_MAX_DEPTH <= UINT16_MAX, "a stack's length fits nframes");
 
 static inline int64_t site_live_count(const site_t *s) {
     return (int64_t)(__atomic_load_n(&s->alloc_count, __ATOMIC_RELAXED) -
