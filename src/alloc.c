@@ -455,7 +455,7 @@ static noinline cold void heap_error(const char *fn, const char *what, const voi
     const uintptr_t *fr;
     const stack_sums_t *sums;
     int n = prof.started && h->kind == HEAP_REAL
-                ? unwind_stack(h, 8, prof.self_lo, prof.self_hi, &fr, &sums, NULL)
+                ? unwind_stack(h, 8, prof.self_lo, prof.self_hi, &fr, &sums, NULL, NULL)
                 : -1;
     for (int i = 1; i < n && f.len + 100 < f.cap; i++) {
         fmt_str(&f, " <- ");

@@ -748,6 +748,7 @@ static void write_dump(fmt_t *f, enum dump_reason why) {
     kv(f, "unwind_foreign", uc.foreign);
     kv(f, "unwind_walked", uc.walked);
     kv(f, "unwind_reused", uc.reused);
+    kv(f, "unwind_memo", uc.memo);
     if (opt.unwind == UNWIND_CHECK) {
         uint64_t checked, mismatch;
         prof_unwind_checked(&checked, &mismatch);

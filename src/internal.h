@@ -445,8 +445,25 @@ typedef struct unw_sps_s {
  * *sps (if not NULL) to their stack pointers. Valid until h's next walk. Returns their number,
  * or -1 when this stack needs libunwind (a signal frame, CFI the walker does not model, a
  * stack it does not know). */
+struct unw_memo_q_s;
 int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_t self_hi,
-                 const uintptr_t **out, const stack_sums_t **sums, unw_sps_t *sps);
+                 const uintptr_t **out, const stack_sums_t **sums, unw_sps_t *sps,
+                 struct unw_memo_q_s *mq);
+/* The stack memo: a thread's stacks remembered whole, each with what it was interned as
+ * (payload), keyed by the program's innermost frame (and the innermost Python frame). With mq,
+ * unwind_stack first looks the stack up, reading again every word the walk (and the Python
+ * merge) that made the entry read that its answer depends on: on a hit it returns
+ * UNWIND_MEMO_HIT with mq->payload, and walks nothing (mq->check: it walks all the same, and
+ * mq->hit says whether it was a hit). unwind_memo_store remembers the stack the last walk
+ * with mq found, as payload; py: the Python merge of that walk ran (python_memo_save). */
+#define UNWIND_MEMO_HIT (-2)
+typedef struct unw_memo_q_s {
+    uint32_t gen;     /* in: payloads of another generation (payload >> 32) are no hit */
+    bool check;       /* in: walk anyway (TALLY_UNWIND=check compares the two) */
+    bool hit;         /* out */
+    uint64_t payload; /* out, on a hit */
+} unw_memo_q_t;
+void unwind_memo_store(heap_t *h, uint64_t payload, bool py);
 void unwind_forget(uintptr_t lo, uintptr_t hi); /* after dlclose: code in [lo, hi) is gone */
 /* The CFA of the frame that returns to ra, when its CFI rule is rsp + offset: that offset. */
 bool unwind_rsp_offset(uintptr_t ra, uintptr_t *off);
@@ -476,6 +493,7 @@ typedef struct unwind_counts_s {
     uint64_t foreign; /* walks handed to libunwind */
     uint64_t walked;  /* frames stepped with a rule */
     uint64_t reused;  /* frames taken from the previous stack after checking them */
+    uint64_t memo;    /* stacks found whole in the thread's memo (no walk) */
 } unwind_counts_t;
 void unwind_counts(unwind_counts_t *sum); /* over every heap, read racily */
 /* dl_iterate_phdr under the lock fork's prepare handler holds (see unwind.c): every call of the
@@ -533,6 +551,33 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t 
 /* The merged stack of m frames (python_merge's answer) into out, which must not overlap fr. */
 void python_materialize(const py_merge_t *pm, const uintptr_t *fr, unsigned n, unsigned m,
                         uintptr_t *out);
+/* What the last merge read that its answer depends on, so that a later stack can be shown to
+ * be the same one by reading those words again (the stack memo, unwind.c): the thread state
+ * (0: none, a native thread), the _PyCFrame pointers the merge followed, in order, the first
+ * to the last it looked at, and at each the Python frames it walked (nfr[i], 0: none) with
+ * their addresses and instruction pointers (the low bit: is_entry). Kept only when the merge
+ * could be replayed so (3.11, 3.12 with the walker's stack pointers; nothing stopped it; every
+ * word cacheable); code_epoch must not have moved since. */
+#define PY_MEMO_CF 8
+#define PY_MEMO_F PROF_MAX_DEPTH
+typedef struct py_memo_s {
+    uintptr_t ts;
+    uint64_t epoch;
+    uint8_t ncf, nf;
+    uint8_t nfr[PY_MEMO_CF];
+    uintptr_t cf[PY_MEMO_CF];
+    uintptr_t f[PY_MEMO_F], ip[PY_MEMO_F];
+} py_memo_t;
+/* The key part of the memo: this thread's state, its innermost Python frame (address,
+ * instruction pointer where it is known) and its caller's instruction pointer, zeros for none. */
+typedef struct py_memo_key_s {
+    uintptr_t ts, f, ip, ip2;
+} py_memo_key_t;
+void python_memo_key(heap_t *h, py_memo_key_t *k);
+/* The last merge's trace into *t: false if it cannot be replayed. */
+bool python_memo_save(heap_t *h, py_memo_t *t);
+/* Whether the merge t traced would read the same words now (ts from python_memo_key). */
+bool python_memo_same(heap_t *h, const py_memo_t *t, uintptr_t ts);
 /* all mode: the block [start, start + size) is being freed and was marked by prof_watch_code:
  * it held a code object the profiler interned. */
 void python_code_freed(uintptr_t start, size_t size);

@@ -390,6 +390,8 @@ typedef struct stack_s {
      * are needed (stack_frames) */
     const py_merge_t *py;
     unsigned native;
+    bool memoable; /* the walker's stack, its Python merge (if it ran) traced: unwind_memo_store */
+    bool merged;   /* the Python merge ran */
     uintptr_t buf[PROF_MAX_DEPTH + 1 + UNW_OWN_FRAMES];
 } stack_t;
 
@@ -414,7 +416,7 @@ static int own_frames(const uintptr_t *fr, int n) {
     return i;
 }
 static inline __attribute__((always_inline)) void stack_finish(stack_t *st, stack_sums_t s);
-static _Atomic uint64_t unwind_checked, unwind_mismatch;
+static _Atomic uint64_t unwind_checked, unwind_mismatch, memo_mismatch;
 
 /* TALLY_UNWIND=check: the same stack from libunwind, compared frame by frame (and the hash
  * with one computed from scratch). */
@@ -447,7 +449,8 @@ static noinline void check_against_libunwind(const stack_t *st) {
 
 void prof_unwind_checked(uint64_t *checked, uint64_t *mismatch) {
     *checked = atomic_load_explicit(&unwind_checked, memory_order_relaxed);
-    *mismatch = atomic_load_explicit(&unwind_mismatch, memory_order_relaxed);
+    *mismatch = atomic_load_explicit(&unwind_mismatch, memory_order_relaxed) +
+                atomic_load_explicit(&memo_mismatch, memory_order_relaxed);
 }
 
 static inline __attribute__((always_inline)) void stack_finish(stack_t *st, stack_sums_t s) {
@@ -497,14 +500,21 @@ static const uintptr_t *stack_frames(const stack_t *st, uintptr_t *tmp) {
     return tmp;
 }
 
-static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st, void *caller) {
+/* The calling thread's stack into *st; false when the stack memo knew it (mq->payload). */
+static inline __attribute__((always_inline)) bool capture(heap_t *h, stack_t *st, void *caller,
+                                                          unw_memo_q_t *mq) {
     const uintptr_t *fr = NULL;
     const stack_sums_t *sums = NULL;
     unw_sps_t spi = {NULL, 0, 0};
     int n = -1, i = 0;
+    st->memoable = st->merged = false;
     /* one frame more than kept: if it is there, the stack is marked cut */
-    if (opt.unwind != UNWIND_LIBUNWIND)
-        n = unwind_stack(h, prof.depth + 1, prof.self_lo, prof.self_hi, &fr, &sums, &spi);
+    if (opt.unwind != UNWIND_LIBUNWIND) {
+        n = unwind_stack(h, prof.depth + 1, prof.self_lo, prof.self_hi, &fr, &sums, &spi, mq);
+        if (n == UNWIND_MEMO_HIT)
+            return false;
+        st->memoable = n >= 0;
+    }
     if (n < 0 && prof.have_unwinder) {
         n = unw_bt((void **)st->buf, (int)prof.depth + 1 + UNW_OWN_FRAMES);
         fr = st->buf;
@@ -517,8 +527,9 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
         st->n = 1;
         st->py = NULL;
         st->truncated = false;
+        st->memoable = false;
         stack_finish(st, stack_sums(st->f, 1));
-        return;
+        return true;
     }
     unsigned k = (unsigned)(n - i) < prof.depth ? (unsigned)(n - i) : prof.depth;
     st->truncated = (unsigned)(n - i) > prof.depth;
@@ -530,9 +541,12 @@ static inline __attribute__((always_inline)) void capture(heap_t *h, stack_t *st
         stack_finish(st, sum);
         check_against_libunwind(st);
     }
-    if (unlikely(__atomic_load_n(&python_active, __ATOMIC_RELAXED)))
+    if (unlikely(__atomic_load_n(&python_active, __ATOMIC_RELAXED))) {
         capture_python(h, st, sums, &sum, &spi);
+        st->merged = true;
+    }
     stack_finish(st, sum);
+    return true;
 }
 
 static bool frames_equal(const site_t *s, const uintptr_t *f, unsigned n) {
@@ -648,6 +662,29 @@ static inline __attribute__((always_inline)) uint32_t intern(heap_t *h, const st
     if (likely(id && h->scache[slot].key == st->key && h->scache[slot].key2 == st->key2))
         return id;
     return intern_miss(h, st, slot);
+}
+
+/* The site of the calling thread's stack: the stack memo's answer when it knows the stack,
+ * else the stack's, walked and interned, then remembered. TALLY_UNWIND=check walks every
+ * stack and counts the memo's answers that differ (none should). */
+static inline __attribute__((always_inline)) uint32_t capture_site(heap_t *h, void *caller) {
+    stack_t st;
+    unw_memo_q_t mq;
+    mq.gen = atomic_load_explicit(&prof.gen, memory_order_relaxed);
+    mq.check = opt.unwind == UNWIND_CHECK;
+    mq.hit = false;
+    if (!capture(h, &st, caller, &mq))
+        return (uint32_t)mq.payload;
+    uint32_t id = intern(h, &st);
+    if (st.memoable && id != PROF_SITE_OVERFLOW) {
+        if (unlikely(mq.check) && mq.hit && (uint32_t)mq.payload != id &&
+            atomic_fetch_add_explicit(&memo_mismatch, 1, memory_order_relaxed) < 4 &&
+            opt.verbose)
+            tally_message("unwind check: the stack memo's site is not the walked stack's", "",
+                          NULL);
+        unwind_memo_store(h, id | (uint64_t)st.gen << 32, st.merged);
+    }
+    return id;
 }
 
 /* ---- per-site counters ------------------------------------------------------------------------
@@ -1170,9 +1207,7 @@ static void *record(heap_t *h, void *ptr, size_t n, void *caller, uint8_t cls) {
     unsigned idx = p ? block_index(p, ptr) : 0;
     uintptr_t hidden = prof_hold(ptr, 0);
     reset_counter(h);
-    stack_t st;
-    capture(h, &st, caller);
-    uint32_t id = intern(h, &st);
+    uint32_t id = capture_site(h, caller);
     weights_t w = weights_of(n);
     uint64_t stamp = prof.mode == PROFILE_ALL
                          ? (uint64_t)counter_add((_Atomic int64_t *)&prof.seq, 1)
@@ -1348,7 +1383,7 @@ uint32_t prof_site_here(heap_t *h, void *caller) {
     tls_in_prof = 1;
     int saved = errno;
     stack_t st;
-    capture(h, &st, caller);
+    capture(h, &st, caller, NULL);
     uint32_t id = intern(h, &st);
     errno = saved;
     tls_in_prof = 0;

@@ -882,6 +882,16 @@ typedef struct py_cache_s {
     } memo[PY_MEMO];
     uintptr_t ts_ok;  /* the thread state last found readable */
     py_merge_t merge; /* the last merge */
+    /* what the last merge read (py_memo_t): f[] is indexed as merge.words */
+    struct {
+        bool ok;
+        uintptr_t ts;
+        uint64_t epoch;
+        unsigned ncf;
+        uint8_t nfr[PY_MEMO_CF];
+        uintptr_t cf[PY_MEMO_CF];
+        uintptr_t f[PY_MEMO_F];
+    } tr;
 } py_cache_t;
 
 typedef struct walk_s {
@@ -889,7 +899,8 @@ typedef struct walk_s {
     uint64_t epoch; /* code_epoch when the walk started */
     unsigned chain; /* 3.13: frames followed */
     bool stopped;
-    bool more; /* a run was cut at the frames wanted: it went on */
+    bool more;     /* a run was cut at the frames wanted: it went on */
+    bool uncached; /* a word came from a code object whose free would not be seen */
 } walk_t;
 
 /* ts, if it is a thread state of this thread's. Its address is checked for readable memory
@@ -990,6 +1001,7 @@ static noinline bool frame_word_miss(walk_t *w, uintptr_t f, bool checked, uintp
     else if (!(got = frame_word_slow(w, code, ip, w->epoch, slot, word)))
         return false;
     *term = stack_sums_push((stack_sums_t){0, 0}, *word);
+    w->uncached |= got != 2;
     if (got == 2) {
         unsigned at = memo_slot(f);
         c->memo[at].f = f;
@@ -1044,7 +1056,7 @@ static inline __attribute__((always_inline)) bool frame_word(walk_t *w, const la
  * entered frame is marked is_entry). */
 static inline __attribute__((always_inline)) unsigned
 walk_segment_as(walk_t *w, const layout_t *L, uintptr_t f, uintptr_t *out, unsigned cap,
-                stack_sums_t *sums) {
+                stack_sums_t *sums, uintptr_t *fs) {
     const bool v312 = L->fr_is_entry < 0;
     const uint32_t is_entry = (uint32_t)L->fr_is_entry, owner = L->fr_owner,
                    previous = L->fr_previous;
@@ -1066,6 +1078,8 @@ walk_segment_as(walk_t *w, const layout_t *L, uintptr_t f, uintptr_t *out, unsig
         }
         if (!frame_word(w, L, f, v312, &out[o], &t))
             break;
+        if (fs)
+            fs[o] = f;
         o++;
         a += t.a * prof_pow_ra[o];
         b += t.b * prof_pow_rb[o];
@@ -1083,7 +1097,7 @@ walk_segment_as(walk_t *w, const layout_t *L, uintptr_t f, uintptr_t *out, unsig
  * merged stack's room, so a cycle in a torn chain ends there. */
 static noinline unsigned walk_segment(walk_t *w, uintptr_t f, uintptr_t *out, unsigned cap,
                                       stack_sums_t *sums) {
-    return walk_segment_as(w, &py.L, f, out, cap, sums);
+    return walk_segment_as(w, &py.L, f, out, cap, sums, NULL);
 }
 
 /* The native frame, from k on (k < n), whose extent holds m: the last whose stack pointer is at
@@ -1152,7 +1166,19 @@ merge_cframes(walk_t *w, const layout_t *L, uintptr_t ts, const uintptr_t *fr,
     uintptr_t cf = word_at(ts + L->ts_cframe);
     unsigned o = 0, k = 0, nw = 0, nruns = 0, segs = 0;
     stack_sums_t delta = {0, 0};
-    while (cf && cf < limit && k < n && segs++ < PY_MAX_SEGS) {
+    /* the trace (py_memo_t): each cframe value looked at, and the frames walked at it */
+    __typeof__(w->c->tr) *tr = &w->c->tr;
+    const bool tracing = L->fr_is_entry >= 0; /* 3.12's runs end at a frame not walked */
+    unsigned ncf = 0;
+    bool bad = !tracing;
+    for (;;) {
+        unsigned at = ncf++;
+        if (at < PY_MEMO_CF) {
+            tr->cf[at] = cf;
+            tr->nfr[at] = 0;
+        }
+        if (!(cf && cf < limit && k < n && segs++ < PY_MAX_SEGS))
+            break;
         /* One off this thread's stack is in no native frame's extent: the thread state's own
          * root_cframe, which ends the list. */
         if (cf < tls_stack_lo || cf >= tls_stack_hi - (L->cf_previous + 8))
@@ -1175,7 +1201,10 @@ merge_cframes(walk_t *w, const layout_t *L, uintptr_t ts, const uintptr_t *fr,
         if (!natives_to(j, &k, &o, cap))
             break; /* the native frames before it fill the stack */
         stack_sums_t sums;
-        unsigned got = walk_segment_as(w, L, f, pm->words + nw, cap - o, &sums);
+        unsigned got = walk_segment_as(w, L, f, pm->words + nw, cap - o, &sums, tr->f + nw);
+        if (at < PY_MEMO_CF)
+            tr->nfr[at] = (uint8_t)got;
+        bad |= got == 0;
         if (got) {
             run_add(pm, nruns++, k, o, got, nw, sums, fr[k], &delta);
             nw += got;
@@ -1185,6 +1214,8 @@ merge_cframes(walk_t *w, const layout_t *L, uintptr_t ts, const uintptr_t *fr,
         if (w->stopped || o >= cap)
             break;
     }
+    tr->ncf = ncf;
+    tr->ok = !bad && ncf <= PY_MEMO_CF;
     return merge_end(w, pm, nruns, o, k, n, cap, delta);
 }
 
@@ -1316,8 +1347,12 @@ merge_as(heap_t *h, const layout_t *L, const uintptr_t *fr, const uintptr_t *sp,
     if (unlikely(!h->pyc) && !(h->pyc = os_map(sizeof(py_cache_t))))
         return -1; /* no memory for the cache: native stacks */
     walk_t w = {h->pyc, atomic_load_explicit(&code_epoch, memory_order_acquire), 0, false,
-                false};
+                false, false};
     uintptr_t ts = thread_state(w.c, L);
+    w.c->tr.ts = ts;
+    w.c->tr.epoch = w.epoch;
+    w.c->tr.ncf = 0;
+    w.c->tr.ok = !ts; /* a thread with no Python: nothing read but that */
     if (!ts)
         return -1;
     if (w.c->memo_epoch != w.epoch) {
@@ -1328,6 +1363,7 @@ merge_as(heap_t *h, const layout_t *L, const uintptr_t *fr, const uintptr_t *sp,
         cap = PROF_MAX_DEPTH;
     int m = L->ts_cframe && sp ? merge_cframes(&w, L, ts, fr, sp, sp_top, n, cap, &w.c->merge)
                                : merge_segments(&w, ts, fr, sp, sp_top, n, cap, &w.c->merge);
+    w.c->tr.ok &= !w.stopped && !w.uncached;
     if (w.stopped)
         atomic_fetch_add_explicit(&py.stopped, 1, memory_order_relaxed);
     *pm = &w.c->merge;
@@ -1344,6 +1380,110 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t 
     if (py.table == 2)
         return merge_as(h, &layouts[1], fr, sp, sp_top, n, cap, pm);
     return merge_as(h, &py.L, fr, sp, sp_top, n, cap, pm);
+}
+
+/* ---- the stack memo's part (unwind.c) ----------------------------------------------------
+ * A later stack is the one a merge traced when every word the merge read that its answer
+ * depends on is the same: the thread state, the _PyCFrame pointers in order, and each walked
+ * frame's address, instruction pointer and is_entry flag (the frame's word follows from its
+ * instruction pointer as memo[] has it: the same code object while code_epoch stands). The
+ * words read again are where the traced merge read them: a _PyCFrame it followed lies on this
+ * thread's stack, and a frame reached through the chain now at the address it was checked at
+ * is a live frame of this thread's. */
+static inline const layout_t *layout_now(void) {
+    return py.table == 1 ? &layouts[0] : py.table == 2 ? &layouts[1] : &py.L;
+}
+
+void python_memo_key(heap_t *h, py_memo_key_t *k) {
+    k->ts = k->f = k->ip = k->ip2 = 0;
+    py_cache_t *c = h->pyc;
+    if (!c || !__atomic_load_n(&python_active, __ATOMIC_ACQUIRE))
+        return;
+    const layout_t *L = layout_now();
+    uintptr_t ts = thread_state(c, L);
+    k->ts = ts;
+    if (!ts || !L->ts_cframe)
+        return;
+    uintptr_t cf = word_at(ts + L->ts_cframe);
+    if (cf < tls_stack_lo || cf >= tls_stack_hi - (L->cf_previous + 8) || (cf & 7))
+        return;
+    uintptr_t f = word_at(cf + L->cf_frame);
+    k->f = f;
+    if (!f || c->memo[memo_slot(f)].f != f)
+        return;
+    /* a frame checked before, reached through the chain; and its caller's, in 3.11 when it
+     * is a Python frame of the same run */
+    k->ip = word_at(f + L->fr_instr);
+    if (L->fr_is_entry < 0 || *(const volatile uint8_t *)(f + (uint32_t)L->fr_is_entry))
+        return;
+    uintptr_t g = word_at(f + L->fr_previous);
+    if (g && c->memo[memo_slot(g)].f == g)
+        k->ip2 = word_at(g + L->fr_instr);
+}
+
+bool python_memo_save(heap_t *h, py_memo_t *t) {
+    py_cache_t *c = h->pyc;
+    if (!c || !c->tr.ok)
+        return false;
+    const layout_t *L = layout_now();
+    unsigned nf = 0;
+    t->ts = c->tr.ts;
+    t->epoch = c->tr.epoch;
+    t->ncf = (uint8_t)c->tr.ncf;
+    for (unsigned i = 0; i < c->tr.ncf; i++) {
+        t->cf[i] = c->tr.cf[i];
+        t->nfr[i] = c->tr.nfr[i];
+        nf += c->tr.nfr[i];
+    }
+    if (nf > PY_MEMO_F)
+        return false;
+    for (unsigned j = 0; j < nf; j++) {
+        uintptr_t f = c->tr.f[j];
+        t->f[j] = f;
+        t->ip[j] = word_at(f + L->fr_instr) | (*(const volatile uint8_t *)(f + L->fr_is_entry) != 0);
+    }
+    t->nf = (uint8_t)nf;
+    return true;
+}
+
+static inline __attribute__((always_inline)) bool memo_same_as(const layout_t *L,
+                                                              const py_memo_t *t,
+                                                              uintptr_t ts) {
+    if (atomic_load_explicit(&code_epoch, memory_order_acquire) != t->epoch)
+        return false;
+    uintptr_t cf = word_at(ts + L->ts_cframe);
+    const uintptr_t *fs = t->f, *ips = t->ip;
+    for (unsigned i = 0, n = t->ncf;; i++) {
+        if (cf != t->cf[i])
+            return false;
+        unsigned m = t->nfr[i];
+        if (m) {
+            uintptr_t f = word_at(cf + L->cf_frame);
+            for (;;) {
+                uintptr_t ip = word_at(f + L->fr_instr) |
+                               (*(const volatile uint8_t *)(f + (uint32_t)L->fr_is_entry) != 0);
+                if (f != *fs++ || ip != *ips++)
+                    return false;
+                if (--m == 0)
+                    break;
+                f = word_at(f + L->fr_previous);
+            }
+        }
+        if (i + 1 == n)
+            return true;
+        cf = word_at(cf + L->cf_previous);
+    }
+}
+
+bool python_memo_same(heap_t *h, const py_memo_t *t, uintptr_t ts) {
+    (void)h;
+    if (t->ts != ts)
+        return false;
+    if (!ts)
+        return true;
+    if (py.table == 1)
+        return memo_same_as(&layouts[0], t, ts);
+    return memo_same_as(&py.L, t, ts);
 }
 
 void python_materialize(const py_merge_t *pm, const uintptr_t *fr, unsigned n, unsigned m,

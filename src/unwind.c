@@ -972,7 +972,133 @@ typedef struct unw_cache_s {
         uintptr_t pc;
         uint64_t rule;
     } l0[UNW_L0];
+    /* The stack memo (unw_memo_t, mapped at its first entry), and what this walk's look-up
+     * found for unwind_memo_store: the program's innermost frame (frame 0) and the Python key;
+     * last_*: the program's frames the walk returned, [last_at, last_at + last_n), and whether
+     * they are the stack's answer whatever lies beyond them (last_ok). */
+    struct unw_memo_s *memo;
+    struct {
+        bool armed;
+        unsigned slot;
+        uintptr_t rip, rsp, rbp;
+        py_memo_key_t pk;
+    } probe;
+    unsigned last_top, last_at, last_n;
+    bool last_ok;
 } unw_cache_t;
+
+/* ---- the stack memo --------------------------------------------------------------------------
+ * A thread's stacks, each remembered with the site it was interned as, direct-mapped by the
+ * program's innermost frame (return address, stack pointer) and the innermost Python frame
+ * (address, instruction pointer). An entry holds frames 1..n-1 as (CFA - rsp0, return
+ * address): frame i's return address read at its CFA proves frame i is the stored one when
+ * frame i - 1 is, as confirm() reasons; the rbp values a stored step used (FL_NB) are read
+ * again where they were saved, or, for frame 0, compared with the walk's. The frames end
+ * where the walk's answer did (depth frames, or a frame whose rule ends the stack), so
+ * nothing beyond them counts. All reads lie between rsp0 and the stack's top, which the
+ * thread's stack maps, and are made without a branch between them. A Python thread's entry
+ * also holds the merge's trace (python_memo_same). */
+#define UNW_MEMO 8192
+#define UNW_MEMO_F (PROF_MAX_DEPTH + 1)
+#define UNW_MEMO_CHK 6
+typedef struct memo_e_s {
+    uintptr_t rip0, rsp0, pf, pip, pip2; /* the key */
+    uint64_t payload;
+    uintptr_t rbp0;                /* frame 0's rbp, compared when use_rbp0 */
+    uint8_t n, nchk, use_rbp0, py; /* n 0: empty; py: the trace holds */
+    uint32_t chk_off[UNW_MEMO_CHK];
+    uintptr_t chk_val[UNW_MEMO_CHK];
+    uint32_t off[UNW_MEMO_F];
+    uintptr_t ra[UNW_MEMO_F];
+    py_memo_t pyt;
+} memo_e_t;
+typedef struct unw_memo_s {
+    uint64_t gen; /* the walker's generation and stack top the entries belong to */
+    uintptr_t hi;
+    memo_e_t e[UNW_MEMO];
+} unw_memo_t;
+
+static inline unsigned memo_slot(uintptr_t rip, uintptr_t rsp, const py_memo_key_t *pk) {
+    uint64_t x = (rip ^ (rsp << 17) ^ (rsp >> 4)) * 0x9E3779B97F4A7C15ULL;
+    x ^= (pk->f ^ (pk->ip << 13) ^ (pk->ip2 << 29)) * 0xC2B2AE3D27D4EB4FULL;
+    return (unsigned)(x >> 51) & (UNW_MEMO - 1);
+}
+
+static inline __attribute__((always_inline)) bool memo_confirm(const memo_e_t *e, uintptr_t rsp0,
+                                                              uintptr_t rbp0) {
+    uintptr_t d = e->use_rbp0 ? rbp0 ^ e->rbp0 : 0;
+    for (size_t i = 0, k = e->nchk; i < k; i++)
+        d |= *(const uintptr_t *)(rsp0 + e->chk_off[i]) ^ e->chk_val[i];
+    size_t i = 1, n = e->n;
+    for (; i + 2 <= n; i += 2)
+        d |= (*(const uintptr_t *)(rsp0 + e->off[i] - 8) ^ e->ra[i]) |
+             (*(const uintptr_t *)(rsp0 + e->off[i + 1] - 8) ^ e->ra[i + 1]);
+    if (i < n)
+        d |= *(const uintptr_t *)(rsp0 + e->off[i] - 8) ^ e->ra[i];
+    return d == 0;
+}
+
+void unwind_memo_store(heap_t *h, uint64_t payload, bool py) {
+    unw_cache_t *c = h->unw;
+    if (!c || !c->probe.armed)
+        return;
+    c->probe.armed = false;
+    /* from the look-up's frame 0: the walker may have found frames of ours beyond it (a path
+     * through the allocator its layout of them does not cover) */
+    unsigned at = c->last_top, n = c->last_at - at + c->last_n;
+    if (!c->last_ok || c->last_n == 0 || n > UNW_MEMO_F || c->rip[at] != c->probe.rip ||
+        c->rsp[at] != c->probe.rsp)
+        return;
+    unw_memo_t *m = c->memo;
+    if (!m) {
+        if (!(m = os_map(sizeof *m)))
+            return;
+        m->gen = c->gen;
+        m->hi = c->hi;
+        c->memo = m;
+    }
+    if (m->gen != c->gen || m->hi != c->hi) {
+        for (unsigned k = 0; k < UNW_MEMO; k++)
+            m->e[k].n = 0;
+        m->gen = c->gen;
+        m->hi = c->hi;
+    }
+    memo_e_t *e = &m->e[c->probe.slot];
+    e->n = 0; /* empty until whole */
+    uintptr_t r0 = c->rsp[at];
+    unsigned nchk = 0;
+    e->use_rbp0 = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uintptr_t d = c->rsp[at + i] - r0;
+        if (d > UINT32_MAX)
+            return;
+        e->off[i] = (uint32_t)d;
+        e->ra[i] = c->rip[at + i];
+        if (!(c->fl[at + i] & FL_NB))
+            continue;
+        if (i == 0) {
+            e->use_rbp0 = 1;
+            e->rbp0 = c->probe.rbp;
+        } else if (c->slot[at + i]) {
+            uintptr_t a = c->slot[at + i];
+            if (nchk == UNW_MEMO_CHK || a < r0 || a - r0 > UINT32_MAX)
+                return;
+            e->chk_off[nchk] = (uint32_t)(a - r0);
+            e->chk_val[nchk++] = *(const uintptr_t *)a;
+        }
+    }
+    if (py && !python_memo_save(h, &e->pyt))
+        return;
+    e->nchk = (uint8_t)nchk;
+    e->py = py;
+    e->rip0 = c->probe.rip;
+    e->rsp0 = r0;
+    e->pf = c->probe.pk.f;
+    e->pip = c->probe.pk.ip;
+    e->pip2 = c->probe.pk.ip2;
+    e->payload = payload;
+    e->n = (uint8_t)n;
+}
 
 /* The CFA of the frame that returns to ra, if its rule is rsp + offset: that offset. */
 bool unwind_rsp_offset(uintptr_t ra, uintptr_t *off) {
@@ -1210,7 +1336,8 @@ static void own_learn(unw_cache_t *c, unsigned top, unsigned own) {
 }
 
 noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_t self_hi,
-                          const uintptr_t **out, const stack_sums_t **sums, unw_sps_t *sps) {
+                          const uintptr_t **out, const stack_sums_t **sums, unw_sps_t *sps,
+                          unw_memo_q_t *mq) {
     /* Frame 0 is our caller: GCC gives this function a frame pointer for the builtin. */
     const uintptr_t *fr = __builtin_frame_address(0);
     ustate_t s = {fr[1], (uintptr_t)(fr + 2), fr[0], 0};
@@ -1220,6 +1347,7 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
     unw_cache_t *c = cache_of(h);
     if (unlikely(c == NULL))
         return -1;
+    c->probe.armed = false;
     if (unlikely(s.rsp < tls_stack_lo || s.rsp >= hi)) {
         c->counts.foreign++;
         return -1;
@@ -1237,8 +1365,39 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
     }
     /* the allocator's own frames, stepped over as the last walk through them laid them out */
     bool skipped = own_skip(c, hi, &s);
-    if (skipped)
+    if (skipped) {
         max = depth;
+        if (mq) {
+            /* the stack memo: the key, then the entry's words read again */
+            py_memo_key_t pk = {0, 0, 0, 0};
+            bool py = __atomic_load_n(&python_active, __ATOMIC_RELAXED);
+            if (py)
+                python_memo_key(h, &pk);
+            unsigned slot = memo_slot(s.rip, s.rsp, &pk);
+            c->probe.armed = true;
+            c->probe.slot = slot;
+            c->probe.rip = s.rip;
+            c->probe.rsp = s.rsp;
+            c->probe.rbp = s.rbp;
+            c->probe.pk = pk;
+            mq->hit = false;
+            const unw_memo_t *m = c->memo;
+            const memo_e_t *e = m ? &m->e[slot] : NULL;
+            if (e && e->rip0 == s.rip && e->rsp0 == s.rsp && e->pf == pk.f && e->pip == pk.ip &&
+                e->pip2 == pk.ip2 &&
+                e->n && (uint32_t)(e->payload >> 32) == mq->gen && m->gen == gen && m->hi == hi &&
+                e->py == py && memo_confirm(e, s.rsp, s.rbp) &&
+                (!py || python_memo_same(h, &e->pyt, pk.ts))) {
+                mq->hit = true;
+                mq->payload = e->payload;
+                c->counts.memo++;
+                if (!mq->check) {
+                    c->probe.armed = false;
+                    return UNWIND_MEMO_HIT;
+                }
+            }
+        }
+    }
     const rtab_t *t = atomic_load_explicit(&rtab, memory_order_acquire);
 
     /* Step out frame by frame until a frame equals one of the stored stack's. */
@@ -1353,6 +1512,10 @@ done:
     if (!skipped)
         own_learn(c, top, own);
     unsigned got = (bot - top < max ? bot - top : max) - own;
+    c->last_top = top;
+    c->last_at = top + own;
+    c->last_n = got < depth ? got : depth;
+    c->last_ok = c->last_n == depth || (complete && top + own + c->last_n == bot);
     *out = &c->rip[top + own];
     *sums = &c->sums[top + own];
     if (sps) {
@@ -1364,6 +1527,7 @@ done:
 foreign:
     c->top = c->bot = UNW_MID;
     c->complete = false;
+    c->probe.armed = false;
     c->counts.foreign++;
     return -1;
 }
@@ -1383,6 +1547,7 @@ static void add_counts(heap_t *h, void *arg) {
     sum->foreign += c->counts.foreign;
     sum->walked += c->counts.walked;
     sum->reused += c->counts.reused;
+    sum->memo += c->counts.memo;
 }
 
 void unwind_counts(unwind_counts_t *sum) {
