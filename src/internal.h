@@ -551,33 +551,27 @@ int python_merge(heap_t *h, const uintptr_t *fr, const uintptr_t *sp, uintptr_t 
 /* The merged stack of m frames (python_merge's answer) into out, which must not overlap fr. */
 void python_materialize(const py_merge_t *pm, const uintptr_t *fr, unsigned n, unsigned m,
                         uintptr_t *out);
-/* What the last merge read that its answer depends on, so that a later stack can be shown to
- * be the same one by reading those words again (the stack memo, unwind.c): the thread state
- * (0: none, a native thread), the _PyCFrame pointers the merge followed, in order, the first
- * to the last it looked at, and at each the Python frames it walked (nfr[i], 0: none) with
- * their addresses and instruction pointers (the low bit: is_entry). Kept only when the merge
- * could be replayed so (3.11, 3.12 with the walker's stack pointers; nothing stopped it; every
- * word cacheable); code_epoch must not have moved since. */
+/* The stack memo's Python part (unwind.c keeps it in its entries): what the last merge read
+ * that its answer depends on, so that a later stack can be shown to be the same one by reading
+ * those words again: the thread state (0: none, a native thread), the _PyCFrame pointers the
+ * merge followed, in order, the first to the last it looked at, and at each the Python frames
+ * it walked (none, or a run) with their addresses and instruction pointers (the low bit:
+ * is_entry). Kept only when the merge could be replayed so (3.11 with the walker's stack
+ * pointers; nothing stopped it; every word cacheable); code_epoch must not have moved since.
+ * Packed as words: ts, epoch, the runs' lengths (a byte each), the _PyCFrame pointers, then
+ * (address, instruction pointer) for each frame. */
 #define PY_MEMO_CF 8
-#define PY_MEMO_F PROF_MAX_DEPTH
-typedef struct py_memo_s {
-    uintptr_t ts;
-    uint64_t epoch;
-    uint8_t ncf, nf;
-    uint8_t nfr[PY_MEMO_CF];
-    uintptr_t cf[PY_MEMO_CF];
-    uintptr_t f[PY_MEMO_F], ip[PY_MEMO_F];
-} py_memo_t;
-/* The key part of the memo: this thread's state, its innermost Python frame (address,
- * instruction pointer where it is known) and its caller's instruction pointer, zeros for none. */
+/* The key part: this thread's state, its innermost Python frame (address, instruction pointer
+ * where it is known) and its caller's instruction pointer, zeros for none. */
 typedef struct py_memo_key_s {
     uintptr_t ts, f, ip, ip2;
 } py_memo_key_t;
 void python_memo_key(heap_t *h, py_memo_key_t *k);
-/* The last merge's trace into *t: false if it cannot be replayed. */
-bool python_memo_save(heap_t *h, py_memo_t *t);
-/* Whether the merge t traced would read the same words now (ts from python_memo_key). */
-bool python_memo_same(heap_t *h, const py_memo_t *t, uintptr_t ts);
+/* The last merge's trace into w[0..cap): the words used, 0 if it cannot be replayed (or does
+ * not fit); *ncf and *nf its _PyCFrame pointers and frames. */
+size_t python_memo_save(heap_t *h, uintptr_t *w, size_t cap, unsigned *ncf, unsigned *nf);
+/* Whether the merge traced in w would read the same words now (ts from python_memo_key). */
+bool python_memo_same(const uintptr_t *w, unsigned ncf, uintptr_t ts);
 /* all mode: the block [start, start + size) is being freed and was marked by prof_watch_code:
  * it held a code object the profiler interned. */
 void python_code_freed(uintptr_t start, size_t size);

@@ -890,7 +890,7 @@ typedef struct py_cache_s {
         unsigned ncf;
         uint8_t nfr[PY_MEMO_CF];
         uintptr_t cf[PY_MEMO_CF];
-        uintptr_t f[PY_MEMO_F];
+        uintptr_t f[PROF_MAX_DEPTH];
     } tr;
 } py_cache_t;
 
@@ -1394,18 +1394,14 @@ static inline const layout_t *layout_now(void) {
     return py.table == 1 ? &layouts[0] : py.table == 2 ? &layouts[1] : &py.L;
 }
 
-void python_memo_key(heap_t *h, py_memo_key_t *k) {
-    k->ts = k->f = k->ip = k->ip2 = 0;
-    py_cache_t *c = h->pyc;
-    if (!c || !__atomic_load_n(&python_active, __ATOMIC_ACQUIRE))
-        return;
-    const layout_t *L = layout_now();
+static inline __attribute__((always_inline)) void memo_key_as(const layout_t *L, py_cache_t *c,
+                                                               py_memo_key_t *k) {
     uintptr_t ts = thread_state(c, L);
     k->ts = ts;
     if (!ts || !L->ts_cframe)
         return;
     uintptr_t cf = word_at(ts + L->ts_cframe);
-    if (cf < tls_stack_lo || cf >= tls_stack_hi - (L->cf_previous + 8) || (cf & 7))
+    if (cf - tls_stack_lo >= tls_stack_hi - (L->cf_previous + 8) - tls_stack_lo || (cf & 7))
         return;
     uintptr_t f = word_at(cf + L->cf_frame);
     k->f = f;
@@ -1421,49 +1417,68 @@ void python_memo_key(heap_t *h, py_memo_key_t *k) {
         k->ip2 = word_at(g + L->fr_instr);
 }
 
-bool python_memo_save(heap_t *h, py_memo_t *t) {
+void python_memo_key(heap_t *h, py_memo_key_t *k) {
+    k->ts = k->f = k->ip = k->ip2 = 0;
+    py_cache_t *c = h->pyc;
+    if (!c || !tls_stack_hi)
+        return;
+    if (py.table == 1)
+        memo_key_as(&layouts[0], c, k);
+    else
+        memo_key_as(&py.L, c, k);
+}
+
+size_t python_memo_save(heap_t *h, uintptr_t *w, size_t cap, unsigned *ncf, unsigned *nf) {
     py_cache_t *c = h->pyc;
     if (!c || !c->tr.ok)
-        return false;
+        return 0;
     const layout_t *L = layout_now();
-    unsigned nf = 0;
-    t->ts = c->tr.ts;
-    t->epoch = c->tr.epoch;
-    t->ncf = (uint8_t)c->tr.ncf;
-    for (unsigned i = 0; i < c->tr.ncf; i++) {
-        t->cf[i] = c->tr.cf[i];
-        t->nfr[i] = c->tr.nfr[i];
-        nf += c->tr.nfr[i];
+    unsigned n = c->tr.ncf, frames = 0;
+    uint64_t runs = 0;
+    for (unsigned i = 0; i < n; i++) {
+        runs |= (uint64_t)c->tr.nfr[i] << (8 * i);
+        frames += c->tr.nfr[i];
     }
-    if (nf > PY_MEMO_F)
-        return false;
-    for (unsigned j = 0; j < nf; j++) {
+    size_t used = 3 + n + 2 * (size_t)frames;
+    if (used > cap)
+        return 0;
+    w[0] = c->tr.ts;
+    w[1] = c->tr.epoch;
+    w[2] = runs;
+    for (unsigned i = 0; i < n; i++)
+        w[3 + i] = c->tr.cf[i];
+    uintptr_t *fw = w + 3 + n;
+    for (unsigned j = 0; j < frames; j++) {
         uintptr_t f = c->tr.f[j];
-        t->f[j] = f;
-        t->ip[j] = word_at(f + L->fr_instr) | (*(const volatile uint8_t *)(f + L->fr_is_entry) != 0);
+        fw[2 * j] = f;
+        fw[2 * j + 1] = word_at(f + L->fr_instr) |
+                        (*(const volatile uint8_t *)(f + (uint32_t)L->fr_is_entry) != 0);
     }
-    t->nf = (uint8_t)nf;
-    return true;
+    *ncf = n;
+    *nf = frames;
+    return used;
 }
 
 static inline __attribute__((always_inline)) bool memo_same_as(const layout_t *L,
-                                                              const py_memo_t *t,
+                                                              const uintptr_t *w, unsigned n,
                                                               uintptr_t ts) {
-    if (atomic_load_explicit(&code_epoch, memory_order_acquire) != t->epoch)
+    if (atomic_load_explicit(&code_epoch, memory_order_acquire) != w[1])
         return false;
     uintptr_t cf = word_at(ts + L->ts_cframe);
-    const uintptr_t *fs = t->f, *ips = t->ip;
-    for (unsigned i = 0, n = t->ncf;; i++) {
-        if (cf != t->cf[i])
+    uint64_t runs = w[2];
+    const uintptr_t *cfs = w + 3, *fw = w + 3 + n;
+    for (unsigned i = 0;; i++, runs >>= 8) {
+        if (cf != cfs[i])
             return false;
-        unsigned m = t->nfr[i];
+        unsigned m = (unsigned)(runs & 0xff);
         if (m) {
             uintptr_t f = word_at(cf + L->cf_frame);
             for (;;) {
                 uintptr_t ip = word_at(f + L->fr_instr) |
                                (*(const volatile uint8_t *)(f + (uint32_t)L->fr_is_entry) != 0);
-                if (f != *fs++ || ip != *ips++)
+                if ((f ^ fw[0]) | (ip ^ fw[1]))
                     return false;
+                fw += 2;
                 if (--m == 0)
                     break;
                 f = word_at(f + L->fr_previous);
@@ -1475,15 +1490,16 @@ static inline __attribute__((always_inline)) bool memo_same_as(const layout_t *L
     }
 }
 
-bool python_memo_same(heap_t *h, const py_memo_t *t, uintptr_t ts) {
-    (void)h;
-    if (t->ts != ts)
+bool python_memo_same(const uintptr_t *w, unsigned ncf, uintptr_t ts) {
+    if (w[0] != ts)
         return false;
     if (!ts)
         return true;
+    if (!ncf)
+        return false;
     if (py.table == 1)
-        return memo_same_as(&layouts[0], t, ts);
-    return memo_same_as(&py.L, t, ts);
+        return memo_same_as(&layouts[0], w, ncf, ts);
+    return memo_same_as(&py.L, w, ncf, ts);
 }
 
 void python_materialize(const py_merge_t *pm, const uintptr_t *fr, unsigned n, unsigned m,

@@ -979,7 +979,7 @@ typedef struct unw_cache_s {
     struct unw_memo_s *memo;
     struct {
         bool armed;
-        unsigned slot;
+        unsigned set;
         uintptr_t rip, rsp, rbp;
         py_memo_key_t pk;
     } probe;
@@ -988,53 +988,61 @@ typedef struct unw_cache_s {
 } unw_cache_t;
 
 /* ---- the stack memo --------------------------------------------------------------------------
- * A thread's stacks, each remembered with the site it was interned as, direct-mapped by the
- * program's innermost frame (return address, stack pointer) and the innermost Python frame
- * (address, instruction pointer). An entry holds frames 1..n-1 as (CFA - rsp0, return
+ * A thread's stacks, each remembered with the site it was interned as, in sets of ways by a
+ * hash of the key: the program's innermost frame (return address, stack pointer), and the
+ * innermost Python frame (address, instruction pointer) with its caller's instruction pointer.
+ * An entry holds frames 1..n-1 as (where the return address lies, CFA - 8; the return
  * address): frame i's return address read at its CFA proves frame i is the stored one when
  * frame i - 1 is, as confirm() reasons; the rbp values a stored step used (FL_NB) are read
- * again where they were saved, or, for frame 0, compared with the walk's. The frames end
- * where the walk's answer did (depth frames, or a frame whose rule ends the stack), so
- * nothing beyond them counts. All reads lie between rsp0 and the stack's top, which the
- * thread's stack maps, and are made without a branch between them. A Python thread's entry
- * also holds the merge's trace (python_memo_same). */
-#define UNW_MEMO 8192
-#define UNW_MEMO_F (PROF_MAX_DEPTH + 1)
+ * again where they were saved, or, for frame 0, compared with the walk's. The frames end where
+ * the walk's answer did (depth frames, or a frame whose rule ends the stack), so nothing beyond
+ * them counts. Every read lies between rsp0 and the stack's top (the same thread's: the memo
+ * is cleared when the top moves), memory the thread's stack maps, so they are made without a
+ * branch between them. A Python thread's entry also holds the merge's trace
+ * (python_memo_same). The key only finds candidates: a hit is the words, all read again.
+ * 128 entries of 1 KiB a thread: 98% of the CPython workload's 4.5M stacks, where 256 direct-
+ * mapped entries found 85% (the same key with other callers further out) and 1024 no more,
+ * and cost more in cache misses than they saved. */
+#define UNW_MEMO 128 /* entries, in sets of UNW_MEMO_WAYS whose keys share a hash */
+#define UNW_MEMO_WAYS 4
+_Static_assert((UNW_MEMO_WAYS & (UNW_MEMO_WAYS - 1)) == 0, "ways are taken in turn by a mask");
+#define UNW_MEMO_WORDS 120 /* an entry's 1 KiB: a stack that needs more is not remembered */
 #define UNW_MEMO_CHK 6
 typedef struct memo_e_s {
     uintptr_t rip0, rsp0, pf, pip, pip2; /* the key */
     uint64_t payload;
-    uintptr_t rbp0;                /* frame 0's rbp, compared when use_rbp0 */
-    uint8_t n, nchk, use_rbp0, py; /* n 0: empty; py: the trace holds */
-    uint32_t chk_off[UNW_MEMO_CHK];
-    uintptr_t chk_val[UNW_MEMO_CHK];
-    uint32_t off[UNW_MEMO_F];
-    uintptr_t ra[UNW_MEMO_F];
-    py_memo_t pyt;
+    uintptr_t rbp0;         /* frame 0's rbp, compared when use_rbp0 */
+    uint8_t n, nchk, use_rbp0, py, ncf; /* n 0: empty; py: the words hold a Python trace */
+    /* Frames 1..n-1, then the saved rbp values to compare: the first n - 1 + nchk words are
+     * where each lies, the next as many what it holds; then the Python trace (ncf
+     * _PyCFrame pointers, see py_memo_t). */
+    uintptr_t w[UNW_MEMO_WORDS];
 } memo_e_t;
+_Static_assert(sizeof(memo_e_t) == 1024, "an entry is 1 KiB");
 typedef struct unw_memo_s {
     uint64_t gen; /* the walker's generation and stack top the entries belong to */
     uintptr_t hi;
-    memo_e_t e[UNW_MEMO];
+    uint8_t next[UNW_MEMO / UNW_MEMO_WAYS]; /* the way a store takes next, per set */
+    _Alignas(64) memo_e_t e[UNW_MEMO];
 } unw_memo_t;
 
-static inline unsigned memo_slot(uintptr_t rip, uintptr_t rsp, const py_memo_key_t *pk) {
+static inline unsigned memo_set(uintptr_t rip, uintptr_t rsp, const py_memo_key_t *pk) {
     uint64_t x = (rip ^ (rsp << 17) ^ (rsp >> 4)) * 0x9E3779B97F4A7C15ULL;
     x ^= (pk->f ^ (pk->ip << 13) ^ (pk->ip2 << 29)) * 0xC2B2AE3D27D4EB4FULL;
-    return (unsigned)(x >> 51) & (UNW_MEMO - 1);
+    return (unsigned)(x >> 59) & (UNW_MEMO / UNW_MEMO_WAYS - 1);
 }
 
-static inline __attribute__((always_inline)) bool memo_confirm(const memo_e_t *e, uintptr_t rsp0,
-                                                              uintptr_t rbp0) {
+/* e's stack holds at rsp0 (e->rsp0, whose stack top is this thread's): its words read again,
+ * four at a time. */
+static inline __attribute__((always_inline)) bool memo_confirm(const memo_e_t *e, uintptr_t rbp0) {
     uintptr_t d = e->use_rbp0 ? rbp0 ^ e->rbp0 : 0;
-    for (size_t i = 0, k = e->nchk; i < k; i++)
-        d |= *(const uintptr_t *)(rsp0 + e->chk_off[i]) ^ e->chk_val[i];
-    size_t i = 1, n = e->n;
-    for (; i + 2 <= n; i += 2)
-        d |= (*(const uintptr_t *)(rsp0 + e->off[i] - 8) ^ e->ra[i]) |
-             (*(const uintptr_t *)(rsp0 + e->off[i + 1] - 8) ^ e->ra[i + 1]);
-    if (i < n)
-        d |= *(const uintptr_t *)(rsp0 + e->off[i] - 8) ^ e->ra[i];
+    size_t k = (size_t)e->n - 1 + e->nchk;
+    const uintptr_t *at = e->w, *v = e->w + k, *end = e->w + k;
+    for (; at + 4 <= end; at += 4, v += 4)
+        d |= (*(const uintptr_t *)at[0] ^ v[0]) | (*(const uintptr_t *)at[1] ^ v[1]) |
+             (*(const uintptr_t *)at[2] ^ v[2]) | (*(const uintptr_t *)at[3] ^ v[3]);
+    for (; at < end; at++, v++)
+        d |= *(const uintptr_t *)*at ^ *v;
     return d == 0;
 }
 
@@ -1046,8 +1054,23 @@ void unwind_memo_store(heap_t *h, uint64_t payload, bool py) {
     /* from the look-up's frame 0: the walker may have found frames of ours beyond it (a path
      * through the allocator its layout of them does not cover) */
     unsigned at = c->last_top, n = c->last_at - at + c->last_n;
-    if (!c->last_ok || c->last_n == 0 || n > UNW_MEMO_F || c->rip[at] != c->probe.rip ||
-        c->rsp[at] != c->probe.rsp)
+    if (!c->last_ok || c->last_n == 0 || 2 * (size_t)n > UNW_MEMO_WORDS ||
+        c->rip[at] != c->probe.rip || c->rsp[at] != c->probe.rsp)
+        return;
+    /* the saved rbp values a step used (FL_NB), frame 0's aside */
+    uintptr_t chk[UNW_MEMO_CHK];
+    unsigned nchk = 0;
+    bool use_rbp0 = c->fl[at] & FL_NB;
+    for (unsigned i = 1; i < n; i++) {
+        uintptr_t a = c->slot[at + i];
+        if (!(c->fl[at + i] & FL_NB) || !a)
+            continue; /* a frame that kept the inner frame's rbp: checked there */
+        if (nchk == UNW_MEMO_CHK || a < c->rsp[at])
+            return;
+        chk[nchk++] = a;
+    }
+    size_t k = n - 1 + nchk;
+    if (2 * k > UNW_MEMO_WORDS)
         return;
     unw_memo_t *m = c->memo;
     if (!m) {
@@ -1058,41 +1081,33 @@ void unwind_memo_store(heap_t *h, uint64_t payload, bool py) {
         c->memo = m;
     }
     if (m->gen != c->gen || m->hi != c->hi) {
-        for (unsigned k = 0; k < UNW_MEMO; k++)
-            m->e[k].n = 0;
+        for (unsigned j = 0; j < UNW_MEMO; j++)
+            m->e[j].n = 0;
         m->gen = c->gen;
         m->hi = c->hi;
     }
-    memo_e_t *e = &m->e[c->probe.slot];
+    /* the set's ways taken in turn */
+    unsigned way = m->next[c->probe.set]++ & (UNW_MEMO_WAYS - 1);
+    memo_e_t *e = &m->e[c->probe.set * UNW_MEMO_WAYS + way];
     e->n = 0; /* empty until whole */
-    uintptr_t r0 = c->rsp[at];
-    unsigned nchk = 0;
-    e->use_rbp0 = 0;
-    for (unsigned i = 0; i < n; i++) {
-        uintptr_t d = c->rsp[at + i] - r0;
-        if (d > UINT32_MAX)
-            return;
-        e->off[i] = (uint32_t)d;
-        e->ra[i] = c->rip[at + i];
-        if (!(c->fl[at + i] & FL_NB))
-            continue;
-        if (i == 0) {
-            e->use_rbp0 = 1;
-            e->rbp0 = c->probe.rbp;
-        } else if (c->slot[at + i]) {
-            uintptr_t a = c->slot[at + i];
-            if (nchk == UNW_MEMO_CHK || a < r0 || a - r0 > UINT32_MAX)
-                return;
-            e->chk_off[nchk] = (uint32_t)(a - r0);
-            e->chk_val[nchk++] = *(const uintptr_t *)a;
-        }
+    for (unsigned i = 1; i < n; i++) {
+        e->w[i - 1] = c->rsp[at + i] - 8;
+        e->w[k + i - 1] = c->rip[at + i];
     }
-    if (py && !python_memo_save(h, &e->pyt))
+    for (unsigned j = 0; j < nchk; j++) {
+        e->w[n - 1 + j] = chk[j];
+        e->w[k + n - 1 + j] = *(const uintptr_t *)chk[j];
+    }
+    unsigned ncf = 0, nf = 0;
+    if (py && !python_memo_save(h, e->w + 2 * k, UNW_MEMO_WORDS - 2 * k, &ncf, &nf))
         return;
     e->nchk = (uint8_t)nchk;
+    e->use_rbp0 = use_rbp0;
+    e->rbp0 = c->probe.rbp;
     e->py = py;
+    e->ncf = (uint8_t)ncf;
     e->rip0 = c->probe.rip;
-    e->rsp0 = r0;
+    e->rsp0 = c->rsp[at];
     e->pf = c->probe.pk.f;
     e->pip = c->probe.pk.ip;
     e->pip2 = c->probe.pk.ip2;
@@ -1369,31 +1384,44 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
         max = depth;
         if (mq) {
             /* the stack memo: the key, then the entry's words read again */
-            py_memo_key_t pk = {0, 0, 0, 0};
+            /* written in place and read a word at a time: a copy of the structure as a whole
+             * would load two stores at once, which the CPU cannot forward */
+            py_memo_key_t *pkp = &c->probe.pk;
             bool py = __atomic_load_n(&python_active, __ATOMIC_RELAXED);
-            if (py)
-                python_memo_key(h, &pk);
-            unsigned slot = memo_slot(s.rip, s.rsp, &pk);
+            if (py) {
+                python_memo_key(h, pkp);
+            } else {
+                pkp->ts = pkp->f = pkp->ip = pkp->ip2 = 0;
+            }
+            const py_memo_key_t pk = {pkp->ts, pkp->f, pkp->ip, pkp->ip2};
+            unsigned set = memo_set(s.rip, s.rsp, &pk);
             c->probe.armed = true;
-            c->probe.slot = slot;
+            c->probe.set = set;
             c->probe.rip = s.rip;
             c->probe.rsp = s.rsp;
             c->probe.rbp = s.rbp;
-            c->probe.pk = pk;
             mq->hit = false;
-            const unw_memo_t *m = c->memo;
-            const memo_e_t *e = m ? &m->e[slot] : NULL;
-            if (e && e->rip0 == s.rip && e->rsp0 == s.rsp && e->pf == pk.f && e->pip == pk.ip &&
-                e->pip2 == pk.ip2 &&
-                e->n && (uint32_t)(e->payload >> 32) == mq->gen && m->gen == gen && m->hi == hi &&
-                e->py == py && memo_confirm(e, s.rsp, s.rbp) &&
-                (!py || python_memo_same(h, &e->pyt, pk.ts))) {
-                mq->hit = true;
-                mq->payload = e->payload;
-                c->counts.memo++;
-                if (!mq->check) {
-                    c->probe.armed = false;
-                    return UNWIND_MEMO_HIT;
+            unw_memo_t *m = c->memo;
+            if (m && m->gen == gen && m->hi == hi) {
+                for (unsigned way = 0; way < UNW_MEMO_WAYS; way++) {
+                    const memo_e_t *e = &m->e[set * UNW_MEMO_WAYS + way];
+                    if (e->rip0 != s.rip || e->rsp0 != s.rsp || e->pf != pk.f || e->pip != pk.ip ||
+                        e->pip2 != pk.ip2 || !e->n || e->py != py)
+                        continue;
+                    /* the Python part first: where two stacks share the key, they differ there */
+                    if ((uint32_t)(e->payload >> 32) != mq->gen ||
+                        (py && !python_memo_same(e->w + 2 * ((size_t)e->n - 1 + e->nchk), e->ncf,
+                                                 pk.ts)) ||
+                        !memo_confirm(e, s.rbp))
+                        continue;
+                    mq->hit = true;
+                    mq->payload = e->payload;
+                    c->counts.memo++;
+                    if (!mq->check) {
+                        c->probe.armed = false;
+                        return UNWIND_MEMO_HIT;
+                    }
+                    break;
                 }
             }
         }

@@ -1,7 +1,8 @@
 """unwind_check.py CHECK_DUMP JIT_DUMP BINARY JIT_PAGE: the stacks of tests/prof/unwind.c.
 
 CHECK_DUMP was written with TALLY_UNWIND=check (every stack the fast walker returned was also
-taken by libunwind and compared); JIT_DUMP with the default walker, running the program's jit
+taken by libunwind and compared, and every site the stack memo answered with was compared with
+the walked stack's); JIT_DUMP with the default walker, running the program's jit
 case, whose code page JIT_PAGE (hex) lies in no module."""
 import sys
 
@@ -29,6 +30,10 @@ want("%d of %d stacks were compared with libunwind" % (t.get("unwind_checked", 0
 want("%d stacks went to libunwind, want at least 100" % t["unwind_foreign"],
      t["unwind_foreign"] >= 100)
 want("no stack was taken from the previous one", t["unwind_reused"] > 0)
+# The stack memo answered for most stacks, and each answer was compared with the walk's (a
+# differing site counts in unwind_mismatch).
+want("the stack memo answered for %d stacks, want at least 1000" % t.get("unwind_memo", 0),
+     t.get("unwind_memo", 0) >= 1000)
 
 mod = next(m for m in d["module"] if m["path"].endswith("/" + binary.split("/")[-1]))
 funcs = dumpcheck.functions(binary)
