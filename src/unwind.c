@@ -979,7 +979,7 @@ typedef struct unw_cache_s {
     struct unw_memo_s *memo;
     struct {
         bool armed;
-        unsigned set;
+        uint64_t hash; /* memo_hash of the key */
         uintptr_t rip, rsp, rbp;
         py_memo_key_t pk;
     } probe;
@@ -1023,14 +1023,19 @@ typedef struct unw_memo_s {
     uint64_t gen; /* the walker's generation and stack top the entries belong to */
     uintptr_t hi;
     uint8_t next[UNW_MEMO / UNW_MEMO_WAYS]; /* the way a store takes next, per set */
+    /* each entry's key hash (0: empty), by set: the ways are told apart in one cache line */
+    uint64_t tag[UNW_MEMO / UNW_MEMO_WAYS][UNW_MEMO_WAYS];
     _Alignas(64) memo_e_t e[UNW_MEMO];
 } unw_memo_t;
 
-static inline unsigned memo_set(uintptr_t rip, uintptr_t rsp, const py_memo_key_t *pk) {
+/* The key's hash: its top bits the set, and never 0 (an empty entry's tag). */
+static inline uint64_t memo_hash(uintptr_t rip, uintptr_t rsp, const py_memo_key_t *pk) {
     uint64_t x = (rip ^ (rsp << 17) ^ (rsp >> 4)) * 0x9E3779B97F4A7C15ULL;
     x ^= (pk->f ^ (pk->ip << 13) ^ (pk->ip2 << 29)) * 0xC2B2AE3D27D4EB4FULL;
-    return (unsigned)(x >> 59) & (UNW_MEMO / UNW_MEMO_WAYS - 1);
+    return x | 1;
 }
+#define MEMO_SET(x) ((unsigned)((x) >> 59) & (UNW_MEMO / UNW_MEMO_WAYS - 1))
+_Static_assert(UNW_MEMO / UNW_MEMO_WAYS == 32, "MEMO_SET takes 5 bits");
 
 /* e's stack holds at rsp0 (e->rsp0, whose stack top is this thread's): its words read again,
  * four at a time. */
@@ -1081,15 +1086,17 @@ void unwind_memo_store(heap_t *h, uint64_t payload, bool py) {
         c->memo = m;
     }
     if (m->gen != c->gen || m->hi != c->hi) {
+        memset(m->tag, 0, sizeof m->tag);
         for (unsigned j = 0; j < UNW_MEMO; j++)
             m->e[j].n = 0;
         m->gen = c->gen;
         m->hi = c->hi;
     }
     /* the set's ways taken in turn */
-    unsigned way = m->next[c->probe.set]++ & (UNW_MEMO_WAYS - 1);
-    memo_e_t *e = &m->e[c->probe.set * UNW_MEMO_WAYS + way];
-    e->n = 0; /* empty until whole */
+    unsigned set = MEMO_SET(c->probe.hash), way = m->next[set]++ & (UNW_MEMO_WAYS - 1);
+    memo_e_t *e = &m->e[set * UNW_MEMO_WAYS + way];
+    m->tag[set][way] = 0; /* empty until whole */
+    e->n = 0;
     for (unsigned i = 1; i < n; i++) {
         e->w[i - 1] = c->rsp[at + i] - 8;
         e->w[k + i - 1] = c->rip[at + i];
@@ -1113,6 +1120,7 @@ void unwind_memo_store(heap_t *h, uint64_t payload, bool py) {
     e->pip2 = c->probe.pk.ip2;
     e->payload = payload;
     e->n = (uint8_t)n;
+    m->tag[set][way] = c->probe.hash;
 }
 
 /* The CFA of the frame that returns to ra, if its rule is rsp + offset: that offset. */
@@ -1394,9 +1402,10 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
                 pkp->ts = pkp->f = pkp->ip = pkp->ip2 = 0;
             }
             const py_memo_key_t pk = {pkp->ts, pkp->f, pkp->ip, pkp->ip2};
-            unsigned set = memo_set(s.rip, s.rsp, &pk);
+            uint64_t hash = memo_hash(s.rip, s.rsp, &pk);
+            unsigned set = MEMO_SET(hash);
             c->probe.armed = true;
-            c->probe.set = set;
+            c->probe.hash = hash;
             c->probe.rip = s.rip;
             c->probe.rsp = s.rsp;
             c->probe.rbp = s.rbp;
@@ -1404,6 +1413,8 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
             unw_memo_t *m = c->memo;
             if (m && m->gen == gen && m->hi == hi) {
                 for (unsigned way = 0; way < UNW_MEMO_WAYS; way++) {
+                    if (m->tag[set][way] != hash)
+                        continue;
                     const memo_e_t *e = &m->e[set * UNW_MEMO_WAYS + way];
                     if (e->rip0 != s.rip || e->rsp0 != s.rsp || e->pf != pk.f || e->pip != pk.ip ||
                         e->pip2 != pk.ip2 || !e->n || e->py != py)
