@@ -882,7 +882,7 @@ typedef struct py_cache_s {
     } memo[PY_MEMO];
     uintptr_t ts_ok;  /* the thread state last found readable */
     py_merge_t merge; /* the last merge */
-    /* what the last merge read (py_memo_t): f[] is indexed as merge.words */
+    /* what the last merge read (python_memo_save packs it): f[] is indexed as merge.words */
     struct {
         bool ok;
         uintptr_t ts;
@@ -1166,7 +1166,7 @@ merge_cframes(walk_t *w, const layout_t *L, uintptr_t ts, const uintptr_t *fr,
     uintptr_t cf = word_at(ts + L->ts_cframe);
     unsigned o = 0, k = 0, nw = 0, nruns = 0, segs = 0;
     stack_sums_t delta = {0, 0};
-    /* the trace (py_memo_t): each cframe value looked at, and the frames walked at it */
+    /* the trace (python_memo_save): each cframe value looked at, and the frames walked at it */
     __typeof__(w->c->tr) *tr = &w->c->tr;
     const bool tracing = L->fr_is_entry >= 0; /* 3.12's runs end at a frame not walked */
     unsigned ncf = 0;
