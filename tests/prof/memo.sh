@@ -3,11 +3,14 @@
 # taken without a walk: each call stack must get the allocations it gets when every stack is
 # walked (TALLY_UNWIND=check, where the memo is looked up but every stack is walked and interned
 # all the same). The programs allocate the same way every run: sqlite3 building and querying a
-# table (bench/sqlite.sql: 1.4 million allocations from some 500 stacks), and tests/prof/unwind
-# (two paths at one depth, frame-pointer frames, recursion cut at TALLY_DEPTH, threads). Stacks
-# are compared by their frames, as module and offset.
+# table (bench/sqlite.sql: 1.4 million allocations from some 500 stacks), tests/prof/unwind
+# (two paths at one depth, frame-pointer frames, recursion cut at TALLY_DEPTH, threads), and
+# CPython running tests/preload/workload.py (4.5 million allocations, 29,000 merged stacks of
+# native and Python frames, whose Python callers a memo key does not hold). Stacks are compared
+# by their frames, native ones as module and offset, Python ones as file, function and line.
 . "$top_srcdir/tests/preload/common.sh"
 need sqlite3 sqlite3
+need /usr/bin/python3 python3
 prog=$top_builddir/tests/prof/unwind
 [ -x "$prog" ] || hard_error "$prog is not built"
 export PYTHONPATH=$top_srcdir/tests/prof
@@ -30,6 +33,8 @@ def stacks(path):
     mods = d["module"]
 
     def where(ip):
+        if isinstance(ip, tuple):  # a Python frame: ("py", file, name, line)
+            return ip
         for m in mods:
             if m["lo"] <= ip < m["hi"]:
                 return (m["path"].rsplit("/", 1)[-1], ip - m["base"])
@@ -58,4 +63,5 @@ PY
 
 input=$top_srcdir/bench/sqlite.sql run_both sqlite sqlite3 :memory:
 run_both unwind "$prog"
+PYTHONMALLOC=malloc PYTHONHASHSEED=0 run_both python /usr/bin/python3 "$top_srcdir/tests/preload/workload.py"
 finish
