@@ -460,7 +460,7 @@ int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_t self_hi
 typedef struct unw_memo_q_s {
     uint32_t gen;     /* in: payloads of another generation (payload >> 32) are no hit */
     bool check;       /* in: walk anyway (TALLY_UNWIND=check compares the two) */
-    bool hit;         /* out */
+    bool hit;         /* in: false; out: true on a hit */
     uint64_t payload; /* out, on a hit */
 } unw_memo_q_t;
 void unwind_memo_store(heap_t *h, uint64_t payload, bool py);
@@ -568,8 +568,8 @@ typedef struct py_memo_key_s {
 } py_memo_key_t;
 void python_memo_key(heap_t *h, py_memo_key_t *k);
 /* The last merge's trace into w[0..cap): the words used, 0 if it cannot be replayed (or does
- * not fit); *ncf and *nf its _PyCFrame pointers and frames. */
-size_t python_memo_save(heap_t *h, uintptr_t *w, size_t cap, unsigned *ncf, unsigned *nf);
+ * not fit); *ncf its _PyCFrame pointers. */
+size_t python_memo_save(heap_t *h, uintptr_t *w, size_t cap, unsigned *ncf);
 /* Whether the merge traced in w would read the same words now (ts from python_memo_key). */
 bool python_memo_same(const uintptr_t *w, unsigned ncf, uintptr_t ts);
 /* all mode: the block [start, start + size) is being freed and was marked by prof_watch_code:

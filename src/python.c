@@ -1394,6 +1394,12 @@ static inline const layout_t *layout_now(void) {
     return py.table == 1 ? &layouts[0] : py.table == 2 ? &layouts[1] : &py.L;
 }
 
+/* What the memo keeps of a frame: its instruction pointer, the low bit its is_entry (3.11). */
+static inline uintptr_t frame_ip_entry(const layout_t *L, uintptr_t f) {
+    return word_at(f + L->fr_instr) |
+           (*(const volatile uint8_t *)(f + (uint32_t)L->fr_is_entry) != 0);
+}
+
 static inline __attribute__((always_inline)) void memo_key_as(const layout_t *L, py_cache_t *c,
                                                                py_memo_key_t *k) {
     uintptr_t ts = thread_state(c, L);
@@ -1428,7 +1434,7 @@ void python_memo_key(heap_t *h, py_memo_key_t *k) {
         memo_key_as(&py.L, c, k);
 }
 
-size_t python_memo_save(heap_t *h, uintptr_t *w, size_t cap, unsigned *ncf, unsigned *nf) {
+size_t python_memo_save(heap_t *h, uintptr_t *w, size_t cap, unsigned *ncf) {
     py_cache_t *c = h->pyc;
     if (!c || !c->tr.ok)
         return 0;
@@ -1451,11 +1457,9 @@ size_t python_memo_save(heap_t *h, uintptr_t *w, size_t cap, unsigned *ncf, unsi
     for (unsigned j = 0; j < frames; j++) {
         uintptr_t f = c->tr.f[j];
         fw[2 * j] = f;
-        fw[2 * j + 1] = word_at(f + L->fr_instr) |
-                        (*(const volatile uint8_t *)(f + (uint32_t)L->fr_is_entry) != 0);
+        fw[2 * j + 1] = frame_ip_entry(L, f);
     }
     *ncf = n;
-    *nf = frames;
     return used;
 }
 
@@ -1474,9 +1478,7 @@ static inline __attribute__((always_inline)) bool memo_same_as(const layout_t *L
         if (m) {
             uintptr_t f = word_at(cf + L->cf_frame);
             for (;;) {
-                uintptr_t ip = word_at(f + L->fr_instr) |
-                               (*(const volatile uint8_t *)(f + (uint32_t)L->fr_is_entry) != 0);
-                if ((f ^ fw[0]) | (ip ^ fw[1]))
+                if ((f ^ fw[0]) | (frame_ip_entry(L, f) ^ fw[1]))
                     return false;
                 fw += 2;
                 if (--m == 0)

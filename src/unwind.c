@@ -1105,8 +1105,8 @@ void unwind_memo_store(heap_t *h, uint64_t payload, bool py) {
         e->w[n - 1 + j] = chk[j];
         e->w[k + n - 1 + j] = *(const uintptr_t *)chk[j];
     }
-    unsigned ncf = 0, nf = 0;
-    if (py && !python_memo_save(h, e->w + 2 * k, UNW_MEMO_WORDS - 2 * k, &ncf, &nf))
+    unsigned ncf = 0;
+    if (py && !python_memo_save(h, e->w + 2 * k, UNW_MEMO_WORDS - 2 * k, &ncf))
         return;
     e->nchk = (uint8_t)nchk;
     e->use_rbp0 = use_rbp0;
@@ -1392,37 +1392,32 @@ noinline int unwind_stack(heap_t *h, unsigned depth, uintptr_t self_lo, uintptr_
         max = depth;
         if (mq) {
             /* the stack memo: the key, then the entry's words read again */
-            /* written in place and read a word at a time: a copy of the structure as a whole
-             * would load two stores at once, which the CPU cannot forward */
-            py_memo_key_t *pkp = &c->probe.pk;
+            py_memo_key_t *pk = &c->probe.pk;
             bool py = __atomic_load_n(&python_active, __ATOMIC_RELAXED);
-            if (py) {
-                python_memo_key(h, pkp);
-            } else {
-                pkp->ts = pkp->f = pkp->ip = pkp->ip2 = 0;
-            }
-            const py_memo_key_t pk = {pkp->ts, pkp->f, pkp->ip, pkp->ip2};
-            uint64_t hash = memo_hash(s.rip, s.rsp, &pk);
+            if (py)
+                python_memo_key(h, pk);
+            else
+                pk->ts = pk->f = pk->ip = pk->ip2 = 0;
+            uint64_t hash = memo_hash(s.rip, s.rsp, pk);
             unsigned set = MEMO_SET(hash);
             c->probe.armed = true;
             c->probe.hash = hash;
             c->probe.rip = s.rip;
             c->probe.rsp = s.rsp;
             c->probe.rbp = s.rbp;
-            mq->hit = false;
             unw_memo_t *m = c->memo;
             if (m && m->gen == gen && m->hi == hi) {
                 for (unsigned way = 0; way < UNW_MEMO_WAYS; way++) {
                     if (m->tag[set][way] != hash)
                         continue;
                     const memo_e_t *e = &m->e[set * UNW_MEMO_WAYS + way];
-                    if (e->rip0 != s.rip || e->rsp0 != s.rsp || e->pf != pk.f || e->pip != pk.ip ||
-                        e->pip2 != pk.ip2 || !e->n || e->py != py)
+                    if (e->rip0 != s.rip || e->rsp0 != s.rsp || e->pf != pk->f ||
+                        e->pip != pk->ip || e->pip2 != pk->ip2 || e->py != py)
                         continue;
                     /* the Python part first: where two stacks share the key, they differ there */
                     if ((uint32_t)(e->payload >> 32) != mq->gen ||
                         (py && !python_memo_same(e->w + 2 * ((size_t)e->n - 1 + e->nchk), e->ncf,
-                                                 pk.ts)) ||
+                                                 pk->ts)) ||
                         !memo_confirm(e, s.rbp))
                         continue;
                     mq->hit = true;
